@@ -1,0 +1,65 @@
+# modelplane — every target runs on the pinned Node.js (hack/node.sh installs it when the
+# machine's node is older than 22) and installs what it needs.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+NODE_DIR := $(shell hack/node.sh)
+export PATH := $(NODE_DIR):$(CURDIR)/node_modules/.bin:$(PATH)
+# npm reads the user's npmrc; keep its warnings about unrelated keys out of our output.
+export npm_config_loglevel ?= error
+
+DEPS_STAMP := node_modules/.modelplane-deps
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(DEPS_STAMP): package.json package-lock.json
+	@echo "deps: npm install from package-lock.json (node $$(node --version))"
+	npm install --no-audit --no-fund
+	@touch $@
+
+.PHONY: deps
+deps: $(DEPS_STAMP) ## install npm dependencies
+
+.PHONY: cluster-bin
+cluster-bin: ## build the control-plane binaries from Go modules (cached outside the clone)
+	@hack/cluster-bin.sh
+
+.PHONY: lint
+lint: $(DEPS_STAMP) ## lint, check formatting, type-check
+	biome check .
+	tsc -p tsconfig.json --noEmit
+
+.PHONY: format
+format: $(DEPS_STAMP) ## rewrite files in the project's format
+	biome check --write .
+
+.PHONY: build
+build: $(DEPS_STAMP) ## compile to dist/
+	tsc -p tsconfig.build.json
+
+.PHONY: test
+test: cluster-bin $(DEPS_STAMP) ## run every test: unit, then against a real local control plane
+	vitest run --project unit --project cluster
+
+.PHONY: test-unit
+test-unit: $(DEPS_STAMP) ## run the unit tests only
+	vitest run --project unit
+
+.PHONY: test-cluster
+test-cluster: cluster-bin $(DEPS_STAMP) ## run the cluster tests only
+	vitest run --project cluster
+
+.PHONY: cluster-up
+cluster-up: cluster-bin $(DEPS_STAMP) ## start a local control plane with GPU node pools in the background
+	@node e2e/cluster/cli.ts up $(POOLS)
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane
+	@node e2e/cluster/cli.ts down
+
+.PHONY: cluster-status
+cluster-status: ## show the local control plane and its node pools
+	@node e2e/cluster/cli.ts status

@@ -1,0 +1,86 @@
+/**
+ * The one modelplane executable. Subcommands are the processes of DESIGN.md §2:
+ * `operator`, `sidecar` and `dev` (each arrives with the component that implements it).
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+export interface Subcommand {
+  summary: string;
+  run(argv: string[]): Promise<number>;
+}
+
+/** Registered subcommands; empty until the components that implement them exist. */
+export const subcommands: Record<string, Subcommand> = {};
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+export function usage(): string {
+  const names = Object.keys(subcommands);
+  const width = Math.max(10, ...names.map((n) => n.length)) + 2;
+  const list = names.length
+    ? names.map((n) => `  ${n.padEnd(width)}${subcommands[n]!.summary}`).join('\n')
+    : '  (none yet)';
+  return `modelplane ${version()}: a self-hosted model platform on Kubernetes
+
+Usage:
+  modelplane <command> [flags]
+
+Commands:
+${list}
+
+Flags:
+  -h, --help       show this help
+  -v, --version    print the version
+`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first && !first.startsWith('-')) {
+    const cmd = subcommands[first];
+    if (!cmd) {
+      process.stderr.write(`modelplane: unknown command "${first}"\n\n${usage()}`);
+      return 2;
+    }
+    return cmd.run(rest);
+  }
+  let values: { help?: boolean; version?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`modelplane: ${(err as Error).message}\n\n${usage()}`);
+    return 2;
+  }
+  if (values.version) {
+    process.stdout.write(`modelplane ${version()}\n`);
+    return 0;
+  }
+  if (values.help) {
+    process.stdout.write(usage());
+    return 0;
+  }
+  process.stderr.write(usage());
+  return 2;
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`modelplane: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

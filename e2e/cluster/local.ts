@@ -1,0 +1,461 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import type { Cluster } from './cluster.ts';
+import {
+  KWOK_NODE_ANNOTATION,
+  KWOK_NODE_ANNOTATION_VALUE,
+  type NodePool,
+  nodeManifests,
+} from './node-pools.ts';
+import { binaries } from './paths.ts';
+import {
+  freePort,
+  type GroupProcess,
+  groupAlive,
+  startGroupProcess,
+  stopGroup,
+  waitFor,
+} from './processes.ts';
+
+const DIR_PREFIX = 'modelplane-cluster-';
+/** Component logs outlive the cluster so a failing test can point at them; the newest few are kept. */
+const LOG_ROOT = join(tmpdir(), 'modelplane-logs');
+const KEEP_LOG_DIRS = 20;
+
+export interface LocalClusterOptions {
+  pools: NodePool[];
+  /** Wait for every node to report Ready before returning (default true). */
+  waitForNodes?: boolean;
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+}
+
+type Ports = Record<'etcdPort' | 'etcdPeerPort' | 'apiPort' | 'cmPort' | 'schedPort' | 'kwokPort', number>;
+
+interface StateFile {
+  owner: number;
+  pgids: number[];
+}
+
+/** An admin-ready control plane on 127.0.0.1: etcd, apiserver, controller manager, scheduler, kwok. */
+export class LocalCluster implements Cluster {
+  readonly provider = 'local' as const;
+  readonly logs: Record<string, string> = {};
+  readonly kubeconfig: string;
+  private readonly procs: GroupProcess[] = [];
+  private stopped = false;
+
+  readonly dir: string;
+  readonly logDir: string;
+  readonly server: string;
+
+  private constructor(dir: string, logDir: string, server: string) {
+    this.dir = dir;
+    this.logDir = logDir;
+    this.server = server;
+    this.kubeconfig = join(dir, 'admin.kubeconfig');
+  }
+
+  /** Process-group ids of every component started (each component leads its own group). */
+  get pgids(): number[] {
+    return this.procs.map((p) => p.pid);
+  }
+
+  describe(): string {
+    const lines = Object.entries(this.logs).map(([name, file]) => `  ${name}: ${file}`);
+    return `local control plane at ${this.server}\nkubeconfig: ${this.kubeconfig}\ncomponent logs:\n${lines.join('\n')}`;
+  }
+
+  static async start(opts: LocalClusterOptions): Promise<LocalCluster> {
+    const bin = binaries();
+    const log = opts.log ?? (() => {});
+    reapStaleClusters();
+    pruneLogDirs();
+    const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
+    const logDir = join(LOG_ROOT, basename(dir));
+    mkdirSync(logDir, { recursive: true });
+    const ports: Ports = {
+      etcdPort: await freePort(),
+      etcdPeerPort: await freePort(),
+      apiPort: await freePort(),
+      cmPort: await freePort(),
+      schedPort: await freePort(),
+      kwokPort: await freePort(),
+    };
+    const cluster = new LocalCluster(dir, logDir, `https://127.0.0.1:${ports.apiPort}`);
+    try {
+      await cluster.boot(bin, opts, log, ports);
+    } catch (err) {
+      const where = cluster.describe();
+      await cluster.stop();
+      throw new Error(`${(err as Error).message}\n${where}`, { cause: err });
+    }
+    return cluster;
+  }
+
+  private spawn(name: string, command: string, args: string[]): GroupProcess {
+    const logFile = join(this.logDir, `${name}.log`);
+    this.logs[name] = logFile;
+    const proc = startGroupProcess(name, command, args, logFile);
+    this.procs.push(proc);
+    this.saveState();
+    return proc;
+  }
+
+  private saveState(): void {
+    const state: StateFile = { owner: process.pid, pgids: this.pgids };
+    writeFileSync(join(this.dir, 'state.json'), JSON.stringify(state));
+  }
+
+  /** Waits for `check`, failing early with the component's log tail if the process dies. */
+  private async waitUp(proc: GroupProcess, what: string, check: () => Promise<boolean>, timeoutMs = 90_000) {
+    await waitFor(
+      what,
+      async () => {
+        if (proc.hasExited()) {
+          const tail = readFileSync(proc.logFile, 'utf8').split('\n').slice(-15).join('\n');
+          throw new Error(`${proc.name} exited during start-up; the end of ${proc.logFile}:\n${tail}`);
+        }
+        return check();
+      },
+      { timeoutMs, intervalMs: 200 },
+    ).catch((err: Error) => {
+      // Surface a crashed process instead of a generic timeout.
+      if (proc.hasExited()) {
+        const tail = readFileSync(proc.logFile, 'utf8').split('\n').slice(-15).join('\n');
+        throw new Error(`${proc.name} exited during start-up; the end of ${proc.logFile}:\n${tail}`);
+      }
+      throw err;
+    });
+  }
+
+  private async boot(
+    bin: ReturnType<typeof binaries>,
+    opts: LocalClusterOptions,
+    log: (line: string) => void,
+    ports: Ports,
+  ): Promise<void> {
+    const d = this.dir;
+    const t0 = Date.now();
+    const step = (msg: string) => log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+
+    // etcd
+    const etcdUrl = `http://127.0.0.1:${ports.etcdPort}`;
+    const etcd = this.spawn('etcd', bin.etcd, [
+      '--name=modelplane',
+      `--data-dir=${join(d, 'etcd')}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=http://127.0.0.1:${ports.etcdPeerPort}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${ports.etcdPeerPort}`,
+      `--initial-cluster=modelplane=http://127.0.0.1:${ports.etcdPeerPort}`,
+      '--unsafe-no-fsync',
+      '--quota-backend-bytes=4294967296',
+      '--log-level=warn',
+    ]);
+    await this.waitUp(etcd, 'etcd /health', async () => {
+      const res = await fetch(`${etcdUrl}/health`);
+      return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+    });
+    step('etcd ready');
+
+    // Credentials: one service-account signing key; static tokens per component.
+    const pki = join(d, 'pki');
+    mkdirSync(pki, { mode: 0o700 });
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    writeFileSync(join(pki, 'sa.key'), privateKey.export({ type: 'pkcs1', format: 'pem' }), { mode: 0o600 });
+    writeFileSync(join(pki, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
+    const token = () => randomBytes(24).toString('hex');
+    const users = {
+      admin: { token: token(), user: 'modelplane-admin', groups: 'system:masters' },
+      cm: { token: token(), user: 'system:kube-controller-manager', groups: '' },
+      scheduler: { token: token(), user: 'system:kube-scheduler', groups: '' },
+      kwok: { token: token(), user: 'modelplane-kwok', groups: 'system:masters' },
+    };
+    writeFileSync(
+      join(pki, 'tokens.csv'),
+      Object.values(users)
+        .map((u, i) => `${u.token},${u.user},uid-${i}${u.groups ? `,"${u.groups}"` : ''}`)
+        .join('\n') + '\n',
+      { mode: 0o600 },
+    );
+
+    // kube-apiserver
+    const apiserver = this.spawn('kube-apiserver', bin['kube-apiserver'], [
+      `--etcd-servers=${etcdUrl}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${ports.apiPort}`,
+      `--cert-dir=${join(pki, 'apiserver')}`,
+      `--token-auth-file=${join(pki, 'tokens.csv')}`,
+      `--service-account-key-file=${join(pki, 'sa.pub')}`,
+      `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      '--service-cluster-ip-range=10.96.0.0/16',
+      '--authorization-mode=Node,RBAC',
+      '--allow-privileged=true',
+      '--endpoint-reconciler-type=none',
+      '--profiling=false',
+      '--v=1',
+    ]);
+    const caFile = join(pki, 'apiserver', 'apiserver.crt');
+    await this.waitUp(apiserver, 'kube-apiserver /readyz', async () => {
+      if (!existsSync(caFile)) return false;
+      const res = await httpsGet(`${this.server}/readyz`, {
+        ca: readFileSync(caFile),
+        token: users.admin.token,
+      });
+      return res.status === 200;
+    });
+    step('kube-apiserver ready');
+
+    const ca = readFileSync(caFile);
+    const writeKubeconfig = (name: string, tok: string) => {
+      const path = join(d, `${name}.kubeconfig`);
+      writeFileSync(path, kubeconfigYaml(this.server, ca, name, tok), { mode: 0o600 });
+      return path;
+    };
+    writeKubeconfig('admin', users.admin.token);
+    const cmConfig = writeKubeconfig('controller-manager', users.cm.token);
+    const schedConfig = writeKubeconfig('scheduler', users.scheduler.token);
+    const kwokConfig = writeKubeconfig('kwok', users.kwok.token);
+
+    const cm = this.spawn('kube-controller-manager', bin['kube-controller-manager'], [
+      `--kubeconfig=${cmConfig}`,
+      `--authentication-kubeconfig=${cmConfig}`,
+      `--authorization-kubeconfig=${cmConfig}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${ports.cmPort}`,
+      `--cert-dir=${join(pki, 'controller-manager')}`,
+      '--leader-elect=false',
+      '--use-service-account-credentials=true',
+      `--service-account-private-key-file=${join(pki, 'sa.key')}`,
+      `--root-ca-file=${caFile}`,
+      '--cluster-name=modelplane',
+      // The pod GC reaps pods of deleted nodes; everything else of the default set is wanted.
+      '--controllers=*',
+      '--concurrent-gc-syncs=10',
+      '--v=1',
+    ]);
+    const scheduler = this.spawn('kube-scheduler', bin['kube-scheduler'], [
+      `--kubeconfig=${schedConfig}`,
+      `--authentication-kubeconfig=${schedConfig}`,
+      `--authorization-kubeconfig=${schedConfig}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${ports.schedPort}`,
+      `--cert-dir=${join(pki, 'scheduler')}`,
+      '--leader-elect=false',
+      '--v=1',
+    ]);
+    const kwokConfigFile = join(d, 'kwok.yaml');
+    writeFileSync(
+      kwokConfigFile,
+      stringify({ apiVersion: 'config.kwok.x-k8s.io/v1alpha1', kind: 'KwokConfiguration', options: {} }),
+    );
+    const kwok = this.spawn('kwok', bin.kwok, [
+      `--kubeconfig=${kwokConfig}`,
+      `--config=${kwokConfigFile}`,
+      '--manage-all-nodes=false',
+      `--manage-nodes-with-annotation-selector=${KWOK_NODE_ANNOTATION}=${KWOK_NODE_ANNOTATION_VALUE}`,
+      '--node-ip=127.0.0.1',
+      `--server-address=127.0.0.1:${ports.kwokPort}`,
+      '--node-lease-duration-seconds=40',
+      '--cidr=10.244.0.1/16',
+    ]);
+    const healthz = (port: number) => async () =>
+      (await httpsGet(`https://127.0.0.1:${port}/healthz`, { insecure: true })).status === 200;
+    await Promise.all([
+      this.waitUp(cm, 'kube-controller-manager /healthz', healthz(ports.cmPort)),
+      this.waitUp(scheduler, 'kube-scheduler /healthz', healthz(ports.schedPort)),
+      this.waitUp(
+        kwok,
+        'kwok /healthz',
+        async () => (await fetch(`http://127.0.0.1:${ports.kwokPort}/healthz`)).ok,
+      ),
+    ]);
+    step('controller manager, scheduler and kwok up');
+
+    await createNodePools(this.kubeconfig, opts.pools);
+    const total = opts.pools.reduce((n, p) => n + p.count, 0);
+    step(`created ${total} nodes in ${opts.pools.length} pools`);
+    const kc = new KubeConfig();
+    kc.loadFromFile(this.kubeconfig);
+    const api = kc.makeApiClient(KubernetesObjectApi);
+    if (opts.waitForNodes !== false && total > 0) {
+      await waitFor(
+        `${total} nodes to be Ready (kwok)`,
+        async () => {
+          const list = await api.list<NodeLike>('v1', 'Node');
+          const ready = list.items.filter((n) =>
+            n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+          ).length;
+          return ready >= total;
+        },
+        { timeoutMs: 120_000, intervalMs: 250 },
+      );
+      step('nodes Ready');
+    }
+    // Pods need the namespace's default ServiceAccount, made by the controller manager.
+    await waitFor(
+      'the default ServiceAccount',
+      async () => {
+        await api.read({
+          apiVersion: 'v1',
+          kind: 'ServiceAccount',
+          metadata: { name: 'default', namespace: 'default' },
+        });
+        return true;
+      },
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+    step('ready');
+  }
+
+  /** Kills every process the cluster started and removes its temporary directory. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const byName = (n: string) => this.procs.filter((p) => p.name === n);
+    const etcd = byName('etcd');
+    await Promise.all(this.procs.filter((p) => p.name !== 'etcd').map((p) => stopGroup(p.pid)));
+    await Promise.all(etcd.map((p) => stopGroup(p.pid)));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+interface NodeLike {
+  metadata?: { name?: string };
+  status?: { conditions?: { type: string; status: string }[] };
+}
+
+/** Creates the pools' Node objects (in parallel batches; scale tests ask for hundreds). */
+export async function createNodePools(kubeconfigPath: string, pools: NodePool[]): Promise<void> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath);
+  const api = kc.makeApiClient(KubernetesObjectApi);
+  const manifests = pools.flatMap(nodeManifests);
+  const batch = 32;
+  for (let i = 0; i < manifests.length; i += batch) {
+    await Promise.all(
+      manifests.slice(i, i + batch).map(async (m) => {
+        try {
+          await api.create(m as never);
+        } catch (err) {
+          // Re-running against the same cluster is fine: the node already exists.
+          if ((err as { code?: number }).code !== 409) throw err;
+        }
+      }),
+    );
+  }
+}
+
+export function kubeconfigYaml(server: string, ca: Buffer, user: string, token: string): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [
+      { name: 'modelplane', cluster: { server, 'certificate-authority-data': ca.toString('base64') } },
+    ],
+    users: [{ name: user, user: { token } }],
+    contexts: [{ name: 'modelplane', context: { cluster: 'modelplane', user, namespace: 'default' } }],
+    'current-context': 'modelplane',
+  });
+}
+
+interface HttpsResult {
+  status: number;
+  body: string;
+}
+
+/** GET over HTTPS to a loopback component, trusting `ca` (or nothing, for health probes). */
+export function httpsGet(
+  url: string,
+  opts: { ca?: Buffer; token?: string; insecure?: boolean; timeoutMs?: number },
+): Promise<HttpsResult> {
+  return new Promise((resolveGet, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'GET',
+        ca: opts.ca,
+        rejectUnauthorized: !opts.insecure,
+        headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {},
+        timeout: opts.timeoutMs ?? 5_000,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => {
+          body += c;
+        });
+        res.on('end', () => resolveGet({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * Kills what earlier runs left behind: a cluster directory whose owner process is gone
+ * (a test run killed with SIGKILL, say) still lists the process groups it started.
+ */
+export function reapStaleClusters(): number {
+  let reaped = 0;
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(DIR_PREFIX)) continue;
+    const dir = join(tmpdir(), name);
+    let state: StateFile;
+    try {
+      state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as StateFile;
+    } catch {
+      // No state yet: leave a directory younger than a minute to the run still starting it.
+      try {
+        if (Date.now() - statSync(dir).mtimeMs > 60_000) rmSync(dir, { recursive: true, force: true });
+      } catch {}
+      continue;
+    }
+    if (processAlive(state.owner)) continue;
+    for (const pgid of state.pgids) {
+      if (!groupAlive(pgid)) continue;
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {}
+    }
+    rmSync(dir, { recursive: true, force: true });
+    reaped++;
+  }
+  return reaped;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function pruneLogDirs(): void {
+  if (!existsSync(LOG_ROOT)) return;
+  const dirs = readdirSync(LOG_ROOT)
+    .map((n) => ({ path: join(LOG_ROOT, n), mtime: statSync(join(LOG_ROOT, n)).mtimeMs }))
+    .sort((a, b) => b.mtime - a.mtime);
+  for (const d of dirs.slice(KEEP_LOG_DIRS)) rmSync(d.path, { recursive: true, force: true });
+}
