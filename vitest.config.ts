@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 // started once per run by e2e/cluster/global-setup.ts and shared through `inject`).
 export default defineConfig({
   test: {
+    reporters: ['default', './hack/vitest-summary.ts'],
     projects: [
       {
         test: {
