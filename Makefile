@@ -36,6 +36,10 @@ lint: $(DEPS_STAMP) ## lint, check formatting, type-check
 format: $(DEPS_STAMP) ## rewrite files in the project's format
 	biome check --write .
 
+.PHONY: crds
+crds: $(DEPS_STAMP) ## generate the CRD YAML in crds/generated/ from the zod schemas in crds/
+	node crds/generate.ts
+
 .PHONY: build
 build: $(DEPS_STAMP) ## compile to dist/
 	tsc -p tsconfig.build.json

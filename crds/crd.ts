@@ -1,0 +1,143 @@
+/** Builds the CustomResourceDefinitions from the zod schemas (see structural.ts for the rules). */
+import { stringify } from 'yaml';
+import { z } from 'zod';
+import { CATEGORY, GROUP, VERSION } from './constants.ts';
+import { KINDS, type KindDefinition } from './kinds.ts';
+import { type JsonSchema, StructuralError, toStructural } from './structural.ts';
+
+export interface CustomResourceDefinition {
+  apiVersion: 'apiextensions.k8s.io/v1';
+  kind: 'CustomResourceDefinition';
+  metadata: { name: string; labels: Record<string, string> };
+  spec: {
+    group: string;
+    names: {
+      kind: string;
+      listKind: string;
+      plural: string;
+      singular: string;
+      shortNames: string[];
+      categories: string[];
+    };
+    scope: 'Cluster' | 'Namespaced';
+    versions: Array<{
+      name: string;
+      served: boolean;
+      storage: boolean;
+      schema: { openAPIV3Schema: JsonSchema };
+      subresources: { status: Record<string, never> };
+      additionalPrinterColumns: Array<Record<string, unknown>>;
+      selectableFields?: Array<{ jsonPath: string }>;
+    }>;
+  };
+}
+
+/** The JSON Schema zod writes for a kind's object, before post-processing. */
+export function zodJsonSchema(def: KindDefinition): JsonSchema {
+  return z.toJSONSchema(def.schema, {
+    target: 'openapi-3.0',
+    // Fields with defaults are optional to whoever writes the object.
+    io: 'input',
+    reused: 'inline',
+    cycles: 'throw',
+    // Only metadata's timestamps (typed for TypeScript callers) are unrepresentable; the
+    // root's metadata is replaced below, and anything else left without a type fails.
+    unrepresentable: 'any',
+  }) as JsonSchema;
+}
+
+/** The openAPIV3Schema, printer columns and selectable fields of a kind. */
+export function kindSchema(def: KindDefinition) {
+  const json = zodJsonSchema(def);
+  const props = json.properties as Record<string, JsonSchema> | undefined;
+  if (!props?.spec || !props.metadata)
+    throw new StructuralError(`${def.kind}: the schema needs metadata and spec`);
+  // The API server owns metadata's schema: a CRD may only constrain name (and generateName).
+  const metaProps = (props.metadata.properties ?? {}) as Record<string, JsonSchema>;
+  const name = metaProps.name;
+  props.metadata = { type: 'object', description: 'Standard object metadata.' };
+  props.apiVersion = {
+    type: 'string',
+    description: 'APIVersion of this object: modelplane.dev/v1alpha1.',
+  };
+  props.kind = { type: 'string', description: `Kind of this object: ${def.kind}.` };
+  // The API server fills these in; only spec must be written.
+  json.required = ((json.required ?? []) as string[]).filter(
+    (k) => !['apiVersion', 'kind', 'metadata'].includes(k),
+  );
+  const out = toStructural(json);
+  const outProps = out.schema.properties as Record<string, JsonSchema>;
+  outProps.metadata = { type: 'object' };
+  if (name && Object.keys(name).some((k) => !['type', 'description'].includes(k))) {
+    const { description: _, ...constrained } = toStructural(name, ['metadata', 'name']).schema;
+    outProps.metadata.properties = { name: constrained };
+  }
+  const columns = [
+    ...out.printerColumns,
+    ...(def.extraColumns ?? []),
+    {
+      name: 'Age',
+      type: 'date' as const,
+      jsonPath: '.metadata.creationTimestamp',
+      description: 'Time since the object was created.',
+    },
+  ];
+  return { openAPIV3Schema: out.schema, printerColumns: columns, selectableFields: out.selectableFields };
+}
+
+export function crdFor(def: KindDefinition): CustomResourceDefinition {
+  const { openAPIV3Schema, printerColumns, selectableFields } = kindSchema(def);
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: {
+      name: `${def.plural}.${GROUP}`,
+      labels: { 'app.kubernetes.io/name': 'modelplane', 'app.kubernetes.io/part-of': 'modelplane' },
+    },
+    spec: {
+      group: GROUP,
+      names: {
+        kind: def.kind,
+        listKind: def.listKind,
+        plural: def.plural,
+        singular: def.singular,
+        shortNames: def.shortNames,
+        categories: [CATEGORY],
+      },
+      scope: def.scope,
+      versions: [
+        {
+          name: VERSION,
+          served: true,
+          storage: true,
+          schema: { openAPIV3Schema },
+          subresources: { status: {} },
+          additionalPrinterColumns: printerColumns.map((c) => ({
+            name: c.name,
+            type: c.type,
+            jsonPath: c.jsonPath,
+            ...(c.description ? { description: c.description } : {}),
+            ...(c.priority ? { priority: c.priority } : {}),
+          })),
+          ...(selectableFields.length > 0 ? { selectableFields } : {}),
+        },
+      ],
+    },
+  };
+}
+
+/** Every CRD of the API, in a stable order. */
+export function crds(): CustomResourceDefinition[] {
+  return KINDS.map(crdFor);
+}
+
+const HEADER = '# Generated by `make crds` from the zod schemas in crds/*.ts. Do not edit.\n';
+
+export function crdYaml(crd: CustomResourceDefinition): string {
+  return HEADER + stringify(crd, { lineWidth: 0, aliasDuplicateObjects: false });
+}
+
+/** File name (in crds/generated/) → contents, for every CRD. */
+export function generatedFiles(): Map<string, string> {
+  return new Map(crds().map((c) => [`${c.metadata.name}.yaml`, crdYaml(c)]));
+}
