@@ -4,14 +4,17 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import * as operator from '../operator/main.ts';
 
 export interface Subcommand {
   summary: string;
   run(argv: string[]): Promise<number>;
 }
 
-/** Registered subcommands; empty until the components that implement them exist. */
-export const subcommands: Record<string, Subcommand> = {};
+/** Registered subcommands. */
+export const subcommands: Record<string, Subcommand> = {
+  operator: { summary: operator.summary, run: operator.run },
+};
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {

@@ -42,6 +42,8 @@ export interface LocalClusterOptions {
   waitForNodes?: boolean;
   /** Progress lines (default: none). */
   log?: (line: string) => void;
+  /** Extra kube-apiserver flags, after the harness's own (a later flag wins). */
+  apiServerFlags?: string[];
 }
 
 type Ports = Record<'etcdPort' | 'etcdPeerPort' | 'apiPort' | 'cmPort' | 'schedPort' | 'kwokPort', number>;
@@ -62,11 +64,16 @@ export class LocalCluster implements Cluster {
   readonly dir: string;
   readonly logDir: string;
   readonly server: string;
+  /** etcd's client URL (plain HTTP on loopback; its v3 JSON gateway answers under /v3/). */
+  readonly etcdUrl: string;
+  /** How to start kube-apiserver again (set once booted): its flags and a readiness probe. */
+  private apiServer?: { args: string[]; ready: () => Promise<boolean> };
 
-  private constructor(dir: string, logDir: string, server: string) {
+  private constructor(dir: string, logDir: string, server: string, etcdUrl: string) {
     this.dir = dir;
     this.logDir = logDir;
     this.server = server;
+    this.etcdUrl = etcdUrl;
     this.kubeconfig = join(dir, 'admin.kubeconfig');
   }
 
@@ -96,7 +103,12 @@ export class LocalCluster implements Cluster {
       schedPort: await freePort(),
       kwokPort: await freePort(),
     };
-    const cluster = new LocalCluster(dir, logDir, `https://127.0.0.1:${ports.apiPort}`);
+    const cluster = new LocalCluster(
+      dir,
+      logDir,
+      `https://127.0.0.1:${ports.apiPort}`,
+      `http://127.0.0.1:${ports.etcdPort}`,
+    );
     try {
       await cluster.boot(bin, opts, log, ports);
     } catch (err) {
@@ -116,9 +128,42 @@ export class LocalCluster implements Cluster {
     return proc;
   }
 
+  /**
+   * Stops kube-apiserver (its whole process group, SIGTERM then SIGKILL) and starts it again
+   * with the same port and flags; resolves once it answers /readyz. etcd and the other
+   * components keep running, so clients see their connections drop and come back.
+   */
+  async restartApiServer(): Promise<void> {
+    const api = this.apiServer;
+    const old = this.procs.find((p) => p.name === 'kube-apiserver');
+    if (!api || !old || this.stopped) throw new Error('the cluster is not running');
+    await stopGroup(old.pid);
+    this.procs.splice(this.procs.indexOf(old), 1);
+    const proc = this.spawn('kube-apiserver', binaries()['kube-apiserver'], api.args);
+    await this.waitUp(proc, 'kube-apiserver /readyz after a restart', api.ready);
+  }
+
   private saveState(): void {
     const state: StateFile = { owner: process.pid, pgids: this.pgids };
     writeFileSync(join(this.dir, 'state.json'), JSON.stringify(state));
+  }
+
+  /**
+   * Compacts etcd's history up to its current revision (through its v3 JSON gateway), so
+   * a watch from any older resourceVersion that reaches etcd gets 410 Gone. Returns the
+   * revision. kube-apiserver's watch cache still serves what it holds in memory; start the
+   * cluster with `--watch-cache=false` to have every watch go to etcd.
+   */
+  async compactEtcd(): Promise<number> {
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(`${this.etcdUrl}${path}`, { method: 'POST', body: JSON.stringify(body) });
+      if (!res.ok) throw new Error(`etcd ${path}: ${res.status} ${await res.text()}`);
+      return (await res.json()) as { header?: { revision?: string } };
+    };
+    const { header } = await post('/v3/kv/range', { key: Buffer.from('\0').toString('base64') });
+    const revision = Number(header?.revision);
+    await post('/v3/kv/compaction', { revision: String(revision), physical: true });
+    return revision;
   }
 
   /** Waits for `check`, failing early with the component's log tail if the process dies. */
@@ -154,7 +199,7 @@ export class LocalCluster implements Cluster {
     const step = (msg: string) => log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
 
     // etcd
-    const etcdUrl = `http://127.0.0.1:${ports.etcdPort}`;
+    const etcdUrl = this.etcdUrl;
     const etcd = this.spawn('etcd', bin.etcd, [
       '--name=modelplane',
       `--data-dir=${join(d, 'etcd')}`,
@@ -195,7 +240,7 @@ export class LocalCluster implements Cluster {
     );
 
     // kube-apiserver
-    const apiserver = this.spawn('kube-apiserver', bin['kube-apiserver'], [
+    const apiArgs = [
       `--etcd-servers=${etcdUrl}`,
       '--bind-address=127.0.0.1',
       '--advertise-address=127.0.0.1',
@@ -211,16 +256,20 @@ export class LocalCluster implements Cluster {
       '--endpoint-reconciler-type=none',
       '--profiling=false',
       '--v=1',
-    ]);
+      ...(opts.apiServerFlags ?? []),
+    ];
     const caFile = join(pki, 'apiserver', 'apiserver.crt');
-    await this.waitUp(apiserver, 'kube-apiserver /readyz', async () => {
+    const apiReady = async () => {
       if (!existsSync(caFile)) return false;
       const res = await httpsGet(`${this.server}/readyz`, {
         ca: readFileSync(caFile),
         token: users.admin.token,
       });
       return res.status === 200;
-    });
+    };
+    this.apiServer = { args: apiArgs, ready: apiReady };
+    const apiserver = this.spawn('kube-apiserver', bin['kube-apiserver'], apiArgs);
+    await this.waitUp(apiserver, 'kube-apiserver /readyz', apiReady);
     step('kube-apiserver ready');
 
     const ca = readFileSync(caFile);

@@ -1,0 +1,32 @@
+/** The operator runtime: what controllers import. See README.md in this directory. */
+export { type ApplyOptions, apply, applyStatus, covers } from './apply.ts';
+export {
+  ApiError,
+  isConflict,
+  isGone,
+  isNotFound,
+  KubeClient,
+  type KubeObject,
+  type OwnerReference,
+  type ResourceType,
+  resourceType,
+} from './client.ts';
+export { type Clock, FakeClock, realClock, sleep } from './clock.ts';
+export {
+  Controller,
+  type ControllerOptions,
+  controllerOwnerKeys,
+  type Reconcile,
+  type ReconcileContext,
+  type ReconcileResult,
+  type Source,
+  TerminalError,
+  type Watch,
+} from './controller.ts';
+export { type Event, EventRecorder, Events } from './events.ts';
+export { type EventHandler, Informer, type InformerOptions, objectKey, splitKey } from './informer.ts';
+export { LeaderElector, type Lease, Leases } from './leader-election.ts';
+export { createLogger, type Logger } from './log.ts';
+export { type LeaderElectionOptions, Manager, type ManagerOptions } from './manager.ts';
+export { RuntimeMetrics } from './metrics.ts';
+export { WorkQueue } from './workqueue.ts';

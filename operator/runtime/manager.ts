@@ -1,0 +1,254 @@
+/**
+ * The manager runs a process's controllers:
+ *
+ * - informers and controllers run only while this process holds the Lease (or always,
+ *   when leader election is off); losing the Lease stops them, and they start afresh when
+ *   the Lease is won again;
+ * - an HTTP server answers `/healthz` (the process is up), `/readyz` (every running
+ *   informer has synced, and every added check passes) and `/metrics` (Prometheus);
+ * - `stop` (and SIGTERM/SIGINT after `stopOnSignals`) shuts down gracefully: no new work,
+ *   in-flight reconciles get `shutdownTimeoutMs` to finish, the Lease is released, the HTTP
+ *   server closes.
+ *
+ * Register informers and controllers before `start`.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { KubeConfig } from '@kubernetes/client-node';
+import { Registry } from 'prom-client';
+import { KubeClient, type KubeObject, type ResourceType } from './client.ts';
+import { Controller, type ControllerOptions } from './controller.ts';
+import { EventRecorder } from './events.ts';
+import { Informer, type InformerOptions } from './informer.ts';
+import { type LeaderElectionTiming, LeaderElector } from './leader-election.ts';
+import { createLogger, type Logger } from './log.ts';
+import { RuntimeMetrics } from './metrics.ts';
+
+export interface LeaderElectionOptions extends Partial<LeaderElectionTiming> {
+  /** The Lease's namespace (the operator's own). */
+  namespace: string;
+  /** The Lease's name (default: the manager's name). */
+  name?: string;
+}
+
+export interface ManagerOptions {
+  /** Names the manager in logs, and its Lease by default. */
+  name: string;
+  /** Where the API server is (default: $KUBECONFIG, ~/.kube/config, or in-cluster). */
+  kubeConfig?: KubeConfig;
+  /** This process among the candidates for the Lease (default: hostname and a random suffix). */
+  identity?: string;
+  /** The Lease to hold before running controllers; `false` runs them at once (one replica only). */
+  leaderElection: LeaderElectionOptions | false;
+  /** Health and metrics server (`port: 0` picks a free port); `false` for none. */
+  http?: { port: number; host?: string } | false;
+  /** How long in-flight reconciles may run on after a stop (default 30 s). */
+  shutdownTimeoutMs?: number;
+  log?: Logger;
+  registry?: Registry;
+}
+
+export type InformerSpec = Omit<InformerOptions, 'log' | 'backoff'>;
+
+export class Manager {
+  readonly name: string;
+  readonly identity: string;
+  readonly client: KubeClient;
+  readonly log: Logger;
+  readonly metrics: RuntimeMetrics;
+  private readonly opts: ManagerOptions;
+  private readonly informers = new Map<string, Informer>();
+  private readonly controllers: Controller[] = [];
+  private readonly recorders: EventRecorder[] = [];
+  private readonly readyChecks = new Map<string, () => boolean>();
+  private readonly abort = new AbortController();
+  private readonly elector: LeaderElector | undefined;
+  private server: Server | undefined;
+  private running: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+  private leading = false;
+
+  constructor(opts: ManagerOptions) {
+    this.opts = opts;
+    this.name = opts.name;
+    this.identity = opts.identity ?? `${hostname()}_${randomUUID()}`;
+    this.log = (opts.log ?? createLogger()).child({ manager: opts.name });
+    this.metrics = new RuntimeMetrics(opts.registry ?? new Registry());
+    let kc = opts.kubeConfig;
+    if (!kc) {
+      kc = new KubeConfig();
+      kc.loadFromDefault();
+    }
+    const host = new URL(kc.getCurrentCluster()?.server ?? 'https://unknown').host;
+    this.client = new KubeClient(kc, { onResponse: this.metrics.restClientHook(host) });
+    const le = opts.leaderElection;
+    if (le) {
+      this.elector = new LeaderElector({
+        ...le,
+        name: le.name ?? opts.name,
+        client: this.client,
+        identity: this.identity,
+        log: this.log,
+        metrics: this.metrics,
+        onStartedLeading: (signal) => this.lead(signal),
+      });
+    }
+  }
+
+  /** True while this process runs the controllers. */
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  /** The HTTP server's address, once started. */
+  get address(): AddressInfo | undefined {
+    const addr = this.server?.address();
+    return addr && typeof addr === 'object' ? addr : undefined;
+  }
+
+  /** The informer for `type` with these options, made once and shared by every controller. */
+  informer<T extends KubeObject>(type: ResourceType<T>, spec: InformerSpec = {}): Informer<T> {
+    const key = JSON.stringify([
+      type.apiVersion,
+      type.plural,
+      spec.namespace,
+      spec.labelSelector,
+      spec.fieldSelector,
+    ]);
+    let informer = this.informers.get(key);
+    if (!informer) {
+      informer = new Informer(this.client, type as ResourceType, { ...spec, log: this.log });
+      this.informers.set(key, informer);
+    }
+    return informer as unknown as Informer<T>;
+  }
+
+  addController<T extends KubeObject>(opts: Omit<ControllerOptions<T>, 'log' | 'metrics'>): Controller<T> {
+    const controller = new Controller<T>({ ...opts, log: this.log, metrics: this.metrics });
+    this.controllers.push(controller as unknown as Controller);
+    return controller;
+  }
+
+  /** An Event recorder reporting as `reportingController` from this process. */
+  eventRecorder(reportingController: string): EventRecorder {
+    const recorder = new EventRecorder({
+      client: this.client,
+      reportingController,
+      reportingInstance: this.identity,
+      log: this.log,
+    });
+    this.recorders.push(recorder);
+    return recorder;
+  }
+
+  /** Adds a condition to `/readyz`. */
+  addReadyCheck(name: string, check: () => boolean): void {
+    this.readyChecks.set(name, check);
+  }
+
+  /** Why the manager is not ready (empty when it is). */
+  notReady(): string[] {
+    if (!this.running) return ['not started'];
+    if (this.stopping) return ['shutting down'];
+    const reasons: string[] = [];
+    for (const informer of this.informers.values()) {
+      if (informer.isRunning && !informer.hasSynced()) reasons.push(`${informer.type.plural} not synced`);
+    }
+    for (const [name, check] of this.readyChecks) if (!check()) reasons.push(`${name} not ready`);
+    return reasons;
+  }
+
+  /** Starts the HTTP server, then campaigns for the Lease (or leads at once) in the background. */
+  async start(): Promise<void> {
+    if (this.running) throw new Error('the manager was started already');
+    if (this.opts.http) await this.listen(this.opts.http.port, this.opts.http.host);
+    const signal = this.abort.signal;
+    this.running = (this.elector ? this.elector.run(signal) : this.lead(signal)).catch((err) =>
+      this.log.error({ err }, 'the manager stopped on an error'),
+    );
+    this.log.info({ identity: this.identity, http: this.address }, 'manager started');
+  }
+
+  /** Graceful shutdown; safe to call more than once. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log.info('shutting down');
+      this.abort.abort();
+      await this.running;
+      await Promise.all(this.recorders.map((r) => r.flush()));
+      await this.close();
+      this.log.info('stopped');
+    })();
+    return this.stopping;
+  }
+
+  /** On SIGTERM or SIGINT: stop, then exit 0. A second signal exits 1 at once. */
+  stopOnSignals(signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT']): void {
+    let received = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (received) process.exit(1);
+      received = true;
+      this.log.info({ signal }, 'signal received');
+      void this.stop().then(() => process.exit(0));
+    };
+    for (const s of signals) process.on(s, onSignal);
+  }
+
+  /** Runs informers and controllers until `signal` aborts, then stops them. */
+  private async lead(signal: AbortSignal): Promise<void> {
+    this.leading = true;
+    try {
+      for (const informer of this.informers.values()) informer.start();
+      await Promise.all(this.controllers.map((c) => c.start(signal))).catch((err) => {
+        if (!signal.aborted) throw err;
+      });
+      if (!signal.aborted)
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+    } finally {
+      const timeoutMs = this.opts.shutdownTimeoutMs ?? 30_000;
+      await Promise.all(this.controllers.map((c) => c.stop(timeoutMs)));
+      await Promise.all([...this.informers.values()].map((i) => i.stop()));
+      this.leading = false;
+    }
+  }
+
+  private listen(port: number, host = '0.0.0.0'): Promise<void> {
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/healthz' || path === '/livez') {
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+      } else if (path === '/readyz') {
+        const reasons = this.notReady();
+        res
+          .writeHead(reasons.length ? 503 : 200, { 'content-type': 'text/plain' })
+          .end(reasons.length ? `${reasons.join('\n')}\n` : 'ok');
+      } else if (path === '/metrics') {
+        this.metrics.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(text),
+          (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(err.message),
+        );
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+      }
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  private close(): Promise<void> {
+    const server = this.server;
+    if (!server) return Promise.resolve();
+    return new Promise((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+}
