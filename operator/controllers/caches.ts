@@ -1,0 +1,53 @@
+/** The informers the controllers share: one per kind, made once per manager. */
+import { LABEL } from '../../crds/index.ts';
+import type { Informer, Manager } from '../runtime/index.ts';
+import {
+  Deployments,
+  HardwareClasses,
+  Models,
+  ModelVersions,
+  Nodes,
+  Pods,
+  type Stored,
+  Workloads,
+} from './resources.ts';
+import { MANAGED_BY } from './workload.ts';
+
+type Of<R> = R extends { readonly object?: infer T } ? NonNullable<T> : never;
+
+export interface Caches {
+  hardwareClasses: Informer<Of<typeof HardwareClasses>>;
+  models: Informer<Of<typeof Models>>;
+  modelVersions: Informer<Of<typeof ModelVersions>>;
+  deployments: Informer<Of<typeof Deployments>>;
+  /** apps/v1 Deployments modelplane manages. */
+  workloads: Informer<Of<typeof Workloads>>;
+  /** Pods of modelplane Deployments. */
+  pods: Informer<Of<typeof Pods>>;
+  nodes: Informer<Of<typeof Nodes>>;
+}
+
+export function caches(manager: Manager): Caches {
+  return {
+    hardwareClasses: manager.informer(HardwareClasses),
+    models: manager.informer(Models),
+    modelVersions: manager.informer(ModelVersions),
+    deployments: manager.informer(Deployments),
+    workloads: manager.informer(Workloads, { labelSelector: `${LABEL.appManagedBy}=${MANAGED_BY}` }),
+    pods: manager.informer(Pods, { labelSelector: LABEL.deployment }),
+    nodes: manager.informer(Nodes),
+  };
+}
+
+/** Keys (`namespace/name`) of the objects in `list` whose `pick` equals `value`. */
+export function keysWhere<T extends Stored<unknown>>(
+  list: readonly T[],
+  pick: (obj: T) => string | undefined,
+  value: string | undefined,
+): string[] {
+  return list
+    .filter((o) => pick(o) === value)
+    .map((o) =>
+      o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : String(o.metadata.name),
+    );
+}

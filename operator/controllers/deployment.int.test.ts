@@ -1,0 +1,244 @@
+/**
+ * The Deployment controller against the real control plane and its fake GPU node pools:
+ * placement, capacity problems and their recovery, releases, deletion, and no-op reconciles.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installCrds } from '../../crds/index.ts';
+import { createNodePools } from '../../e2e/cluster/local.ts';
+import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import type { Manager } from '../runtime/index.ts';
+import { Deployments, type Pod, Workloads } from './resources.ts';
+import {
+  applyDefaultHardware,
+  applyModel,
+  clientFor,
+  podsOf,
+  reconciles,
+  startOperator,
+  TEST_MANAGER,
+  workloadsOf,
+} from './testing.ts';
+import { MODEL_CONTAINER } from './workload.ts';
+
+const cluster = useCluster();
+const ns = useNamespace(cluster, 'mp-deploy');
+const client = clientFor(cluster.kubeconfig);
+let operator: Manager;
+const EXTRA_NODE = 'gpu-h100-extra-0';
+
+beforeAll(async () => {
+  await installCrds(cluster.kubeconfig);
+  await applyDefaultHardware(client);
+  operator = await startOperator(cluster.kubeconfig, { resyncPeriodMs: 500 });
+});
+afterAll(async () => {
+  await operator?.stop();
+  // Without their workloads, nothing recreates the pods the namespace's teardown deletes.
+  for (const w of await workloadsOf(client, ns())) {
+    await client.delete(Workloads, w.metadata?.name ?? '', ns(), { propagationPolicy: 'Background' });
+  }
+  await cluster.core.deleteNode({ name: EXTRA_NODE }).catch(() => {});
+});
+
+async function status(name: string) {
+  return (await client.get(Deployments, name, ns())).status;
+}
+
+function condition(s: Awaited<ReturnType<typeof status>>, type: string) {
+  return s?.conditions?.find((c) => c.type === type);
+}
+
+async function ready(name: string, instances: number) {
+  return waitFor(
+    `${name} to be Ready with ${instances} instances`,
+    async () => {
+      const s = await status(name);
+      return condition(s, 'Ready')?.status === 'True' && s?.readyInstances === instances ? s : undefined;
+    },
+    { timeoutMs: 60_000 },
+  );
+}
+
+function gpuLimit(
+  pod: Pod & { spec?: { containers?: { name: string; resources?: { limits?: Record<string, string> } }[] } },
+) {
+  return pod.spec?.containers?.find((c) => c.name === MODEL_CONTAINER)?.resources?.limits?.['nvidia.com/gpu'];
+}
+
+async function deleteAndWaitGone(name: string) {
+  await client.delete(Deployments, name, ns(), { propagationPolicy: 'Background' });
+  await waitFor(
+    `every child of ${name} to be gone`,
+    async () => {
+      const [w, p] = await Promise.all([
+        workloadsOf(client, ns(), name),
+        client.list(
+          { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true },
+          { namespace: ns(), labelSelector: `modelplane.dev/deployment=${name}` },
+        ),
+      ]);
+      return w.length === 0 && p.items.length === 0;
+    },
+    { timeoutMs: 60_000 },
+  );
+}
+
+describe('the Deployment controller', () => {
+  it('places each hardware on its pool with its GPU limits, and deleting removes every child', async () => {
+    const cases = [
+      { name: 'on-t4', hardware: 'gpu-t4', pool: 'gpu-t4-', gpus: '1' },
+      { name: 'on-a100', hardware: 'gpu-a100-80gb', pool: 'gpu-a100-80gb-', gpus: '1' },
+      { name: 'on-h100x2', hardware: 'gpu-h100-2x', pool: 'gpu-h100-', gpus: '2' },
+      { name: 'on-cpu', hardware: 'cpu', pool: 'cpu-', gpus: undefined },
+    ];
+    for (const c of cases) await applyModel(client, ns(), c.name, { hardware: c.hardware });
+    for (const c of cases) {
+      const s = await ready(c.name, 1);
+      expect(s.release).toBe(1);
+      expect(s.versionId).toMatch(/^[0-9a-f]{64}$/);
+      const pods = await podsOf(client, ns(), c.name);
+      expect(pods).toHaveLength(1);
+      const pod = pods[0] as Parameters<typeof gpuLimit>[0];
+      expect(pod.spec?.nodeName?.startsWith(c.pool), `${c.name} on ${pod.spec?.nodeName}`).toBe(true);
+      expect(gpuLimit(pod)).toBe(c.gpus);
+      const [w] = await workloadsOf(client, ns(), c.name);
+      expect(w?.metadata?.ownerReferences?.[0]).toMatchObject({
+        kind: 'Deployment',
+        name: c.name,
+        controller: true,
+      });
+    }
+    for (const c of cases) await deleteAndWaitGone(c.name);
+  });
+
+  it("reports InsufficientCapacity with the scheduler's message, and recovers when a node arrives", async () => {
+    // Two H100 nodes of eight GPUs hold two 8-GPU instances; the third cannot be placed.
+    await applyModel(client, ns(), 'big', { hardware: 'gpu-h100-8x', minInstances: 3, maxInstances: 3 });
+    const degraded = await waitFor(
+      'big to be Degraded for capacity',
+      async () => {
+        const c = condition(await status('big'), 'Degraded');
+        return c?.status === 'True' && c.reason === 'InsufficientCapacity' ? c : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    expect(degraded.message).toMatch(/Insufficient nvidia\.com\/gpu/);
+    expect(degraded.message).toMatch(/nodes are available/);
+    expect(condition(await status('big'), 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'InsufficientCapacity',
+    });
+
+    await createNodePools(cluster.kubeconfig, [
+      {
+        name: 'gpu-h100-extra',
+        count: 1,
+        cpu: '192',
+        memory: '2048Gi',
+        gpu: { product: 'NVIDIA-H100-80GB-HBM3', count: 8, memoryMiB: 81559, family: 'hopper' },
+      },
+    ]);
+    const s = await ready('big', 3);
+    expect(condition(s, 'Degraded')).toMatchObject({ status: 'False' });
+    await deleteAndWaitGone('big');
+    await cluster.core.deleteNode({ name: EXTRA_NODE });
+  });
+
+  it('rolls the pods and the release when the version changes', async () => {
+    await applyModel(client, ns(), 'rolling', { hardware: 'cpu', minInstances: 2, maxInstances: 2 });
+    const first = await ready('rolling', 2);
+    expect(first.release).toBe(1);
+    await applyModel(client, ns(), 'rolling', {
+      hardware: 'cpu',
+      minInstances: 2,
+      maxInstances: 2,
+      version: 'rolling-v2',
+      image: 'registry.example.com/models/echo:2.0',
+    });
+    const second = await waitFor(
+      'release 2 to be rolled out',
+      async () => {
+        const s = await status('rolling');
+        const pods = await podsOf(client, ns(), 'rolling');
+        return s?.release === 2 &&
+          condition(s, 'Ready')?.status === 'True' &&
+          pods.length === 2 &&
+          pods.every(
+            (p) =>
+              p.metadata?.labels?.['modelplane.dev/release'] === '2' &&
+              p.metadata?.labels?.['modelplane.dev/version'] === 'rolling-v2',
+          )
+          ? s
+          : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    expect(second.versionId).not.toBe(first.versionId);
+    const [w] = await workloadsOf(client, ns(), 'rolling');
+    expect(w?.spec?.template.spec?.containers.find((c) => c.name === MODEL_CONTAINER)?.image).toBe(
+      'registry.example.com/models/echo:2.0',
+    );
+  });
+
+  it('makes no write when objects are re-applied unchanged and resyncs run', async () => {
+    const before = await ready('rolling', 2);
+    const obj = await client.get(Deployments, 'rolling', ns());
+    // Kubernetes' own deployment controller finishes its status first.
+    const w = await waitFor('the workload to be complete', async () => {
+      const x = await client.get(Workloads, 'rolling', ns());
+      const st = x.status;
+      const done =
+        st?.observedGeneration === x.metadata?.generation &&
+        st?.replicas === 2 &&
+        st?.updatedReplicas === 2 &&
+        st?.availableReplicas === 2 &&
+        st?.conditions?.some((c) => c.type === 'Progressing' && c.reason === 'NewReplicaSetAvailable');
+      return done ? x : undefined;
+    });
+    const rv = { deployment: obj.metadata?.resourceVersion, workload: w?.metadata?.resourceVersion };
+    // The same manifests again, as a GitOps tool re-applies them.
+    await applyModel(client, ns(), 'rolling', {
+      hardware: 'cpu',
+      minInstances: 2,
+      maxInstances: 2,
+      version: 'rolling-v2',
+      image: 'registry.example.com/models/echo:2.0',
+    });
+    const start = await reconciles(operator, 'deployment');
+    await waitFor('several resyncs', async () => (await reconciles(operator, 'deployment')) >= start + 4, {
+      timeoutMs: 30_000,
+    });
+    const after = await client.get(Deployments, 'rolling', ns());
+    const wAfter = await client.get(Workloads, 'rolling', ns());
+    expect(after.status).toEqual(before);
+    expect(after.metadata?.resourceVersion).toBe(rv.deployment);
+    expect(
+      wAfter.metadata?.resourceVersion,
+      JSON.stringify(wAfter.metadata?.managedFields?.map((f) => [f.manager, f.operation, f.subresource])),
+    ).toBe(rv.workload);
+  });
+
+  it('reports VersionNotFound and HardwareClassNotFound', async () => {
+    await applyModel(client, ns(), 'broken', { hardware: 'gpu-nonexistent' });
+    await waitFor('HardwareClassNotFound', async () => {
+      const s = await status('broken');
+      return (
+        condition(s, 'Degraded')?.reason === 'HardwareClassNotFound' &&
+        condition(s, 'Ready')?.status === 'False'
+      );
+    });
+    expect(condition(await status('broken'), 'Degraded')?.message).toContain('gpu-t4');
+    await client.mergePatch(
+      Deployments,
+      'broken',
+      ns(),
+      { spec: { hardware: 'cpu', version: 'missing-v1' } },
+      { fieldManager: TEST_MANAGER },
+    );
+    await waitFor(
+      'VersionNotFound',
+      async () => condition(await status('broken'), 'Degraded')?.reason === 'VersionNotFound',
+    );
+    expect(await workloadsOf(client, ns(), 'broken')).toHaveLength(0);
+  });
+});

@@ -1,0 +1,225 @@
+/**
+ * The Deployment controller: one apps/v1 Deployment per modelplane Deployment (the model
+ * container and the sidecar, on the HardwareClass's nodes), a release number per spec, and a
+ * status read from the workload and its pods.
+ */
+import {
+  CONDITION,
+  type Deployment,
+  DeploymentSpecSchema,
+  type DeploymentStatus,
+  HardwareClassSpecSchema,
+  LABEL,
+  ModelVersionSpecSchema,
+  REASON,
+} from '../../crds/index.ts';
+import {
+  apply,
+  applyStatus,
+  type EventRecorder,
+  type Manager,
+  type ReconcileContext,
+  TerminalError,
+} from '../runtime/index.ts';
+import { type Caches, keysWhere } from './caches.ts';
+import { findCondition, transitions } from './conditions.ts';
+import { CONTROLLER, fieldManager, reportingController } from './names.ts';
+import { Deployments, type Stored, type Workload, Workloads } from './resources.ts';
+import { versionId } from './version-id.ts';
+import {
+  type Blocker,
+  deploymentStatus,
+  desiredWorkload,
+  releaseFor,
+  releaseHash,
+  type WorkloadInput,
+} from './workload.ts';
+
+export interface DeploymentControllerOptions {
+  /** Image of the sidecar container (`modelplane sidecar`). */
+  sidecarImage: string;
+  workers?: number;
+  resyncPeriodMs?: number;
+  now?: () => Date;
+}
+
+const FIELD_MANAGER = fieldManager(CONTROLLER.deployment);
+
+/** What this process last wrote per Deployment, so a stale cache never cuts a release twice. */
+interface Written {
+  uid: string;
+  generation: number | undefined;
+  hash: string;
+  release: number;
+}
+
+function ownedBy(workload: Workload, uid: string | undefined): boolean {
+  return (workload.metadata?.ownerReferences ?? []).some((r) => r.controller && r.uid === uid);
+}
+
+export function addDeploymentController(manager: Manager, c: Caches, opts: DeploymentControllerOptions) {
+  const client = manager.client;
+  const events: EventRecorder = manager.eventRecorder(reportingController(CONTROLLER.deployment));
+  const now = opts.now ?? (() => new Date());
+  const written = new Map<string, Written>();
+
+  async function reconcile(key: string, ctx: ReconcileContext): Promise<void> {
+    const obj = c.deployments.getByKey(key);
+    if (!obj || obj.metadata.deletionTimestamp) {
+      written.delete(key);
+      return; // the garbage collector removes the children
+    }
+    const parsed = DeploymentSpecSchema.safeParse(obj.spec);
+    if (!parsed.success) throw new TerminalError(`invalid spec: ${parsed.error.message}`);
+    const spec = parsed.data;
+    const namespace = obj.metadata.namespace ?? '';
+    const name = obj.metadata.name ?? '';
+    const uid = obj.metadata.uid ?? '';
+    const generation = obj.metadata.generation;
+    const previous = obj.status;
+
+    let workload: Workload | undefined =
+      c.workloads.get(name, namespace) ?? (await client.find(Workloads, name, namespace));
+    let blocker: Blocker | undefined;
+    if (workload && !ownedBy(workload, uid)) {
+      blocker = {
+        reason: 'WorkloadConflict',
+        message: `an apps/v1 Deployment named ${name} that modelplane does not own exists in ${namespace}; rename or delete it`,
+      };
+      workload = undefined;
+    }
+
+    const versionObj = c.modelVersions.get(spec.version, namespace);
+    const hardwareObj = c.hardwareClasses.get(spec.hardware);
+    const versionSpec = versionObj ? ModelVersionSpecSchema.safeParse(versionObj.spec) : undefined;
+    const hardwareSpec = hardwareObj ? HardwareClassSpecSchema.safeParse(hardwareObj.spec) : undefined;
+    const id = versionSpec?.success ? versionId(namespace, versionSpec.data) : undefined;
+    if (blocker) {
+      // reported as is
+    } else if (!versionSpec?.success) {
+      blocker = {
+        reason: REASON.VersionNotFound,
+        message: `ModelVersion ${spec.version} does not exist in ${namespace}; create it or set spec.version to an existing version of ${spec.model}`,
+      };
+    } else if (versionSpec.data.model !== spec.model) {
+      blocker = {
+        reason: REASON.VersionModelMismatch,
+        message: `ModelVersion ${spec.version} is a version of ${versionSpec.data.model}, not of ${spec.model}; fix spec.model or spec.version`,
+      };
+    } else if (!hardwareSpec?.success) {
+      blocker = {
+        reason: REASON.HardwareClassNotFound,
+        message: `HardwareClass ${spec.hardware} does not exist; create it or set spec.hardware to one of: ${
+          c.hardwareClasses
+            .list()
+            .map((h) => h.metadata.name)
+            .sort()
+            .join(', ') || '(none defined)'
+        }`,
+      };
+    }
+
+    const hash = releaseHash(spec);
+    const mine = written.get(key);
+    let release: number;
+    let cut = false;
+    if (mine && mine.uid === uid && mine.generation === generation && mine.hash === hash) {
+      release = mine.release;
+    } else {
+      ({ release, cut } = releaseFor(hash, workload, previous, generation));
+    }
+
+    if (!blocker && versionSpec?.success && hardwareSpec?.success && id) {
+      const input: WorkloadInput = {
+        owner: { name, namespace, uid },
+        spec,
+        version: { name: spec.version, id, spec: versionSpec.data },
+        hardware: { name: spec.hardware, spec: hardwareSpec.data },
+        release,
+        releaseHash: hash,
+        sidecarImage: opts.sidecarImage,
+      };
+      workload = await apply(client, Workloads, desiredWorkload(input), {
+        fieldManager: FIELD_MANAGER,
+        current: workload,
+      });
+      written.set(key, { uid, generation, hash, release });
+      if (cut) {
+        ctx.log.info({ release, version: spec.version }, 'release cut');
+        void events.normal(
+          obj,
+          REASON.RollingOut,
+          `release ${release}: version ${spec.version} on ${spec.hardware}, ${spec.minInstances}–${spec.maxInstances} instances`,
+          'Release',
+        );
+      }
+    } else if (cut) {
+      // Nothing was applied: the release stays the last one that ran.
+      release = previous?.release ?? 0;
+    }
+
+    const pods = c.pods.list(namespace).filter((p) => p.metadata?.labels?.[LABEL.deployment] === name);
+    const status = deploymentStatus({
+      generation,
+      spec,
+      previous,
+      release,
+      versionId: blocker ? undefined : id,
+      hardware: spec.hardware,
+      blocker,
+      workload,
+      pods,
+      now: now(),
+    });
+    const wrote = await applyStatus(client, Deployments, obj, status, { fieldManager: FIELD_MANAGER });
+    if (wrote) recordTransitions(events, obj, previous, status);
+  }
+
+  return manager.addController({
+    name: 'deployment',
+    for: c.deployments,
+    owns: [c.workloads],
+    watches: [
+      {
+        source: c.pods,
+        map: (pod) => {
+          const owner = pod.metadata?.labels?.[LABEL.deployment];
+          return owner && pod.metadata?.namespace ? [`${pod.metadata.namespace}/${owner}`] : [];
+        },
+      },
+      {
+        source: c.modelVersions,
+        map: (v) =>
+          keysWhere(c.deployments.list(v.metadata?.namespace), (d) => d.spec?.version, v.metadata?.name),
+      },
+      {
+        source: c.hardwareClasses,
+        map: (h) => keysWhere(c.deployments.list(), (d) => d.spec?.hardware, h.metadata?.name),
+      },
+    ],
+    reconcile,
+    workers: opts.workers,
+    resyncPeriodMs: opts.resyncPeriodMs,
+  });
+}
+
+function recordTransitions(
+  events: EventRecorder,
+  obj: Stored<Deployment>,
+  previous: DeploymentStatus | undefined,
+  status: DeploymentStatus,
+): void {
+  for (const cond of transitions(previous?.conditions, status.conditions ?? [])) {
+    if (cond.type === CONDITION.Degraded && cond.status === 'True') {
+      void events.warning(obj, cond.reason, cond.message);
+    } else if (cond.type === CONDITION.Degraded && findCondition(previous?.conditions, CONDITION.Degraded)) {
+      void events.normal(
+        obj,
+        'Recovered',
+        `no longer ${findCondition(previous?.conditions, CONDITION.Degraded)?.reason}: ${cond.message}`,
+      );
+    } else if (cond.type === CONDITION.Ready && cond.status === 'True') {
+      void events.normal(obj, cond.reason, cond.message);
+    }
+  }
+}

@@ -1,0 +1,33 @@
+/** The controllers of modelplane's kinds, registered on a manager. */
+import type { Manager } from '../runtime/index.ts';
+import { caches } from './caches.ts';
+import { addDeploymentController } from './deployment.ts';
+import { addHardwareClassController } from './hardware-class.ts';
+import { addModelController, addModelVersionController } from './model.ts';
+
+export interface ControllersOptions {
+  /** Image of the sidecar container in every model pod. */
+  sidecarImage: string;
+  /** Concurrent reconciles per controller (default 4). */
+  workers?: number;
+  /** Reconcile every object this often even without a change (default 10 min; 0 = never). */
+  resyncPeriodMs?: number;
+  now?: () => Date;
+}
+
+export const DEFAULT_RESYNC_MS = 10 * 60_000;
+
+export function addControllers(manager: Manager, opts: ControllersOptions): void {
+  const c = caches(manager);
+  const common = {
+    workers: opts.workers ?? 4,
+    resyncPeriodMs: opts.resyncPeriodMs ?? DEFAULT_RESYNC_MS,
+    now: opts.now,
+  };
+  addHardwareClassController(manager, c, common);
+  addModelVersionController(manager, c, common);
+  addModelController(manager, c, common);
+  addDeploymentController(manager, c, { ...common, sidecarImage: opts.sidecarImage });
+}
+
+export { fieldManager } from './names.ts';

@@ -1,0 +1,18 @@
+/** Field managers and Event sources of the controllers: one per controller. */
+export const CONTROLLER = {
+  hardwareClass: 'hardwareclass',
+  model: 'model',
+  modelVersion: 'modelversion',
+  deployment: 'deployment',
+} as const;
+export type ControllerName = (typeof CONTROLLER)[keyof typeof CONTROLLER];
+
+/** The server-side apply field manager of a controller. */
+export function fieldManager(controller: ControllerName): string {
+  return `modelplane-${controller}-controller`;
+}
+
+/** The `reportingController` of a controller's Events. */
+export function reportingController(controller: ControllerName): string {
+  return `modelplane.dev/${controller}-controller`;
+}

@@ -1,0 +1,277 @@
+/**
+ * `modelplane operator`: the manager process. Runs the controllers on the Lease holder;
+ * serves /healthz, /readyz and /metrics on every replica.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import { addControllers, DEFAULT_RESYNC_MS } from './controllers/index.ts';
+import { createLogger, Manager } from './runtime/index.ts';
+
+export const summary = 'run the controllers (leader-elected), with health and metrics endpoints';
+
+export const ROLES = ['controllers', 'gateway', 'webhook'] as const;
+export type Role = (typeof ROLES)[number];
+/** Roles this build can run. */
+export const AVAILABLE_ROLES: readonly Role[] = ['controllers'];
+
+const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+export const ENV = {
+  kubeconfig: 'KUBECONFIG',
+  roles: 'MODELPLANE_ROLES',
+  leaderElect: 'MODELPLANE_LEADER_ELECT',
+  leaseName: 'MODELPLANE_LEASE_NAME',
+  leaseNamespace: 'MODELPLANE_LEASE_NAMESPACE',
+  leaseDuration: 'MODELPLANE_LEASE_DURATION',
+  renewDeadline: 'MODELPLANE_RENEW_DEADLINE',
+  retryPeriod: 'MODELPLANE_RETRY_PERIOD',
+  httpAddress: 'MODELPLANE_HTTP_ADDRESS',
+  logLevel: 'MODELPLANE_LOG_LEVEL',
+  sidecarImage: 'MODELPLANE_SIDECAR_IMAGE',
+  workers: 'MODELPLANE_WORKERS',
+  resyncPeriod: 'MODELPLANE_RESYNC_PERIOD',
+  identity: 'MODELPLANE_IDENTITY',
+  shutdownTimeout: 'MODELPLANE_SHUTDOWN_TIMEOUT',
+} as const;
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+export function defaultSidecarImage(): string {
+  return `ghcr.io/modelplane/modelplane:${packageVersion()}`;
+}
+
+export const USAGE = `Usage: modelplane operator [flags]
+
+Runs the modelplane operator. The controllers (HardwareClass, Model, ModelVersion,
+Deployment) run only in the replica that holds the leader Lease; every replica serves
+/healthz, /readyz and /metrics. Each flag can also be set by the environment variable shown;
+a flag wins over its variable.
+
+Flags:
+  --kubeconfig PATH          kubeconfig to use (${ENV.kubeconfig}; default: the pod's service
+                             account in a cluster, else ~/.kube/config)
+  --roles LIST               comma-separated roles to run: controllers (${ENV.roles};
+                             default controllers; gateway and webhook are not in this build)
+  --leader-elect BOOL        hold a Lease before running controllers (${ENV.leaderElect};
+                             default true; false only with a single replica)
+  --lease-name NAME          the Lease's name (${ENV.leaseName}; default modelplane-operator)
+  --lease-namespace NS       the Lease's namespace (${ENV.leaseNamespace}; default: the pod's
+                             namespace in a cluster, else default)
+  --lease-duration SECONDS   how long a Lease holds without renewal (${ENV.leaseDuration}; default 15)
+  --renew-deadline SECONDS   how long the leader keeps trying to renew before it steps down
+                             (${ENV.renewDeadline}; default 10)
+  --retry-period SECONDS     pause between tries to acquire or renew (${ENV.retryPeriod}; default 2)
+  --http-address HOST:PORT   health (/healthz, /readyz) and metrics (/metrics) server
+                             (${ENV.httpAddress}; default 0.0.0.0:8081; "off" for none)
+  --log-level LEVEL          trace, debug, info, warn, error (${ENV.logLevel}, or LOG_LEVEL; default info)
+  --sidecar-image IMAGE      image of the sidecar container in model pods (${ENV.sidecarImage};
+                             default ${defaultSidecarImage()})
+  --workers N                concurrent reconciles per controller (${ENV.workers}; default 4)
+  --resync-period SECONDS    reconcile every object this often even without a change
+                             (${ENV.resyncPeriod}; default ${DEFAULT_RESYNC_MS / 1000}; 0 = never)
+  --identity NAME            this replica among the Lease candidates (${ENV.identity}, or
+                             POD_NAME; default: the host name and a random suffix)
+  --shutdown-timeout SECONDS how long running reconciles may finish after SIGTERM
+                             (${ENV.shutdownTimeout}; default 30)
+  -h, --help                 show this help
+`;
+
+export interface OperatorConfig {
+  kubeconfig: string | undefined;
+  roles: Role[];
+  leaderElect: boolean;
+  leaseName: string;
+  leaseNamespace: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  http: { host: string; port: number } | false;
+  logLevel: string;
+  sidecarImage: string;
+  workers: number;
+  resyncPeriodMs: number;
+  identity: string | undefined;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {}
+
+const FLAGS = {
+  kubeconfig: { type: 'string' },
+  roles: { type: 'string' },
+  'leader-elect': { type: 'string' },
+  'lease-name': { type: 'string' },
+  'lease-namespace': { type: 'string' },
+  'lease-duration': { type: 'string' },
+  'renew-deadline': { type: 'string' },
+  'retry-period': { type: 'string' },
+  'http-address': { type: 'string' },
+  'log-level': { type: 'string' },
+  'sidecar-image': { type: 'string' },
+  workers: { type: 'string' },
+  'resync-period': { type: 'string' },
+  identity: { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function seconds(name: string, raw: string, min: number): number {
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v < min)
+    throw new ConfigError(`--${name}: want a number of seconds >= ${min}, got "${raw}"`);
+  return Math.round(v * 1000);
+}
+
+function bool(name: string, raw: string): boolean {
+  if (['true', '1', 'yes'].includes(raw.toLowerCase())) return true;
+  if (['false', '0', 'no'].includes(raw.toLowerCase())) return false;
+  throw new ConfigError(`--${name}: want true or false, got "${raw}"`);
+}
+
+function address(raw: string): { host: string; port: number } | false {
+  if (raw === 'off') return false;
+  const colon = raw.lastIndexOf(':');
+  const host = colon > 0 ? raw.slice(0, colon) : '0.0.0.0';
+  const port = Number(colon >= 0 ? raw.slice(colon + 1) : raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ConfigError(`--http-address: want HOST:PORT or "off", got "${raw}"`);
+  return { host: host.replace(/^\[|\]$/g, ''), port };
+}
+
+function defaultNamespace(): string {
+  try {
+    if (existsSync(SA_NAMESPACE_FILE)) return readFileSync(SA_NAMESPACE_FILE, 'utf8').trim() || 'default';
+  } catch {}
+  return 'default';
+}
+
+/** Flags first, then the environment, then defaults. Throws ConfigError on a bad value. */
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig & { help: boolean } {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const get = (flag: keyof typeof FLAGS, envName?: string, ...more: string[]): string | undefined => {
+    const v = values[flag];
+    if (typeof v === 'string') return v;
+    for (const e of [envName, ...more]) if (e && env[e] !== undefined && env[e] !== '') return env[e];
+    return undefined;
+  };
+  const roles = (get('roles', ENV.roles) ?? 'controllers')
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
+  for (const r of roles) {
+    if (!(ROLES as readonly string[]).includes(r))
+      throw new ConfigError(`--roles: unknown role "${r}"; roles are ${ROLES.join(', ')}`);
+    if (!AVAILABLE_ROLES.includes(r as Role))
+      throw new ConfigError(`--roles: the ${r} role is not in this build; run --roles=controllers`);
+  }
+  if (!roles.length) throw new ConfigError('--roles: name at least one role');
+  const workers = Number(get('workers', ENV.workers) ?? '4');
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64)
+    throw new ConfigError(
+      `--workers: want a whole number from 1 to 64, got "${get('workers', ENV.workers)}"`,
+    );
+  const leaseName = get('lease-name', ENV.leaseName) ?? 'modelplane-operator';
+  return {
+    help: values.help === true,
+    kubeconfig: get('kubeconfig', ENV.kubeconfig),
+    roles: roles as Role[],
+    leaderElect: bool('leader-elect', get('leader-elect', ENV.leaderElect) ?? 'true'),
+    leaseName,
+    leaseNamespace: get('lease-namespace', ENV.leaseNamespace, 'POD_NAMESPACE') ?? defaultNamespace(),
+    leaseDurationMs: seconds('lease-duration', get('lease-duration', ENV.leaseDuration) ?? '15', 0.1),
+    renewDeadlineMs: seconds('renew-deadline', get('renew-deadline', ENV.renewDeadline) ?? '10', 0.1),
+    retryPeriodMs: seconds('retry-period', get('retry-period', ENV.retryPeriod) ?? '2', 0.05),
+    http: address(get('http-address', ENV.httpAddress) ?? '0.0.0.0:8081'),
+    logLevel: get('log-level', ENV.logLevel, 'LOG_LEVEL') ?? 'info',
+    sidecarImage: get('sidecar-image', ENV.sidecarImage) ?? defaultSidecarImage(),
+    workers,
+    resyncPeriodMs: seconds(
+      'resync-period',
+      get('resync-period', ENV.resyncPeriod) ?? String(DEFAULT_RESYNC_MS / 1000),
+      0,
+    ),
+    identity: get('identity', ENV.identity, 'POD_NAME'),
+    shutdownTimeoutMs: seconds('shutdown-timeout', get('shutdown-timeout', ENV.shutdownTimeout) ?? '30', 0),
+  };
+}
+
+/** A manager with the controllers registered, from a config (not started). */
+export function createOperator(config: OperatorConfig, kubeConfig?: KubeConfig): Manager {
+  let kc = kubeConfig;
+  if (!kc) {
+    kc = new KubeConfig();
+    if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+    else kc.loadFromDefault();
+  }
+  const log = createLogger({ level: config.logLevel });
+  const manager = new Manager({
+    name: config.leaseName,
+    kubeConfig: kc,
+    identity: config.identity,
+    leaderElection: config.leaderElect
+      ? {
+          namespace: config.leaseNamespace,
+          name: config.leaseName,
+          leaseDurationMs: config.leaseDurationMs,
+          renewDeadlineMs: config.renewDeadlineMs,
+          retryPeriodMs: config.retryPeriodMs,
+        }
+      : false,
+    http: config.http,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+    log,
+  });
+  if (config.roles.includes('controllers')) {
+    addControllers(manager, {
+      sidecarImage: config.sidecarImage,
+      workers: config.workers,
+      resyncPeriodMs: config.resyncPeriodMs,
+    });
+  }
+  return manager;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let config: ReturnType<typeof parseConfig>;
+  try {
+    config = parseConfig(argv, process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`modelplane operator: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (config.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const manager = createOperator(config);
+  await manager.start();
+  return new Promise<number>((resolve) => {
+    let received = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (received) process.exit(1);
+      received = true;
+      manager.log.info({ signal }, 'signal received: shutting down');
+      manager.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          manager.log.error({ err }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
