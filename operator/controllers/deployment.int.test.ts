@@ -7,7 +7,7 @@ import { installCrds } from '../../crds/index.ts';
 import { createNodePools } from '../../e2e/cluster/local.ts';
 import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
 import type { Manager } from '../runtime/index.ts';
-import { Deployments, type Pod, Workloads } from './resources.ts';
+import { Deployments, type Pod, Pods, Workloads } from './resources.ts';
 import {
   applyDefaultHardware,
   applyModel,
@@ -184,17 +184,26 @@ describe('the Deployment controller', () => {
     const before = await ready('rolling', 2);
     const obj = await client.get(Deployments, 'rolling', ns());
     // Kubernetes' own deployment controller finishes its status first.
-    const w = await waitFor('the workload to be complete', async () => {
-      const x = await client.get(Workloads, 'rolling', ns());
-      const st = x.status;
-      const done =
-        st?.observedGeneration === x.metadata?.generation &&
-        st?.replicas === 2 &&
-        st?.updatedReplicas === 2 &&
-        st?.availableReplicas === 2 &&
-        st?.conditions?.some((c) => c.type === 'Progressing' && c.reason === 'NewReplicaSetAvailable');
-      return done ? x : undefined;
-    });
+    const w = await waitFor(
+      'the workload to be complete',
+      async () => {
+        const x = await client.get(Workloads, 'rolling', ns());
+        const st = x.status;
+        const done =
+          st?.observedGeneration === x.metadata?.generation &&
+          st?.replicas === 2 &&
+          st?.updatedReplicas === 2 &&
+          st?.availableReplicas === 2 &&
+          // Pods of the previous release still terminating would move its status again.
+          ((st as { terminatingReplicas?: number }).terminatingReplicas ?? 0) === 0 &&
+          (
+            await client.list(Pods, { namespace: ns(), labelSelector: 'modelplane.dev/deployment=rolling' })
+          ).items.every((p) => !p.metadata?.deletionTimestamp) &&
+          st?.conditions?.some((c) => c.type === 'Progressing' && c.reason === 'NewReplicaSetAvailable');
+        return done ? x : undefined;
+      },
+      { timeoutMs: 90_000 },
+    );
     const rv = { deployment: obj.metadata?.resourceVersion, workload: w?.metadata?.resourceVersion };
     // The same manifests again, as a GitOps tool re-applies them.
     await applyModel(client, ns(), 'rolling', {
