@@ -27,6 +27,10 @@ deps: $(DEPS_STAMP) ## install npm dependencies
 cluster-bin: ## build the control-plane binaries from Go modules (cached outside the clone)
 	@hack/cluster-bin.sh
 
+.PHONY: python
+python: ## the Python environment of the example Cog models (cog pinned; cached outside the clone)
+	@hack/python.sh
+
 .PHONY: lint
 lint: $(DEPS_STAMP) ## lint, check formatting, type-check
 	biome check .
@@ -45,16 +49,20 @@ build: $(DEPS_STAMP) ## compile to dist/
 	tsc -p tsconfig.build.json
 
 .PHONY: test
-test: cluster-bin $(DEPS_STAMP) ## run every test: unit, then against a real local control plane
+test: cluster-bin python $(DEPS_STAMP) ## run every test: unit, then against a real local control plane
 	vitest run --project unit --project cluster
 
 .PHONY: test-unit
-test-unit: $(DEPS_STAMP) ## run the unit tests only
+test-unit: python $(DEPS_STAMP) ## run the unit tests only
 	vitest run --project unit
 
 .PHONY: test-cluster
-test-cluster: cluster-bin $(DEPS_STAMP) ## run the cluster tests only
+test-cluster: cluster-bin python $(DEPS_STAMP) ## run the cluster tests only
 	vitest run --project cluster
+
+.PHONY: bench
+bench: python $(DEPS_STAMP) ## benchmarks: the sidecar's added latency over a real Cog server
+	node bench/sidecar-overhead.ts
 
 .PHONY: cluster-up
 cluster-up: cluster-bin $(DEPS_STAMP) ## start a local control plane with GPU node pools in the background

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as operator from '../operator/main.ts';
+import * as sidecar from '../sidecar/main.ts';
 
 export interface Subcommand {
   summary: string;
@@ -14,6 +15,7 @@ export interface Subcommand {
 /** Registered subcommands. */
 export const subcommands: Record<string, Subcommand> = {
   operator: { summary: operator.summary, run: operator.run },
+  sidecar: { summary: sidecar.summary, run: sidecar.run },
 };
 
 export function version(): string {

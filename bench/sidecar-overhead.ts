@@ -1,0 +1,165 @@
+/**
+ * bench/sidecar-overhead: what the sidecar adds to a prediction. The `echo` model runs on a
+ * real Cog server; the same run sends predictions straight to it (`POST /predictions`,
+ * synchronous) and through `modelplane sidecar` (separate processes, `POST /predictions`
+ * with `Prefer: wait`), once per progress mode (`webhook`: async create plus Cog's webhooks;
+ * `final`: one held request), in alternating rounds, at concurrency 1 and 8. Prints p50/p99
+ * of each path, the latency the sidecar adds, and the throughput ratio.
+ *
+ * Usage: node bench/sidecar-overhead.ts [--requests N] [--rounds N]   (or `make bench`)
+ */
+import { Agent, request } from 'node:http';
+import { parseArgs } from 'node:util';
+import { startModelServer } from '../sidecar/testing/model-server.ts';
+import { waitFor } from '../sidecar/testing/processes.ts';
+import { spawnSidecar } from '../sidecar/testing/sidecar.ts';
+
+const { values } = parseArgs({
+  options: { requests: { type: 'string', default: '300' }, rounds: { type: 'string', default: '6' } },
+});
+const perRound = Number(values.requests);
+const rounds = Number(values.rounds);
+// More slots than the highest concurrency, so the direct path never meets a busy (409) server.
+const SLOTS = 16;
+
+const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+/** 409s from the bare Cog server (its slots are released a moment after it answers); retried at once. */
+let directBusy = 0;
+const body = Buffer.from(JSON.stringify({ input: { text: 'hello, model' } }));
+
+async function post(url: URL, headers: Record<string, string>): Promise<number> {
+  const t0 = performance.now();
+  while ((await once(url, headers)) === 'busy') directBusy++;
+  return performance.now() - t0;
+}
+
+function once(url: URL, headers: Record<string, string>): Promise<'ok' | 'busy'> {
+  return new Promise((resolvePost, reject) => {
+    const req = request(
+      {
+        hostname: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': String(body.length), ...headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode === 409) {
+            resolvePost('busy');
+            return;
+          }
+          const status = (JSON.parse(text) as { status?: string }).status;
+          if ((res.statusCode !== 200 && res.statusCode !== 201) || status !== 'succeeded') {
+            reject(new Error(`${url} answered ${res.statusCode}: ${text.slice(0, 300)}`));
+            return;
+          }
+          resolvePost('ok');
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** `n` requests from `concurrency` workers; latencies in ms and the wall time. */
+async function block(url: URL, headers: Record<string, string>, n: number, concurrency: number) {
+  const latencies: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        next++;
+        latencies.push(await post(url, headers));
+      }
+    }),
+  );
+  return { latencies, seconds: (performance.now() - t0) / 1000 };
+}
+
+function quantile(sorted: number[], q: number): number {
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+const ms = await startModelServer('echo', { concurrency: SLOTS });
+const sidecars: Array<Awaited<ReturnType<typeof spawnSidecar>>> = [];
+try {
+  await ms.waitFor(['READY'], 120_000);
+  const modes = ['webhook', 'final'] as const;
+  for (const mode of modes) {
+    const sc = await spawnSidecar([
+      '--model-url',
+      ms.url,
+      '--concurrency',
+      String(SLOTS),
+      '--queue-size',
+      '64',
+      '--progress',
+      mode,
+      '--shutdown-model',
+      'false',
+    ]);
+    sidecars.push(sc);
+    await waitFor('the sidecar to be ready', async () => (await fetch(`${sc.api}/ready`)).ok, {
+      timeoutMs: 60_000,
+    });
+  }
+  const direct = new URL(`${ms.url}/predictions`);
+  const wait = { prefer: 'wait=60' };
+  const paths = [
+    { name: 'direct', url: direct, headers: {} },
+    ...modes.map((mode, i) => ({
+      name: `sidecar --progress ${mode}`,
+      url: new URL(`${sidecars[i]!.api}/predictions`),
+      headers: wait,
+    })),
+  ];
+
+  process.stdout.write(
+    `sidecar overhead: echo on a Cog server (${SLOTS} slots); each path gets ${rounds} rounds x ${perRound} requests per concurrency, rounds alternating\n\n`,
+  );
+  const f = (x: number) => x.toFixed(2).padStart(6);
+  for (const concurrency of [1, 8]) {
+    for (const p of paths) await block(p.url, p.headers, 100, concurrency); // warm up
+    const lat = paths.map(() => [] as number[]);
+    const secs = paths.map(() => 0);
+    for (let r = 0; r < rounds; r++) {
+      for (const [i, p] of paths.entries()) {
+        const b = await block(p.url, p.headers, perRound, concurrency);
+        lat[i]!.push(...b.latencies);
+        secs[i]! += b.seconds;
+      }
+    }
+    for (const l of lat) l.sort((x, y) => x - y);
+    const d = lat[0]!;
+    const dRate = d.length / secs[0]!;
+    process.stdout.write(
+      `concurrency ${concurrency}: direct p50 ${f(quantile(d, 0.5))} ms, p99 ${f(quantile(d, 0.99))} ms, ${dRate.toFixed(0)} predictions/s\n`,
+    );
+    for (const [i, p] of paths.entries()) {
+      if (i === 0) continue;
+      const s = lat[i]!;
+      const rate = s.length / secs[i]!;
+      process.stdout.write(
+        `  ${p.name.padEnd(26)} p50 ${f(quantile(s, 0.5))} ms, p99 ${f(quantile(s, 0.99))} ms; ` +
+          `added p50 ${f(quantile(s, 0.5) - quantile(d, 0.5))} ms, p99 ${f(quantile(s, 0.99) - quantile(d, 0.99))} ms; ` +
+          `throughput ratio ${(rate / dRate).toFixed(3)}\n`,
+      );
+    }
+  }
+  process.stdout.write('\ntarget: added p50 <= 1 ms and p99 <= 5 ms\n');
+  process.stdout.write(
+    `direct path: ${directBusy} answers of 409 (busy) retried at once, counted in its latency\n`,
+  );
+} finally {
+  agent.destroy();
+  for (const sc of sidecars) await sc.process.stop();
+  await ms.stop();
+}

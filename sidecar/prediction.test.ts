@@ -1,0 +1,179 @@
+import { describe, expect, it } from 'vitest';
+import { type Clock, outputMode, Prediction, type StreamEvent } from './prediction.ts';
+
+function fakeClock(): Clock & { advance(ms: number): void } {
+  let wall = Date.parse('2026-01-01T00:00:00Z');
+  let mono = 1000;
+  return {
+    now: () => wall,
+    mono: () => mono,
+    advance(ms: number) {
+      wall += ms;
+      mono += ms;
+    },
+  };
+}
+
+function record(p: Prediction): StreamEvent[] {
+  const seen: StreamEvent[] = [];
+  p.subscribe((e) => seen.push(e));
+  return seen;
+}
+
+describe('a prediction fed by Cog webhooks', () => {
+  it('turns growing snapshots into ordered output and logs events, and ignores stale ones', () => {
+    const clock = fakeClock();
+    const p = new Prediction({ id: 'p1', input: { prompt: 'a b' }, clock });
+    const events = record(p);
+    clock.advance(100);
+    p.markStarted();
+    p.applyCog({ status: 'processing', logs: '' }, 'iterator');
+    p.applyCog({ status: 'processing', logs: 'token 0\n' }, 'iterator');
+    p.applyCog({ status: 'processing', logs: 'token 0\n', output: ['a '] }, 'iterator');
+    p.applyCog({ status: 'processing', logs: 'token 0\ntoken 1\n', output: ['a '] }, 'iterator');
+    // A stale snapshot arriving late changes nothing.
+    p.applyCog({ status: 'processing', logs: 'token 0\n', output: [] }, 'iterator');
+    clock.advance(400);
+    // The terminal one overtakes the last progress update: its items fill in.
+    const ended = p.applyCog(
+      {
+        status: 'succeeded',
+        logs: 'token 0\ntoken 1\n',
+        output: ['a ', 'b '],
+        metrics: { predict_time: 0.401 },
+      },
+      'iterator',
+    );
+    expect(ended).toBe(true);
+    expect(
+      p.applyCog(
+        { status: 'processing', logs: 'token 0\ntoken 1\nlate\n', output: ['a ', 'b ', 'c'] },
+        'iterator',
+      ),
+    ).toBe(false);
+    expect(events.map((e) => [e.id, e.event, e.data])).toEqual([
+      [1, 'logs', 'token 0\n'],
+      [2, 'output', 'a '],
+      [3, 'logs', 'token 1\n'],
+      [4, 'output', 'b '],
+      [5, 'done', '{}'],
+    ]);
+    expect(p.status).toBe('succeeded');
+    expect(p.output).toEqual(['a ', 'b ']);
+    expect(p.logs).toBe('token 0\ntoken 1\n');
+    expect(p.metrics.predict_time).toBe(0.401);
+    expect(p.metrics.total_time).toBeCloseTo(0.5, 9);
+    expect(p.metrics.queue_time).toBeCloseTo(0.1, 9);
+    expect(p.toJSON().completed_at).toBe('2026-01-01T00:00:00.500Z');
+  });
+
+  it('sends a single output once, at the end, whatever came while running', () => {
+    const p = new Prediction({ id: 'p2', input: {}, clock: fakeClock() });
+    const events = record(p);
+    p.markStarted();
+    p.applyCog({ status: 'processing', logs: '', output: [[0.1, 0.2]] }, 'single');
+    p.applyCog({ status: 'succeeded', output: [0.1, 0.2], metrics: { predict_time: 0.01 } }, 'single');
+    expect(events.map((e) => [e.event, e.data])).toEqual([
+      ['output', '[0.1,0.2]'],
+      ['done', '{}'],
+    ]);
+    expect(p.output).toEqual([0.1, 0.2]);
+  });
+
+  it('without a schema, keeps a single value that streamed in as one item from being sent twice', () => {
+    const p = new Prediction({ id: 'p3', input: {}, clock: fakeClock() });
+    const events = record(p);
+    p.applyCog({ status: 'processing', logs: 'hi\n', output: ['hihi'] }, 'unknown');
+    p.applyCog(
+      { status: 'succeeded', logs: 'hi\n', output: 'hihi', metrics: { predict_time: 0.007 } },
+      'unknown',
+    );
+    expect(events.map((e) => [e.event, e.data])).toEqual([
+      ['logs', 'hi\n'],
+      ['output', 'hihi'],
+      ['done', '{}'],
+    ]);
+    expect(p.output).toBe('hihi');
+  });
+
+  it('ends failed with an error event, and canceled, with their done reasons', () => {
+    const failed = new Prediction({ id: 'f', input: {}, clock: fakeClock() });
+    const fe = record(failed);
+    failed.markStarted();
+    failed.applyCog({ status: 'failed', logs: 'about to fail\n', error: 'RuntimeError: boom' }, 'single');
+    expect(fe.map((e) => [e.event, e.data])).toEqual([
+      ['logs', 'about to fail\n'],
+      ['error', 'RuntimeError: boom'],
+      ['done', '{"reason":"error"}'],
+    ]);
+    expect(failed.error).toBe('RuntimeError: boom');
+
+    const canceled = new Prediction({ id: 'c', input: {}, clock: fakeClock() });
+    const ce = record(canceled);
+    expect(canceled.end('canceled')).toBe(true);
+    expect(canceled.end('failed', { error: 'too late' })).toBe(false);
+    expect(ce.map((e) => e.event)).toEqual(['done']);
+    expect(canceled.metrics.predict_time).toBe(0);
+    expect(canceled.status).toBe('canceled');
+  });
+
+  it('uses the wall clock for predict_time when the model server gives none', () => {
+    const clock = fakeClock();
+    const p = new Prediction({ id: 'w', input: {}, clock });
+    clock.advance(250);
+    p.markStarted();
+    clock.advance(1500);
+    p.end('failed', { error: 'model server exited' });
+    expect(p.metrics.predict_time).toBeCloseTo(1.5, 9);
+    expect(p.metrics.queue_time).toBeCloseTo(0.25, 9);
+    expect(p.metrics.total_time).toBeCloseTo(1.75, 9);
+  });
+
+  it('replays events after an id and resolves waiters when it ends', async () => {
+    const p = new Prediction({ id: 'r', input: {}, clock: fakeClock() });
+    p.applyCog({ status: 'processing', logs: 'one\n' }, 'iterator');
+    p.applyCog({ status: 'processing', logs: 'one\ntwo\n' }, 'iterator');
+    expect(p.eventsSince(1).map((e) => e.data)).toEqual(['two\n']);
+    expect(await p.waitDone(1)).toBe(false);
+    const waiting = p.waitDone(10_000);
+    p.end('succeeded');
+    expect(await waiting).toBe(true);
+  });
+
+  it('reads the output mode from the OpenAPI schema', () => {
+    const doc = (output: unknown) => ({ components: { schemas: { Output: output } } });
+    expect(
+      outputMode(doc({ type: 'array', items: { type: 'string' }, 'x-cog-array-type': 'iterator' })),
+    ).toBe('iterator');
+    expect(outputMode(doc({ type: 'array', items: { type: 'number' } }))).toBe('single');
+    expect(outputMode(undefined)).toBe('unknown');
+  });
+
+  it('renders the hosted API shape with urls and no null url', () => {
+    const p = new Prediction({ id: 'abc', input: { text: 'x' }, clock: fakeClock() });
+    const json = p.toJSON({
+      base: 'http://10.0.0.5:8080',
+      version: 'v1',
+      deployment: 'ns/d',
+      hardware: 'gpu-t4',
+    });
+    expect(json).toMatchObject({
+      id: 'abc',
+      version: 'v1',
+      status: 'starting',
+      input: { text: 'x' },
+      output: null,
+      error: null,
+      started_at: null,
+      data_removed: false,
+      source: 'api',
+      deployment: 'ns/d',
+      urls: {
+        get: 'http://10.0.0.5:8080/predictions/abc',
+        cancel: 'http://10.0.0.5:8080/predictions/abc/cancel',
+        stream: 'http://10.0.0.5:8080/predictions/abc/stream',
+      },
+    });
+    expect(p.toJSON()).not.toHaveProperty('urls');
+  });
+});

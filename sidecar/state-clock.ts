@@ -1,0 +1,50 @@
+/**
+ * Time spent in each state of an instance, on one monotonic clock: the state changes at
+ * instants, so the per-state totals always add up to the time since the clock started.
+ */
+export class StateClock<S extends string> {
+  private current: S;
+  private since: number;
+  private readonly startedAt: number;
+  private readonly totals = new Map<S, number>();
+  private readonly states: readonly S[];
+  private readonly now: () => number;
+
+  constructor(initial: S, states: readonly S[], now: () => number = () => performance.now()) {
+    this.states = states;
+    this.now = now;
+    this.current = initial;
+    this.startedAt = this.now();
+    this.since = this.startedAt;
+    for (const s of states) this.totals.set(s, 0);
+  }
+
+  get state(): S {
+    return this.current;
+  }
+
+  /** Moves to `next` now; a move to the current state changes nothing. */
+  enter(next: S): void {
+    if (next === this.current) return;
+    const t = this.now();
+    this.totals.set(this.current, (this.totals.get(this.current) ?? 0) + (t - this.since));
+    this.current = next;
+    this.since = t;
+  }
+
+  /** Seconds per state up to now, including the open interval of the current state. */
+  seconds(): Record<S, number> {
+    const t = this.now();
+    const out = {} as Record<S, number>;
+    for (const s of this.states) {
+      const open = s === this.current ? t - this.since : 0;
+      out[s] = ((this.totals.get(s) ?? 0) + open) / 1000;
+    }
+    return out;
+  }
+
+  /** Seconds since the clock started. */
+  elapsed(): number {
+    return (this.now() - this.startedAt) / 1000;
+  }
+}
