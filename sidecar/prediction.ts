@@ -11,7 +11,7 @@
  * already sent, nothing after the terminal state.
  */
 
-import type { InvalidField } from './input.ts';
+import type { InvalidField } from '../lib/openapi-input.ts';
 
 export type Status = 'starting' | 'processing' | 'succeeded' | 'failed' | 'canceled';
 export const TERMINAL: ReadonlySet<Status> = new Set(['succeeded', 'failed', 'canceled']);

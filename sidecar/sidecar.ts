@@ -20,11 +20,11 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
+import { HttpError, preferWait, readJson, sendJson, sendProblem, sseFrame } from '../lib/http.ts';
+import { fromCogDetail, type InvalidField, validateInput } from '../lib/openapi-input.ts';
 import { CogClient, type CogHealth, Unreachable } from './cog-client.ts';
 import type { SidecarConfig } from './config.ts';
 import { add, type Decimal, format, fromNumber, multiply, parseDecimal, toNumber, zero } from './decimal.ts';
-import { HttpError, preferWait, readJson, sendJson, sendProblem } from './http.ts';
-import { fromCogDetail, type InvalidField, validateInput } from './input.ts';
 import { SidecarMetrics } from './metrics.ts';
 import {
   type Clock,
@@ -1126,14 +1126,6 @@ function invalid(fields: InvalidField[]): HttpError {
 }
 
 /** One SSE frame; multi-line data becomes several `data:` lines. */
-export function sseFrame(e: StreamEvent): string {
-  const data = e.data
-    .split('\n')
-    .map((line) => `data: ${line}`)
-    .join('\n');
-  return `id: ${e.id}\nevent: ${e.event}\n${data}\n\n`;
-}
-
 function lastLine(text: string): string {
   const lines = text.trim().split('\n');
   return lines[lines.length - 1] ?? '';

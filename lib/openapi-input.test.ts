@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fromCogDetail, validateInput } from './input.ts';
+import { fromCogDetail, validateInput } from './openapi-input.ts';
 
 const schema = {
   components: {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { preferWait } from './http.ts';
-import { sseFrame } from './sidecar.ts';
+import { preferWait, sseFrame } from './http.ts';
 
 describe('Prefer: wait', () => {
   it('reads bare wait as the maximum and wait=N clamped', () => {

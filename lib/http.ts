@@ -1,4 +1,4 @@
-/** HTTP building blocks of the sidecar's servers: JSON bodies, problem+json errors, Prefer. */
+/** HTTP building blocks shared by the sidecar and the gateway: JSON bodies, problem+json errors, Prefer. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 export class HttpError extends Error {
@@ -80,4 +80,13 @@ export function preferWait(header: string | string[] | undefined, max: number): 
     return Math.min(max, Math.max(0, Number(m[1])));
   }
   return undefined;
+}
+
+/** One server-sent event: an `id:` line, the event name, and one `data:` line per line of text. */
+export function sseFrame(e: { id: number; event: string; data: string }): string {
+  const data = e.data
+    .split('\n')
+    .map((line) => `data: ${line}`)
+    .join('\n');
+  return `id: ${e.id}\nevent: ${e.event}\n${data}\n\n`;
 }
