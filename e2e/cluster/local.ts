@@ -323,7 +323,8 @@ export class LocalCluster implements Cluster {
       '--node-ip=127.0.0.1',
       `--server-address=127.0.0.1:${ports.kwokPort}`,
       '--node-lease-duration-seconds=40',
-      '--cidr=10.244.0.1/16',
+      // Loopback pod IPs where no pod listens: anything that dials a fake pod is refused at once.
+      '--cidr=127.244.0.1/16',
     ]);
     const healthz = (port: number) => async () =>
       (await httpsGet(`https://127.0.0.1:${port}/healthz`, { insecure: true })).status === 200;
