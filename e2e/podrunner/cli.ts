@@ -2,9 +2,12 @@
  * `node e2e/podrunner/cli.ts [flags]`: runs the local pod runner in the foreground until
  * SIGINT or SIGTERM, then stops every process it started and removes its nodes.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../operator/runtime/index.ts';
 import type { PoolSizes } from '../cluster/node-pools.ts';
+import { repoRoot } from '../cluster/paths.ts';
 import { DEFAULT_MODELPLANE_IMAGES, DEFAULT_POD_CIDR, PodRunner, runnerPools } from './runner.ts';
 
 export const USAGE = `Usage: node e2e/podrunner/cli.ts [flags]
@@ -15,7 +18,8 @@ Cog server of a predictor directory, the modelplane image as this checkout's mod
 and reports their status. See docs/pod-runner.md.
 
 Flags:
-  --kubeconfig PATH        admin kubeconfig of the cluster ($KUBECONFIG)
+  --kubeconfig PATH        admin kubeconfig of the cluster (default $KUBECONFIG, else the
+                           cluster of make cluster-up)
   --name NAME              runner name; its nodes are labelled modelplane.dev/pod-runner=NAME
                            and named NAME-<pool>-<i> (default local)
   --t4 N, --a100 N, --h100 N, --cpu N
@@ -33,6 +37,12 @@ Flags:
   --log-level LEVEL        pino level (default info)
   -h, --help
 `;
+
+/** The stable kubeconfig `make cluster-up` writes, when a cluster was started that way. */
+function clusterUpKubeconfig(): string | undefined {
+  const path = join(process.env.MODELPLANE_STATE ?? join(repoRoot, '.modelplane', 'cluster'), 'kubeconfig');
+  return existsSync(path) ? path : undefined;
+}
 
 export async function main(argv: string[]): Promise<number> {
   let values: Record<string, string | string[] | boolean | undefined>;
@@ -66,9 +76,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const kubeconfig = (values.kubeconfig as string | undefined) ?? process.env.KUBECONFIG;
+  const kubeconfig =
+    (values.kubeconfig as string | undefined) ?? process.env.KUBECONFIG ?? clusterUpKubeconfig();
   if (!kubeconfig) {
-    process.stderr.write('podrunner: --kubeconfig or $KUBECONFIG is required (make cluster-up prints one)\n');
+    process.stderr.write(
+      'podrunner: no cluster: pass --kubeconfig, set $KUBECONFIG, or start one with make cluster-up\n',
+    );
     return 2;
   }
   const sizes: Partial<PoolSizes> = {};

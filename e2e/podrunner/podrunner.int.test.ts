@@ -233,6 +233,74 @@ describe('the local pod runner', () => {
     await client.delete(Deployments, 'ghost', NS, { propagationPolicy: 'Background' });
   });
 
+  it('restarts crashing and unhealthy containers with back-off; a pod that ends for good is Failed', async () => {
+    const pod = (name: string, restartPolicy: string, container: Record<string, unknown>) =>
+      ({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace: NS },
+        spec: {
+          restartPolicy,
+          nodeSelector: { [RUNNER_LABEL]: 'e2e' },
+          tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+          terminationGracePeriodSeconds: 2,
+          containers: [{ name: 'main', image: SIDECAR_IMAGE, ...container }],
+        },
+      }) as never;
+    // `modelplane no-such-command` exits 2.
+    await client.create(Pods, pod('crashloop', 'Always', { args: ['no-such-command'] }));
+    await client.create(Pods, pod('once', 'Never', { args: ['no-such-command'] }));
+    // A sidecar whose liveness probe asks a port nothing listens on.
+    await client.create(
+      Pods,
+      pod('unlive', 'Always', {
+        args: ['sidecar'],
+        livenessProbe: { httpGet: { path: '/live', port: 8081 }, periodSeconds: 1, failureThreshold: 2 },
+      }),
+    );
+    type Status = NonNullable<PodStatusLike['containerStatuses']>[number] & {
+      lastState?: { terminated?: { exitCode: number } };
+      state?: { terminated?: { exitCode: number } };
+    };
+    const main = async (name: string) => {
+      const p = (await client.get(Pods, name, NS)) as unknown as FullPod;
+      return { phase: p.status?.phase, c: p.status?.containerStatuses?.[0] as Status | undefined };
+    };
+    const crash = await waitFor(
+      'crashloop to be restarted and back off',
+      async () => {
+        const { c, phase } = await main('crashloop');
+        return c && c.restartCount >= 1 && c.state?.waiting?.reason === 'CrashLoopBackOff'
+          ? { c, phase }
+          : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(crash.c.lastState?.terminated?.exitCode).toBe(2);
+    expect(crash.c.state?.waiting?.message).toMatch(/back-off \d+s restarting failed container=main/);
+    expect(crash.phase).toBe('Running');
+    const once = await waitFor('once to fail', async () => {
+      const r = await main('once');
+      return r.phase === 'Failed' ? r : undefined;
+    });
+    expect(once.c?.state?.terminated?.exitCode).toBe(2);
+    expect(once.c?.restartCount).toBe(0);
+    const unlive = await waitFor(
+      'unlive to be restarted by its liveness probe',
+      async () => {
+        const r = await main('unlive');
+        return r.c && r.c.restartCount >= 1 ? r : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(unlive.c?.lastState?.terminated).toBeDefined();
+    for (const name of ['crashloop', 'once', 'unlive']) await client.delete(Pods, name, NS);
+    await waitFor('the pods to be removed', async () => {
+      const left = await Promise.all(['crashloop', 'once', 'unlive'].map((n) => client.find(Pods, n, NS)));
+      return left.every((p) => p === undefined);
+    });
+  });
+
   it('drains a deleted pod: the running prediction finishes, then the processes exit and the pod goes', async () => {
     await applyModel(client, NS, 'sleepy', { hardware: 'gpu-t4', image: 'modelplane.local/sleep:dev' });
     const pod = await onePod('sleepy');
