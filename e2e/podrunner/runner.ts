@@ -510,6 +510,7 @@ class PodWorker {
   private terminating: Promise<void> | undefined;
   private lastStatus = '';
   private conditions: PodCondition[] | undefined;
+  private readonly ended: boolean;
   readonly log: Logger;
 
   constructor(runner: PodRunner, pod: PodObject, onDone: () => void) {
@@ -522,6 +523,8 @@ class PodWorker {
     this.startTime = pod.status?.startTime ?? kubeTime(new Date());
     this.conditions = pod.status?.conditions;
     this.log = runner.log.child({ pod: `${this.namespace}/${this.name}` });
+    // A pod that had ended before this runner saw it (a runner started again) stays ended.
+    this.ended = pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
     // A pod this runner ran before it restarted keeps its address.
     const prev = pod.status?.podIP;
     if (prev && runner.ips.claim(this.uid, prev)) this.ip = prev;
@@ -595,6 +598,8 @@ class PodWorker {
     }
     if (this.pod.metadata?.deletionTimestamp) {
       this.terminating ??= this.terminate();
+    } else if (this.ended) {
+      return;
     } else {
       this.ip ??= this.runner.ips.allocate(this.uid);
       const initContainers = this.spec.initContainers ?? [];
@@ -616,7 +621,7 @@ class PodWorker {
   }
 
   private async writeStatus(): Promise<void> {
-    if (this.gone) return;
+    if (this.gone || this.ended) return;
     const views: ContainerView[] = this.spec.containers.map(
       (c) =>
         this.containers.get(c.name)?.view() ?? {
@@ -660,8 +665,7 @@ class PodWorker {
     const deadline = Date.now() + grace * 1000;
     this.log.info({ graceSeconds: grace }, 'terminating pod');
     await Promise.all([...this.containers.values()].map((c) => c.terminate(deadline)));
-    this.poke();
-    // The final container states, then the pod's removal.
+    // The final container states (of a pod this runner ran), then the pod's removal.
     await this.writeStatus().catch((err) => this.log.debug({ err }, 'final status not written'));
     if (!this.gone) await this.runner.removePod(this.pod);
     this.log.info('pod terminated and removed');
@@ -803,6 +807,7 @@ class ContainerRunner {
     const ip = this.pod.ip;
     if (!ip) return;
     let env: Record<string, string>;
+    const cancelled = () => this.stopping || this.pod.isTerminating;
     try {
       env = await resolveEnv(c as never, this.pod.fields(), (kind, name) =>
         this.runner.readData(kind, name, this.pod.namespace),
@@ -814,6 +819,8 @@ class ContainerRunner {
       }
       throw err;
     }
+    // The pod may have been deleted, or the runner stopped, while the env was read.
+    if (cancelled()) return;
     let command: string;
     let args: string[];
     let cwd: string | undefined;
