@@ -94,10 +94,15 @@ beforeAll(async () => {
     logDir: mkdtempSync(join(tmpdir(), 'modelplane-podrunner-test-')),
     restartBackoff: { initialMs: 1000, maxMs: 5000 },
     resyncMs: 1000,
-    log: createLogger({ level: process.env.LOG_LEVEL ?? 'warn' }),
+    // The API server restart below makes every watch warn; LOG_LEVEL=info shows the runner at work.
+    log: createLogger({ level: process.env.LOG_LEVEL ?? 'error' }),
   });
   await runner.start();
-  operator = await startOperator(cluster.kubeconfig, { sidecarImage: SIDECAR_IMAGE, resyncPeriodMs: 60_000 });
+  operator = await startOperator(cluster.kubeconfig, {
+    sidecarImage: SIDECAR_IMAGE,
+    resyncPeriodMs: 60_000,
+    logLevel: process.env.LOG_LEVEL ?? 'error',
+  });
   await client.create(
     { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false },
     {
@@ -299,6 +304,32 @@ describe('the local pod runner', () => {
       const left = await Promise.all(['crashloop', 'once', 'unlive'].map((n) => client.find(Pods, n, NS)));
       return left.every((p) => p === undefined);
     });
+  });
+
+  it('carries on after the API server restarts: a new pod runs to Succeeded', async () => {
+    await cluster!.restartApiServer();
+    await client.create(Pods, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'after-restart', namespace: NS },
+      spec: {
+        restartPolicy: 'Never',
+        nodeSelector: { [RUNNER_LABEL]: 'e2e' },
+        tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+        containers: [{ name: 'main', image: SIDECAR_IMAGE, args: ['--version'] }],
+      },
+    } as never);
+    const done = await waitFor(
+      'the pod created after the restart to succeed',
+      async () => {
+        const p = (await client.get(Pods, 'after-restart', NS)) as unknown as FullPod;
+        return p.status?.phase === 'Succeeded' ? p : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    expect(done.status?.podIP).toMatch(/^127\.10\./);
+    await client.delete(Pods, 'after-restart', NS);
+    await waitFor('after-restart to be removed', async () => !(await client.find(Pods, 'after-restart', NS)));
   });
 
   it('drains a deleted pod: the running prediction finishes, then the processes exit and the pod goes', async () => {

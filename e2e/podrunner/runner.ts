@@ -743,12 +743,8 @@ class ContainerRunner {
     return {
       name: this.spec.name,
       image: this.spec.image ?? '',
-      imageID:
-        this.plan?.kind === 'cog'
-          ? `${this.spec.image}`
-          : this.plan?.kind === 'modelplane'
-            ? `${this.spec.image}`
-            : '',
+      // No registry, no digest: the image reference stands for itself once it could run.
+      imageID: this.plan && this.plan.kind !== 'unknown' ? (this.spec.image ?? '') : '',
       ...(this.running ? { containerID: this.running.containerID } : {}),
       state: this.state,
       ...(this.lastTerminated ? { lastState: { terminated: this.lastTerminated } } : {}),
