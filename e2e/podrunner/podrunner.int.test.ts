@@ -9,7 +9,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../crds/index.ts';
 import { Deployments, Nodes, type Pod, Pods, Secrets } from '../../operator/controllers/resources.ts';
 import {
@@ -119,6 +119,13 @@ beforeAll(async () => {
     ),
   );
 }, 180_000);
+
+afterEach((ctx) => {
+  if (ctx.task.result?.state === 'fail')
+    process.stderr.write(
+      `\n${ctx.task.name} failed; container logs in ${runner?.logDir}\n${cluster?.describe()}\n`,
+    );
+});
 
 afterAll(async () => {
   await operator?.stop();

@@ -6,7 +6,9 @@
  * sees as the kubelet would (container states, restarts, probes, phase, conditions) and
  * deletes a pod, after its preStop hooks and grace period, once its processes are gone.
  */
+import { randomInt } from 'node:crypto';
 import { mkdirSync, mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Container, V1PodSpec } from '@kubernetes/client-node';
@@ -203,7 +205,8 @@ export class PodRunner {
       modelsDirs: [...(opts.modelsDirs ?? []), ...(opts.exampleModels === false ? [] : [EXAMPLE_MODELS_DIR])],
       modelplaneImages: opts.modelplaneImages ?? DEFAULT_MODELPLANE_IMAGES,
     };
-    this.ips = new IpAllocator(opts.podCidr ?? DEFAULT_POD_CIDR);
+    // A random first address: runners (and test runs) sharing the machine rarely meet.
+    this.ips = new IpAllocator(opts.podCidr ?? DEFAULT_POD_CIDR, [HOST_IP], 1 + randomInt(60_000));
     this.log = (opts.log ?? createLogger({ level: process.env.LOG_LEVEL ?? 'info' })).child({
       podRunner: this.name,
     });
@@ -433,6 +436,22 @@ export class PodRunner {
     w?.markGone();
   }
 
+  /**
+   * A pod IP whose container ports nothing on the machine holds yet (another runner's pod,
+   * or a process listening on every address); an address found taken is never used.
+   */
+  async allocateIp(uid: string, spec: V1PodSpec): Promise<string> {
+    const ports = spec.containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort));
+    for (let i = 0; i < 64; i++) {
+      const ip = this.ips.allocate(uid);
+      if (await portsFree(ip, ports)) return ip;
+      this.log.warn({ ip }, 'a pod address is in use on this machine; taking another');
+      this.ips.release(uid);
+      this.ips.reserve(ip);
+    }
+    throw new Error(`no free pod address in ${this.ips.cidr} for ports ${ports.join(', ')}`);
+  }
+
   /** Decoded data of a Secret or ConfigMap, or undefined when it does not exist. */
   async readData(kind: 'Secret' | 'ConfigMap', name: string, namespace: string) {
     const obj = await this.client.find(kind === 'Secret' ? Secrets : ConfigMaps, name, namespace);
@@ -482,6 +501,19 @@ export class PodRunner {
       if (!isNotFound(err) && !isConflict(err)) throw err;
     }
   }
+}
+
+/** Whether every one of `ports` can be bound on `ip` now. */
+async function portsFree(ip: string, ports: readonly number[]): Promise<boolean> {
+  for (const port of new Set(ports)) {
+    const free = await new Promise<boolean>((resolveFree) => {
+      const srv = createServer();
+      srv.once('error', () => resolveFree(false));
+      srv.listen({ host: ip, port, exclusive: true }, () => srv.close(() => resolveFree(true)));
+    });
+    if (!free) return false;
+  }
+  return true;
 }
 
 function loadKubeconfig(path: string): KubeConfig {
@@ -601,7 +633,7 @@ class PodWorker {
     } else if (this.ended) {
       return;
     } else {
-      this.ip ??= this.runner.ips.allocate(this.uid);
+      this.ip ??= await this.runner.allocateIp(this.uid, this.spec);
       const initContainers = this.spec.initContainers ?? [];
       for (const c of this.spec.containers) {
         let rt = this.containers.get(c.name);
