@@ -313,6 +313,49 @@ describe('the local pod runner', () => {
     });
   });
 
+  it('runs a preStop hook before SIGTERM, within the grace period', async () => {
+    await client.create(Pods, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'hooked', namespace: NS },
+      spec: {
+        nodeSelector: { [RUNNER_LABEL]: 'e2e' },
+        tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+        terminationGracePeriodSeconds: 10,
+        containers: [
+          {
+            name: 'main',
+            image: SIDECAR_IMAGE,
+            args: ['sidecar', '--model-url', 'http://127.0.0.1:5999'],
+            ports: [{ name: 'api', containerPort: 8080 }],
+            // The sidecar exits at once on SIGTERM when it has nothing to drain.
+            lifecycle: { preStop: { sleep: { seconds: 2 } } },
+          },
+        ],
+      },
+    } as never);
+    const running = await waitFor('hooked to run', async () => {
+      const p = (await client.get(Pods, 'hooked', NS)) as unknown as FullPod;
+      return p.status?.containerStatuses?.[0]?.state?.running ? p : undefined;
+    });
+    const [group] = runner!.processGroupsOf(running.metadata.uid ?? '');
+    expect(group).toBeDefined();
+    const deletedAt = Date.now();
+    await client.delete(Pods, 'hooked', NS);
+    await new Promise((r) => setTimeout(r, 1000));
+    // A second into the 2 s hook, the container still runs and the pod is still there.
+    expect(groupAlive(group!)).toBe(true);
+    expect(await client.find(Pods, 'hooked', NS)).toBeDefined();
+    const goneAt = await waitFor(
+      'hooked to be removed',
+      async () => ((await client.find(Pods, 'hooked', NS)) ? undefined : Date.now()),
+      { timeoutMs: 15_000, intervalMs: 50 },
+    );
+    expect(goneAt - deletedAt).toBeGreaterThanOrEqual(2000);
+    expect(goneAt - deletedAt).toBeLessThan(10_000);
+    expect(groupAlive(group!)).toBe(false);
+  });
+
   it('carries on after the API server restarts: a new pod runs to Succeeded', async () => {
     await cluster!.restartApiServer();
     await client.create(Pods, {

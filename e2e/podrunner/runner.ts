@@ -247,9 +247,15 @@ export class PodRunner {
       }, this.opts.leaseRenewMs),
       setInterval(() => {
         for (const n of this.nodes)
-          void this.reportNodeStatus(n).catch((err) =>
-            this.log.warn({ err, node: n.name }, 'node status failed'),
-          );
+          void this.reportNodeStatus(n).catch(async (err) => {
+            // A node deleted under a running kubelet is registered again, as the kubelet does.
+            if (isNotFound(err) && !this.stopping) {
+              this.log.warn({ node: n.name }, 'the node was deleted; registering it again');
+              await this.registerNode(n).catch((e) =>
+                this.log.warn({ err: e, node: n.name }, 'could not register the node'),
+              );
+            } else this.log.warn({ err, node: n.name }, 'node status failed');
+          });
       }, this.opts.nodeStatusMs),
       setInterval(() => {
         for (const w of this.workers.values()) w.poke();
