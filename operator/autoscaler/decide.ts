@@ -236,7 +236,7 @@ export function decide(input: DecideInput): Decision {
 /** The samples still inside the longest window, for the next decision. */
 export function pruneSamples(samples: Sample[], now: number, windowMs: number): Sample[] {
   let i = 0;
-  while (i < samples.length && samples[i].at <= now - windowMs) i++;
+  while (i < samples.length && (samples[i]?.at ?? now) <= now - windowMs) i++;
   return i ? samples.slice(i) : samples;
 }
 
