@@ -11,7 +11,8 @@
  *   until a stable window has passed without the panic-window demand reaching the threshold;
  * - a lower count is applied only once it has been wanted for scaleDownDelay (the most
  *   wanted over that time is what it scales down to);
- * - the last instance goes only after scaleToZeroAfter without any demand;
+ * - the last instance goes only after scaleToZeroAfter without any demand (from one
+ *   instance to zero that is the only wait; from more, the scale-down delay applies too);
  * - demand at zero instances wants at least one at once (activation).
  */
 import type { DeploymentSpec } from '../../crds/index.ts';
@@ -174,8 +175,9 @@ export function decide(input: DecideInput): Decision {
 
   let desired = want;
   let delayed = false;
-  if (want < current && want > 0) {
+  if (want < current && (want > 0 || current > 1)) {
     // A lower count waits out the scale-down delay; it then goes to the most wanted meanwhile.
+    // (Only the very last instance goes on the idle period alone.)
     state.lowerSinceMs ??= now;
     state.lowerMax = Math.max(state.lowerMax ?? 0, want);
     if (now - state.lowerSinceMs >= p.scaleDownDelayMs) {

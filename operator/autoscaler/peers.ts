@@ -1,0 +1,218 @@
+/**
+ * Demand from the other operator replicas: each serves its gateway's demand at
+ * `GET /autoscaler/demand` on its health and metrics server, and the leader scrapes every
+ * peer it finds by listing the operator's pods.
+ *
+ * Authentication: the caller sends its ServiceAccount token as a bearer token; the server
+ * checks it with a TokenReview and accepts only the user it was configured with (by default
+ * its own ServiceAccount, which every replica shares). A review is cached for a minute, so a
+ * scrape per second costs about one TokenReview a minute per peer.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Pods } from '../controllers/resources.ts';
+import type { KubeClient, Logger } from '../runtime/index.ts';
+import type { DeploymentDemand } from './demand.ts';
+import { parseDemandList } from './sum.ts';
+
+export const DEMAND_PATH = '/autoscaler/demand';
+export const SA_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+export const DEFAULT_PEER_SELECTOR = 'app.kubernetes.io/name=modelplane,app.kubernetes.io/component=operator';
+
+/** The `sub` claim of a ServiceAccount token (`system:serviceaccount:<ns>:<name>`), unverified. */
+export function tokenSubject(token: string): string | undefined {
+  const payload = token.split('.')[1];
+  if (!payload) return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { sub?: unknown };
+    return typeof claims.sub === 'string' ? claims.sub : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A token read from a file, re-read every minute (projected tokens rotate). */
+export function fileToken(path: string): () => string {
+  let cached = '';
+  let readAt = 0;
+  return () => {
+    if (!cached || Date.now() - readAt > 60_000) {
+      cached = readFileSync(path, 'utf8').trim();
+      readAt = Date.now();
+    }
+    return cached;
+  };
+}
+
+interface TokenReview {
+  status?: { authenticated?: boolean; user?: { username?: string }; error?: string };
+}
+
+/** Checks bearer tokens with the TokenReview API. */
+export class TokenReviewAuthenticator {
+  private readonly client: KubeClient;
+  private readonly allowed: ReadonlySet<string>;
+  private readonly cacheMs: number;
+  private readonly cache = new Map<string, { ok: boolean; at: number }>();
+
+  constructor(client: KubeClient, allowedUsers: readonly string[], opts: { cacheMs?: number } = {}) {
+    this.client = client;
+    this.allowed = new Set(allowedUsers);
+    this.cacheMs = opts.cacheMs ?? 60_000;
+  }
+
+  /** Whether `token` authenticates as one of the allowed users. */
+  async check(token: string): Promise<boolean> {
+    const key = createHash('sha256').update(token).digest('hex');
+    const hit = this.cache.get(key);
+    if (hit && Date.now() - hit.at < this.cacheMs) return hit.ok;
+    const review = await this.client.request<TokenReview>(
+      'POST',
+      '/apis/authentication.k8s.io/v1/tokenreviews',
+      {
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } },
+      },
+    );
+    const user = review.status?.user?.username;
+    const ok = review.status?.authenticated === true && user !== undefined && this.allowed.has(user);
+    if (this.cache.size > 1024) this.cache.clear();
+    this.cache.set(key, { ok, at: Date.now() });
+    return ok;
+  }
+}
+
+/** `GET /autoscaler/demand`: this replica's demand, for a caller the authenticator accepts. */
+export function demandHandler(opts: {
+  demand: () => DeploymentDemand[];
+  authenticate: (token: string) => Promise<boolean>;
+  identity: string;
+}) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const problem = (status: number, title: string, detail: string): void => {
+      res
+        .writeHead(status, { 'content-type': 'application/problem+json' })
+        .end(JSON.stringify({ title, detail, status }));
+    };
+    if (req.method !== 'GET') return problem(405, 'Method Not Allowed', 'use GET');
+    const auth = req.headers.authorization ?? '';
+    const token = /^Bearer\s+(.+)$/i.exec(auth)?.[1]?.trim();
+    if (!token)
+      return problem(401, 'Unauthorized', 'send the operator ServiceAccount token as a bearer token');
+    let ok = false;
+    try {
+      ok = await opts.authenticate(token);
+    } catch {
+      return problem(503, 'Service Unavailable', 'the token could not be reviewed; try again');
+    }
+    if (!ok) return problem(403, 'Forbidden', 'this token is not the operator ServiceAccount');
+    res
+      .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+      .end(JSON.stringify({ identity: opts.identity, demand: opts.demand() }));
+  };
+}
+
+export interface PeerScraperOptions {
+  client: KubeClient;
+  /** Where the operator's pods are. */
+  namespace: string;
+  labelSelector: string;
+  /** This replica's pod name: skipped. */
+  selfPod: string | undefined;
+  /** The peers' health and metrics port (a container port named `metrics` wins). */
+  port: number;
+  /** The bearer token to send. */
+  token: () => string;
+  /** How long the peer list is reused (default 10 s). */
+  listIntervalMs?: number;
+  /** A scrape's timeout (default 500 ms). */
+  timeoutMs?: number;
+  /** How long a peer's last answer stands in for one that fails (default 5 s). */
+  staleMs?: number;
+  log: Logger;
+}
+
+interface PeerPod {
+  metadata?: { name?: string; deletionTimestamp?: string };
+  spec?: { containers?: { ports?: { name?: string; containerPort: number }[] }[] };
+  status?: { podIP?: string };
+}
+
+/** Scrapes every other operator replica's demand. */
+export class PeerScraper {
+  private readonly opts: PeerScraperOptions;
+  private peers: { name: string; url: string }[] = [];
+  private listedAt = 0;
+  private readonly last = new Map<string, { at: number; demand: DeploymentDemand[] }>();
+  private readonly warnedAt = new Map<string, number>();
+
+  constructor(opts: PeerScraperOptions) {
+    this.opts = opts;
+  }
+
+  /** The demand lists of every peer that answered (or answered lately). */
+  async scrape(): Promise<DeploymentDemand[][]> {
+    await this.refreshPeers();
+    const now = Date.now();
+    const staleMs = this.opts.staleMs ?? 5_000;
+    const results = await Promise.all(
+      this.peers.map(async (peer) => {
+        try {
+          const demand = await this.fetchPeer(peer.url);
+          this.last.set(peer.name, { at: now, demand });
+          return demand;
+        } catch (err) {
+          this.warn(peer.name, err);
+          const prev = this.last.get(peer.name);
+          return prev && now - prev.at <= staleMs ? prev.demand : [];
+        }
+      }),
+    );
+    for (const name of this.last.keys()) if (!this.peers.some((p) => p.name === name)) this.last.delete(name);
+    return results;
+  }
+
+  private async refreshPeers(): Promise<void> {
+    if (Date.now() - this.listedAt < (this.opts.listIntervalMs ?? 10_000)) return;
+    try {
+      const { items } = await this.opts.client.list(Pods, {
+        namespace: this.opts.namespace,
+        labelSelector: this.opts.labelSelector,
+      });
+      this.peers = (items as PeerPod[])
+        .filter((p) => p.metadata?.name && p.metadata.name !== this.opts.selfPod && p.status?.podIP)
+        .map((p) => {
+          const named = p.spec?.containers
+            ?.flatMap((c) => c.ports ?? [])
+            .find((port) => port.name === 'metrics')?.containerPort;
+          const ip = p.status?.podIP as string;
+          const host = ip.includes(':') ? `[${ip}]` : ip;
+          return {
+            name: p.metadata?.name as string,
+            url: `http://${host}:${named ?? this.opts.port}${DEMAND_PATH}`,
+          };
+        });
+      this.listedAt = Date.now();
+    } catch (err) {
+      this.warn('(list)', err);
+    }
+  }
+
+  private async fetchPeer(url: string): Promise<DeploymentDemand[]> {
+    const res = await fetch(url, {
+      headers: { authorization: `Bearer ${this.opts.token()}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(this.opts.timeoutMs ?? 500),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${res.status}: ${text.slice(0, 200)}`);
+    return parseDemandList(JSON.parse(text));
+  }
+
+  /** At most one warning per peer a minute. */
+  private warn(peer: string, err: unknown): void {
+    const at = this.warnedAt.get(peer) ?? 0;
+    if (Date.now() - at < 60_000) return;
+    this.warnedAt.set(peer, Date.now());
+    this.opts.log.warn({ peer, err }, 'could not read a peer replica’s demand');
+  }
+}
