@@ -101,7 +101,8 @@ Autoscaler (runs with the controllers, on the Lease holder):
                              a gateway holding a request with no ready instance also
                              triggers one at once)
   --autoscaler-peers MODE    gather demand from the other operator replicas: "auto" (on when
-                             running in a pod with a ServiceAccount token), "off", or the
+                             running in a pod with a ServiceAccount token and the HTTP
+                             server on), "off", or the
                              label selector of the operator's pods (${ENV.autoscalerPeers};
                              default auto; auto selects
                              ${DEFAULT_PEER_SELECTOR}).
@@ -233,7 +234,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
   const tokenFile = get('autoscaler-peer-token-file', ENV.autoscalerPeerTokenFile) ?? SA_TOKEN_FILE;
   const peersMode = get('autoscaler-peers', ENV.autoscalerPeers) ?? 'auto';
   let autoscalerPeers: OperatorConfig['autoscalerPeers'] = false;
-  if (peersMode !== 'off' && !(peersMode === 'auto' && !existsSync(tokenFile))) {
+  // auto: on in a pod (it has a ServiceAccount token) that serves HTTP.
+  if (peersMode !== 'off' && !(peersMode === 'auto' && (!existsSync(tokenFile) || !http))) {
     const rawPort = get('autoscaler-peer-port', ENV.autoscalerPeerPort);
     const port = rawPort === undefined ? (http ? http.port : 8081) : Number(rawPort);
     if (!Number.isInteger(port) || port < 1 || port > 65535)

@@ -157,7 +157,7 @@ export function decide(input: DecideInput): Decision {
   let want = stableWant;
   let basis: 'stable' | 'panic' = 'stable';
   if (panicking) {
-    if (panicWant > want) {
+    if (panicWant >= want) {
       want = panicWant;
       basis = 'panic';
     }

@@ -13,6 +13,7 @@ export {
   DEFAULT_PEER_SELECTOR,
   DEMAND_PATH,
   fileToken,
+  PeerScraper,
   SA_TOKEN_FILE,
   TokenReviewAuthenticator,
   tokenSubject,
