@@ -136,7 +136,7 @@ export class Autoscaler {
     decisions: Counter<'namespace' | 'deployment' | 'reason'>;
   };
   private remote: DeploymentDemand[][] = [];
-  private chain: Promise<void> = Promise.resolve();
+  private readonly perKey = new Map<string, Promise<void>>();
   private pokesPending = new Set<string>();
   private running = false;
   private ticks = 0;
@@ -193,12 +193,12 @@ export class Autoscaler {
         ),
       ).catch(() => {});
       while (!signal.aborted) {
-        await this.enqueue(() => this.tick());
+        await this.tick().catch((err) => this.log.error({ err }, 'autoscaler tick failed'));
         await sleep(this.tickMs, signal, this.clock);
       }
     } finally {
       this.running = false;
-      await this.chain;
+      await Promise.all(this.perKey.values());
       // A later leadership restores the state from the annotations again.
       this.tracked.clear();
       this.pokesPending.clear();
@@ -212,38 +212,41 @@ export class Autoscaler {
     const key = `${namespace}/${name}`;
     if (this.pokesPending.has(key)) return;
     this.pokesPending.add(key);
-    void this.enqueue(async () => {
+    // The peers' last answers stand; this replica's demand is read now.
+    void this.serially(key, () => {
       this.pokesPending.delete(key);
-      await this.tick(key);
+      const demand = sumDemand([this.opts.local.demand(), ...this.remote]);
+      return this.scale(key, demand.get(key), this.clock.now());
+    }).then(() => {
+      this.ticks++;
     });
   }
 
-  /** Ticks run one at a time, in order. */
-  private enqueue(fn: () => Promise<void>): Promise<void> {
-    const next = this.chain.then(fn).catch((err) => this.log.error({ err }, 'autoscaler tick failed'));
-    this.chain = next;
+  /** Work on one deployment runs one at a time, in order; other deployments do not wait. */
+  private serially(key: string, fn: () => Promise<void>): Promise<void> {
+    const next = (this.perKey.get(key) ?? Promise.resolve())
+      .then(fn)
+      .catch((err) => this.log.warn({ err, deployment: key }, 'could not scale'));
+    this.perKey.set(key, next);
+    void next.then(() => {
+      if (this.perKey.get(key) === next) this.perKey.delete(key);
+    });
     return next;
   }
 
-  /** One round: every deployment, or only `only` (a poke: no new scrape of the peers). */
-  async tick(only?: string): Promise<void> {
+  /** One round over every deployment: the peers' demand is scraped first. */
+  async tick(): Promise<void> {
     const { caches } = this.opts;
-    if (!only && this.opts.peers) this.remote = await this.opts.peers.scrape();
+    if (this.opts.peers) this.remote = await this.opts.peers.scrape();
     const demand = sumDemand([this.opts.local.demand(), ...this.remote]);
-    const now = this.clock.now();
-    const keys = only ? [only] : caches.deployments.keys();
     await Promise.all(
-      keys.map((key) =>
-        this.scale(key, demand.get(key), now).catch((err) =>
-          this.log.warn({ err, deployment: key }, 'could not scale'),
-        ),
-      ),
+      caches.deployments
+        .keys()
+        .map((key) => this.serially(key, () => this.scale(key, demand.get(key), this.clock.now()))),
     );
-    if (!only) {
-      for (const [key, t] of this.tracked) {
-        const obj = caches.deployments.getByKey(key);
-        if (!obj || obj.metadata.uid !== t.uid) this.forget(key);
-      }
+    for (const [key, t] of this.tracked) {
+      const obj = caches.deployments.getByKey(key);
+      if (!obj || obj.metadata.uid !== t.uid) this.forget(key);
     }
     this.ticks++;
   }
