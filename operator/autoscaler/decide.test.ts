@@ -223,6 +223,22 @@ describe('decide', () => {
     expect(sim.counts.at(-2)).toBe(1);
   });
 
+  it('from more than one instance, going to zero also waits out the scale-down delay', () => {
+    const p = policy({ scaleToZeroAfterMs: 0, scaleDownDelayMs: 30 * SECOND, stableWindowMs: 6 * SECOND });
+    const sim = new Sim(p, 0);
+    sim.run(10, 8);
+    expect(sim.current).toBe(2);
+    const from = sim.counts.length;
+    const stopped = sim.now;
+    sim.until((n) => n === 0, 0);
+    // Idle long enough from the start (scaleToZeroAfter 0), but the two instances stay for
+    // the 30 s delay, counted from when fewer were first wanted.
+    expect(sim.now - stopped).toBeGreaterThan(30 * SECOND);
+    const held = sim.counts.slice(from, from + 30);
+    expect(held.every((n) => n === 2)).toBe(true);
+    expect(sim.decisions.at(-1)?.reason).toBe('ScaledToZero');
+  });
+
   it("the gateway's last activity also keeps the last instance", () => {
     const p = policy({ scaleToZeroAfterMs: 10 * SECOND });
     const now = 1_000_000;
