@@ -202,6 +202,8 @@ export class Autoscaler {
       // A later leadership restores the state from the annotations again.
       this.tracked.clear();
       this.pokesPending.clear();
+      // Another replica leads now: its figures are the ones to scrape.
+      for (const g of [this.metrics.desired, this.metrics.demand, this.metrics.panic]) g.reset();
       this.log.info('autoscaler stopped');
     }
   }
@@ -286,6 +288,8 @@ export class Autoscaler {
 
     let workload = newer(caches.workloads.get(name, namespace), t.applied);
     if (workload && !ownedBy(workload, uid)) workload = undefined;
+    if ((workload?.metadata as { deletionTimestamp?: string } | undefined)?.deletionTimestamp)
+      workload = undefined;
     const labels = { namespace, deployment: name };
     this.metrics.demand.set(labels, queued + running);
     if (!workload) {
