@@ -11,9 +11,11 @@ import {
   DEFAULT_PEER_SELECTOR,
   type DemandSource,
   fileToken,
+  forwardPokes,
   LocalDemand,
   SA_TOKEN_FILE,
   serveDemand,
+  servePokes,
   TokenReviewAuthenticator,
   tokenSubject,
 } from './autoscaler/index.ts';
@@ -106,9 +108,10 @@ Autoscaler (runs with the controllers, on the Lease holder):
                              label selector of the operator's pods (${ENV.autoscalerPeers};
                              default auto; auto selects
                              ${DEFAULT_PEER_SELECTOR}).
-                             Each replica serves GET /autoscaler/demand on the
-                             --http-address server to callers whose bearer token a
-                             TokenReview finds to be this operator's own ServiceAccount
+                             Each replica serves GET /autoscaler/demand (and the leader
+                             POST /autoscaler/poke) on the --http-address server to
+                             callers whose bearer token a TokenReview finds to be this
+                             operator's own ServiceAccount
   --autoscaler-peer-port N   the peers' --http-address port, unless their pod names a
                              container port "metrics" (${ENV.autoscalerPeerPort}; default: the
                              port of --http-address)
@@ -334,8 +337,8 @@ export function createOperator(
   localDemand.set(manager, local);
   const peers = config.autoscalerPeers;
   const token = peers ? fileToken(peers.tokenFile) : undefined;
+  let authenticate = parts.authenticatePeer;
   if (peers && token) {
-    let authenticate = parts.authenticatePeer;
     if (!authenticate) {
       let subject: string | undefined;
       try {
@@ -347,6 +350,7 @@ export function createOperator(
       authenticate = (t) => reviewer.check(t);
     }
     serveDemand(manager, local, authenticate);
+    forwardPokes(manager, local, { namespace: peers.namespace, port: peers.port, token });
   }
   if (config.roles.includes('controllers')) {
     addControllers(manager, {
@@ -354,7 +358,7 @@ export function createOperator(
       workers: config.workers,
       resyncPeriodMs: config.resyncPeriodMs,
     });
-    addAutoscaler(manager, {
+    const { autoscaler } = addAutoscaler(manager, {
       tickMs: config.autoscalerTickMs,
       local,
       peers:
@@ -369,6 +373,7 @@ export function createOperator(
           : undefined,
       ...parts.autoscaler,
     });
+    if (peers && authenticate) servePokes(manager, autoscaler, authenticate);
   }
   return manager;
 }

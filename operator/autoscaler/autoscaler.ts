@@ -208,11 +208,14 @@ export class Autoscaler {
     }
   }
 
-  /** Decide for one deployment at once (a gateway held a request with no ready instance). */
-  poke(namespace: string, name: string): void {
-    if (!this.running) return;
+  /**
+   * Decide for one deployment at once (a gateway held a request with no ready instance).
+   * Returns false when the autoscaler is not running (this process does not lead).
+   */
+  poke(namespace: string, name: string): boolean {
+    if (!this.running) return false;
     const key = `${namespace}/${name}`;
-    if (this.pokesPending.has(key)) return;
+    if (this.pokesPending.has(key)) return true;
     this.pokesPending.add(key);
     // The peers' last answers stand; this replica's demand is read now.
     void this.serially(key, () => {
@@ -222,6 +225,7 @@ export class Autoscaler {
     }).then(() => {
       this.ticks++;
     });
+    return true;
   }
 
   /** Work on one deployment runs one at a time, in order; other deployments do not wait. */

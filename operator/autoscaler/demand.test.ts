@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalDemand } from './local.ts';
-import { demandHandler, tokenSubject } from './peers.ts';
+import { demandHandler, pokeHandler, tokenSubject } from './peers.ts';
 import { parseDemandList, sumDemand } from './sum.ts';
 import { StaticDemandSource } from './testing.ts';
 
@@ -108,5 +108,28 @@ describe('the demand endpoint', () => {
       throw new Error('API server unreachable');
     });
     expect((await fetch(url, { headers: { authorization: 'Bearer x' } })).status).toBe(503);
+  });
+
+  it('takes a poke as JSON, and says when this replica does not lead', async () => {
+    const got: string[] = [];
+    let leading = true;
+    const server = createServer(
+      pokeHandler({
+        poke: (ns, name) => leading && got.push(`${ns}/${name}`) > 0,
+        authenticate: async (t) => t === 'good',
+      }),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    close = () => server.close();
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/autoscaler/poke`;
+    const post = (body: string, token = 'good') =>
+      fetch(url, { method: 'POST', body, headers: { authorization: `Bearer ${token}` } });
+    expect((await post('{"namespace":"n","name":"d"}', 'bad')).status).toBe(403);
+    expect((await post('{"namespace":"n","name":"d"}')).status).toBe(202);
+    expect(got).toEqual(['n/d']);
+    expect((await post('nope')).status).toBe(400);
+    expect((await post('{"namespace":"n"}')).status).toBe(422);
+    leading = false;
+    expect((await post('{"namespace":"n","name":"d"}')).status).toBe(409);
   });
 });

@@ -4,7 +4,7 @@ import type { Clock, Manager } from '../runtime/index.ts';
 import { Autoscaler, REPORTING_CONTROLLER } from './autoscaler.ts';
 import type { DemandSource } from './demand.ts';
 import { LocalDemand } from './local.ts';
-import { DEMAND_PATH, demandHandler, PeerScraper } from './peers.ts';
+import { DEMAND_PATH, demandHandler, PeerScraper, POKE_PATH, PokeForwarder, pokeHandler } from './peers.ts';
 
 export { Autoscaler, FIELD_MANAGER, STATE_ANNOTATION } from './autoscaler.ts';
 export type { DemandSource, DeploymentDemand } from './demand.ts';
@@ -14,6 +14,8 @@ export {
   DEMAND_PATH,
   fileToken,
   PeerScraper,
+  POKE_PATH,
+  PokeForwarder,
   SA_TOKEN_FILE,
   TokenReviewAuthenticator,
   tokenSubject,
@@ -96,4 +98,38 @@ export function serveDemand(
     DEMAND_PATH,
     demandHandler({ demand: () => local.demand(), authenticate, identity: manager.identity }),
   );
+}
+
+/**
+ * Serves `POST /autoscaler/poke`, so the other replicas' gateways reach this replica's
+ * autoscaler when it leads.
+ */
+export function servePokes(
+  manager: Manager,
+  autoscaler: Autoscaler,
+  authenticate: (token: string) => Promise<boolean>,
+): void {
+  manager.addHttpHandler(
+    POKE_PATH,
+    pokeHandler({ poke: (namespace, name) => autoscaler.poke(namespace, name), authenticate }),
+  );
+}
+
+/** Passes this replica's pokes to the leader while another replica leads. */
+export function forwardPokes(
+  manager: Manager,
+  local: LocalDemand,
+  opts: { namespace: string; port: number; token: () => string },
+): PokeForwarder {
+  const forwarder = new PokeForwarder({
+    client: manager.client,
+    namespace: opts.namespace,
+    leader: () => manager.leaderIdentity,
+    isLeader: () => manager.isLeader,
+    port: opts.port,
+    token: opts.token,
+    log: manager.log,
+  });
+  local.onPoke((namespace, name) => void forwarder.forward(namespace, name));
+  return forwarder;
 }

@@ -18,10 +18,13 @@ import {
   DEFAULT_PEER_SELECTOR,
   DEMAND_PATH,
   PeerScraper,
+  POKE_PATH,
+  PokeForwarder,
   serveDemand,
   TokenReviewAuthenticator,
   tokenSubject,
 } from './index.ts';
+import { pokeHandler } from './peers.ts';
 import { StaticDemandSource } from './testing.ts';
 
 const cluster = useCluster();
@@ -54,6 +57,7 @@ let intruderToken = '';
 let operatorKc: KubeConfig;
 let peer: Manager;
 const source = new StaticDemandSource();
+const pokes: string[] = [];
 
 async function tokenFor(name: string): Promise<string> {
   await admin.apply(
@@ -128,6 +132,14 @@ beforeAll(async () => {
   expect(subject).toBe(`system:serviceaccount:${ns()}:modelplane-operator`);
   const reviewer = new TokenReviewAuthenticator(peer.client, [subject as string]);
   serveDemand(peer, source, (t) => reviewer.check(t));
+  // As the leader does: its autoscaler takes the pokes.
+  peer.addHttpHandler(
+    POKE_PATH,
+    pokeHandler({
+      poke: (namespace, name) => pokes.push(`${namespace}/${name}`) > 0,
+      authenticate: (t) => reviewer.check(t),
+    }),
+  );
   await peer.start();
   source.set({
     namespace: 'team',
@@ -188,5 +200,23 @@ describe('demand across replicas', () => {
     expect((await fetch(url, { headers: { authorization: 'Bearer not-a-token' } })).status).toBe(403);
     // The scraper gets nothing from it, and does not fail.
     expect(await scraper(intruderToken).scrape()).toEqual([[]]);
+  });
+
+  it('a replica that does not lead passes its pokes to the leader’s pod', async () => {
+    const forwarder = (token: string) =>
+      new PokeForwarder({
+        client: new KubeClient(operatorKc),
+        namespace: ns(),
+        leader: () => 'operator-peer',
+        isLeader: () => false,
+        port: 1,
+        token: () => token,
+        timeoutMs: 2_000,
+        log,
+      });
+    await forwarder(operatorToken).forward('team', 'llama');
+    expect(pokes).toEqual(['team/llama']);
+    await forwarder(intruderToken).forward('team', 'other');
+    expect(pokes).toEqual(['team/llama']);
   });
 });

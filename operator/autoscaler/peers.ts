@@ -17,6 +17,7 @@ import type { DeploymentDemand } from './demand.ts';
 import { parseDemandList } from './sum.ts';
 
 export const DEMAND_PATH = '/autoscaler/demand';
+export const POKE_PATH = '/autoscaler/poke';
 export const SA_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 export const DEFAULT_PEER_SELECTOR = 'app.kubernetes.io/name=modelplane,app.kubernetes.io/component=operator';
 
@@ -82,34 +83,84 @@ export class TokenReviewAuthenticator {
   }
 }
 
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+function problem(res: ServerResponse, status: number, title: string, detail: string): void {
+  res
+    .writeHead(status, { 'content-type': 'application/problem+json' })
+    .end(JSON.stringify({ title, detail, status }));
+}
+
+/** Runs `then` for a caller whose bearer token `authenticate` accepts; answers 401/403/503 otherwise. */
+function authenticated(
+  method: string,
+  authenticate: (token: string) => Promise<boolean>,
+  then: Handler,
+): Handler {
+  return async (req, res) => {
+    if (req.method !== method) return problem(res, 405, 'Method Not Allowed', `use ${method}`);
+    const auth = req.headers.authorization ?? '';
+    const token = /^Bearer\s+(.+)$/i.exec(auth)?.[1]?.trim();
+    if (!token)
+      return problem(res, 401, 'Unauthorized', 'send the operator ServiceAccount token as a bearer token');
+    let ok = false;
+    try {
+      ok = await authenticate(token);
+    } catch {
+      return problem(res, 503, 'Service Unavailable', 'the token could not be reviewed; try again');
+    }
+    if (!ok) return problem(res, 403, 'Forbidden', 'this token is not the operator ServiceAccount');
+    await then(req, res);
+  };
+}
+
 /** `GET /autoscaler/demand`: this replica's demand, for a caller the authenticator accepts. */
 export function demandHandler(opts: {
   demand: () => DeploymentDemand[];
   authenticate: (token: string) => Promise<boolean>;
   identity: string;
-}) {
-  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const problem = (status: number, title: string, detail: string): void => {
-      res
-        .writeHead(status, { 'content-type': 'application/problem+json' })
-        .end(JSON.stringify({ title, detail, status }));
-    };
-    if (req.method !== 'GET') return problem(405, 'Method Not Allowed', 'use GET');
-    const auth = req.headers.authorization ?? '';
-    const token = /^Bearer\s+(.+)$/i.exec(auth)?.[1]?.trim();
-    if (!token)
-      return problem(401, 'Unauthorized', 'send the operator ServiceAccount token as a bearer token');
-    let ok = false;
-    try {
-      ok = await opts.authenticate(token);
-    } catch {
-      return problem(503, 'Service Unavailable', 'the token could not be reviewed; try again');
-    }
-    if (!ok) return problem(403, 'Forbidden', 'this token is not the operator ServiceAccount');
+}): Handler {
+  return authenticated('GET', opts.authenticate, async (_req, res) => {
     res
       .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
       .end(JSON.stringify({ identity: opts.identity, demand: opts.demand() }));
-  };
+  });
+}
+
+/**
+ * `POST /autoscaler/poke` with `{"namespace", "name"}`: another replica's gateway holds a
+ * request with no ready instance; the leader decides for that deployment at once. Answers
+ * 202 when this replica's autoscaler runs (it leads), 409 otherwise.
+ */
+export function pokeHandler(opts: {
+  poke: (namespace: string, name: string) => boolean;
+  authenticate: (token: string) => Promise<boolean>;
+}): Handler {
+  return authenticated('POST', opts.authenticate, async (req, res) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of req) {
+      size += (c as Buffer).length;
+      if (size > 4096) return problem(res, 413, 'Payload Too Large', 'a poke is {"namespace", "name"}');
+      chunks.push(c as Buffer);
+    }
+    let body: { namespace?: unknown; name?: unknown };
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      return problem(res, 400, 'Bad Request', 'the body is not JSON');
+    }
+    if (typeof body?.namespace !== 'string' || typeof body.name !== 'string' || !body.namespace || !body.name)
+      return problem(res, 422, 'Unprocessable Entity', 'namespace and name must be non-empty strings');
+    if (!opts.poke(body.namespace, body.name))
+      return problem(
+        res,
+        409,
+        'Conflict',
+        'this replica does not run the autoscaler now (it is not the leader)',
+      );
+    res.writeHead(202, { 'content-type': 'application/json' }).end('{}');
+  });
 }
 
 export interface PeerScraperOptions {
@@ -214,5 +265,86 @@ export class PeerScraper {
     if (Date.now() - at < 60_000) return;
     this.warnedAt.set(peer, Date.now());
     this.opts.log.warn({ peer, err }, 'could not read a peer replica’s demand');
+  }
+}
+
+export interface PokeForwarderOptions {
+  client: KubeClient;
+  namespace: string;
+  /** The Lease holder's identity (the leader's pod name, as POD_NAME sets it). */
+  leader: () => string | undefined;
+  /** True while this process leads (its own autoscaler takes pokes). */
+  isLeader: () => boolean;
+  port: number;
+  token: () => string;
+  timeoutMs?: number;
+  log: Logger;
+}
+
+/**
+ * Sends this replica's pokes to the leader's `/autoscaler/poke`, so a request held on any
+ * replica is decided on at once. At most one poke per deployment is in flight.
+ */
+export class PokeForwarder {
+  private readonly opts: PokeForwarderOptions;
+  private readonly inFlight = new Set<string>();
+  private leaderUrl: { name: string; url: string; at: number } | undefined;
+  private warnedAt = 0;
+
+  constructor(opts: PokeForwarderOptions) {
+    this.opts = opts;
+  }
+
+  /** Forwards a poke unless this replica leads; never throws. */
+  forward(namespace: string, name: string): Promise<void> {
+    if (this.opts.isLeader()) return Promise.resolve();
+    const key = `${namespace}/${name}`;
+    if (this.inFlight.has(key)) return Promise.resolve();
+    this.inFlight.add(key);
+    return this.send(namespace, name)
+      .catch((err) => {
+        if (Date.now() - this.warnedAt > 60_000) {
+          this.warnedAt = Date.now();
+          this.opts.log.warn(
+            { err },
+            'could not pass a poke to the leader; it sees the demand at its next tick',
+          );
+        }
+      })
+      .finally(() => this.inFlight.delete(key));
+  }
+
+  private async send(namespace: string, name: string): Promise<void> {
+    const url = await this.url();
+    if (!url) return;
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.opts.token()}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ namespace, name }),
+      signal: AbortSignal.timeout(this.opts.timeoutMs ?? 500),
+    });
+    await res.arrayBuffer();
+    if (res.status !== 202) {
+      this.leaderUrl = undefined; // the leader may have moved
+      throw new Error(`the leader answered ${res.status}`);
+    }
+  }
+
+  /** The leader pod's poke URL, looked up again when the leader changes or every 30 s. */
+  private async url(): Promise<string | undefined> {
+    const leader = this.opts.leader();
+    if (!leader) return undefined;
+    const cached = this.leaderUrl;
+    if (cached && cached.name === leader && Date.now() - cached.at < 30_000) return cached.url;
+    const pod = (await this.opts.client.find(Pods, leader, this.opts.namespace)) as PeerPod | undefined;
+    const ip = pod?.status?.podIP;
+    if (!pod || !ip) return undefined;
+    const named = pod.spec?.containers
+      ?.flatMap((c) => c.ports ?? [])
+      .find((p) => p.name === 'metrics')?.containerPort;
+    const host = ip.includes(':') ? `[${ip}]` : ip;
+    const url = `http://${host}:${named ?? this.opts.port}${POKE_PATH}`;
+    this.leaderUrl = { name: leader, url, at: Date.now() };
+    return url;
   }
 }

@@ -113,6 +113,14 @@ export class Manager {
     return this.leading;
   }
 
+  /**
+   * The identity of the Lease holder as last seen: this process's own while it leads;
+   * undefined when there is none or leader election is off.
+   */
+  get leaderIdentity(): string | undefined {
+    return this.elector?.leader;
+  }
+
   /** The HTTP server's address, once started. */
   get address(): AddressInfo | undefined {
     const addr = this.server?.address();
