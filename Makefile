@@ -61,8 +61,15 @@ test-cluster: cluster-bin python $(DEPS_STAMP) ## run the cluster tests only
 	vitest run --project cluster
 
 .PHONY: bench
-bench: python $(DEPS_STAMP) ## benchmarks: the sidecar's added latency over a real Cog server
+bench: bench-sidecar bench-autoscaler ## every benchmark
+
+.PHONY: bench-sidecar
+bench-sidecar: python $(DEPS_STAMP) ## benchmark: the sidecar's added latency over a real Cog server
 	node bench/sidecar-overhead.ts
+
+.PHONY: bench-autoscaler
+bench-autoscaler: cluster-bin $(DEPS_STAMP) ## benchmark: a burst's time to the child replicas in the API server
+	node bench/autoscaler.ts
 
 .PHONY: cluster-up
 cluster-up: cluster-bin $(DEPS_STAMP) ## start a local control plane with GPU node pools in the background

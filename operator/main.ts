@@ -5,6 +5,20 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
+import {
+  type AutoscalerSetup,
+  addAutoscaler,
+  DEFAULT_PEER_SELECTOR,
+  type DemandSource,
+  fileToken,
+  forwardPokes,
+  LocalDemand,
+  SA_TOKEN_FILE,
+  serveDemand,
+  servePokes,
+  TokenReviewAuthenticator,
+  tokenSubject,
+} from './autoscaler/index.ts';
 import { addControllers, DEFAULT_RESYNC_MS } from './controllers/index.ts';
 import { createLogger, Manager } from './runtime/index.ts';
 
@@ -33,6 +47,10 @@ export const ENV = {
   resyncPeriod: 'MODELPLANE_RESYNC_PERIOD',
   identity: 'MODELPLANE_IDENTITY',
   shutdownTimeout: 'MODELPLANE_SHUTDOWN_TIMEOUT',
+  autoscalerTick: 'MODELPLANE_AUTOSCALER_TICK',
+  autoscalerPeers: 'MODELPLANE_AUTOSCALER_PEERS',
+  autoscalerPeerPort: 'MODELPLANE_AUTOSCALER_PEER_PORT',
+  autoscalerPeerTokenFile: 'MODELPLANE_AUTOSCALER_PEER_TOKEN_FILE',
 } as const;
 
 function packageVersion(): string {
@@ -49,7 +67,7 @@ export function defaultSidecarImage(): string {
 export const USAGE = `Usage: modelplane operator [flags]
 
 Runs the modelplane operator. The controllers (HardwareClass, Model, ModelVersion,
-Deployment) run only in the replica that holds the leader Lease; every replica serves
+Deployment) and the autoscaler run only in the replica that holds the leader Lease; every replica serves
 /healthz, /readyz and /metrics. Each flag can also be set by the environment variable shown;
 a flag wins over its variable.
 
@@ -79,6 +97,27 @@ Flags:
                              POD_NAME; default: the host name and a random suffix)
   --shutdown-timeout SECONDS how long running reconciles may finish after SIGTERM
                              (${ENV.shutdownTimeout}; default 30)
+
+Autoscaler (runs with the controllers, on the Lease holder):
+  --autoscaler-tick SECONDS  time between scaling decisions (${ENV.autoscalerTick}; default 1;
+                             a gateway holding a request with no ready instance also
+                             triggers one at once)
+  --autoscaler-peers MODE    gather demand from the other operator replicas: "auto" (on when
+                             running in a pod with a ServiceAccount token and the HTTP
+                             server on), "off", or the
+                             label selector of the operator's pods (${ENV.autoscalerPeers};
+                             default auto; auto selects
+                             ${DEFAULT_PEER_SELECTOR}).
+                             Each replica serves GET /autoscaler/demand (and the leader
+                             POST /autoscaler/poke) on the --http-address server to
+                             callers whose bearer token a TokenReview finds to be this
+                             operator's own ServiceAccount
+  --autoscaler-peer-port N   the peers' --http-address port, unless their pod names a
+                             container port "metrics" (${ENV.autoscalerPeerPort}; default: the
+                             port of --http-address)
+  --autoscaler-peer-token-file PATH
+                             the token sent to peers, and whose subject peers accept
+                             (${ENV.autoscalerPeerTokenFile}; default ${SA_TOKEN_FILE})
   -h, --help                 show this help
 `;
 
@@ -98,6 +137,9 @@ export interface OperatorConfig {
   resyncPeriodMs: number;
   identity: string | undefined;
   shutdownTimeoutMs: number;
+  autoscalerTickMs: number;
+  /** Demand across replicas: off, or the operator pods' selector and how to reach and trust them. */
+  autoscalerPeers: false | { labelSelector: string; port: number; tokenFile: string; namespace: string };
 }
 
 export class ConfigError extends Error {}
@@ -118,6 +160,10 @@ const FLAGS = {
   'resync-period': { type: 'string' },
   identity: { type: 'string' },
   'shutdown-timeout': { type: 'string' },
+  'autoscaler-tick': { type: 'string' },
+  'autoscaler-peers': { type: 'string' },
+  'autoscaler-peer-port': { type: 'string' },
+  'autoscaler-peer-token-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -182,6 +228,32 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
       `--workers: want a whole number from 1 to 64, got "${get('workers', ENV.workers)}"`,
     );
   const leaseName = get('lease-name', ENV.leaseName) ?? 'modelplane-operator';
+  const http = address(get('http-address', ENV.httpAddress) ?? '0.0.0.0:8081');
+  const autoscalerTickMs = seconds(
+    'autoscaler-tick',
+    get('autoscaler-tick', ENV.autoscalerTick) ?? '1',
+    0.05,
+  );
+  const tokenFile = get('autoscaler-peer-token-file', ENV.autoscalerPeerTokenFile) ?? SA_TOKEN_FILE;
+  const peersMode = get('autoscaler-peers', ENV.autoscalerPeers) ?? 'auto';
+  let autoscalerPeers: OperatorConfig['autoscalerPeers'] = false;
+  // auto: on in a pod (it has a ServiceAccount token) that serves HTTP.
+  if (peersMode !== 'off' && !(peersMode === 'auto' && (!existsSync(tokenFile) || !http))) {
+    const rawPort = get('autoscaler-peer-port', ENV.autoscalerPeerPort);
+    const port = rawPort === undefined ? (http ? http.port : 8081) : Number(rawPort);
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new ConfigError(`--autoscaler-peer-port: want a port number, got "${rawPort}"`);
+    if (!http)
+      throw new ConfigError(
+        '--autoscaler-peers needs the HTTP server: set --http-address, or --autoscaler-peers=off',
+      );
+    autoscalerPeers = {
+      labelSelector: peersMode === 'auto' ? DEFAULT_PEER_SELECTOR : peersMode,
+      port,
+      tokenFile,
+      namespace: env.POD_NAMESPACE || defaultNamespace(),
+    };
+  }
   return {
     help: values.help === true,
     kubeconfig: get('kubeconfig', ENV.kubeconfig),
@@ -192,7 +264,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
     leaseDurationMs: seconds('lease-duration', get('lease-duration', ENV.leaseDuration) ?? '15', 0.1),
     renewDeadlineMs: seconds('renew-deadline', get('renew-deadline', ENV.renewDeadline) ?? '10', 0.1),
     retryPeriodMs: seconds('retry-period', get('retry-period', ENV.retryPeriod) ?? '2', 0.05),
-    http: address(get('http-address', ENV.httpAddress) ?? '0.0.0.0:8081'),
+    http,
     logLevel: get('log-level', ENV.logLevel, 'LOG_LEVEL') ?? 'info',
     sidecarImage: get('sidecar-image', ENV.sidecarImage) ?? defaultSidecarImage(),
     workers,
@@ -203,11 +275,39 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
     ),
     identity: get('identity', ENV.identity, 'POD_NAME'),
     shutdownTimeoutMs: seconds('shutdown-timeout', get('shutdown-timeout', ENV.shutdownTimeout) ?? '30', 0),
+    autoscalerTickMs,
+    autoscalerPeers,
   };
 }
 
-/** A manager with the controllers registered, from a config (not started). */
-export function createOperator(config: OperatorConfig, kubeConfig?: KubeConfig): Manager {
+/** What a caller embedding the operator can add: demand sources, autoscaler settings for tests. */
+export interface OperatorParts {
+  /** In-process demand sources (the gateway's queues when the gateway runs in this process). */
+  demandSources?: DemandSource[];
+  /** Overrides of the autoscaler's settings (tests use short intervals and their own token). */
+  autoscaler?: Omit<AutoscalerSetup, 'local'>;
+  /** How `/autoscaler/demand` checks a peer's token (default: a TokenReview of the token file's subject). */
+  authenticatePeer?: (token: string) => Promise<boolean>;
+}
+
+const localDemand = new WeakMap<Manager, LocalDemand>();
+
+/**
+ * Registers an in-process DemandSource (the gateway's) with the operator's autoscaler, and
+ * serves it to the leader when this replica is not the leader.
+ */
+export function registerDemandSource(manager: Manager, source: DemandSource): void {
+  const local = localDemand.get(manager);
+  if (!local) throw new Error('this manager was not made by createOperator');
+  local.add(source);
+}
+
+/** A manager with the controllers and the autoscaler registered, from a config (not started). */
+export function createOperator(
+  config: OperatorConfig,
+  kubeConfig?: KubeConfig,
+  parts: OperatorParts = {},
+): Manager {
   let kc = kubeConfig;
   if (!kc) {
     kc = new KubeConfig();
@@ -232,12 +332,48 @@ export function createOperator(config: OperatorConfig, kubeConfig?: KubeConfig):
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     log,
   });
+  const local = new LocalDemand({ onError: (err) => log.warn({ err }, 'a demand source failed') });
+  for (const s of parts.demandSources ?? []) local.add(s);
+  localDemand.set(manager, local);
+  const peers = config.autoscalerPeers;
+  const token = peers ? fileToken(peers.tokenFile) : undefined;
+  let authenticate = parts.authenticatePeer;
+  if (peers && token) {
+    if (!authenticate) {
+      let subject: string | undefined;
+      try {
+        subject = tokenSubject(token());
+      } catch (err) {
+        log.warn({ err, tokenFile: peers.tokenFile }, 'cannot read the token peers must present');
+      }
+      const reviewer = new TokenReviewAuthenticator(manager.client, subject ? [subject] : []);
+      authenticate = (t) => reviewer.check(t);
+    }
+    serveDemand(manager, local, authenticate);
+    forwardPokes(manager, local, { namespace: peers.namespace, port: peers.port, token });
+  }
   if (config.roles.includes('controllers')) {
     addControllers(manager, {
       sidecarImage: config.sidecarImage,
       workers: config.workers,
       resyncPeriodMs: config.resyncPeriodMs,
     });
+    const { autoscaler } = addAutoscaler(manager, {
+      tickMs: config.autoscalerTickMs,
+      local,
+      peers:
+        peers && token
+          ? {
+              namespace: peers.namespace,
+              labelSelector: peers.labelSelector,
+              selfPod: process.env.POD_NAME || config.identity,
+              port: peers.port,
+              token,
+            }
+          : undefined,
+      ...parts.autoscaler,
+    });
+    if (peers && authenticate) servePokes(manager, autoscaler, authenticate);
   }
   return manager;
 }

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../crds/index.ts';
 import { createNodePools } from '../../e2e/cluster/local.ts';
 import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
-import type { Manager } from '../runtime/index.ts';
+import { type Manager, ownsField } from '../runtime/index.ts';
+import { AUTOSCALER_FIELD_MANAGER } from './names.ts';
 import { Deployments, type Pod, Pods, Secrets, Workloads } from './resources.ts';
 import {
   applyDefaultHardware,
@@ -181,9 +182,9 @@ describe('the Deployment controller', () => {
   });
 
   it('makes no write when objects are re-applied unchanged and resyncs run', async () => {
-    const before = await ready('rolling', 2);
-    const obj = await client.get(Deployments, 'rolling', ns());
-    // Kubernetes' own deployment controller finishes its status first.
+    await ready('rolling', 2);
+    // Kubernetes' own deployment controller finishes its status first, and the autoscaler
+    // has taken over the count (it applies spec.replicas and its state annotation once).
     const w = await waitFor(
       'the workload to be complete',
       async () => {
@@ -199,11 +200,20 @@ describe('the Deployment controller', () => {
           (
             await client.list(Pods, { namespace: ns(), labelSelector: 'modelplane.dev/deployment=rolling' })
           ).items.every((p) => !p.metadata?.deletionTimestamp) &&
-          st?.conditions?.some((c) => c.type === 'Progressing' && c.reason === 'NewReplicaSetAvailable');
+          st?.conditions?.some((c) => c.type === 'Progressing' && c.reason === 'NewReplicaSetAvailable') &&
+          ownsField(x, AUTOSCALER_FIELD_MANAGER, ['spec', 'replicas']);
         return done ? x : undefined;
       },
       { timeoutMs: 90_000 },
     );
+    // The autoscaler's part of the status is in.
+    const before = await waitFor('the scaling status', async () => {
+      const s = await status('rolling');
+      return condition(s, 'Ready')?.status === 'True' && s?.desiredInstances === 2 && s.queued === 0
+        ? s
+        : undefined;
+    });
+    const obj = await client.get(Deployments, 'rolling', ns());
     const rv = { deployment: obj.metadata?.resourceVersion, workload: w?.metadata?.resourceVersion };
     // The same manifests again, as a GitOps tool re-applies them.
     await applyModel(client, ns(), 'rolling', {

@@ -18,12 +18,13 @@ import {
   applyStatus,
   type EventRecorder,
   type Manager,
+  ownsField,
   type ReconcileContext,
   TerminalError,
 } from '../runtime/index.ts';
 import { type Caches, keysWhere } from './caches.ts';
 import { findCondition, transitions } from './conditions.ts';
-import { CONTROLLER, fieldManager, reportingController } from './names.ts';
+import { AUTOSCALER_FIELD_MANAGER, CONTROLLER, fieldManager, reportingController } from './names.ts';
 import { Deployments, Secrets, type Stored, type Workload, Workloads } from './resources.ts';
 import { versionId } from './version-id.ts';
 import {
@@ -33,6 +34,7 @@ import {
   desiredWorkload,
   releaseFor,
   releaseHash,
+  replicasToApply,
   type WorkloadInput,
   webhookSecretName,
 } from './workload.ts';
@@ -150,6 +152,10 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
     }
 
     if (!blocker && versionSpec?.success && hardwareSpec?.success && id) {
+      // spec.replicas belongs to the autoscaler: set only on creation, kept until it takes over.
+      const autoscalerOwns =
+        workload !== undefined && ownsField(workload, AUTOSCALER_FIELD_MANAGER, ['spec', 'replicas']);
+      const replicas = replicasToApply(spec, workload, autoscalerOwns);
       const input: WorkloadInput = {
         owner: { name, namespace, uid },
         spec,
@@ -158,9 +164,15 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
         release,
         releaseHash: hash,
         sidecarImage: opts.sidecarImage,
+        replicas,
       };
       await ensureWebhookSecret({ name, namespace, uid }, ctx);
-      workload = await apply(client, Workloads, desiredWorkload(input), {
+      const desired = desiredWorkload(input);
+      // Keeping the count as read must not undo a change the autoscaler made since: the
+      // resourceVersion makes the API server refuse the apply (409) if the cache was stale.
+      if (workload && replicas !== undefined && desired.metadata)
+        desired.metadata.resourceVersion = workload.metadata?.resourceVersion;
+      workload = await apply(client, Workloads, desired, {
         fieldManager: FIELD_MANAGER,
         current: workload,
       });

@@ -16,3 +16,9 @@ export function fieldManager(controller: ControllerName): string {
 export function reportingController(controller: ControllerName): string {
   return `modelplane.dev/${controller}-controller`;
 }
+
+/**
+ * The field manager of the autoscaler: it owns the workloads' `spec.replicas`, the
+ * Deployments' scaling status and the pods' deletion cost.
+ */
+export const AUTOSCALER_FIELD_MANAGER = 'modelplane-autoscaler';

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { createOperator, type OperatorConfig } from '../main.ts';
+import { createOperator, type OperatorConfig, type OperatorParts } from '../main.ts';
 import { KubeClient, type KubeObject, type Manager } from '../runtime/index.ts';
 import { Deployments, HardwareClasses, Models, ModelVersions, Pods, Workloads } from './resources.ts';
 
@@ -107,6 +107,8 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
     resyncPeriodMs: 600_000,
     identity: undefined,
     shutdownTimeoutMs: 5_000,
+    autoscalerTickMs: 1_000,
+    autoscalerPeers: false,
     ...overrides,
   };
 }
@@ -115,10 +117,11 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
 export async function startOperator(
   kubeconfig: string,
   overrides: Partial<OperatorConfig> = {},
+  parts: OperatorParts = {},
 ): Promise<Manager> {
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
-  const manager = createOperator(operatorConfig(overrides), kc);
+  const manager = createOperator(operatorConfig(overrides), kc, parts);
   await manager.start();
   return manager;
 }

@@ -14,6 +14,7 @@ import {
   MODEL_CONTAINER,
   releaseFor,
   releaseHash,
+  replicasToApply,
   SIDECAR_CONTAINER,
   WEBHOOK_TOKEN_KEY,
   type WorkloadInput,
@@ -105,18 +106,28 @@ describe('desiredWorkload', () => {
     expect(w.spec!.template.metadata?.annotations?.[ANNOTATION.versionId]).toBe('a'.repeat(64));
   });
 
-  it('runs minInstances, at least one, with the rollout settings of the spec', () => {
-    expect(w.spec!.replicas).toBe(1);
+  it('sets replicas only when told to, with the rollout settings of the spec', () => {
+    expect(w.spec).not.toHaveProperty('replicas');
+    expect(desiredWorkload(input({ replicas: 0 })).spec!.replicas).toBe(0);
     expect(w.spec!.strategy).toEqual({ type: 'Recreate' });
     expect(w.spec!.progressDeadlineSeconds).toBe(1800);
     const rolling = desiredWorkload(
       input({ spec: DeploymentSpecSchema.parse({ ...spec, minInstances: 2, rollout: { maxSurge: '50%' } }) }),
     );
-    expect(rolling.spec!.replicas).toBe(2);
     expect(rolling.spec!.strategy).toEqual({
       type: 'RollingUpdate',
       rollingUpdate: { maxSurge: '50%', maxUnavailable: 0 },
     });
+  });
+
+  it('leaves replicas to the autoscaler once it owns them, and starts a new workload at minInstances', () => {
+    const existing: Workload = { spec: { replicas: 5, selector: {}, template: {} } };
+    expect(replicasToApply(spec, undefined, false)).toBe(0);
+    expect(replicasToApply(DeploymentSpecSchema.parse({ ...spec, minInstances: 2 }), undefined, false)).toBe(
+      2,
+    );
+    expect(replicasToApply(spec, existing, false)).toBe(5);
+    expect(replicasToApply(spec, existing, true)).toBeUndefined();
   });
 
   it('gives the model container the image, env, PORT, Cog settings and the class resources with its GPUs', () => {
@@ -330,12 +341,38 @@ describe('deploymentStatus', () => {
 
   it('is Ready and Available once the release runs on every instance', () => {
     const s = deploymentStatus({ ...base, pods: [readyPod] });
-    expect(s).toMatchObject({ instances: 1, readyInstances: 1, desiredInstances: 1, release: 1 });
+    expect(s).toMatchObject({ instances: 1, readyInstances: 1, release: 1 });
+    // The autoscaler writes desiredInstances, not the Deployment controller.
+    expect(s).not.toHaveProperty('desiredInstances');
     expect(cond(s, 'Ready')).toMatchObject({ status: 'True', reason: 'Ready' });
     expect(cond(s, 'Available')).toMatchObject({ status: 'True' });
     expect(cond(s, 'Progressing')).toMatchObject({ status: 'False', reason: 'ReleaseRolledOut' });
     expect(cond(s, 'Degraded')).toMatchObject({ status: 'False' });
     expect(s.versionId).toBe('b'.repeat(64));
+  });
+
+  it("compares ready instances with the workload's replicas, which the autoscaler sets", () => {
+    const scaled: Workload = {
+      ...workload,
+      spec: { replicas: 3, selector: {}, template: {} },
+      status: { observedGeneration: 1, replicas: 3, updatedReplicas: 3, readyReplicas: 1 },
+    };
+    const s = deploymentStatus({ ...base, workload: scaled, pods: [readyPod] });
+    expect(cond(s, 'Progressing')).toMatchObject({
+      status: 'True',
+      message: 'release 1: 1 of 3 instances ready',
+    });
+    const zero: Workload = {
+      ...workload,
+      spec: { replicas: 0, selector: {}, template: {} },
+      status: { observedGeneration: 1 },
+    };
+    const z = deploymentStatus({ ...base, spec: spec, workload: zero, pods: [] });
+    expect(cond(z, 'Ready')).toMatchObject({
+      status: 'True',
+      message: 'release 1 is scaled to zero; the next prediction starts an instance',
+    });
+    expect(cond(z, 'Available')).toMatchObject({ status: 'True' });
   });
 
   it("reports InsufficientCapacity with the scheduler's message when a pod cannot be placed", () => {

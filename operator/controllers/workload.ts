@@ -122,6 +122,12 @@ export interface WorkloadInput {
   release: number;
   releaseHash: string;
   sidecarImage: string;
+  /**
+   * `spec.replicas` to apply, or undefined to leave the field to the autoscaler. The
+   * controller sets it only when it creates the workload (and until the autoscaler has taken
+   * the field over); see `replicasToApply`.
+   */
+  replicas?: number;
 }
 
 /** The hash a release is cut from: the Deployment spec, defaults applied. */
@@ -148,9 +154,31 @@ export function releaseFor(
   return { release: Math.max(status?.release ?? 0, childRelease) + 1, cut: true };
 }
 
-/** Instances the workload runs: `minInstances`, at least 1 (the autoscaler will own this). */
-export function replicasFor(spec: DeploymentSpec): number {
-  return Math.max(1, spec.minInstances);
+/** Instances a new workload starts with: `minInstances` (0 for a deployment that scales to zero). */
+export function initialReplicas(spec: DeploymentSpec): number {
+  return spec.minInstances;
+}
+
+/**
+ * What the Deployment controller applies as the workload's `spec.replicas`. The autoscaler
+ * owns that field (server-side apply, its own field manager), so the controller leaves it
+ * out once the autoscaler has applied it; before that the controller keeps it at the value
+ * it has (`minInstances` when it creates the workload). It must never leave out a field it
+ * alone owns: the API server would remove it and the count would fall back to 1.
+ */
+export function replicasToApply(
+  spec: DeploymentSpec,
+  workload: Workload | undefined,
+  autoscalerOwns: boolean,
+): number | undefined {
+  if (!workload) return initialReplicas(spec);
+  if (autoscalerOwns) return undefined;
+  return workload.spec?.replicas ?? initialReplicas(spec);
+}
+
+/** Instances the workload is told to run: its `spec.replicas` (set by the autoscaler). */
+export function workloadReplicas(workload: Workload | undefined, spec: DeploymentSpec): number {
+  return workload?.spec?.replicas ?? initialReplicas(spec);
 }
 
 export function selectorLabels(deployment: string): Record<string, string> {
@@ -318,7 +346,7 @@ export function desiredWorkload(input: WorkloadInput): Workload {
       ],
     },
     spec: {
-      replicas: replicasFor(input.spec),
+      ...(input.replicas === undefined ? {} : { replicas: input.replicas }),
       selector: { matchLabels: selectorLabels(input.owner.name) },
       strategy:
         rollout.strategy === 'Recreate'
@@ -392,7 +420,8 @@ export function deploymentStatus(input: StatusInput): DeploymentStatus {
   const ready = live.filter(isPodReady).length;
   const current = live.filter((p) => p.metadata?.labels?.[LABEL.release] === String(release));
   const currentReady = current.filter(isPodReady).length;
-  const desired = replicasFor(spec);
+  // The workload's count: the autoscaler sets it, between minInstances and maxInstances.
+  const desired = workloadReplicas(workload, spec);
   const observations = input.blocker
     ? blockedObservations(input.blocker, ready, spec.minInstances)
     : runningObservations({
@@ -415,7 +444,6 @@ export function deploymentStatus(input: StatusInput): DeploymentStatus {
     conditions: mergeConditions(previous?.conditions, observations, input.generation, input.now),
     instances: live.length,
     readyInstances: ready,
-    desiredInstances: input.blocker ? (workload?.spec?.replicas ?? 0) : desired,
     release,
     releasedAt,
   };
@@ -521,7 +549,9 @@ function runningObservations(o: {
       status: isReady ? 'True' : 'False',
       reason: isReady ? REASON.Ready : degraded.status === 'True' ? degraded.reason : REASON.RollingOut,
       message: isReady
-        ? `release ${o.release} is ready on ${o.desired} instances`
+        ? o.desired === 0
+          ? `release ${o.release} is scaled to zero; the next prediction starts an instance`
+          : `release ${o.release} is ready on ${o.desired} instances`
         : degraded.status === 'True'
           ? degraded.message
           : progressing.message,

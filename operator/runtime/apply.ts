@@ -34,6 +34,28 @@ export function appliedBy(obj: KubeObject, fieldManager: string, subresource?: s
   );
 }
 
+/**
+ * Whether `fieldManager` owns the field at `path` (e.g. `['spec', 'replicas']`) of `obj`
+ * through an apply, according to its managedFields.
+ */
+export function ownsField(
+  obj: KubeObject,
+  fieldManager: string,
+  path: readonly string[],
+  subresource?: string,
+): boolean {
+  return (obj.metadata?.managedFields ?? []).some((f) => {
+    if (f.manager !== fieldManager || f.operation !== 'Apply' || (f.subresource || undefined) !== subresource)
+      return false;
+    let node: unknown = f.fieldsV1;
+    for (const key of path) {
+      if (!node || typeof node !== 'object') return false;
+      node = (node as Record<string, unknown>)[`f:${key}`];
+    }
+    return node !== undefined;
+  });
+}
+
 export interface ApplyOptions<T> {
   fieldManager: string;
   /**

@@ -23,7 +23,13 @@ export interface KubeObject {
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
     ownerReferences?: OwnerReference[];
-    managedFields?: { manager?: string; operation?: string; subresource?: string }[];
+    managedFields?: {
+      manager?: string;
+      operation?: string;
+      subresource?: string;
+      /** The fields this manager owns: `{"f:spec": {"f:replicas": {}}}`. */
+      fieldsV1?: Record<string, unknown>;
+    }[];
   };
 }
 

@@ -1,5 +1,5 @@
 /** The operator runtime: what controllers import. See README.md in this directory. */
-export { type ApplyOptions, apply, applyStatus, covers } from './apply.ts';
+export { type ApplyOptions, apply, applyStatus, covers, ownsField } from './apply.ts';
 export {
   ApiError,
   isConflict,
@@ -27,6 +27,12 @@ export { type Event, EventRecorder, Events } from './events.ts';
 export { type EventHandler, Informer, type InformerOptions, objectKey, splitKey } from './informer.ts';
 export { LeaderElector, type Lease, Leases } from './leader-election.ts';
 export { createLogger, type Logger } from './log.ts';
-export { type LeaderElectionOptions, Manager, type ManagerOptions } from './manager.ts';
+export {
+  type HttpHandler,
+  type LeaderElectionOptions,
+  type LeaderRunnable,
+  Manager,
+  type ManagerOptions,
+} from './manager.ts';
 export { RuntimeMetrics } from './metrics.ts';
 export { WorkQueue } from './workqueue.ts';

@@ -13,7 +13,7 @@
  * Register informers and controllers before `start`.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -52,6 +52,15 @@ export interface ManagerOptions {
 
 export type InformerSpec = Omit<InformerOptions, 'log' | 'backoff'>;
 
+/** A loop run beside the controllers on the Lease holder: runs until `signal` aborts. */
+export interface LeaderRunnable {
+  name: string;
+  run(signal: AbortSignal): Promise<void>;
+}
+
+/** Answers one path on the manager's HTTP server. */
+export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
 export class Manager {
   readonly name: string;
   readonly identity: string;
@@ -61,6 +70,8 @@ export class Manager {
   private readonly opts: ManagerOptions;
   private readonly informers = new Map<string, Informer>();
   private readonly controllers: Controller[] = [];
+  private readonly runnables: LeaderRunnable[] = [];
+  private readonly routes = new Map<string, HttpHandler>();
   private readonly recorders: EventRecorder[] = [];
   private readonly readyChecks = new Map<string, () => boolean>();
   private readonly abort = new AbortController();
@@ -102,6 +113,14 @@ export class Manager {
     return this.leading;
   }
 
+  /**
+   * The identity of the Lease holder as last seen: this process's own while it leads;
+   * undefined when there is none or leader election is off.
+   */
+  get leaderIdentity(): string | undefined {
+    return this.elector?.leader;
+  }
+
   /** The HTTP server's address, once started. */
   get address(): AddressInfo | undefined {
     const addr = this.server?.address();
@@ -129,6 +148,21 @@ export class Manager {
     const controller = new Controller<T>({ ...opts, log: this.log, metrics: this.metrics });
     this.controllers.push(controller as unknown as Controller);
     return controller;
+  }
+
+  /**
+   * Runs `runnable` while this process leads (with the controllers, after the informers
+   * started); it must return soon after its signal aborts.
+   */
+  addLeaderRunnable(runnable: LeaderRunnable): void {
+    this.runnables.push(runnable);
+  }
+
+  /** Serves `path` (exact match) on the health and metrics server. */
+  addHttpHandler(path: string, handler: HttpHandler): void {
+    if (['/healthz', '/livez', '/readyz', '/metrics'].includes(path))
+      throw new Error(`${path} is the manager's own`);
+    this.routes.set(path, handler);
   }
 
   /** An Event recorder reporting as `reportingController` from this process. */
@@ -199,14 +233,27 @@ export class Manager {
   /** Runs informers and controllers until `signal` aborts, then stops them. */
   private async lead(signal: AbortSignal): Promise<void> {
     this.leading = true;
+    let runnables: Promise<void>[] = [];
+    // Stops the leader loops with the controllers, and also when leading ends on an error.
+    const loops = new AbortController();
+    const stopLoops = () => loops.abort();
+    signal.addEventListener('abort', stopLoops, { once: true });
     try {
       for (const informer of this.informers.values()) informer.start();
+      runnables = this.runnables.map((r) =>
+        r
+          .run(loops.signal)
+          .catch((err) => this.log.error({ err, runnable: r.name }, 'a leader loop stopped on an error')),
+      );
       await Promise.all(this.controllers.map((c) => c.start(signal))).catch((err) => {
         if (!signal.aborted) throw err;
       });
       if (!signal.aborted)
         await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
     } finally {
+      signal.removeEventListener('abort', stopLoops);
+      loops.abort();
+      await Promise.all(runnables);
       const timeoutMs = this.opts.shutdownTimeoutMs ?? 30_000;
       await Promise.all(this.controllers.map((c) => c.stop(timeoutMs)));
       await Promise.all([...this.informers.values()].map((i) => i.stop()));
@@ -216,7 +263,7 @@ export class Manager {
 
   private listen(port: number, host = '0.0.0.0'): Promise<void> {
     const server = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
+      const path = (req.url ?? '/').split('?')[0] ?? '/';
       if (path === '/healthz' || path === '/livez') {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
       } else if (path === '/readyz') {
@@ -229,6 +276,15 @@ export class Manager {
           (text) => res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(text),
           (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(err.message),
         );
+      } else if (this.routes.has(path)) {
+        const handler = this.routes.get(path) as HttpHandler;
+        Promise.resolve()
+          .then(() => handler(req, res))
+          .catch((err: Error) => {
+            this.log.error({ err, path }, 'an HTTP handler failed');
+            if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+            res.end('internal error');
+          });
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
       }
