@@ -3,8 +3,10 @@
  * The operator (controllers and gateway) runs in this process under the permissions of
  * operator/rbac.yaml (a ServiceAccount bound to exactly its ClusterRole and Role).
  */
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,6 +56,8 @@ class Lines extends Writable {
 const logs = new Lines();
 let manager: Manager;
 let gateway: Gateway;
+/** A second gateway on the same manager that lets callers without a token act in `ns`. */
+let anonymous: Gateway;
 let versionId = '';
 let token = ''; // API token for ns
 let otherToken = ''; // API token for other
@@ -217,6 +221,11 @@ beforeAll(async () => {
   });
   addControllers(manager, { sidecarImage: 'registry.example.com/modelplane:test' });
   gateway = addGateway(manager, { address: { host: '127.0.0.1', port: 0 }, tokenNamespace: tokenNs() });
+  anonymous = addGateway(manager, {
+    address: { host: '127.0.0.1', port: 0 },
+    tokenNamespace: tokenNs(),
+    allowAnonymous: [ns()],
+  });
   await manager.start();
   versionId = await applyModel(ns(), 'echo', 'private');
   await applyModel(other(), 'secret-model', 'private');
@@ -526,6 +535,50 @@ describe('authentication', () => {
       timeoutMs: 10_000,
     });
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('lets callers without a token act only in the --allow-anonymous namespaces', async () => {
+    const get = (path: string) => fetch(`${anonymous.url}/v1${path}`);
+    expect((await get(`/models/${ns()}/echo`)).status).toBe(200);
+    const denied = await get(`/models/${other()}/secret-model`);
+    expect(denied.status).toBe(403);
+    expect(((await denied.json()) as { detail: string }).detail).toContain(
+      'an anonymous caller may not get models',
+    );
+    expect(await (await get('/account')).json()).toEqual({
+      type: 'organization',
+      username: ns(),
+      name: ns(),
+    });
+    // A token that is sent is still checked.
+    const bad = await fetch(`${anonymous.url}/v1/account`, { headers: { authorization: 'Bearer nope' } });
+    expect(bad.status).toBe(401);
+  });
+
+  it('mints, lists and revokes tokens with modelplane token', async () => {
+    const bin = new URL('../../bin/modelplane', import.meta.url).pathname;
+    const run = (...args: string[]) =>
+      promisify(execFile)(bin, [
+        'token',
+        ...args,
+        `--token-namespace=${tokenNs()}`,
+        `--kubeconfig=${cluster.kubeconfig}`,
+      ]);
+    const created = await run('create', 'from-cli', `--namespaces=${ns()}`, '--read-only');
+    const minted = created.stdout.trim();
+    secrets.push(minted);
+    expect(minted).toMatch(/^mp_[0-9a-f]{12}_/);
+    expect(created.stderr).toContain('shown only this once');
+    const listed = (await run('list')).stdout;
+    expect(listed).toMatch(new RegExp(`from-cli\\s+[0-9a-f]{12}\\s+${ns()}\\s+read-only`));
+    expect(listed).not.toContain(minted);
+    const call = () =>
+      fetch(`${gateway.url}/v1/models/${ns()}/echo`, { headers: { authorization: `Bearer ${minted}` } });
+    await waitFor('the minted token to work', async () => (await call()).status === 200);
+    expect((await run('revoke', 'from-cli')).stdout).toContain('revoked');
+    await waitFor('the revoked token to be refused', async () => (await call()).status === 401, {
+      timeoutMs: 10_000,
+    });
   });
 
   it('never writes a token or webhook key to the logs', async () => {
