@@ -96,32 +96,25 @@ async function serviceAccountToken(namespace: string, name: string): Promise<str
   return value;
 }
 
-async function bind(namespace: string, role: string, verbs: Record<string, string[]>, sa: string) {
-  await admin.apply(
-    Roles,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: { name: role, namespace },
-      rules: Object.entries(verbs).map(([resource, v]) => ({
-        apiGroups: ['modelplane.dev'],
-        resources: [resource],
-        verbs: v,
-      })),
-    } as KubeObject,
-    { fieldManager: TEST_MANAGER },
-  );
-  await admin.apply(
-    RoleBindings,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: role, namespace },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role },
-      subjects: [{ kind: 'ServiceAccount', name: sa, namespace }],
-    } as KubeObject,
-    { fieldManager: TEST_MANAGER },
-  );
+/** examples/rbac/prediction-caller.yaml, applied in `namespace` as a user would. */
+async function applyCallerExample(namespace: string): Promise<void> {
+  const text = readFileSync(new URL('../../examples/rbac/prediction-caller.yaml', import.meta.url), 'utf8');
+  const types: Record<string, typeof Roles> = {
+    ServiceAccount: ServiceAccounts,
+    Role: Roles,
+    RoleBinding: RoleBindings,
+  };
+  for (const doc of parseAllDocuments(text)) {
+    const obj = doc.toJS() as KubeObject & { subjects?: { namespace?: string }[] };
+    const type = types[obj.kind ?? ''];
+    if (!type) throw new Error(`unexpected ${obj.kind} in the example`);
+    for (const subject of obj.subjects ?? []) subject.namespace = namespace;
+    await admin.apply(
+      type,
+      { ...obj, metadata: { ...obj.metadata, namespace } },
+      { fieldManager: TEST_MANAGER },
+    );
+  }
 }
 
 /** A kubeconfig for a ServiceAccount bound to exactly operator/rbac.yaml. */
@@ -498,10 +491,10 @@ describe('authentication', () => {
     expect((err.body as { detail: string }).detail).toContain('it is read-only');
   });
 
-  it('checks a ServiceAccount token with SubjectAccessReviews: create predictions only with a RoleBinding', async () => {
+  it('checks a ServiceAccount token with SubjectAccessReviews: create predictions only with the example RoleBinding', async () => {
     const plain = await serviceAccountToken(ns(), 'caller-plain');
-    const bound = await serviceAccountToken(ns(), 'caller-bound');
-    await bind(ns(), 'predict', { predictions: ['create'], models: ['get', 'list'] }, 'caller-bound');
+    await applyCallerExample(ns());
+    const bound = await serviceAccountToken(ns(), 'prediction-caller');
     const denied = await failure(client(plain).webhooks.default.secret.get());
     expect(denied.status).toBe(403);
     expect((denied.body as { detail: string }).detail).toBe(
