@@ -56,7 +56,7 @@ class Lines extends Writable {
 const logs = new Lines();
 let manager: Manager;
 let gateway: Gateway;
-/** A second gateway on the same manager that lets callers without a token act in `ns`. */
+/** A second gateway on the same manager that lets callers without a token act in `ns`, one item a page. */
 let anonymous: Gateway;
 let versionId = '';
 let token = ''; // API token for ns
@@ -218,6 +218,7 @@ beforeAll(async () => {
     address: { host: '127.0.0.1', port: 0 },
     tokenNamespace: tokenNs(),
     allowAnonymous: [ns()],
+    pageSize: 1,
   });
   await manager.start();
   versionId = await applyModel(ns(), 'echo', 'private');
@@ -379,11 +380,11 @@ describe('deployments', () => {
       'release 2',
       async () => (await admin.get(Deployments, 'echo-api', ns())).status?.release === 2,
     );
-    // The same values again change nothing: no write, no new release.
-    const rv = (await admin.get(Deployments, 'echo-api', ns())).metadata.resourceVersion;
+    // The same values again change nothing: the spec's generation stays, no new release.
+    const generation = (await admin.get(Deployments, 'echo-api', ns())).metadata.generation;
     const same = await replicate.deployments.update(ns(), 'echo-api', { max_instances: 3 });
     expect(same.current_release.number).toBe(2);
-    expect((await admin.get(Deployments, 'echo-api', ns())).metadata.resourceVersion).toBe(rv);
+    expect((await admin.get(Deployments, 'echo-api', ns())).metadata.generation).toBe(generation);
 
     const listed = await replicate.deployments.list();
     expect(listed.results.map((d) => `${d.owner}/${d.name}`)).toEqual([`${ns()}/echo-api`]);
@@ -528,6 +529,22 @@ describe('authentication', () => {
       timeoutMs: 10_000,
     });
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('pages lists with absolute next URLs that the npm client follows', async () => {
+    const replicate = new Replicate({ baseUrl: `${anonymous.url}/v1` });
+    const first = await replicate.models.list();
+    expect(first.results).toHaveLength(1);
+    expect(first.previous).toBeNull();
+    expect(first.next).toMatch(new RegExp(`^${anonymous.url}/v1/models\\?cursor=`));
+    const pages: string[][] = [];
+    for await (const page of replicate.paginate(() => replicate.models.list())) {
+      pages.push(page.map((m) => `${m.owner}/${m.name}`));
+    }
+    expect(pages.every((p) => p.length === 1)).toBe(true);
+    // Newest first: made-by-api was created after echo; other()'s private model is not listed.
+    const ours = pages.flat().filter((n) => n.startsWith(`${ns()}/`) || n.startsWith(`${other()}/`));
+    expect(ours).toEqual([`${ns()}/made-by-api`, `${ns()}/echo`]);
   });
 
   it('lets callers without a token act only in the --allow-anonymous namespaces', async () => {
