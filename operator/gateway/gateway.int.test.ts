@@ -4,7 +4,9 @@
  * operator/rbac.yaml (a ServiceAccount bound to exactly its ClusterRole and Role).
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -13,11 +15,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { installCrds } from '../../crds/index.ts';
 import { kubeconfigYaml } from '../../e2e/cluster/local.ts';
+import { freePort, groupAlive, startGroupProcess, stopGroup } from '../../e2e/cluster/processes.ts';
 import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
 import { addControllers } from '../controllers/index.ts';
 import { Deployments, Models, ModelVersions, Workloads } from '../controllers/resources.ts';
 import { applyDefaultHardware, clientFor, TEST_MANAGER } from '../controllers/testing.ts';
-import { createLogger, type KubeObject, Manager, resourceType } from '../runtime/index.ts';
+import { createLogger, type KubeObject, Leases, Manager, resourceType } from '../runtime/index.ts';
 import { addGateway, type Gateway } from './index.ts';
 import { Secrets } from './resources.ts';
 import { createApiToken, revokeApiToken } from './tokens.ts';
@@ -54,6 +57,9 @@ class Lines extends Writable {
 }
 
 const logs = new Lines();
+const dir = mkdtempSync(join(tmpdir(), 'modelplane-gateway-'));
+/** The operator's kubeconfig (its ServiceAccount under rbac.yaml), as a file. */
+let operatorKubeconfig = '';
 let manager: Manager;
 let gateway: Gateway;
 /** A second gateway on the same manager that lets callers without a token act in `ns`, one item a page. */
@@ -204,6 +210,8 @@ beforeAll(async () => {
   await installCrds(cluster.kubeconfig);
   await applyDefaultHardware(admin);
   const kc = await operatorKubeConfig();
+  operatorKubeconfig = join(dir, 'operator.kubeconfig');
+  writeFileSync(operatorKubeconfig, kc.exportConfig(), { mode: 0o600 });
   manager = new Manager({
     name: 'modelplane-gateway-test',
     kubeConfig: kc,
@@ -596,6 +604,60 @@ describe('authentication', () => {
     for (const s of secrets) {
       expect(s.length).toBeGreaterThan(20);
       expect(logs.text).not.toContain(s);
+    }
+  });
+});
+
+describe('modelplane operator --roles=gateway', () => {
+  it('serves the API as its own process under rbac.yaml, and exits 0 on SIGTERM', async () => {
+    const port = await freePort();
+    const health = await freePort();
+    const logFile = join(dir, 'gateway.log');
+    const bin = new URL('../../bin/modelplane', import.meta.url).pathname;
+    const proc = startGroupProcess(
+      'gateway',
+      bin,
+      [
+        'operator',
+        '--roles=gateway',
+        `--kubeconfig=${operatorKubeconfig}`,
+        `--gateway-address=127.0.0.1:${port}`,
+        `--http-address=127.0.0.1:${health}`,
+        `--token-namespace=${tokenNs()}`,
+        `--lease-namespace=${tokenNs()}`,
+        '--public-url=https://models.example.com',
+        '--log-level=debug',
+      ],
+      logFile,
+      { ...process.env, KUBECONFIG: '' },
+    );
+    try {
+      await waitFor(
+        'the gateway process to be ready',
+        async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok,
+        {
+          timeoutMs: 30_000,
+        },
+      );
+      const replicate = new Replicate({ auth: token, baseUrl: `http://127.0.0.1:${port}/v1` });
+      const model = await replicate.models.get(ns(), 'echo');
+      expect(model.url).toBe(`https://models.example.com/v1/models/${ns()}/echo`);
+      expect(model.latest_version?.id).toBe(versionId);
+      const metrics = await (await fetch(`http://127.0.0.1:${health}/metrics`)).text();
+      expect(metrics).toContain(
+        'modelplane_gateway_requests_total{route="GET /models/:owner/:name",code="200"} 1',
+      );
+      process.kill(-proc.pid, 'SIGTERM');
+      expect(await proc.exited).toBe(0);
+      const log = readFileSync(logFile, 'utf8');
+      expect(log).toContain('"route":"/models/:owner/:name"');
+      expect(log).not.toContain(token);
+      // Without the controllers it never campaigns for the Lease (it would keep it from a replica that runs them).
+      expect(log).toContain('"msg":"manager started"');
+      expect(log).not.toContain('waiting to acquire the lease');
+      expect(await admin.find(Leases, 'modelplane-operator', tokenNs())).toBeUndefined();
+    } finally {
+      if (groupAlive(proc.pid)) await stopGroup(proc.pid);
     }
   });
 });
