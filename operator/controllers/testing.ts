@@ -109,6 +109,14 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
     shutdownTimeoutMs: 5_000,
     autoscalerTickMs: 1_000,
     autoscalerPeers: false,
+    gateway: {
+      address: { host: '127.0.0.1', port: 0 },
+      publicUrl: undefined,
+      trustForwardedHeaders: false,
+      tokenNamespace: 'default',
+      allowAnonymous: [],
+      tokenReviewAudiences: [],
+    },
     ...overrides,
   };
 }

@@ -33,6 +33,7 @@ export {
   type LeaderRunnable,
   Manager,
   type ManagerOptions,
+  type Runnable,
 } from './manager.ts';
 export { RuntimeMetrics } from './metrics.ts';
 export { WorkQueue } from './workqueue.ts';
