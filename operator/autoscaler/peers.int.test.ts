@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import { kubeconfigYaml } from '../../e2e/cluster/local.ts';
 import { useCluster, useNamespace } from '../../e2e/cluster/testing.ts';
 import { clientFor, TEST_MANAGER } from '../controllers/testing.ts';
@@ -30,7 +30,10 @@ import { StaticDemandSource } from './testing.ts';
 const cluster = useCluster();
 const ns = useNamespace(cluster, 'mp-peers');
 const admin = clientFor(cluster.kubeconfig);
-const rbac = parse(readFileSync(new URL('../rbac.yaml', import.meta.url), 'utf8')) as KubeObject;
+// The first document of rbac.yaml: the ClusterRole (the second is the gateway's Secrets Role).
+const rbac = parseAllDocuments(
+  readFileSync(new URL('../rbac.yaml', import.meta.url), 'utf8'),
+)[0]!.toJS() as KubeObject;
 
 const ServiceAccounts = resourceType({
   apiVersion: 'v1',
