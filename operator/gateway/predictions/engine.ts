@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { HttpError } from '../../../lib/http.ts';
 import { type InvalidField, validateInput } from '../../../lib/openapi-input.ts';
-import { type Catalog, notReadyReason } from './catalog.ts';
+import { type Catalog, type DeploymentView, notReadyReason } from './catalog.ts';
 import { type Endpoint, type EndpointSource, leastOutstanding } from './endpoints.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
 import { newPredictionId, WEBHOOK_EVENTS, type WebhookEvent } from './parse.ts';
@@ -83,6 +83,9 @@ export interface CreateRequest {
   baseUrl: string;
   /** A given id (a Prediction object re-attaching); a new one otherwise. */
   id?: string;
+  /** When it was created, epoch ms (a Prediction object's own time; default now). */
+  createdAt?: number;
+  /** Who made it, e.g. `prediction/<namespace>/<name>` for a Prediction object. */
   origin?: string;
 }
 
@@ -146,6 +149,7 @@ export class PredictionEngine implements DemandSource {
   private readonly lanes = new Map<string, Lane>();
   private readonly lives = new Map<string, Live>();
   private readonly pokeListeners: ((namespace: string, name: string) => void)[] = [];
+  private readonly changeListeners: ((rec: PredictionRecord) => void)[] = [];
   private readonly expiry: NodeJS.Timeout;
   private closed = false;
 
@@ -271,58 +275,18 @@ export class PredictionEngine implements DemandSource {
       );
     }
     const now = this.now();
-    const rec: PredictionRecord = {
-      id: req.id ?? newPredictionId(),
-      namespace: req.namespace,
-      deployment: req.deployment,
-      viaDeployment: req.viaDeployment ?? false,
-      model: `${req.namespace}/${view.model}`,
-      version: view.versionId,
-      input: input as Record<string, unknown>,
-      output: null,
-      logs: '',
-      error: null,
-      status: 'starting',
-      createdAt: now,
-      webhook: req.webhook,
-      webhookEvents: req.webhookEvents ?? [...WEBHOOK_EVENTS],
-      idempotencyKey: req.idempotencyKey,
-      deadline: req.cancelAfterMs === undefined ? undefined : now + req.cancelAfterMs,
-      baseUrl: req.baseUrl,
-      origin: req.origin,
-      events: [],
-    };
-    const live: Live = {
-      rec,
-      lane,
-      listeners: new Set(),
-      waiters: new Set(),
-      endpoint: undefined,
-      accepted: false,
-      cancelRequested: false,
-      holdUntil: now + view.maxWaitSeconds * 1000,
-      holdTimer: undefined,
-      deadlineTimer: undefined,
-      dispatching: undefined,
-      sidecarEventId: 0,
-      refreshing: false,
-      refreshAgain: false,
-      abort: new AbortController(),
-    };
+    const rec: PredictionRecord = this.newRecord(req, view, input as Record<string, unknown>, now);
+    const live = this.newLive(rec, lane, now + view.maxWaitSeconds * 1000);
     // No await between the idempotency check above and these writes.
     this.store.put(rec);
     this.lives.set(rec.id, live);
     if (rec.webhook) this.webhooks.register(rec.id, rec.namespace, rec.webhook, rec.webhookEvents);
-    live.holdTimer = setTimeout(() => this.onHoldTimeout(live), view.maxWaitSeconds * 1000);
-    if (req.cancelAfterMs !== undefined) {
-      live.deadlineTimer = setTimeout(() => {
-        this.log.info({ prediction: rec.id }, 'Cancel-After deadline reached; canceling');
-        void this.cancel(rec.id);
-      }, req.cancelAfterMs);
-    }
+    live.holdTimer = setTimeout(() => this.onHoldTimeout(live), Math.max(0, live.holdUntil - now));
+    this.armDeadline(live);
     lane.queue.push(live);
     lane.lastActivityMs = now;
     this.log.debug({ prediction: rec.id, deployment: lane.key }, 'prediction accepted');
+    this.changed(rec);
     this.pump(lane);
     if (live.dispatching) {
       const outcome = await live.dispatching;
@@ -332,6 +296,123 @@ export class PredictionEngine implements DemandSource {
       }
     }
     return { record: rec, replayed: false };
+  }
+
+  /**
+   * Re-attaches to a prediction an instance may be running already (after a restart of the
+   * process that sent it): asks each ready instance of the deployment for it by id, and
+   * follows it where found. Undefined when no instance knows it.
+   */
+  async attach(req: CreateRequest & { id: string }): Promise<PredictionRecord | undefined> {
+    const known = this.get(req.id);
+    if (known) return known;
+    const view = this.catalog.deployment(req.namespace, req.deployment);
+    if (!view) return undefined;
+    for (const ep of this.endpoints.ready(req.namespace, req.deployment)) {
+      const got = await this.sidecar.get(ep.url, req.id);
+      if (got.kind !== 'ok') continue;
+      if (this.get(req.id)) return this.get(req.id);
+      const now = this.now();
+      const lane = this.lane(req.namespace, req.deployment);
+      const rec = this.newRecord(req, view, (req.input ?? {}) as Record<string, unknown>, now);
+      const live = this.newLive(rec, lane, now);
+      this.store.put(rec);
+      this.lives.set(rec.id, live);
+      if (rec.webhook) this.webhooks.register(rec.id, rec.namespace, rec.webhook, rec.webhookEvents);
+      this.armDeadline(live);
+      live.endpoint = ep;
+      lane.running.set(rec.id, live);
+      lane.perPod.set(ep.id, (lane.perPod.get(ep.id) ?? 0) + 1);
+      live.accepted = true;
+      rec.instance = ep.id;
+      this.log.info({ prediction: rec.id, instance: ep.id }, 're-attached to a running prediction');
+      if (isTerminal(got.body.status as Status)) {
+        this.complete(live, got.body);
+      } else {
+        this.applySnapshot(live, got.body);
+        this.changed(rec);
+        void this.follow(live, ep);
+      }
+      return rec;
+    }
+    return undefined;
+  }
+
+  /** Calls `listener` after every change of any prediction (synchronously; keep it cheap). */
+  onChange(listener: (rec: PredictionRecord) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  private changed(rec: PredictionRecord): void {
+    for (const l of this.changeListeners) {
+      try {
+        l(rec);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'a change listener failed');
+      }
+    }
+  }
+
+  private armDeadline(live: Live): void {
+    const deadline = live.rec.deadline;
+    if (deadline === undefined) return;
+    live.deadlineTimer = setTimeout(
+      () => {
+        this.log.info({ prediction: live.rec.id }, 'Cancel-After deadline reached; canceling');
+        void this.cancel(live.rec.id);
+      },
+      Math.max(0, deadline - this.now()),
+    );
+  }
+
+  private newLive(rec: PredictionRecord, lane: Lane, holdUntil: number): Live {
+    return {
+      rec,
+      lane,
+      listeners: new Set(),
+      waiters: new Set(),
+      endpoint: undefined,
+      accepted: false,
+      cancelRequested: false,
+      holdUntil,
+      holdTimer: undefined,
+      deadlineTimer: undefined,
+      dispatching: undefined,
+      sidecarEventId: 0,
+      refreshing: false,
+      refreshAgain: false,
+      abort: new AbortController(),
+    };
+  }
+
+  private newRecord(
+    req: CreateRequest,
+    view: DeploymentView,
+    input: Record<string, unknown>,
+    now: number,
+  ): PredictionRecord {
+    const createdAt = req.createdAt ?? now;
+    return {
+      id: req.id ?? newPredictionId(),
+      namespace: req.namespace,
+      deployment: req.deployment,
+      viaDeployment: req.viaDeployment ?? false,
+      model: `${req.namespace}/${view.model}`,
+      version: view.versionId,
+      input,
+      output: null,
+      logs: '',
+      error: null,
+      status: 'starting',
+      createdAt,
+      webhook: req.webhook,
+      webhookEvents: req.webhookEvents ?? [...WEBHOOK_EVENTS],
+      idempotencyKey: req.idempotencyKey,
+      deadline: req.cancelAfterMs === undefined ? undefined : createdAt + req.cancelAfterMs,
+      baseUrl: req.baseUrl,
+      origin: req.origin,
+      events: [],
+    };
   }
 
   // --- canceling ---------------------------------------------------------------------------
@@ -631,6 +712,7 @@ export class PredictionEngine implements DemandSource {
       this.markProcessing(live);
       rec.logs += e.data;
       this.emit(live, 'logs', e.data);
+      this.changed(rec);
       this.webhooks.notify(rec.id, 'logs', () => this.view(rec));
     } else if (e.event === 'output') {
       this.markProcessing(live);
@@ -646,6 +728,7 @@ export class PredictionEngine implements DemandSource {
     rec.status = 'processing';
     rec.startedAt = startedAt ?? this.now();
     this.store.put(rec);
+    this.changed(rec);
     this.webhooks.notify(rec.id, 'start', () => this.view(rec));
   }
 
@@ -657,7 +740,10 @@ export class PredictionEngine implements DemandSource {
     if (body.output !== undefined && body.output !== null && !isTerminal(body.status as Status)) {
       const changed = JSON.stringify(body.output) !== JSON.stringify(rec.output);
       rec.output = body.output;
-      if (changed) this.webhooks.notify(rec.id, 'output', () => this.view(rec));
+      if (changed) {
+        this.webhooks.notify(rec.id, 'output', () => this.view(rec));
+        this.changed(rec);
+      }
     }
     if (typeof body.logs === 'string' && body.logs.length > rec.logs.length) rec.logs = body.logs;
   }
@@ -736,6 +822,7 @@ export class PredictionEngine implements DemandSource {
     this.webhooks.notify(rec.id, 'completed', () => this.view(rec));
     for (const w of live.waiters) w();
     live.waiters.clear();
+    this.changed(rec);
     live.listeners.clear();
     this.log.info(
       {
