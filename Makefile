@@ -72,6 +72,10 @@ cluster-up: cluster-bin $(DEPS_STAMP) ## start a local control plane with GPU no
 cluster-down: ## stop the local control plane
 	@node e2e/cluster/cli.ts down
 
+.PHONY: pod-runner
+pod-runner: python $(DEPS_STAMP) ## run the local pod runner (a T4 and a CPU node that run model pods) in the foreground
+	@node e2e/podrunner/cli.ts $(RUNNER)
+
 .PHONY: cluster-status
 cluster-status: ## show the local control plane and its node pools
 	@node e2e/cluster/cli.ts status

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KWOK_NODE_ANNOTATION, nodeManifests, standardPools } from './node-pools.ts';
+import { KWOK_NODE_ANNOTATION, nodeManifests, poolNodeManifests, standardPools } from './node-pools.ts';
 
 type Node = {
   metadata: { name: string; labels: Record<string, string>; annotations: Record<string, string> };
@@ -47,5 +47,23 @@ describe('node pools', () => {
     expect(node!.spec.taints).toEqual([]);
     expect(node!.status.capacity['nvidia.com/gpu']).toBeUndefined();
     expect(node!.metadata.labels['nvidia.com/gpu.product']).toBeUndefined();
+  });
+
+  it('marks nodes for another owner than kwok, shaped the same', () => {
+    const t4 = standardPools().find((p) => p.name === 'gpu-t4')!;
+    const owner = { annotations: {}, labels: { 'modelplane.dev/pod-runner': 'dev' }, runtime: 'runner' };
+    const [node] = poolNodeManifests({ ...t4, name: 'dev-gpu-t4', count: 1 }, owner) as (Node & {
+      status: { nodeInfo: { containerRuntimeVersion: string } };
+    })[];
+    expect(node!.metadata.name).toBe('dev-gpu-t4-0');
+    expect(node!.metadata.annotations[KWOK_NODE_ANNOTATION]).toBeUndefined();
+    expect(node!.metadata.labels).toMatchObject({
+      'modelplane.dev/pod-runner': 'dev',
+      'nvidia.com/gpu.product': 'Tesla-T4',
+    });
+    expect(node!.metadata.labels.type).toBeUndefined();
+    expect(node!.spec.taints).toEqual([{ key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' }]);
+    expect(node!.status.capacity['nvidia.com/gpu']).toBe('4');
+    expect(node!.status.nodeInfo.containerRuntimeVersion).toBe('runner');
   });
 });

@@ -82,8 +82,29 @@ export function standardPools(sizes: Partial<PoolSizes> = {}): NodePool[] {
   ].filter((p) => p.count > 0);
 }
 
-/** The Node objects of a pool, ready to create (status included: nodes accept it on create). */
+/** Who plays the kubelet for a pool's nodes: what it marks them with. */
+export interface NodeOwner {
+  /** Annotations that select the nodes for their owner. */
+  annotations: Record<string, string>;
+  labels: Record<string, string>;
+  /** `status.nodeInfo` strings: the container runtime and kubelet versions. */
+  runtime: string;
+}
+
+/** kwok manages the nodes it finds annotated `kwok.x-k8s.io/node=fake`. */
+export const KWOK_OWNER: NodeOwner = {
+  annotations: { [KWOK_NODE_ANNOTATION]: KWOK_NODE_ANNOTATION_VALUE },
+  labels: { type: 'kwok' },
+  runtime: 'kwok',
+};
+
+/** The Node objects of a pool that kwok keeps alive (status included: nodes accept it on create). */
 export function nodeManifests(pool: NodePool): Record<string, unknown>[] {
+  return poolNodeManifests(pool, KWOK_OWNER);
+}
+
+/** The Node objects of a pool, marked for `owner` (kwok, or another stand-in kubelet). */
+export function poolNodeManifests(pool: NodePool, owner: NodeOwner): Record<string, unknown>[] {
   const nodes: Record<string, unknown>[] = [];
   for (let i = 0; i < pool.count; i++) {
     const name = `${pool.name}-${i}`;
@@ -92,7 +113,7 @@ export function nodeManifests(pool: NodePool): Record<string, unknown>[] {
       'kubernetes.io/os': 'linux',
       'kubernetes.io/hostname': name,
       'node-role.kubernetes.io/worker': '',
-      type: 'kwok',
+      ...owner.labels,
       [POOL_LABEL]: pool.name,
       ...pool.labels,
     };
@@ -120,10 +141,7 @@ export function nodeManifests(pool: NodePool): Record<string, unknown>[] {
       metadata: {
         name,
         labels,
-        annotations: {
-          [KWOK_NODE_ANNOTATION]: KWOK_NODE_ANNOTATION_VALUE,
-          'node.alpha.kubernetes.io/ttl': '0',
-        },
+        annotations: { ...owner.annotations, 'node.alpha.kubernetes.io/ttl': '0' },
       },
       spec: { taints },
       status: {
@@ -134,9 +152,9 @@ export function nodeManifests(pool: NodePool): Record<string, unknown>[] {
           operatingSystem: 'linux',
           kubeletVersion: 'fake',
           kubeProxyVersion: 'fake',
-          containerRuntimeVersion: 'kwok',
-          osImage: 'kwok',
-          kernelVersion: 'kwok',
+          containerRuntimeVersion: owner.runtime,
+          osImage: owner.runtime,
+          kernelVersion: owner.runtime,
           machineID: '',
           systemUUID: '',
           bootID: '',

@@ -58,11 +58,12 @@ export function startGroupProcess(
   args: string[],
   logFile: string,
   env: NodeJS.ProcessEnv = process.env,
+  opts: { cwd?: string } = {},
 ): GroupProcess {
   const fd = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd], env });
+    child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd], env, cwd: opts.cwd });
   } finally {
     closeSync(fd);
   }

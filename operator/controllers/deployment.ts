@@ -24,15 +24,17 @@ import {
 import { type Caches, keysWhere } from './caches.ts';
 import { findCondition, transitions } from './conditions.ts';
 import { CONTROLLER, fieldManager, reportingController } from './names.ts';
-import { Deployments, type Stored, type Workload, Workloads } from './resources.ts';
+import { Deployments, Secrets, type Stored, type Workload, Workloads } from './resources.ts';
 import { versionId } from './version-id.ts';
 import {
   type Blocker,
   deploymentStatus,
+  desiredWebhookSecret,
   desiredWorkload,
   releaseFor,
   releaseHash,
   type WorkloadInput,
+  webhookSecretName,
 } from './workload.ts';
 
 export interface DeploymentControllerOptions {
@@ -62,6 +64,24 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
   const events: EventRecorder = manager.eventRecorder(reportingController(CONTROLLER.deployment));
   const now = opts.now ?? (() => new Date());
   const written = new Map<string, Written>();
+
+  /**
+   * The Secret with the webhook token the pods' two containers share: created once (server-side
+   * apply) with a random token, then left as it is, so running pods keep a valid token. It is
+   * read, not cached: the controller needs no list or watch on Secrets.
+   */
+  async function ensureWebhookSecret(
+    owner: { name: string; namespace: string; uid: string },
+    ctx: ReconcileContext,
+  ): Promise<void> {
+    const secretName = webhookSecretName(owner.name);
+    if (await client.find(Secrets, secretName, owner.namespace)) return;
+    await client.apply(Secrets, desiredWebhookSecret(owner) as never, {
+      fieldManager: FIELD_MANAGER,
+      force: false,
+    });
+    ctx.log.info({ secret: secretName }, 'webhook token Secret created');
+  }
 
   async function reconcile(key: string, ctx: ReconcileContext): Promise<void> {
     const obj = c.deployments.getByKey(key);
@@ -139,6 +159,7 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
         releaseHash: hash,
         sidecarImage: opts.sidecarImage,
       };
+      await ensureWebhookSecret({ name, namespace, uid }, ctx);
       workload = await apply(client, Workloads, desiredWorkload(input), {
         fieldManager: FIELD_MANAGER,
         current: workload,

@@ -103,3 +103,15 @@ export const Nodes = resourceType<Node>({
   plural: 'nodes',
   namespaced: false,
 });
+
+/** A Secret: the controllers read only its metadata (they never log or compare its data). */
+export interface Secret extends KubeObject {
+  type?: string;
+  data?: Record<string, string>;
+}
+export const Secrets = resourceType<Secret>({
+  apiVersion: 'v1',
+  kind: 'Secret',
+  plural: 'secrets',
+  namespaced: true,
+});

@@ -9,12 +9,15 @@ import {
 import type { Pod, Workload, WorkloadCondition } from './resources.ts';
 import {
   deploymentStatus,
+  desiredWebhookSecret,
   desiredWorkload,
   MODEL_CONTAINER,
   releaseFor,
   releaseHash,
   SIDECAR_CONTAINER,
+  WEBHOOK_TOKEN_KEY,
   type WorkloadInput,
+  webhookSecretName,
 } from './workload.ts';
 
 const h100x2 = HardwareClassSpecSchema.parse({
@@ -124,6 +127,10 @@ describe('desiredWorkload', () => {
       { name: 'PORT', value: '5000' },
       { name: 'COG_MAX_CONCURRENCY', value: '4' },
       { name: 'COG_SETUP_TIMEOUT', value: '600' },
+      {
+        name: 'WEBHOOK_AUTH_TOKEN',
+        valueFrom: { secretKeyRef: { name: 'llama-webhook-token', key: 'token' } },
+      },
     ]);
     const want = { cpu: '40', memory: '400Gi', 'nvidia.com/gpu': '2' };
     expect(model.resources).toEqual({ requests: want, limits: want });
@@ -174,13 +181,40 @@ describe('desiredWorkload', () => {
     });
   });
 
-  it('gives a terminating pod the predict timeout to drain, the model outliving the sidecar', () => {
+  it('gives a terminating pod the predict timeout to drain, the model server stopped by the sidecar', () => {
     expect(pod.terminationGracePeriodSeconds).toBe(330);
-    const sleep = model.lifecycle?.preStop?.sleep?.seconds ?? 0;
     const drain = Number(sidecar.env?.find((e) => e.name === 'MODELPLANE_DRAIN_TIMEOUT')?.value);
     expect(drain).toBeGreaterThanOrEqual(300);
-    expect(sleep).toBeGreaterThan(drain);
-    expect(sleep).toBeLessThan(330);
+    expect(drain).toBeLessThan(330);
+    // The Cog server ignores SIGTERM and waits for the sidecar's POST /shutdown; no preStop sleep.
+    expect(model.args).toEqual(['python', '-m', 'cog.server.http', '--await-explicit-shutdown', 'true']);
+    expect(model.command).toBeUndefined();
+    expect(model.lifecycle).toBeUndefined();
+    expect(sidecar.env?.find((e) => e.name === 'MODELPLANE_SHUTDOWN_MODEL')?.value).toBe('true');
+  });
+
+  it("gives both containers the one webhook token, from the Deployment's Secret", () => {
+    const ref = { secretKeyRef: { name: webhookSecretName('llama'), key: WEBHOOK_TOKEN_KEY } };
+    for (const c of [model, sidecar]) {
+      const token = (c.env ?? []).filter((e) => e.name === 'WEBHOOK_AUTH_TOKEN');
+      expect(token).toEqual([{ name: 'WEBHOOK_AUTH_TOKEN', valueFrom: ref }]);
+    }
+  });
+
+  it("keeps WEBHOOK_AUTH_TOKEN from a version's env", () => {
+    const v = ModelVersionSpecSchema.parse({
+      ...version,
+      env: [{ name: 'WEBHOOK_AUTH_TOKEN', value: 'mine' }],
+    });
+    const p = desiredWorkload(input({ version: { name: 'llama-v1', id: 'a'.repeat(64), spec: v } })).spec!
+      .template.spec!;
+    const env = p.containers.find((c) => c.name === MODEL_CONTAINER)!.env ?? [];
+    expect(env.filter((e) => e.name === 'WEBHOOK_AUTH_TOKEN')).toEqual([
+      {
+        name: 'WEBHOOK_AUTH_TOKEN',
+        valueFrom: { secretKeyRef: { name: 'llama-webhook-token', key: 'token' } },
+      },
+    ]);
   });
 
   it('leaves GPUs, affinity and tolerations out on CPU hardware', () => {
@@ -194,6 +228,36 @@ describe('desiredWorkload', () => {
 
   it('is a pure function of its input', () => {
     expect(desiredWorkload(input())).toEqual(desiredWorkload(input()));
+  });
+});
+
+describe('desiredWebhookSecret', () => {
+  const owner = { name: 'llama', namespace: 'team', uid: 'uid-1' };
+
+  it('is owned by the modelplane Deployment and holds a random 32-byte token', () => {
+    const a = desiredWebhookSecret(owner);
+    const b = desiredWebhookSecret(owner);
+    expect(a.metadata.name).toBe('llama-webhook-token');
+    expect(a.metadata.namespace).toBe('team');
+    expect(a.metadata.ownerReferences).toEqual([
+      {
+        apiVersion: 'modelplane.dev/v1alpha1',
+        kind: 'Deployment',
+        name: 'llama',
+        uid: 'uid-1',
+        controller: true,
+        blockOwnerDeletion: true,
+      },
+    ]);
+    expect(a.metadata.labels[LABEL.deployment]).toBe('llama');
+    expect(a.type).toBe('Opaque');
+    const token = Buffer.from(a.data[WEBHOOK_TOKEN_KEY]!, 'base64').toString('utf8');
+    expect(token).toMatch(/^[0-9a-f]{64}$/);
+    expect(b.data[WEBHOOK_TOKEN_KEY]).not.toBe(a.data[WEBHOOK_TOKEN_KEY]);
+  });
+
+  it('takes a given token', () => {
+    expect(desiredWebhookSecret(owner, 'abc').data).toEqual({ token: Buffer.from('abc').toString('base64') });
   });
 });
 

@@ -3,7 +3,7 @@
  * Deployment that runs them (model container plus sidecar), the release number a spec is
  * cut as, and the status observed from the workload and its pods.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { V1Container, V1EnvVar, V1PodSpec, V1Toleration } from '@kubernetes/client-node';
 import {
   ANNOTATION,
@@ -35,7 +35,83 @@ export const MANAGED_BY = 'modelplane';
 export const SIDECAR_REQUESTS = { cpu: '50m', memory: '64Mi' } as const;
 
 /** Environment variables modelplane sets on the model container; a version's env cannot override them. */
-export const RESERVED_MODEL_ENV = ['PORT', 'COG_MAX_CONCURRENCY', 'COG_SETUP_TIMEOUT'] as const;
+export const RESERVED_MODEL_ENV = [
+  'PORT',
+  'COG_MAX_CONCURRENCY',
+  'COG_SETUP_TIMEOUT',
+  'WEBHOOK_AUTH_TOKEN',
+] as const;
+
+/**
+ * How the model container runs: the Cog server, as a Cog image's CMD does, but ignoring
+ * SIGTERM (`--await-explicit-shutdown true`), so deleting a pod does not kill the predictions
+ * it runs; the sidecar drains, then stops it with `POST /shutdown`.
+ */
+export const MODEL_ARGS = ['python', '-m', 'cog.server.http', '--await-explicit-shutdown', 'true'];
+
+/** Key, in the webhook token Secret, of the bearer token the Cog server puts on its webhooks. */
+export const WEBHOOK_TOKEN_KEY = 'token';
+
+/** Name of the Secret holding the webhook token shared by a Deployment's model and sidecar containers. */
+export function webhookSecretName(deployment: string): string {
+  return `${deployment}-webhook-token`;
+}
+
+function webhookTokenEnv(deployment: string): V1EnvVar {
+  return {
+    name: 'WEBHOOK_AUTH_TOKEN',
+    valueFrom: { secretKeyRef: { name: webhookSecretName(deployment), key: WEBHOOK_TOKEN_KEY } },
+  };
+}
+
+/** A Secret as the Deployment controller writes it. */
+export interface WebhookSecret {
+  apiVersion: 'v1';
+  kind: 'Secret';
+  metadata: {
+    name: string;
+    namespace: string;
+    labels: Record<string, string>;
+    ownerReferences: NonNullable<Workload['metadata']>['ownerReferences'];
+  };
+  type: 'Opaque';
+  data: Record<string, string>;
+}
+
+/**
+ * The webhook token Secret of a modelplane Deployment, with a new random token (32 bytes,
+ * hex). The controller creates it once and never rewrites it: pods keep their token.
+ */
+export function desiredWebhookSecret(
+  owner: { name: string; namespace: string; uid: string },
+  token: string = randomBytes(32).toString('hex'),
+): WebhookSecret {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: webhookSecretName(owner.name),
+      namespace: owner.namespace,
+      labels: {
+        [LABEL.appPartOf]: 'modelplane',
+        [LABEL.appManagedBy]: MANAGED_BY,
+        [LABEL.deployment]: owner.name,
+      },
+      ownerReferences: [
+        {
+          apiVersion: API_VERSION,
+          kind: KIND.Deployment,
+          name: owner.name,
+          uid: owner.uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
+    },
+    type: 'Opaque',
+    data: { [WEBHOOK_TOKEN_KEY]: Buffer.from(token, 'utf8').toString('base64') },
+  };
+}
 
 export interface WorkloadInput {
   /** The modelplane Deployment: its name, namespace and uid (the owner) and its parsed spec. */
@@ -97,7 +173,7 @@ export function workloadLabels(input: WorkloadInput): Record<string, string> {
   };
 }
 
-function modelEnv(version: ModelVersionSpec): V1EnvVar[] {
+function modelEnv(version: ModelVersionSpec, deployment: string): V1EnvVar[] {
   const reserved = new Set<string>(RESERVED_MODEL_ENV);
   const own: V1EnvVar[] = (version.env ?? [])
     .filter((e) => !reserved.has(e.name))
@@ -114,6 +190,7 @@ function modelEnv(version: ModelVersionSpec): V1EnvVar[] {
     { name: 'PORT', value: String(MODEL_PORT) },
     { name: 'COG_MAX_CONCURRENCY', value: String(version.maxConcurrency) },
     { name: 'COG_SETUP_TIMEOUT', value: String(version.setupTimeoutSeconds) },
+    webhookTokenEnv(deployment),
   ];
 }
 
@@ -138,12 +215,12 @@ export function podSpec(input: WorkloadInput): V1PodSpec {
   const model: V1Container = {
     name: MODEL_CONTAINER,
     image: version.spec.image,
-    env: modelEnv(version.spec),
+    // The model server ignores SIGTERM; the sidecar shuts it down once it has drained
+    // (MODELPLANE_SHUTDOWN_MODEL), so it keeps serving the predictions still running.
+    args: [...MODEL_ARGS],
+    env: modelEnv(version.spec, input.owner.name),
     ports: [{ name: 'model', containerPort: MODEL_PORT, protocol: 'TCP' }],
     resources: { requests: { ...resources }, limits: { ...resources } },
-    // The sidecar shuts the model server down once it has drained (MODELPLANE_SHUTDOWN_MODEL);
-    // until then the model keeps serving the predictions still running.
-    lifecycle: { preStop: { sleep: { seconds: predictTimeout + TERMINATION_MARGIN_SECONDS / 2 } } },
   };
   const sidecar: V1Container = {
     name: SIDECAR_CONTAINER,
@@ -162,6 +239,7 @@ export function podSpec(input: WorkloadInput): V1PodSpec {
       { name: 'MODELPLANE_PREDICT_TIMEOUT', value: String(predictTimeout) },
       { name: 'MODELPLANE_DRAIN_TIMEOUT', value: String(predictTimeout + TERMINATION_MARGIN_SECONDS / 3) },
       { name: 'MODELPLANE_SHUTDOWN_MODEL', value: 'true' },
+      webhookTokenEnv(input.owner.name),
     ],
     ports: [
       { name: 'api', containerPort: SIDECAR_API_PORT, protocol: 'TCP' },

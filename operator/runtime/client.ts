@@ -281,9 +281,13 @@ export class KubeClient {
 
   /** One request; JSON in and out. Throws ApiError for any status of 400 or more. */
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const req = await this.open(method, path, opts.query, {
       accept: 'application/json',
-      contentType: opts.body === undefined ? undefined : (opts.contentType ?? 'application/json'),
+      contentType: payload === undefined ? undefined : (opts.contentType ?? 'application/json'),
+      // Node sends a DELETE's body neither chunked nor sized unless told its length, and the
+      // server would read it as the start of the connection's next request.
+      contentLength: payload === undefined ? undefined : Buffer.byteLength(payload),
       timeoutMs: opts.timeoutMs ?? 30_000,
     });
     return new Promise<T>((resolve, reject) => {
@@ -307,7 +311,7 @@ export class KubeClient {
           }
         });
       });
-      req.end(opts.body === undefined ? undefined : JSON.stringify(opts.body));
+      req.end(payload);
     });
   }
 
@@ -395,12 +399,18 @@ export class KubeClient {
     method: string,
     path: string,
     query: RequestOptions['query'] = {},
-    opts: { accept?: string; contentType?: string | undefined; timeoutMs?: number } = {},
+    opts: {
+      accept?: string;
+      contentType?: string | undefined;
+      contentLength?: number;
+      timeoutMs?: number;
+    } = {},
   ): Promise<http.ClientRequest> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { accept: opts.accept ?? 'application/json' };
     if (opts.contentType) headers['content-type'] = opts.contentType;
+    if (opts.contentLength !== undefined) headers['content-length'] = String(opts.contentLength);
     const options: https.RequestOptions = { method, headers };
     await this.kubeConfig.applyToHTTPSOptions(options);
     // KubeConfig's agent opens a connection per request; reuse them instead. Its TLS
