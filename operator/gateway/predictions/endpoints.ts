@@ -4,7 +4,7 @@
  * against pods found by a Pod watch and against sidecars a test started itself.
  */
 import { CONDITION, LABEL } from '../../../crds/index.ts';
-import type { Informer, KubeObject } from '../../runtime/index.ts';
+import { type Informer, type KubeObject, resourceType } from '../../runtime/index.ts';
 
 export interface Endpoint {
   /** Names the instance in errors and metrics: the pod's name. */
@@ -120,3 +120,14 @@ export function leastOutstanding(
   }
   return best;
 }
+
+/** Pods as the endpoint watch reads them. */
+export const PodResource = resourceType<PodLike>({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  plural: 'pods',
+  namespaced: true,
+});
+
+/** The label selector of the endpoint watch: pods of modelplane Deployments. */
+export const POD_SELECTOR = LABEL.deployment;
