@@ -1,9 +1,11 @@
 /**
  * The one modelplane executable. Subcommands are the processes of DESIGN.md §2:
- * `operator`, `sidecar` and `dev` (each arrives with the component that implements it).
+ * `operator`, `sidecar` and `dev` (each arrives with the component that implements it), and
+ * `token` (API tokens for the gateway).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import * as token from '../operator/gateway/token-cli.ts';
 import * as operator from '../operator/main.ts';
 import * as sidecar from '../sidecar/main.ts';
 
@@ -16,6 +18,7 @@ export interface Subcommand {
 export const subcommands: Record<string, Subcommand> = {
   operator: { summary: operator.summary, run: operator.run },
   sidecar: { summary: sidecar.summary, run: sidecar.run },
+  token: { summary: token.summary, run: token.run },
 };
 
 export function version(): string {

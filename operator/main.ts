@@ -1,19 +1,24 @@
 /**
- * `modelplane operator`: the manager process. Runs the controllers on the Lease holder;
- * serves /healthz, /readyz and /metrics on every replica.
+ * `modelplane operator`: the manager process. Runs the controllers on the Lease holder, the
+ * gateway (the prediction API) on every replica; serves /healthz, /readyz and /metrics on
+ * every replica.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { addControllers, DEFAULT_RESYNC_MS } from './controllers/index.ts';
+import { addGateway, type Gateway, type Route } from './gateway/index.ts';
 import { createLogger, Manager } from './runtime/index.ts';
 
-export const summary = 'run the controllers (leader-elected), with health and metrics endpoints';
+export const summary =
+  'run the controllers (leader-elected) and the gateway, with health and metrics endpoints';
 
 export const ROLES = ['controllers', 'gateway', 'webhook'] as const;
 export type Role = (typeof ROLES)[number];
 /** Roles this build can run. */
-export const AVAILABLE_ROLES: readonly Role[] = ['controllers'];
+export const AVAILABLE_ROLES: readonly Role[] = ['controllers', 'gateway'];
+/** Roles run when none are named. */
+export const DEFAULT_ROLES: readonly Role[] = ['controllers', 'gateway'];
 
 const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -33,6 +38,12 @@ export const ENV = {
   resyncPeriod: 'MODELPLANE_RESYNC_PERIOD',
   identity: 'MODELPLANE_IDENTITY',
   shutdownTimeout: 'MODELPLANE_SHUTDOWN_TIMEOUT',
+  gatewayAddress: 'MODELPLANE_GATEWAY_ADDRESS',
+  publicUrl: 'MODELPLANE_PUBLIC_URL',
+  trustForwardedHeaders: 'MODELPLANE_TRUST_FORWARDED_HEADERS',
+  tokenNamespace: 'MODELPLANE_TOKEN_NAMESPACE',
+  allowAnonymous: 'MODELPLANE_ALLOW_ANONYMOUS',
+  tokenReviewAudiences: 'MODELPLANE_TOKEN_REVIEW_AUDIENCES',
 } as const;
 
 function packageVersion(): string {
@@ -49,15 +60,15 @@ export function defaultSidecarImage(): string {
 export const USAGE = `Usage: modelplane operator [flags]
 
 Runs the modelplane operator. The controllers (HardwareClass, Model, ModelVersion,
-Deployment) run only in the replica that holds the leader Lease; every replica serves
-/healthz, /readyz and /metrics. Each flag can also be set by the environment variable shown;
-a flag wins over its variable.
+Deployment) run only in the replica that holds the leader Lease; the gateway (the prediction
+API under /v1) and /healthz, /readyz and /metrics are served by every replica. Each flag can
+also be set by the environment variable shown; a flag wins over its variable.
 
 Flags:
   --kubeconfig PATH          kubeconfig to use (${ENV.kubeconfig}; default: the pod's service
                              account in a cluster, else ~/.kube/config)
-  --roles LIST               comma-separated roles to run: controllers (${ENV.roles};
-                             default controllers; gateway and webhook are not in this build)
+  --roles LIST               comma-separated roles to run: controllers, gateway (${ENV.roles};
+                             default controllers,gateway; webhook is not in this build)
   --leader-elect BOOL        hold a Lease before running controllers (${ENV.leaderElect};
                              default true; false only with a single replica)
   --lease-name NAME          the Lease's name (${ENV.leaseName}; default modelplane-operator)
@@ -77,8 +88,23 @@ Flags:
                              (${ENV.resyncPeriod}; default ${DEFAULT_RESYNC_MS / 1000}; 0 = never)
   --identity NAME            this replica among the Lease candidates (${ENV.identity}, or
                              POD_NAME; default: the host name and a random suffix)
-  --shutdown-timeout SECONDS how long running reconciles may finish after SIGTERM
-                             (${ENV.shutdownTimeout}; default 30)
+  --shutdown-timeout SECONDS how long running reconciles and gateway requests may finish
+                             after SIGTERM (${ENV.shutdownTimeout}; default 30)
+
+Gateway flags (role gateway):
+  --gateway-address HOST:PORT  the prediction API server (${ENV.gatewayAddress};
+                             default 0.0.0.0:8000)
+  --public-url URL           base URL callers reach the API at, without /v1, used in the
+                             absolute URLs the API returns (${ENV.publicUrl}; default: from each
+                             request's Host header)
+  --trust-forwarded-headers BOOL  build URLs from X-Forwarded-Proto/-Host; only behind a proxy
+                             that sets them (${ENV.trustForwardedHeaders}; default false)
+  --token-namespace NS       namespace of the API token Secrets and webhook signing Secrets
+                             (${ENV.tokenNamespace}; default: the lease namespace)
+  --allow-anonymous LIST     namespaces callers without a token may act in, comma-separated
+                             (${ENV.allowAnonymous}; default none: every request needs a token)
+  --token-review-audiences LIST  audiences Kubernetes tokens must be for, comma-separated
+                             (${ENV.tokenReviewAudiences}; default: the API server's)
   -h, --help                 show this help
 `;
 
@@ -98,6 +124,14 @@ export interface OperatorConfig {
   resyncPeriodMs: number;
   identity: string | undefined;
   shutdownTimeoutMs: number;
+  gateway: {
+    address: { host: string; port: number };
+    publicUrl: string | undefined;
+    trustForwardedHeaders: boolean;
+    tokenNamespace: string;
+    allowAnonymous: string[];
+    tokenReviewAudiences: string[];
+  };
 }
 
 export class ConfigError extends Error {}
@@ -118,6 +152,12 @@ const FLAGS = {
   'resync-period': { type: 'string' },
   identity: { type: 'string' },
   'shutdown-timeout': { type: 'string' },
+  'gateway-address': { type: 'string' },
+  'public-url': { type: 'string' },
+  'trust-forwarded-headers': { type: 'string' },
+  'token-namespace': { type: 'string' },
+  'allow-anonymous': { type: 'string' },
+  'token-review-audiences': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -134,14 +174,37 @@ function bool(name: string, raw: string): boolean {
   throw new ConfigError(`--${name}: want true or false, got "${raw}"`);
 }
 
-function address(raw: string): { host: string; port: number } | false {
-  if (raw === 'off') return false;
+function address(raw: string, flag = 'http-address'): { host: string; port: number } | false {
+  if (raw === 'off' && flag === 'http-address') return false;
   const colon = raw.lastIndexOf(':');
   const host = colon > 0 ? raw.slice(0, colon) : '0.0.0.0';
   const port = Number(colon >= 0 ? raw.slice(colon + 1) : raw);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new ConfigError(`--http-address: want HOST:PORT or "off", got "${raw}"`);
+    throw new ConfigError(
+      `--${flag}: want HOST:PORT${flag === 'http-address' ? ' or "off"' : ''}, got "${raw}"`,
+    );
   return { host: host.replace(/^\[|\]$/g, ''), port };
+}
+
+function list(raw: string | undefined): string[] {
+  return (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function publicUrl(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`--public-url: want an absolute http(s) URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new ConfigError(`--public-url: want an absolute http(s) URL, got "${raw}"`);
+  if (url.search || url.hash) throw new ConfigError(`--public-url: no query or fragment, got "${raw}"`);
+  return url.toString().replace(/\/+$/, '').replace(/\/v1$/, '');
 }
 
 function defaultNamespace(): string {
@@ -165,7 +228,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
     for (const e of [envName, ...more]) if (e && env[e] !== undefined && env[e] !== '') return env[e];
     return undefined;
   };
-  const roles = (get('roles', ENV.roles) ?? 'controllers')
+  const roles = (get('roles', ENV.roles) ?? DEFAULT_ROLES.join(','))
     .split(',')
     .map((r) => r.trim())
     .filter(Boolean);
@@ -173,7 +236,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
     if (!(ROLES as readonly string[]).includes(r))
       throw new ConfigError(`--roles: unknown role "${r}"; roles are ${ROLES.join(', ')}`);
     if (!AVAILABLE_ROLES.includes(r as Role))
-      throw new ConfigError(`--roles: the ${r} role is not in this build; run --roles=controllers`);
+      throw new ConfigError(
+        `--roles: the ${r} role is not in this build; run --roles=${AVAILABLE_ROLES.join(',')}`,
+      );
   }
   if (!roles.length) throw new ConfigError('--roles: name at least one role');
   const workers = Number(get('workers', ENV.workers) ?? '4');
@@ -182,13 +247,18 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
       `--workers: want a whole number from 1 to 64, got "${get('workers', ENV.workers)}"`,
     );
   const leaseName = get('lease-name', ENV.leaseName) ?? 'modelplane-operator';
+  const leaseNamespace = get('lease-namespace', ENV.leaseNamespace, 'POD_NAMESPACE') ?? defaultNamespace();
+  const gatewayAddress = address(
+    get('gateway-address', ENV.gatewayAddress) ?? '0.0.0.0:8000',
+    'gateway-address',
+  );
   return {
     help: values.help === true,
     kubeconfig: get('kubeconfig', ENV.kubeconfig),
     roles: roles as Role[],
     leaderElect: bool('leader-elect', get('leader-elect', ENV.leaderElect) ?? 'true'),
     leaseName,
-    leaseNamespace: get('lease-namespace', ENV.leaseNamespace, 'POD_NAMESPACE') ?? defaultNamespace(),
+    leaseNamespace,
     leaseDurationMs: seconds('lease-duration', get('lease-duration', ENV.leaseDuration) ?? '15', 0.1),
     renewDeadlineMs: seconds('renew-deadline', get('renew-deadline', ENV.renewDeadline) ?? '10', 0.1),
     retryPeriodMs: seconds('retry-period', get('retry-period', ENV.retryPeriod) ?? '2', 0.05),
@@ -203,11 +273,34 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
     ),
     identity: get('identity', ENV.identity, 'POD_NAME'),
     shutdownTimeoutMs: seconds('shutdown-timeout', get('shutdown-timeout', ENV.shutdownTimeout) ?? '30', 0),
+    gateway: {
+      address: gatewayAddress || { host: '0.0.0.0', port: 8000 },
+      publicUrl: publicUrl(get('public-url', ENV.publicUrl)),
+      trustForwardedHeaders: bool(
+        'trust-forwarded-headers',
+        get('trust-forwarded-headers', ENV.trustForwardedHeaders) ?? 'false',
+      ),
+      tokenNamespace: get('token-namespace', ENV.tokenNamespace) ?? leaseNamespace,
+      allowAnonymous: list(get('allow-anonymous', ENV.allowAnonymous)),
+      tokenReviewAudiences: list(get('token-review-audiences', ENV.tokenReviewAudiences)),
+    },
   };
 }
 
-/** A manager with the controllers registered, from a config (not started). */
-export function createOperator(config: OperatorConfig, kubeConfig?: KubeConfig): Manager {
+export interface OperatorExtras {
+  /** More gateway routes (the prediction endpoints), or a function of the gateway that makes them. */
+  gatewayRoutes?: Route[] | ((gateway: Gateway) => Route[]);
+}
+
+/**
+ * A manager with the roles of `config` registered (not started). With the gateway role, the
+ * gateway is `gatewayOf(manager)`.
+ */
+export function createOperator(
+  config: OperatorConfig,
+  kubeConfig?: KubeConfig,
+  extras: OperatorExtras = {},
+): Manager {
   let kc = kubeConfig;
   if (!kc) {
     kc = new KubeConfig();
@@ -239,7 +332,29 @@ export function createOperator(config: OperatorConfig, kubeConfig?: KubeConfig):
       resyncPeriodMs: config.resyncPeriodMs,
     });
   }
+  if (config.roles.includes('gateway')) {
+    const g = config.gateway;
+    gateways.set(
+      manager,
+      addGateway(manager, {
+        address: g.address,
+        publicUrl: g.publicUrl,
+        trustForwardedHeaders: g.trustForwardedHeaders,
+        tokenNamespace: g.tokenNamespace,
+        allowAnonymous: g.allowAnonymous,
+        tokenReviewAudiences: g.tokenReviewAudiences,
+        routes: extras.gatewayRoutes,
+      }),
+    );
+  }
   return manager;
+}
+
+const gateways = new WeakMap<Manager, Gateway>();
+
+/** The gateway `createOperator` added to `manager`, if it has the gateway role. */
+export function gatewayOf(manager: Manager): Gateway | undefined {
+  return gateways.get(manager);
 }
 
 export async function run(argv: string[]): Promise<number> {

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import { installCrds } from '../../crds/index.ts';
 import { kubeconfigYaml } from '../../e2e/cluster/local.ts';
 import {
@@ -27,7 +27,10 @@ const ns = useNamespace(cluster, 'mp-operator');
 const admin = clientFor(cluster.kubeconfig);
 const dir = mkdtempSync(join(tmpdir(), 'modelplane-operator-'));
 const bin = new URL('../../bin/modelplane', import.meta.url).pathname;
-const rbac = parse(readFileSync(new URL('../rbac.yaml', import.meta.url), 'utf8')) as KubeObject & {
+// The first document of rbac.yaml: the ClusterRole (the second is the gateway's Secrets Role).
+const rbac = parseAllDocuments(
+  readFileSync(new URL('../rbac.yaml', import.meta.url), 'utf8'),
+)[0]!.toJS() as KubeObject & {
   rules: unknown[];
 };
 const LEASE = 'modelplane-operator-test';
@@ -75,6 +78,7 @@ async function startOperatorProcess(identity: string, workers = 4): Promise<Oper
     bin,
     [
       'operator',
+      '--roles=controllers',
       `--kubeconfig=${kubeconfig}`,
       `--identity=${identity}`,
       `--lease-name=${LEASE}`,

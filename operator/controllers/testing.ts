@@ -107,6 +107,14 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
     resyncPeriodMs: 600_000,
     identity: undefined,
     shutdownTimeoutMs: 5_000,
+    gateway: {
+      address: { host: '127.0.0.1', port: 0 },
+      publicUrl: undefined,
+      trustForwardedHeaders: false,
+      tokenNamespace: 'default',
+      allowAnonymous: [],
+      tokenReviewAudiences: [],
+    },
     ...overrides,
   };
 }

@@ -28,6 +28,11 @@ export interface RequestContext {
   baseUrl: string;
   url: URL;
   log: Logger;
+  /**
+   * Aborted when the server shuts down: a route that holds a request (Prefer: wait) or
+   * streams (SSE) ends it then. (The server also ends open event streams itself.)
+   */
+  signal?: AbortSignal;
 }
 
 export interface Route {

@@ -27,6 +27,6 @@ export { type Event, EventRecorder, Events } from './events.ts';
 export { type EventHandler, Informer, type InformerOptions, objectKey, splitKey } from './informer.ts';
 export { LeaderElector, type Lease, Leases } from './leader-election.ts';
 export { createLogger, type Logger } from './log.ts';
-export { type LeaderElectionOptions, Manager, type ManagerOptions } from './manager.ts';
+export { type LeaderElectionOptions, Manager, type ManagerOptions, type Runnable } from './manager.ts';
 export { RuntimeMetrics } from './metrics.ts';
 export { WorkQueue } from './workqueue.ts';

@@ -4,6 +4,8 @@
  * - informers and controllers run only while this process holds the Lease (or always,
  *   when leader election is off); losing the Lease stops them, and they start afresh when
  *   the Lease is won again;
+ * - informers asked for with `everyReplica` and runnables (`addRunnable`: servers such as the
+ *   gateway) run on every replica, from `start` to `stop`, leader or not;
  * - an HTTP server answers `/healthz` (the process is up), `/readyz` (every running
  *   informer has synced, and every added check passes) and `/metrics` (Prometheus);
  * - `stop` (and SIGTERM/SIGINT after `stopOnSignals`) shuts down gracefully: no new work,
@@ -52,6 +54,14 @@ export interface ManagerOptions {
 
 export type InformerSpec = Omit<InformerOptions, 'log' | 'backoff'>;
 
+/** Something that runs on every replica from `start` to `stop` (a server, say). */
+export interface Runnable {
+  name: string;
+  start(): Promise<void>;
+  /** Graceful stop; given the manager's shutdown timeout. */
+  stop(timeoutMs: number): Promise<void>;
+}
+
 export class Manager {
   readonly name: string;
   readonly identity: string;
@@ -60,6 +70,9 @@ export class Manager {
   readonly metrics: RuntimeMetrics;
   private readonly opts: ManagerOptions;
   private readonly informers = new Map<string, Informer>();
+  /** Informers that run on every replica, not only on the leader. */
+  private readonly everyReplica = new Set<Informer>();
+  private readonly runnables: Runnable[] = [];
   private readonly controllers: Controller[] = [];
   private readonly recorders: EventRecorder[] = [];
   private readonly readyChecks = new Map<string, () => boolean>();
@@ -108,8 +121,16 @@ export class Manager {
     return addr && typeof addr === 'object' ? addr : undefined;
   }
 
-  /** The informer for `type` with these options, made once and shared by every controller. */
-  informer<T extends KubeObject>(type: ResourceType<T>, spec: InformerSpec = {}): Informer<T> {
+  /**
+   * The informer for `type` with these options, made once and shared by every controller.
+   * With `everyReplica`, it runs on every replica from `start` to `stop` (a gateway's cache),
+   * not only while this replica leads; once asked for so, it stays so.
+   */
+  informer<T extends KubeObject>(
+    type: ResourceType<T>,
+    spec: InformerSpec = {},
+    opts: { everyReplica?: boolean } = {},
+  ): Informer<T> {
     const key = JSON.stringify([
       type.apiVersion,
       type.plural,
@@ -121,6 +142,10 @@ export class Manager {
     if (!informer) {
       informer = new Informer(this.client, type as ResourceType, { ...spec, log: this.log });
       this.informers.set(key, informer);
+    }
+    if (opts.everyReplica) {
+      if (this.running && !this.everyReplica.has(informer)) informer.start();
+      this.everyReplica.add(informer);
     }
     return informer as unknown as Informer<T>;
   }
@@ -141,6 +166,12 @@ export class Manager {
     });
     this.recorders.push(recorder);
     return recorder;
+  }
+
+  /** Runs `runnable` on every replica: started by `start`, stopped (gracefully) by `stop`. */
+  addRunnable(runnable: Runnable): void {
+    if (this.running) throw new Error(`add ${runnable.name} before starting the manager`);
+    this.runnables.push(runnable);
   }
 
   /** Adds a condition to `/readyz`. */
@@ -164,6 +195,20 @@ export class Manager {
   async start(): Promise<void> {
     if (this.running) throw new Error('the manager was started already');
     if (this.opts.http) await this.listen(this.opts.http.port, this.opts.http.host);
+    for (const informer of this.everyReplica) informer.start();
+    const started: Runnable[] = [];
+    try {
+      for (const r of this.runnables) {
+        await r.start();
+        started.push(r);
+      }
+    } catch (err) {
+      const timeoutMs = this.opts.shutdownTimeoutMs ?? 30_000;
+      await Promise.all(started.map((r) => r.stop(timeoutMs)));
+      await Promise.all([...this.everyReplica].map((i) => i.stop()));
+      await this.close();
+      throw err;
+    }
     const signal = this.abort.signal;
     this.running = (this.elector ? this.elector.run(signal) : this.lead(signal)).catch((err) =>
       this.log.error({ err }, 'the manager stopped on an error'),
@@ -176,7 +221,14 @@ export class Manager {
     this.stopping ??= (async () => {
       this.log.info('shutting down');
       this.abort.abort();
-      await this.running;
+      const timeoutMs = this.opts.shutdownTimeoutMs ?? 30_000;
+      await Promise.all([
+        this.running,
+        ...this.runnables.map((r) =>
+          r.stop(timeoutMs).catch((err) => this.log.error({ err, runnable: r.name }, 'stop failed')),
+        ),
+      ]);
+      await Promise.all([...this.everyReplica].map((i) => i.stop()));
       await Promise.all(this.recorders.map((r) => r.flush()));
       await this.close();
       this.log.info('stopped');
@@ -209,7 +261,9 @@ export class Manager {
     } finally {
       const timeoutMs = this.opts.shutdownTimeoutMs ?? 30_000;
       await Promise.all(this.controllers.map((c) => c.stop(timeoutMs)));
-      await Promise.all([...this.informers.values()].map((i) => i.stop()));
+      await Promise.all(
+        [...this.informers.values()].filter((i) => !this.everyReplica.has(i)).map((i) => i.stop()),
+      );
       this.leading = false;
     }
   }

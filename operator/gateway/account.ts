@@ -1,0 +1,68 @@
+/**
+ * The account-level endpoints: `/hardware`, `/account`, `/webhooks/default/secret`, and
+ * `/files` (not offered: a 501, so clients send files inline as data URIs instead).
+ */
+import { HttpError, sendJson } from '../../lib/http.ts';
+import type { GatewayCaches } from './caches.ts';
+import { callerNamespace } from './common.ts';
+import type { Route } from './types.ts';
+import type { WebhookSecrets } from './webhook-secret.ts';
+
+export function accountRoutes(deps: { caches: GatewayCaches; webhookSecrets: WebhookSecrets }): Route[] {
+  const { caches, webhookSecrets } = deps;
+  return [
+    {
+      method: 'GET',
+      path: '/hardware',
+      // Every authenticated caller may see what hardware exists (HardwareClasses are cluster-wide).
+      async handle(_req, res) {
+        const list = caches.hardwareClasses
+          .list()
+          .map((h) => ({ sku: h.metadata.name ?? '', name: h.spec.displayName || h.metadata.name || '' }))
+          .sort((a, b) => a.sku.localeCompare(b.sku));
+        sendJson(res, 200, list);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/account',
+      async handle(_req, res, ctx) {
+        const ns = await callerNamespace(ctx);
+        sendJson(
+          res,
+          200,
+          ns
+            ? { type: 'organization', username: ns, name: ns }
+            : { type: 'user', username: ctx.principal.name, name: ctx.principal.name },
+        );
+      },
+    },
+    {
+      method: 'GET',
+      path: '/webhooks/default/secret',
+      async handle(_req, res, ctx) {
+        const ns = await callerNamespace(ctx);
+        if (!ns)
+          throw new HttpError(
+            400,
+            'Owner required',
+            'this caller may act in several namespaces: name the one whose webhook secret you want with ?owner=<namespace>',
+          );
+        // The key signs webhooks of predictions: whoever may create predictions there may know it.
+        await ctx.authorize('create', 'predictions', ns);
+        sendJson(res, 200, { key: await webhookSecrets.get(ns) });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/files',
+      async handle() {
+        throw new HttpError(
+          501,
+          'Not implemented',
+          'file uploads are not offered by this server: send files inline as data URIs',
+        );
+      },
+    },
+  ];
+}

@@ -1,0 +1,538 @@
+/**
+ * The gateway against a real control plane, called with the official `replicate` npm client.
+ * The operator (controllers and gateway) runs in this process under the permissions of
+ * operator/rbac.yaml (a ServiceAccount bound to exactly its ClusterRole and Role).
+ */
+import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { KubeConfig } from '@kubernetes/client-node';
+import Replicate from 'replicate';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { installCrds } from '../../crds/index.ts';
+import { kubeconfigYaml } from '../../e2e/cluster/local.ts';
+import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { addControllers } from '../controllers/index.ts';
+import { Deployments, Models, ModelVersions, Workloads } from '../controllers/resources.ts';
+import { applyDefaultHardware, clientFor, TEST_MANAGER } from '../controllers/testing.ts';
+import { createLogger, type KubeObject, Manager, resourceType } from '../runtime/index.ts';
+import { addGateway, type Gateway } from './index.ts';
+import { Secrets } from './resources.ts';
+import { createApiToken, revokeApiToken } from './tokens.ts';
+import { webhookSecret, webhookSecretName } from './webhook-secret.ts';
+
+const cluster = useCluster();
+const ns = useNamespace(cluster, 'mp-gw');
+const other = useNamespace(cluster, 'mp-gw-other');
+const tokenNs = useNamespace(cluster, 'mp-gw-system');
+const admin = clientFor(cluster.kubeconfig);
+
+const rbac = parseAllDocuments(readFileSync(new URL('../rbac.yaml', import.meta.url), 'utf8')).map(
+  (d) => d.toJS() as KubeObject & { rules: unknown[] },
+);
+const rbacType = (kind: string, plural: string, namespaced: boolean) =>
+  resourceType({ apiVersion: 'rbac.authorization.k8s.io/v1', kind, plural, namespaced });
+const ClusterRoles = rbacType('ClusterRole', 'clusterroles', false);
+const ClusterRoleBindings = rbacType('ClusterRoleBinding', 'clusterrolebindings', false);
+const Roles = rbacType('Role', 'roles', true);
+const RoleBindings = rbacType('RoleBinding', 'rolebindings', true);
+const ServiceAccounts = resourceType({
+  apiVersion: 'v1',
+  kind: 'ServiceAccount',
+  plural: 'serviceaccounts',
+  namespaced: true,
+});
+
+class Lines extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: string, done: () => void) {
+    this.text += chunk.toString('utf8');
+    done();
+  }
+}
+
+const logs = new Lines();
+let manager: Manager;
+let gateway: Gateway;
+let versionId = '';
+let token = ''; // API token for ns
+let otherToken = ''; // API token for other
+let readOnlyToken = '';
+const secrets: string[] = [];
+
+function client(auth: string): Replicate {
+  return new Replicate({ auth, baseUrl: `${gateway.url}/v1` });
+}
+
+/** The error a client call rejects with, with the HTTP status of its response. */
+async function failure(p: Promise<unknown>): Promise<{ status: number; message: string; body: unknown }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as Error & { response?: Response };
+    const m = /failed with status \d+ [^:]*: (\{.*\})\.$/s.exec(e.message);
+    return { status: e.response?.status ?? 0, message: e.message, body: m ? JSON.parse(m[1]!) : undefined };
+  }
+  throw new Error('the call succeeded');
+}
+
+async function serviceAccountToken(namespace: string, name: string): Promise<string> {
+  await admin.apply(
+    ServiceAccounts,
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
+    { fieldManager: TEST_MANAGER },
+  );
+  const t = await cluster.core.createNamespacedServiceAccountToken({
+    name,
+    namespace,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
+  const value = t.status?.token ?? '';
+  secrets.push(value);
+  return value;
+}
+
+async function bind(namespace: string, role: string, verbs: Record<string, string[]>, sa: string) {
+  await admin.apply(
+    Roles,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: role, namespace },
+      rules: Object.entries(verbs).map(([resource, v]) => ({
+        apiGroups: ['modelplane.dev'],
+        resources: [resource],
+        verbs: v,
+      })),
+    } as KubeObject,
+    { fieldManager: TEST_MANAGER },
+  );
+  await admin.apply(
+    RoleBindings,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: role, namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role },
+      subjects: [{ kind: 'ServiceAccount', name: sa, namespace }],
+    } as KubeObject,
+    { fieldManager: TEST_MANAGER },
+  );
+}
+
+/** A kubeconfig for a ServiceAccount bound to exactly operator/rbac.yaml. */
+async function operatorKubeConfig(): Promise<KubeConfig> {
+  const role = `modelplane-gateway-${ns()}`;
+  const [clusterRole, secretsRole] = rbac;
+  await admin.apply(
+    ClusterRoles,
+    { ...clusterRole!, metadata: { name: role } },
+    { fieldManager: TEST_MANAGER },
+  );
+  await admin.apply(
+    Roles,
+    { ...secretsRole!, metadata: { name: 'modelplane-operator-secrets', namespace: tokenNs() } },
+    { fieldManager: TEST_MANAGER },
+  );
+  const sa = 'modelplane-operator';
+  await admin.apply(
+    ServiceAccounts,
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: sa, namespace: tokenNs() } },
+    { fieldManager: TEST_MANAGER },
+  );
+  const subjects = [{ kind: 'ServiceAccount', name: sa, namespace: tokenNs() }];
+  await admin.apply(
+    ClusterRoleBindings,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: role },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
+      subjects,
+    } as KubeObject,
+    { fieldManager: TEST_MANAGER },
+  );
+  await admin.apply(
+    RoleBindings,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'modelplane-operator-secrets', namespace: tokenNs() },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'modelplane-operator-secrets' },
+      subjects,
+    } as KubeObject,
+    { fieldManager: TEST_MANAGER },
+  );
+  const saToken = await serviceAccountToken(tokenNs(), sa);
+  const current = cluster.kc.getCurrentCluster()!;
+  const ca = current.caData ? Buffer.from(current.caData, 'base64') : readFileSync(current.caFile ?? '');
+  const kc = new KubeConfig();
+  kc.loadFromString(kubeconfigYaml(current.server, ca, sa, saToken));
+  return kc;
+}
+
+async function applyModel(namespace: string, name: string, visibility: 'public' | 'private') {
+  await admin.apply(
+    Models,
+    {
+      apiVersion: Models.apiVersion,
+      kind: Models.kind,
+      metadata: { name, namespace },
+      spec: { visibility, description: `the ${name} model` },
+    } as never,
+    { fieldManager: TEST_MANAGER },
+  );
+  await admin.apply(
+    ModelVersions,
+    {
+      apiVersion: ModelVersions.apiVersion,
+      kind: ModelVersions.kind,
+      metadata: { name: `${name}-v1`, namespace },
+      spec: {
+        model: name,
+        image: `registry.example.com/models/${name}:1.0`,
+        cogVersion: '0.16.8',
+        openapiSchema: { openapi: '3.0.2', components: { schemas: { Input: { type: 'object' } } } },
+      },
+    } as never,
+    { fieldManager: TEST_MANAGER },
+  );
+  return waitFor(`the id of ${namespace}/${name}-v1`, async () => {
+    const v = await admin.get(ModelVersions, `${name}-v1`, namespace);
+    return v.status?.id;
+  });
+}
+
+beforeAll(async () => {
+  await installCrds(cluster.kubeconfig);
+  await applyDefaultHardware(admin);
+  const kc = await operatorKubeConfig();
+  manager = new Manager({
+    name: 'modelplane-gateway-test',
+    kubeConfig: kc,
+    leaderElection: false,
+    http: false,
+    shutdownTimeoutMs: 5_000,
+    log: createLogger({ level: 'debug', destination: logs }),
+  });
+  addControllers(manager, { sidecarImage: 'registry.example.com/modelplane:test' });
+  gateway = addGateway(manager, { address: { host: '127.0.0.1', port: 0 }, tokenNamespace: tokenNs() });
+  await manager.start();
+  versionId = await applyModel(ns(), 'echo', 'private');
+  await applyModel(other(), 'secret-model', 'private');
+  ({ token } = await createApiToken(admin, { name: 'ci', namespaces: [ns()], tokenNamespace: tokenNs() }));
+  ({ token: otherToken } = await createApiToken(admin, {
+    name: 'other',
+    namespaces: [other()],
+    tokenNamespace: tokenNs(),
+  }));
+  ({ token: readOnlyToken } = await createApiToken(admin, {
+    name: 'reader',
+    namespaces: [ns()],
+    readOnly: true,
+    tokenNamespace: tokenNs(),
+  }));
+  secrets.push(token, otherToken, readOnlyToken);
+  // The token Secrets reach the gateway's cache through its watch.
+  await waitFor('the gateway to accept the API token', async () => {
+    const res = await fetch(`${gateway.url}/v1/hardware`, { headers: { authorization: `Bearer ${token}` } });
+    return res.ok;
+  });
+});
+
+afterAll(async () => {
+  await manager?.stop();
+  // Pods of Deployments a failed test left behind must not outlive the namespace's cleanup.
+  for (const d of (await admin.list(Deployments, { namespace: ns() })).items) {
+    await admin.delete(Deployments, d.metadata.name ?? '', ns(), { propagationPolicy: 'Background' });
+  }
+  for (const w of (await admin.list(Workloads, { namespace: ns() })).items) {
+    await admin.delete(Workloads, w.metadata?.name ?? '', ns(), { propagationPolicy: 'Background' });
+  }
+  const role = `modelplane-gateway-${ns()}`;
+  await admin.delete(ClusterRoleBindings, role).catch(() => {});
+  await admin.delete(ClusterRoles, role).catch(() => {});
+});
+
+describe('models', () => {
+  it('gets a model, its versions and one version, with the fields the clients validate', async () => {
+    const replicate = client(token);
+    const model = await replicate.models.get(ns(), 'echo');
+    expect(model).toMatchObject({
+      owner: ns(),
+      name: 'echo',
+      visibility: 'private',
+      run_count: 0,
+      description: 'the echo model',
+      default_example: null,
+      url: `${gateway.url}/v1/models/${ns()}/echo`,
+    });
+    expect(model.latest_version?.id).toBe(versionId);
+    const versions = await replicate.models.versions.list(ns(), 'echo');
+    expect(versions.results).toHaveLength(1);
+    expect(versions.next).toBeNull();
+    const v = versions.results[0]!;
+    expect(v).toEqual({
+      id: versionId,
+      created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      cog_version: '0.16.8',
+      openapi_schema: { openapi: '3.0.2', components: { schemas: { Input: { type: 'object' } } } },
+    });
+    expect(await replicate.models.versions.get(ns(), 'echo', versionId)).toEqual(v);
+  });
+
+  it('lists only the models the caller may list, and creates one kubectl sees', async () => {
+    const replicate = client(token);
+    const created = await replicate.models.create(ns(), 'made-by-api', {
+      visibility: 'public',
+      hardware: 'cpu',
+      description: 'made over HTTP',
+    });
+    expect(created).toMatchObject({
+      owner: ns(),
+      name: 'made-by-api',
+      visibility: 'public',
+      latest_version: null,
+    });
+    const stored = await admin.get(Models, 'made-by-api', ns());
+    expect(stored.spec).toMatchObject({
+      visibility: 'public',
+      defaultHardware: 'cpu',
+      description: 'made over HTTP',
+    });
+    const names = (await replicate.models.list()).results.map((m) => `${m.owner}/${m.name}`);
+    expect(names).toContain(`${ns()}/echo`);
+    expect(names).toContain(`${ns()}/made-by-api`);
+    expect(names).not.toContain(`${other()}/secret-model`);
+    // A public model is readable by callers of other namespaces.
+    expect((await client(otherToken).models.get(ns(), 'made-by-api')).name).toBe('made-by-api');
+  });
+
+  it('answers 404 for an unknown model and 403 for a private one in another namespace', async () => {
+    const missing = await failure(client(token).models.get(ns(), 'nope'));
+    expect(missing.status).toBe(404);
+    expect(missing.body).toMatchObject({ status: 404, detail: `the model ${ns()}/nope does not exist` });
+    const denied = await failure(client(token).models.get(other(), 'secret-model'));
+    expect(denied.status).toBe(403);
+    expect(denied.body).toMatchObject({ status: 403, verb: 'get', resource: 'models', namespace: other() });
+    expect((denied.body as { detail: string }).detail).toContain(
+      `may not get models in namespace "${other()}"`,
+    );
+  });
+});
+
+describe('deployments', () => {
+  it('creates, gets, updates, lists and deletes a Deployment that the API server holds', async () => {
+    const replicate = client(token);
+    const created = await replicate.deployments.create({
+      name: 'echo-api',
+      model: `${ns()}/echo`,
+      version: versionId,
+      hardware: 'cpu',
+      min_instances: 0,
+      max_instances: 2,
+    });
+    expect(created).toMatchObject({
+      owner: ns(),
+      name: 'echo-api',
+      current_release: {
+        number: 1,
+        model: `${ns()}/echo`,
+        version: versionId,
+        configuration: { hardware: 'cpu', min_instances: 0, max_instances: 2 },
+      },
+    });
+    const stored = await admin.get(Deployments, 'echo-api', ns());
+    expect(stored.spec).toMatchObject({
+      model: 'echo',
+      version: 'echo-v1',
+      hardware: 'cpu',
+      minInstances: 0,
+      maxInstances: 2,
+    });
+    expect(await cluster.kubectl('get', 'mpdeploy', 'echo-api', '-n', ns(), '-o', 'name')).toContain(
+      'echo-api',
+    );
+    await waitFor(
+      'release 1',
+      async () => (await admin.get(Deployments, 'echo-api', ns())).status?.release === 1,
+    );
+    const got = await replicate.deployments.get(ns(), 'echo-api');
+    expect(got.current_release.number).toBe(1);
+
+    const updated = await replicate.deployments.update(ns(), 'echo-api', {
+      max_instances: 3,
+      hardware: 'gpu-t4',
+    });
+    expect(updated.current_release.number).toBe(2);
+    expect(updated.current_release.configuration).toEqual({
+      hardware: 'gpu-t4',
+      min_instances: 0,
+      max_instances: 3,
+    });
+    const after = await admin.get(Deployments, 'echo-api', ns());
+    expect(after.spec).toMatchObject({ hardware: 'gpu-t4', maxInstances: 3 });
+    expect(after.metadata.managedFields?.some((f) => f.manager === 'modelplane-gateway')).toBe(true);
+    await waitFor(
+      'release 2',
+      async () => (await admin.get(Deployments, 'echo-api', ns())).status?.release === 2,
+    );
+    // The same values again change nothing: no write, no new release.
+    const rv = (await admin.get(Deployments, 'echo-api', ns())).metadata.resourceVersion;
+    const same = await replicate.deployments.update(ns(), 'echo-api', { max_instances: 3 });
+    expect(same.current_release.number).toBe(2);
+    expect((await admin.get(Deployments, 'echo-api', ns())).metadata.resourceVersion).toBe(rv);
+
+    const listed = await replicate.deployments.list();
+    expect(listed.results.map((d) => `${d.owner}/${d.name}`)).toEqual([`${ns()}/echo-api`]);
+
+    expect(await replicate.deployments.delete(ns(), 'echo-api')).toBe(true);
+    expect(await admin.find(Deployments, 'echo-api', ns())).toBeUndefined();
+    expect((await failure(replicate.deployments.get(ns(), 'echo-api'))).status).toBe(404);
+  });
+
+  it('refuses an unknown version or hardware with 422 and invalid_fields, and other namespaces with 403', async () => {
+    const bad = await failure(
+      client(token).deployments.create({
+        name: 'bad',
+        model: `${ns()}/echo`,
+        version: 'f'.repeat(64),
+        hardware: 'gpu-nope',
+        min_instances: 0,
+        max_instances: 1,
+      }),
+    );
+    expect(bad.status).toBe(422);
+    const fields = (bad.body as { invalid_fields: { field: string }[] }).invalid_fields.map((f) => f.field);
+    expect(fields).toEqual(['version', 'hardware']);
+    const denied = await failure(
+      client(token).deployments.create({
+        name: 'x',
+        model: `${other()}/secret-model`,
+        version: versionId,
+        hardware: 'cpu',
+        min_instances: 0,
+        max_instances: 1,
+      }),
+    );
+    expect(denied.status).toBe(403);
+    expect((denied.body as { detail: string }).detail).toContain(
+      `may not create deployments in namespace "${other()}"`,
+    );
+  });
+});
+
+describe('account endpoints', () => {
+  it('lists hardware as a bare array of {sku, name}', async () => {
+    const hardware = await client(token).hardware.list();
+    expect(Array.isArray(hardware)).toBe(true);
+    expect(hardware).toContainEqual({ sku: 'gpu-t4', name: 'Nvidia T4 GPU' });
+    expect(hardware).toContainEqual({ sku: 'cpu', name: 'CPU' });
+  });
+
+  it("names the caller's account after its namespace", async () => {
+    expect(await client(token).accounts.current()).toEqual({
+      type: 'organization',
+      username: ns(),
+      name: ns(),
+    });
+  });
+
+  it('gives one stable whsec_ webhook key per namespace, kept in a Secret of the token namespace', async () => {
+    const { key } = await client(token).webhooks.default.secret.get();
+    expect(key).toMatch(/^whsec_[A-Za-z0-9+/]{32}$/);
+    expect((await client(token).webhooks.default.secret.get()).key).toBe(key);
+    expect(await webhookSecret(ns())).toBe(key);
+    const stored = await admin.get(Secrets, webhookSecretName(ns()), tokenNs());
+    expect(Buffer.from(stored.data?.key ?? '', 'base64').toString()).toBe(key);
+    const otherKey = (await client(otherToken).webhooks.default.secret.get()).key;
+    expect(otherKey).not.toBe(key);
+    secrets.push(key, otherKey);
+  });
+
+  it('answers POST /files with 501, so clients send files inline', async () => {
+    const res = await fetch(`${gateway.url}/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(501);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+  });
+});
+
+describe('authentication', () => {
+  it('refuses a bad token with 401 and a detail the client error carries', async () => {
+    const err = await failure(
+      client('mp_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA').models.get(ns(), 'echo'),
+    );
+    expect(err.status).toBe(401);
+    expect(err.message).toContain('the API token is not valid');
+    const garbage = await failure(client('not-a-kubernetes-token').models.get(ns(), 'echo'));
+    expect(garbage.status).toBe(401);
+    expect(garbage.message).toContain('the token was not accepted');
+    const none = await fetch(`${gateway.url}/v1/models/${ns()}/echo`);
+    expect(none.status).toBe(401);
+    expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
+  });
+
+  it('accepts "Token <t>" as well as "Bearer <t>"', async () => {
+    const res = await fetch(`${gateway.url}/v1/models/${ns()}/echo`, {
+      headers: { authorization: `Token ${token}` },
+    });
+    expect(res.status).toBe(200);
+  });
+
+  it('keeps a read-only token to reads', async () => {
+    expect((await client(readOnlyToken).models.get(ns(), 'echo')).name).toBe('echo');
+    const err = await failure(client(readOnlyToken).webhooks.default.secret.get());
+    expect(err.status).toBe(403);
+    expect((err.body as { detail: string }).detail).toContain('it is read-only');
+  });
+
+  it('checks a ServiceAccount token with SubjectAccessReviews: create predictions only with a RoleBinding', async () => {
+    const plain = await serviceAccountToken(ns(), 'caller-plain');
+    const bound = await serviceAccountToken(ns(), 'caller-bound');
+    await bind(ns(), 'predict', { predictions: ['create'], models: ['get', 'list'] }, 'caller-bound');
+    const denied = await failure(client(plain).webhooks.default.secret.get());
+    expect(denied.status).toBe(403);
+    expect((denied.body as { detail: string }).detail).toBe(
+      `system:serviceaccount:${ns()}:caller-plain may not create predictions in namespace "${ns()}"`,
+    );
+    expect((await failure(client(plain).models.get(ns(), 'echo'))).status).toBe(403);
+    expect((await client(bound).webhooks.default.secret.get()).key).toMatch(/^whsec_/);
+    expect((await client(bound).models.get(ns(), 'echo')).name).toBe('echo');
+    expect(await client(bound).accounts.current()).toEqual({
+      type: 'organization',
+      username: ns(),
+      name: ns(),
+    });
+    const list = (await client(bound).models.list()).results.map((m) => `${m.owner}/${m.name}`);
+    expect(list).toContain(`${ns()}/echo`);
+    expect(list).not.toContain(`${other()}/secret-model`);
+  });
+
+  it('stops accepting a revoked token within seconds', async () => {
+    const { token: doomed } = await createApiToken(admin, {
+      name: 'doomed',
+      namespaces: [ns()],
+      tokenNamespace: tokenNs(),
+    });
+    secrets.push(doomed);
+    const call = () => fetch(`${gateway.url}/v1/account`, { headers: { authorization: `Bearer ${doomed}` } });
+    await waitFor('the new token to work', async () => (await call()).status === 200);
+    expect(await revokeApiToken(admin, 'doomed', tokenNs())).toBe(true);
+    const started = Date.now();
+    await waitFor('the revoked token to be refused', async () => (await call()).status === 401, {
+      timeoutMs: 10_000,
+    });
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('never writes a token or webhook key to the logs', async () => {
+    expect(logs.text).toContain('"route":"/models/:owner/:name"');
+    for (const s of secrets) {
+      expect(s.length).toBeGreaterThan(20);
+      expect(logs.text).not.toContain(s);
+    }
+  });
+});

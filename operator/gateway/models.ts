@@ -1,0 +1,219 @@
+/**
+ * `/models`: Models and their ModelVersions, shaped as the prediction API returns them.
+ *
+ * A public Model (spec.visibility) and its versions are readable by every authenticated
+ * caller; a private one by callers who may `get` (`list` for lists) models in its namespace.
+ */
+import { API_VERSION, KIND } from '../../crds/index.ts';
+import { HttpError, sendJson } from '../../lib/http.ts';
+import { ApiError, type KubeClient } from '../runtime/index.ts';
+import {
+  caughtUp,
+  type GatewayCaches,
+  newestFirst,
+  type StoredModel,
+  type StoredModelVersion,
+} from './caches.ts';
+import {
+  GATEWAY_FIELD_MANAGER,
+  type InvalidField,
+  invalid,
+  isDnsLabel,
+  notFound,
+  readObject,
+} from './common.ts';
+import { paginate } from './pagination.ts';
+import { Models } from './resources.ts';
+import type { RequestContext, Route } from './types.ts';
+
+export interface VersionView {
+  id: string;
+  created_at: string;
+  cog_version: string;
+  openapi_schema: Record<string, unknown>;
+}
+
+export function versionView(v: StoredModelVersion): VersionView {
+  return {
+    id: v.status?.id ?? '',
+    created_at: v.metadata.creationTimestamp ?? new Date(0).toISOString(),
+    cog_version: v.status?.cogVersion ?? v.spec.cogVersion ?? '',
+    openapi_schema: (v.spec.openapiSchema ?? v.status?.openapiSchema ?? {}) as Record<string, unknown>,
+  };
+}
+
+export function modelUrl(baseUrl: string, owner: string, name: string): string {
+  return `${baseUrl}/models/${owner}/${name}`;
+}
+
+export function modelView(m: StoredModel, caches: GatewayCaches, baseUrl: string) {
+  const owner = m.metadata.namespace ?? '';
+  const name = m.metadata.name ?? '';
+  const named = m.status?.latestVersion ? caches.modelVersions.get(m.status.latestVersion, owner) : undefined;
+  const latest = named?.status?.id ? named : caches.versionsOf(owner, name)[0];
+  return {
+    url: modelUrl(baseUrl, owner, name),
+    owner,
+    name,
+    description: m.spec.description ?? null,
+    visibility: m.spec.visibility ?? 'private',
+    github_url: m.spec.githubUrl ?? null,
+    paper_url: m.spec.paperUrl ?? null,
+    license_url: m.spec.licenseUrl ?? null,
+    cover_image_url: m.spec.coverImageUrl ?? null,
+    run_count: 0,
+    default_example: null,
+    latest_version: latest ? versionView(latest) : null,
+  };
+}
+
+/** The Model `owner/name` if the caller may read it: 403 or 404 otherwise (in that order for private ones). */
+export async function readableModel(
+  ctx: RequestContext,
+  caches: GatewayCaches,
+  owner: string,
+  name: string,
+): Promise<StoredModel> {
+  const m = caches.models.get(name, owner);
+  if (m?.spec.visibility === 'public') return m;
+  await ctx.authorize('get', 'models', owner);
+  if (!m) throw notFound(`the model ${owner}/${name}`);
+  return m;
+}
+
+const URL_FIELDS = [
+  ['github_url', 'githubUrl'],
+  ['paper_url', 'paperUrl'],
+  ['license_url', 'licenseUrl'],
+  ['cover_image_url', 'coverImageUrl'],
+] as const;
+
+export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient }): Route[] {
+  const { caches, client } = deps;
+  return [
+    {
+      method: 'GET',
+      path: '/models',
+      async handle(_req, res, ctx) {
+        const allowed = await ctx.namespacesFor('list', 'models');
+        const visible = caches.models
+          .list()
+          .filter(
+            (m) =>
+              m.spec.visibility === 'public' ||
+              allowed === 'all' ||
+              allowed.includes(m.metadata.namespace ?? ''),
+          )
+          .sort(newestFirst);
+        const page = paginate(visible, {
+          url: ctx.url,
+          key: (m) => `${m.metadata.creationTimestamp ?? ''}|${m.metadata.namespace}/${m.metadata.name}`,
+        });
+        sendJson(res, 200, { ...page, results: page.results.map((m) => modelView(m, caches, ctx.baseUrl)) });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/models',
+      async handle(req, res, ctx) {
+        const body = await readObject(req);
+        const bad: InvalidField[] = [];
+        if (!isDnsLabel(body.owner))
+          bad.push({ type: 'format', field: 'owner', description: 'owner must be a namespace name' });
+        if (!isDnsLabel(body.name))
+          bad.push({
+            type: 'format',
+            field: 'name',
+            description: 'name must be lowercase letters, digits and "-", at most 63 characters',
+          });
+        const visibility = body.visibility ?? 'private';
+        if (visibility !== 'public' && visibility !== 'private')
+          bad.push({
+            type: 'enum',
+            field: 'visibility',
+            description: 'visibility must be "public" or "private"',
+          });
+        if (body.description !== undefined && typeof body.description !== 'string')
+          bad.push({ type: 'type', field: 'description', description: 'description must be a string' });
+        for (const [field] of URL_FIELDS) {
+          const v = body[field];
+          if (v !== undefined && v !== null && (typeof v !== 'string' || !/^https?:\/\/\S+$/.test(v)))
+            bad.push({ type: 'format', field, description: `${field} must be an http(s) URL` });
+        }
+        let hardware: string | undefined;
+        if (body.hardware !== undefined && body.hardware !== null) {
+          const hw = typeof body.hardware === 'string' ? caches.hardware(body.hardware) : undefined;
+          if (!hw)
+            bad.push({
+              type: 'enum',
+              field: 'hardware',
+              description: `hardware must be one of ${caches.hardwareClasses
+                .list()
+                .map((h) => h.metadata.name)
+                .sort()
+                .join(', ')}`,
+            });
+          hardware = hw?.metadata.name;
+        }
+        if (bad.length) throw invalid(bad);
+        const owner = body.owner as string;
+        const name = body.name as string;
+        await ctx.authorize('create', 'models', owner);
+        const spec: Record<string, unknown> = { visibility };
+        if (typeof body.description === 'string') spec.description = body.description;
+        if (hardware) spec.defaultHardware = hardware;
+        for (const [field, key] of URL_FIELDS) if (typeof body[field] === 'string') spec[key] = body[field];
+        let created: StoredModel;
+        try {
+          created = await client.create(
+            Models,
+            {
+              apiVersion: API_VERSION,
+              kind: KIND.Model,
+              metadata: { name, namespace: owner },
+              spec,
+            } as unknown as StoredModel,
+            { fieldManager: GATEWAY_FIELD_MANAGER },
+          );
+        } catch (err) {
+          if (err instanceof ApiError && err.code === 409)
+            throw new HttpError(409, 'Conflict', `the model ${owner}/${name} exists already`);
+          if (err instanceof ApiError && err.code === 404) throw notFound(`the owner (namespace) ${owner}`);
+          throw err;
+        }
+        await caughtUp(caches.models as never, `${owner}/${name}`, created.metadata.resourceVersion);
+        sendJson(res, 201, modelView(created, caches, ctx.baseUrl));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/models/:owner/:name',
+      async handle(_req, res, ctx, { owner, name }) {
+        const m = await readableModel(ctx, caches, owner!, name!);
+        sendJson(res, 200, modelView(m, caches, ctx.baseUrl));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/models/:owner/:name/versions',
+      async handle(_req, res, ctx, { owner, name }) {
+        await readableModel(ctx, caches, owner!, name!);
+        const page = paginate(caches.versionsOf(owner!, name!), {
+          url: ctx.url,
+          key: (v) => `${v.metadata.creationTimestamp ?? ''}|${v.metadata.name}`,
+        });
+        sendJson(res, 200, { ...page, results: page.results.map(versionView) });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/models/:owner/:name/versions/:id',
+      async handle(_req, res, ctx, { owner, name, id }) {
+        await readableModel(ctx, caches, owner!, name!);
+        const v = caches.versionById(owner!, id!, name);
+        if (!v) throw notFound(`the version ${id} of ${owner}/${name}`);
+        sendJson(res, 200, versionView(v));
+      },
+    },
+  ];
+}
