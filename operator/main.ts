@@ -7,7 +7,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { addControllers, DEFAULT_RESYNC_MS } from './controllers/index.ts';
+import { addPredictionController } from './controllers/prediction.ts';
+import { Deployments, Models, ModelVersions } from './controllers/resources.ts';
 import { addGateway, type Gateway, type Route } from './gateway/index.ts';
+import {
+  POD_SELECTOR,
+  PodResource,
+  type PredictionService,
+  predictionService,
+} from './gateway/predictions/index.ts';
+import { WebhookSecrets } from './gateway/webhook-secret.ts';
 import { createLogger, Manager } from './runtime/index.ts';
 
 export const summary =
@@ -325,14 +334,24 @@ export function createOperator(
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     log,
   });
+  const withGateway = config.roles.includes('gateway');
+  const predictions = addPredictions(manager, config, withGateway);
   if (config.roles.includes('controllers')) {
     addControllers(manager, {
       sidecarImage: config.sidecarImage,
       workers: config.workers,
       resyncPeriodMs: config.resyncPeriodMs,
     });
+    addPredictionController(manager, {
+      engine: predictions.engine,
+      models: manager.informer(Models),
+      modelVersions: manager.informer(ModelVersions),
+      deployments: manager.informer(Deployments),
+      apiBaseUrl: config.gateway.publicUrl ? `${config.gateway.publicUrl}/v1` : '',
+      workers: config.workers,
+    });
   }
-  if (config.roles.includes('gateway')) {
+  if (withGateway) {
     const g = config.gateway;
     gateways.set(
       manager,
@@ -343,11 +362,41 @@ export function createOperator(
         tokenNamespace: g.tokenNamespace,
         allowAnonymous: g.allowAnonymous,
         tokenReviewAudiences: g.tokenReviewAudiences,
-        routes: extras.gatewayRoutes,
+        routes: (gateway) => [
+          ...predictions.routes,
+          ...(typeof extras.gatewayRoutes === 'function'
+            ? extras.gatewayRoutes(gateway)
+            : (extras.gatewayRoutes ?? [])),
+        ],
       }),
     );
   }
   return manager;
+}
+
+/**
+ * The prediction engine: one per process, shared by the gateway's routes and the Prediction
+ * controller. With the gateway role its caches (Deployments, Models, ModelVersions, model
+ * Pods) run on every replica; otherwise only on the leader, with the controllers.
+ */
+function addPredictions(manager: Manager, config: OperatorConfig, everyReplica: boolean): PredictionService {
+  const every = { everyReplica };
+  const secrets = new WebhookSecrets(manager.client, config.gateway.tokenNamespace);
+  const svc = predictionService({
+    deployments: manager.informer(Deployments, {}, every),
+    models: manager.informer(Models, {}, every),
+    modelVersions: manager.informer(ModelVersions, {}, every),
+    pods: manager.informer(PodResource, { labelSelector: POD_SELECTOR }, every),
+    log: manager.log,
+    registry: manager.metrics.registry,
+    secretFor: (namespace) => (gatewayOf(manager)?.webhookSecrets ?? secrets).get(namespace),
+  });
+  manager.addRunnable({
+    name: 'predictions',
+    start: async () => {},
+    stop: (timeoutMs) => svc.engine.drain(timeoutMs),
+  });
+  return svc;
 }
 
 const gateways = new WeakMap<Manager, Gateway>();

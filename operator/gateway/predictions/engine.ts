@@ -203,19 +203,24 @@ export class PredictionEngine implements DemandSource {
     return `${rec.baseUrl}/predictions/${rec.id}/stream?token=${this.streamToken(rec.id)}`;
   }
 
-  /** Resolves true when the prediction has ended, false after `ms`. */
-  waitDone(id: string, ms: number): Promise<boolean> {
+  /** Resolves true when the prediction has ended, false after `ms` or when `signal` aborts. */
+  waitDone(id: string, ms: number, signal?: AbortSignal): Promise<boolean> {
     const live = this.lives.get(id);
     if (!live) return Promise.resolve(true);
+    if (signal?.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const onDone = () => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         resolve(true);
       };
-      const timer = setTimeout(() => {
+      const onAbort = () => {
+        clearTimeout(timer);
         live.waiters.delete(onDone);
         resolve(false);
-      }, ms);
+      };
+      const timer = setTimeout(onAbort, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
       live.waiters.add(onDone);
     });
   }
@@ -452,6 +457,24 @@ export class PredictionEngine implements DemandSource {
 
   onPoke(listener: (namespace: string, name: string) => void): void {
     this.pokeListeners.push(listener);
+  }
+
+  /**
+   * Refuses new predictions (503), lets those under way end for up to `timeoutMs`, then
+   * closes. What is still running then is left to its instance.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.closed = true;
+    const deadline = Date.now() + timeoutMs;
+    while (this.lives.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const lane of this.lanes.values()) {
+      for (const live of [...lane.queue]) {
+        this.finish(live, 'failed', 'the gateway shut down before an instance took the prediction');
+      }
+    }
+    if (this.lives.size > 0)
+      this.log.warn({ predictions: this.lives.size }, 'stopping with predictions still running on instances');
+    this.close();
   }
 
   /** Stops timers; predictions still running are left to their instances. */

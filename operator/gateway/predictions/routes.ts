@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError, readJson, sendJson, sseFrame } from '../../../lib/http.ts';
+import { paginate } from '../pagination.ts';
 import type { RequestContext, Route } from '../types.ts';
 import type { Catalog, DeploymentView } from './catalog.ts';
 import type { PredictionEngine } from './engine.ts';
@@ -97,7 +98,7 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
     if (replayed) headers['idempotent-replayed'] = 'true';
     let view = engine.view(record);
     if (wait !== undefined) {
-      await engine.waitDone(record.id, wait * 1000);
+      await engine.waitDone(record.id, wait * 1000, ctx.signal);
       headers['preference-applied'] = `wait=${wait}`;
       view = engine.view(record);
       // Both official clients treat a held answer that is not `starting` as final.
@@ -189,14 +190,14 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
       path: '/predictions',
       async handle(_req, res, ctx) {
         const namespaces = await ctx.namespacesFor('list', 'predictions');
-        const cursor = ctx.url.searchParams.get('cursor') ?? undefined;
-        const page = engine.store.list({ namespaces, cursor, limit: PAGE_SIZE });
-        const next = page.next ? `${ctx.baseUrl}/predictions?cursor=${encodeURIComponent(page.next)}` : null;
-        sendJson(res, 200, {
-          previous: null,
-          next,
-          results: page.items.map((r) => engine.view(engine.get(r.id) ?? r)),
+        const all = engine.store.list({ namespaces, limit: Number.POSITIVE_INFINITY }).items;
+        const page = paginate(all, {
+          url: ctx.url,
+          // Newest first: creation time (fixed width), then id.
+          key: (r) => `${String(r.createdAt).padStart(15, '0')}|${r.id}`,
+          pageSize: PAGE_SIZE,
         });
+        sendJson(res, 200, { ...page, results: page.results.map((r) => engine.view(engine.get(r.id) ?? r)) });
       },
     },
     {
@@ -254,6 +255,16 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
           }
         };
         res.on('close', close);
+        ctx.signal?.addEventListener(
+          'abort',
+          () => {
+            if (ended) return;
+            ended = true;
+            close();
+            res.end();
+          },
+          { once: true },
+        );
         const { past, unsubscribe: unsub } = engine.events(id, Number.isFinite(last) ? last : 0, send);
         unsubscribe = unsub;
         for (const e of past) send(e);

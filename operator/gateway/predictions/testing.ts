@@ -37,7 +37,7 @@ export async function serveRoutes(
   const log = pino({ level: 'silent' });
   let baseUrl = '';
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    const url = new URL(req.url ?? '/', baseUrl || 'http://127.0.0.1');
     const run = async () => {
       if (!url.pathname.startsWith('/v1/')) throw new HttpError(404, 'Not found', 'not under /v1');
       const path = url.pathname.slice(3);
