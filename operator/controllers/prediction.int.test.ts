@@ -35,9 +35,12 @@ async function startController() {
     kubeConfig: kc,
     leaderElection: false,
     http: false,
-    log: pino({ level: 'silent' }),
+    log: pino(
+      { level: process.env.TEST_LOG ? 'debug' : 'silent' },
+      pino.destination(process.env.TEST_LOG ?? '/dev/null'),
+    ),
   });
-  const engine = new PredictionEngine({ catalog, endpoints, log: pino({ level: 'silent' }) });
+  const engine = new PredictionEngine({ catalog, endpoints, log: manager.log });
   addPredictionController(manager, {
     engine,
     models: manager.informer(Models),

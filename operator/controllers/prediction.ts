@@ -150,6 +150,9 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
   const interval = opts.statusIntervalMs ?? 1000;
   const grace = opts.resolveGraceMs ?? 60_000;
   const baseUrl = opts.apiBaseUrl ?? '';
+  // The id given to each object (by uid): the cache may not show status.id yet when the
+  // engine's next change reconciles the object again.
+  const ids = new Map<string, string>();
 
   function resolve(obj: Stored<Prediction>): Target {
     const ns = obj.metadata.namespace ?? '';
@@ -262,15 +265,32 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
     return undefined;
   }
 
+  // Predictions of a namespace not finished yet: reconciled when its targets change (and the
+  // controller starts only once these caches have synced).
+  const unfinished = (o: { metadata?: { namespace?: string } }) =>
+    predictions
+      .list(o.metadata?.namespace)
+      .filter((p) => !(p.status?.status && isTerminal(p.status.status as Status)))
+      .map((p) => `${p.metadata.namespace}/${p.metadata.name}`);
   const controller = manager.addController({
     name: 'prediction',
     for: predictions,
+    watches: [
+      { source: opts.deployments, map: unfinished },
+      { source: opts.models, map: unfinished },
+      { source: opts.modelVersions, map: unfinished },
+    ],
     workers: opts.workers ?? 4,
     reconcile: async (key, { log }) => {
       const obj = predictions.getByKey(key);
       if (!obj || obj.metadata.deletionTimestamp) return;
-      const st = obj.status ?? {};
-      if (st.status && isTerminal(st.status as Status)) return afterFinish(obj, st.completedAt);
+      const uid = obj.metadata.uid ?? key;
+      const st = { ...(obj.status ?? {}) };
+      st.id ??= ids.get(uid);
+      if (st.status && isTerminal(st.status as Status)) {
+        ids.delete(uid);
+        return afterFinish(obj, st.completedAt);
+      }
       const origin = `${ORIGIN}${key}`;
       let rec = st.id ? engine.get(st.id) : undefined;
       let target = st.target ?? '';
@@ -282,6 +302,7 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
           if (age < grace) {
             const waiting: PredictionStatus = {
               observedGeneration: obj.metadata.generation,
+              ...(st.id ? { id: st.id } : {}),
               target,
               status: 'starting',
               createdAt: st.createdAt ?? obj.metadata.creationTimestamp,
@@ -319,6 +340,7 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
           }
         } else {
           // The id first: after a restart the prediction is found again by it.
+          ids.set(uid, req.id);
           await write(obj, {
             observedGeneration: obj.metadata.generation,
             id: req.id,
@@ -379,7 +401,9 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
   });
   predictions.addEventHandler({
     onDelete: (obj) => {
-      const id = obj.status?.id;
+      const uid = obj.metadata.uid ?? '';
+      const id = obj.status?.id ?? ids.get(uid);
+      ids.delete(uid);
       if (id && engine.get(id) && !isTerminal(engine.get(id)!.status)) void engine.cancel(id);
     },
   });
