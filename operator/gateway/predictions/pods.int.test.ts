@@ -1,44 +1,55 @@
 /**
  * Predictions end to end on a control plane of its own, whose only node is the local pod
- * runner's: the operator's controllers run a modelplane Deployment of
- * `modelplane.local/echo:dev` as a real Cog server and sidecar on the pod's loopback
- * address; the prediction engine finds the pod through its Pod watch, holds a prediction
- * until the pod is Ready, and runs predictions on it.
+ * runner's: `modelplane operator` (controllers and gateway, in this process) runs a
+ * modelplane Deployment of `modelplane.local/echo:dev` as a real Cog server and sidecar on
+ * the pod's loopback address; the gateway finds the pod through its Pod watch, holds a
+ * prediction until the pod is Ready, and the official `replicate` client and a Prediction
+ * object run predictions on it.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
+import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../../crds/index.ts';
 import { LocalCluster } from '../../../e2e/cluster/local.ts';
 import { waitFor } from '../../../e2e/cluster/processes.ts';
 import { PodRunner, runnerPools } from '../../../e2e/podrunner/runner.ts';
-import { call } from '../../../sidecar/testing/client.ts';
-import { openSse } from '../../../sidecar/testing/sse.ts';
-import { Deployments, Models, ModelVersions } from '../../controllers/resources.ts';
-import { applyDefaultHardware, applyModel, clientFor, startOperator } from '../../controllers/testing.ts';
-import { createLogger, Informer, type KubeClient, type Manager } from '../../runtime/index.ts';
-import { POD_SELECTOR, PodResource } from './endpoints.ts';
-import type { PredictionView } from './record.ts';
-import { type PredictionService, predictionService } from './service.ts';
-import { serveRoutes, type TestServer } from './testing.ts';
+import { Predictions } from '../../controllers/prediction.ts';
+import { Deployments, Models } from '../../controllers/resources.ts';
+import {
+  applyDefaultHardware,
+  applyModel,
+  clientFor,
+  operatorConfig,
+  startOperator,
+  TEST_MANAGER,
+} from '../../controllers/testing.ts';
+import { gatewayOf } from '../../main.ts';
+import { createLogger, type KubeClient, type Manager } from '../../runtime/index.ts';
+import { createApiToken } from '../tokens.ts';
 
 const SIDECAR_IMAGE = 'ghcr.io/modelplane/modelplane:e2e';
 const NS = 'predictions';
+const SYSTEM = 'modelplane-system';
 
 let cluster: LocalCluster | undefined;
 let runner: PodRunner | undefined;
 let operator: Manager | undefined;
 let client: KubeClient;
-let svc: PredictionService;
-let gw: TestServer;
-const informers: Informer[] = [];
-const pokes: string[] = [];
+let replicate: Replicate;
 
-type P = PredictionView & { detail?: string };
-const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
-  call<P>('POST', `${gw.baseUrl}${path}`, body, headers);
+async function namespace(name: string) {
+  const namespaces = { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false };
+  await client.create(namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  await waitFor(`the default ServiceAccount in ${name}`, async () =>
+    client.find(
+      { apiVersion: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true },
+      'default',
+      name,
+    ),
+  );
+}
 
 beforeAll(async () => {
   cluster = await LocalCluster.start({ pools: [] });
@@ -54,33 +65,27 @@ beforeAll(async () => {
     log: createLogger({ level: process.env.LOG_LEVEL ?? 'warn' }),
   });
   await runner.start();
-  operator = await startOperator(cluster.kubeconfig, { sidecarImage: SIDECAR_IMAGE, resyncPeriodMs: 60_000 });
-  const namespaces = { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false };
-  await client.create(namespaces, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
-  await waitFor(`the default ServiceAccount in ${NS}`, async () =>
-    client.find(
-      { apiVersion: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true },
-      'default',
-      NS,
-    ),
-  );
-  const log = pino({ level: 'silent' });
-  const deployments = new Informer(client, Deployments, { log });
-  const models = new Informer(client, Models, { log });
-  const modelVersions = new Informer(client, ModelVersions, { log });
-  const pods = new Informer(client, PodResource, { labelSelector: POD_SELECTOR, log });
-  informers.push(deployments, models, modelVersions, pods);
-  for (const i of informers) i.start();
-  await Promise.all(informers.map((i) => i.waitForSync({ timeoutMs: 30_000 })));
-  svc = predictionService({ deployments, models, modelVersions, pods, log, secretFor: () => 'whsec_AAAA' });
-  svc.engine.onPoke((ns, name) => pokes.push(`${ns}/${name}`));
-  gw = await serveRoutes(svc.routes);
+  await namespace(NS);
+  await namespace(SYSTEM);
+  const base = operatorConfig();
+  operator = await startOperator(cluster.kubeconfig, {
+    roles: ['controllers', 'gateway'],
+    sidecarImage: SIDECAR_IMAGE,
+    resyncPeriodMs: 60_000,
+    gateway: { ...base.gateway, tokenNamespace: SYSTEM },
+  });
+  const gateway = gatewayOf(operator)!;
+  const { token } = await createApiToken(client, { name: 'e2e', namespaces: [NS], tokenNamespace: SYSTEM });
+  replicate = new Replicate({ auth: token, baseUrl: `${gateway.url}/v1` });
+  await waitFor('the gateway to accept the API token', async () => {
+    const res = await fetch(`${gateway.url}/v1/predictions`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    return res.ok;
+  });
 }, 240_000);
 
 afterAll(async () => {
-  svc?.engine.close();
-  await gw?.close();
-  await Promise.all(informers.map((i) => i.stop()));
   await operator?.stop();
   await runner?.stop();
   await cluster?.stop();
@@ -89,49 +94,65 @@ afterAll(async () => {
 describe('predictions on pods found by the Pod watch', () => {
   it('holds a prediction until the new Deployment’s pod is Ready, then runs it there', async () => {
     await applyModel(client, NS, 'echo', { hardware: 'gpu-t4', image: 'modelplane.local/echo:dev' });
-    await waitFor('the gateway to see the Deployment', () => svc.catalog.deployment(NS, 'echo'));
-    expect(svc.endpoints.ready(NS, 'echo')).toEqual([]);
-    const r = await post(`/deployments/${NS}/echo/predictions`, { input: { text: 'first' } });
-    expect(r.status).toBe(201);
-    expect(r.body.status).toBe('starting');
-    expect(pokes).toContain(`${NS}/echo`);
-    const done = await waitFor(
-      'the held prediction to finish',
-      async () => {
-        const p = await call<P>('GET', r.body.urls.get);
-        return ['succeeded', 'failed', 'canceled'].includes(p.body.status) ? p.body : undefined;
-      },
-      { timeoutMs: 90_000, intervalMs: 200 },
-    );
-    expect(done).toMatchObject({ status: 'succeeded', output: 'first' });
-    const [ep] = svc.endpoints.ready(NS, 'echo');
-    expect(ep?.url).toMatch(/^http:\/\/127\.10\.\d+\.\d+:8080$/);
-    expect(svc.engine.get(done.id)?.instance).toBe(ep?.id);
+    const gateway = gatewayOf(operator!)!;
+    await waitFor('the gateway to see the Deployment', () => gateway.caches.deployments.get('echo', NS));
+    const p = await replicate.deployments.predictions.create(NS, 'echo', { input: { text: 'first' } });
+    expect(p.status).toBe('starting');
+    const done = await replicate.wait(p, { interval: 200 });
+    expect(done).toMatchObject({ status: 'succeeded', output: 'first', deployment: `${NS}/echo` });
   }, 120_000);
 
-  it('runs by version id once the Deployment reports the version it runs, and streams', async () => {
+  it('runs by model, by version id and streams, through the replicate client', async () => {
+    await client.apply(
+      Models,
+      {
+        apiVersion: Models.apiVersion,
+        kind: Models.kind,
+        metadata: { name: 'echo', namespace: NS },
+        spec: { deployment: 'echo' },
+      } as never,
+      { fieldManager: TEST_MANAGER },
+    );
     const versionId = await waitFor('the Deployment to report its version id', async () => {
       const d = await client.get(Deployments, 'echo', NS);
       return d.status?.versionId;
     });
     await waitFor(
-      'the gateway to see the version id',
-      () => svc.catalog.deployment(NS, 'echo')?.versionId === versionId,
+      'the gateway to see the model’s deployment',
+      () => gatewayOf(operator!)!.caches.models.get('echo', NS)?.spec.deployment,
     );
-    const r = await post(
-      '/predictions',
-      { version: versionId, input: { text: 'by id', repeat: 2 } },
-      { prefer: 'wait=30' },
+    expect(await replicate.run(`${NS}/echo`, { input: { text: 'by model' } })).toBe('by model');
+    expect(await replicate.run(`${NS}/echo:${versionId}`, { input: { text: 'id', repeat: 2 } })).toBe('idid');
+    const events: string[] = [];
+    for await (const e of replicate.stream(`${NS}/echo`, { input: { text: 'streamed' } })) {
+      events.push(`${e.event}:${e.data}`);
+    }
+    expect(events).toContain('output:streamed');
+    expect(events.at(-1)).toBe('done:{}');
+  });
+
+  it('runs a Prediction object through the same queue', async () => {
+    await client.apply(
+      Predictions,
+      {
+        apiVersion: Predictions.apiVersion,
+        kind: Predictions.kind,
+        metadata: { name: 'hello', namespace: NS },
+        spec: { model: 'echo', input: { text: 'from kubectl' } },
+      } as never,
+      { fieldManager: TEST_MANAGER },
     );
-    expect(r.status).toBe(201);
-    expect(r.body).toMatchObject({
-      status: 'succeeded',
-      output: 'by idby id',
-      version: versionId,
-      model: `${NS}/echo`,
-    });
-    const events = await (await openSse(r.body.urls.stream!)).events;
-    expect(events.map((e) => e.event)).toEqual(['logs', 'output', 'done']);
-    expect(events[1]!.data).toBe('by idby id');
+    const st = await waitFor(
+      'the Prediction to succeed',
+      async () => {
+        const p = await client.get(Predictions, 'hello', NS);
+        return p.status?.status === 'succeeded' ? p.status : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(st).toMatchObject({ output: 'from kubectl', target: 'model/echo' });
+    expect(st.id).toMatch(/^[a-z2-7]{26}$/);
+    const viaApi = await replicate.predictions.get(st.id!);
+    expect(viaApi).toMatchObject({ status: 'succeeded', output: 'from kubectl' });
   });
 });
