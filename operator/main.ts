@@ -69,9 +69,10 @@ export function defaultSidecarImage(): string {
 export const USAGE = `Usage: modelplane operator [flags]
 
 Runs the modelplane operator. The controllers (HardwareClass, Model, ModelVersion,
-Deployment) run only in the replica that holds the leader Lease; the gateway (the prediction
-API under /v1) and /healthz, /readyz and /metrics are served by every replica. Each flag can
-also be set by the environment variable shown; a flag wins over its variable.
+Deployment, Prediction) run only in the replica that holds the leader Lease; the gateway
+(the prediction API under /v1) and /healthz, /readyz and /metrics are served by every
+replica. Each flag can also be set by the environment variable shown; a flag wins over its
+variable.
 
 Flags:
   --kubeconfig PATH          kubeconfig to use (${ENV.kubeconfig}; default: the pod's service
@@ -374,6 +375,16 @@ export function createOperator(
   return manager;
 }
 
+const engines = new WeakMap<Manager, PredictionService>();
+
+/**
+ * The prediction engine of an operator made by `createOperator`: its queues are the demand
+ * the autoscaler reads (`demand()`, `onPoke`).
+ */
+export function predictionsOf(manager: Manager): PredictionService | undefined {
+  return engines.get(manager);
+}
+
 /**
  * The prediction engine: one per process, shared by the gateway's routes and the Prediction
  * controller. With the gateway role its caches (Deployments, Models, ModelVersions, model
@@ -396,6 +407,7 @@ function addPredictions(manager: Manager, config: OperatorConfig, everyReplica: 
     start: async () => {},
     stop: (timeoutMs) => svc.engine.drain(timeoutMs),
   });
+  engines.set(manager, svc);
   return svc;
 }
 

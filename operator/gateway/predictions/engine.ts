@@ -184,8 +184,13 @@ export class PredictionEngine implements DemandSource {
   }
 
   /** The object callers read, with its signed stream URL. */
-  view(rec: PredictionRecord): PredictionView {
-    return toView(rec, this.streamUrl(rec));
+  /**
+   * The object callers read, with its signed stream URL; its urls start at `baseUrl` (the
+   * request's), else at the one it was created with.
+   */
+  view(rec: PredictionRecord, baseUrl?: string): PredictionView {
+    const r = baseUrl && baseUrl !== rec.baseUrl ? { ...rec, baseUrl } : rec;
+    return toView(r, this.streamUrl(r));
   }
 
   streamToken(id: string): string {

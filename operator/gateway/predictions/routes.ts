@@ -96,11 +96,11 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
     });
     const headers: Record<string, string> = {};
     if (replayed) headers['idempotent-replayed'] = 'true';
-    let view = engine.view(record);
+    let view = engine.view(record, ctx.baseUrl);
     if (wait !== undefined) {
       await engine.waitDone(record.id, wait * 1000, ctx.signal);
       headers['preference-applied'] = `wait=${wait}`;
-      view = engine.view(record);
+      view = engine.view(record, ctx.baseUrl);
       // Both official clients treat a held answer that is not `starting` as final.
       if (!isTerminal(view.status)) view.status = 'starting';
     }
@@ -197,7 +197,10 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
           key: (r) => `${String(r.createdAt).padStart(15, '0')}|${r.id}`,
           pageSize: PAGE_SIZE,
         });
-        sendJson(res, 200, { ...page, results: page.results.map((r) => engine.view(engine.get(r.id) ?? r)) });
+        sendJson(res, 200, {
+          ...page,
+          results: page.results.map((r) => engine.view(engine.get(r.id) ?? r, ctx.baseUrl)),
+        });
       },
     },
     {
@@ -205,7 +208,7 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
       path: '/predictions/:id',
       async handle(_req, res, ctx, params) {
         const rec = await visible(ctx, params.id!, 'get');
-        sendJson(res, 200, engine.view(rec));
+        sendJson(res, 200, engine.view(rec, ctx.baseUrl));
       },
     },
     {
@@ -215,7 +218,7 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
         const rec = await visible(ctx, params.id!, 'get');
         await ctx.authorize('create', 'predictions', rec.namespace);
         const after = (await engine.cancel(rec.id)) ?? rec;
-        sendJson(res, 200, engine.view(after));
+        sendJson(res, 200, engine.view(after, ctx.baseUrl));
       },
     },
     {
