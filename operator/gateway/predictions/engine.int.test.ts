@@ -475,6 +475,28 @@ describe('predictions through the gateway engine', () => {
     expect(p.error).toContain('went away while running the prediction');
   });
 
+  it('drains on shutdown: running ones finish, held ones fail saying why, new ones get 503', async () => {
+    deployment('frozen', 'echo', { versionId: vid('5'), maxWaitSeconds: 60 });
+    const second = new PredictionEngine({ catalog, endpoints, log: pino({ level: 'silent' }) });
+    const base = { namespace: NS, baseUrl: gw.baseUrl };
+    const running = (await second.create({ ...base, deployment: 'sleep', input: { seconds: 1 } })).record;
+    const held = (await second.create({ ...base, deployment: 'frozen', input: { text: 'x' } })).record;
+    expect(running.status).toBe('processing');
+    expect(held.status).toBe('starting');
+    const drained = second.drain(3_000);
+    await expect(
+      second.create({ ...base, deployment: 'echo', input: { text: 'late' } }),
+    ).rejects.toMatchObject({
+      status: 503,
+    });
+    await drained;
+    expect(second.get(running.id)).toMatchObject({ status: 'succeeded', output: 'slept 1 s' });
+    expect(second.get(held.id)).toMatchObject({
+      status: 'failed',
+      error: 'the gateway shut down before an instance took the prediction',
+    });
+  });
+
   it('runs 200 concurrent predictions over two instances, none lost', async () => {
     const n = 200;
     const results = await Promise.all(

@@ -152,6 +152,8 @@ export class PredictionEngine implements DemandSource {
   private readonly changeListeners: ((rec: PredictionRecord) => void)[] = [];
   private readonly expiry: NodeJS.Timeout;
   private closed = false;
+  /** Refusing new predictions while those under way finish. */
+  private draining = false;
 
   constructor(opts: EngineOptions) {
     this.catalog = opts.catalog;
@@ -251,7 +253,7 @@ export class PredictionEngine implements DemandSource {
    * waits for the instance's answer, so its 422 reaches the caller too.
    */
   async create(req: CreateRequest): Promise<{ record: PredictionRecord; replayed: boolean }> {
-    if (this.closed)
+    if (this.closed || this.draining)
       throw new HttpError(503, 'Shutting down', 'the gateway is shutting down', {}, { 'retry-after': '1' });
     const view = this.catalog.deployment(req.namespace, req.deployment);
     if (!view)
@@ -469,7 +471,7 @@ export class PredictionEngine implements DemandSource {
    * closes. What is still running then is left to its instance.
    */
   async drain(timeoutMs: number): Promise<void> {
-    this.closed = true;
+    this.draining = true;
     const deadline = Date.now() + timeoutMs;
     while (this.lives.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const lane of this.lanes.values()) {
