@@ -322,15 +322,18 @@ export function createOperator(
     name: config.leaseName,
     kubeConfig: kc,
     identity: config.identity,
-    leaderElection: config.leaderElect
-      ? {
-          namespace: config.leaseNamespace,
-          name: config.leaseName,
-          leaseDurationMs: config.leaseDurationMs,
-          renewDeadlineMs: config.renewDeadlineMs,
-          retryPeriodMs: config.retryPeriodMs,
-        }
-      : false,
+    // Only the controllers need the Lease: a gateway-only replica must never take it from one
+    // that runs them.
+    leaderElection:
+      config.leaderElect && config.roles.includes('controllers')
+        ? {
+            namespace: config.leaseNamespace,
+            name: config.leaseName,
+            leaseDurationMs: config.leaseDurationMs,
+            renewDeadlineMs: config.renewDeadlineMs,
+            retryPeriodMs: config.retryPeriodMs,
+          }
+        : false,
     http: config.http,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     log,

@@ -92,8 +92,8 @@ export function newestFirst(a: KubeObject, b: KubeObject): number {
  * `undefined`, seen it deleted), or after `timeoutMs` either way: a route awaits this after
  * a write so that the caller's next read on this replica sees it.
  */
-export function caughtUp(
-  informer: Informer<KubeObject>,
+export function caughtUp<T extends KubeObject>(
+  informer: Informer<T>,
   key: string,
   resourceVersion: string | undefined,
   timeoutMs = 3_000,
@@ -116,7 +116,7 @@ export function caughtUp(
       resolve();
     };
     // Events come in order, so the awaited version shows up before any later one.
-    const check = (obj: KubeObject, deleted = false) => {
+    const check = (obj: T, deleted = false) => {
       if (objectKey(obj) !== key) return;
       if (resourceVersion === undefined ? deleted : obj.metadata?.resourceVersion === resourceVersion)
         finish();

@@ -69,8 +69,12 @@ function instances(
   return v;
 }
 
-export function deploymentRoutes(deps: { caches: GatewayCaches; client: KubeClient }): Route[] {
-  const { caches, client } = deps;
+export function deploymentRoutes(deps: {
+  caches: GatewayCaches;
+  client: KubeClient;
+  pageSize?: number;
+}): Route[] {
+  const { caches, client, pageSize } = deps;
 
   /** Names of the version (by id) and hardware (by SKU or alias) a body asks for. */
   const resolve = (owner: string, model: string, body: Record<string, unknown>, bad: InvalidField[]) => {
@@ -124,6 +128,7 @@ export function deploymentRoutes(deps: { caches: GatewayCaches; client: KubeClie
         const page = paginate(visible, {
           url: ctx.url,
           key: (d) => `${d.metadata.creationTimestamp ?? ''}|${d.metadata.namespace}/${d.metadata.name}`,
+          pageSize,
         });
         sendJson(res, 200, { ...page, results: page.results.map((d) => deploymentView(d, caches)) });
       },
@@ -178,7 +183,7 @@ export function deploymentRoutes(deps: { caches: GatewayCaches; client: KubeClie
             throw new HttpError(409, 'Conflict', `the deployment ${owner}/${name} exists already`);
           throw err;
         }
-        await caughtUp(caches.deployments as never, `${owner}/${name}`, created.metadata.resourceVersion);
+        await caughtUp(caches.deployments, `${owner}/${name}`, created.metadata.resourceVersion);
         sendJson(res, 200, deploymentView(created, caches));
       },
     },
@@ -241,8 +246,7 @@ export function deploymentRoutes(deps: { caches: GatewayCaches; client: KubeClie
                 `the deployment ${owner}/${name} keeps changing; try again`,
               );
           }
-          if (out)
-            await caughtUp(caches.deployments as never, `${owner}/${name}`, out.metadata.resourceVersion);
+          if (out) await caughtUp(caches.deployments, `${owner}/${name}`, out.metadata.resourceVersion);
         }
         sendJson(res, 200, deploymentView(out, caches));
       },
@@ -258,7 +262,7 @@ export function deploymentRoutes(deps: { caches: GatewayCaches; client: KubeClie
           if (err instanceof ApiError && err.code === 404) throw notFound(`the deployment ${owner}/${name}`);
           throw err;
         }
-        await caughtUp(caches.deployments as never, `${owner}/${name}`, undefined);
+        await caughtUp(caches.deployments, `${owner}/${name}`, undefined);
         res.writeHead(204).end();
       },
     },

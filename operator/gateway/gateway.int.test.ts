@@ -3,19 +3,24 @@
  * The operator (controllers and gateway) runs in this process under the permissions of
  * operator/rbac.yaml (a ServiceAccount bound to exactly its ClusterRole and Role).
  */
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { installCrds } from '../../crds/index.ts';
 import { kubeconfigYaml } from '../../e2e/cluster/local.ts';
+import { freePort, groupAlive, startGroupProcess, stopGroup } from '../../e2e/cluster/processes.ts';
 import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
 import { addControllers } from '../controllers/index.ts';
 import { Deployments, Models, ModelVersions, Workloads } from '../controllers/resources.ts';
 import { applyDefaultHardware, clientFor, TEST_MANAGER } from '../controllers/testing.ts';
-import { createLogger, type KubeObject, Manager, resourceType } from '../runtime/index.ts';
+import { createLogger, type KubeObject, Leases, Manager, resourceType } from '../runtime/index.ts';
 import { addGateway, type Gateway } from './index.ts';
 import { Secrets } from './resources.ts';
 import { createApiToken, revokeApiToken } from './tokens.ts';
@@ -52,8 +57,13 @@ class Lines extends Writable {
 }
 
 const logs = new Lines();
+const dir = mkdtempSync(join(tmpdir(), 'modelplane-gateway-'));
+/** The operator's kubeconfig (its ServiceAccount under rbac.yaml), as a file. */
+let operatorKubeconfig = '';
 let manager: Manager;
 let gateway: Gateway;
+/** A second gateway on the same manager that lets callers without a token act in `ns`, one item a page. */
+let anonymous: Gateway;
 let versionId = '';
 let token = ''; // API token for ns
 let otherToken = ''; // API token for other
@@ -92,32 +102,25 @@ async function serviceAccountToken(namespace: string, name: string): Promise<str
   return value;
 }
 
-async function bind(namespace: string, role: string, verbs: Record<string, string[]>, sa: string) {
-  await admin.apply(
-    Roles,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: { name: role, namespace },
-      rules: Object.entries(verbs).map(([resource, v]) => ({
-        apiGroups: ['modelplane.dev'],
-        resources: [resource],
-        verbs: v,
-      })),
-    } as KubeObject,
-    { fieldManager: TEST_MANAGER },
-  );
-  await admin.apply(
-    RoleBindings,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: role, namespace },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role },
-      subjects: [{ kind: 'ServiceAccount', name: sa, namespace }],
-    } as KubeObject,
-    { fieldManager: TEST_MANAGER },
-  );
+/** examples/rbac/prediction-caller.yaml, applied in `namespace` as a user would. */
+async function applyCallerExample(namespace: string): Promise<void> {
+  const text = readFileSync(new URL('../../examples/rbac/prediction-caller.yaml', import.meta.url), 'utf8');
+  const types: Record<string, typeof Roles> = {
+    ServiceAccount: ServiceAccounts,
+    Role: Roles,
+    RoleBinding: RoleBindings,
+  };
+  for (const doc of parseAllDocuments(text)) {
+    const obj = doc.toJS() as KubeObject & { subjects?: { namespace?: string }[] };
+    const type = types[obj.kind ?? ''];
+    if (!type) throw new Error(`unexpected ${obj.kind} in the example`);
+    for (const subject of obj.subjects ?? []) subject.namespace = namespace;
+    await admin.apply(
+      type,
+      { ...obj, metadata: { ...obj.metadata, namespace } },
+      { fieldManager: TEST_MANAGER },
+    );
+  }
 }
 
 /** A kubeconfig for a ServiceAccount bound to exactly operator/rbac.yaml. */
@@ -207,6 +210,8 @@ beforeAll(async () => {
   await installCrds(cluster.kubeconfig);
   await applyDefaultHardware(admin);
   const kc = await operatorKubeConfig();
+  operatorKubeconfig = join(dir, 'operator.kubeconfig');
+  writeFileSync(operatorKubeconfig, kc.exportConfig(), { mode: 0o600 });
   manager = new Manager({
     name: 'modelplane-gateway-test',
     kubeConfig: kc,
@@ -217,6 +222,12 @@ beforeAll(async () => {
   });
   addControllers(manager, { sidecarImage: 'registry.example.com/modelplane:test' });
   gateway = addGateway(manager, { address: { host: '127.0.0.1', port: 0 }, tokenNamespace: tokenNs() });
+  anonymous = addGateway(manager, {
+    address: { host: '127.0.0.1', port: 0 },
+    tokenNamespace: tokenNs(),
+    allowAnonymous: [ns()],
+    pageSize: 1,
+  });
   await manager.start();
   versionId = await applyModel(ns(), 'echo', 'private');
   await applyModel(other(), 'secret-model', 'private');
@@ -377,11 +388,11 @@ describe('deployments', () => {
       'release 2',
       async () => (await admin.get(Deployments, 'echo-api', ns())).status?.release === 2,
     );
-    // The same values again change nothing: no write, no new release.
-    const rv = (await admin.get(Deployments, 'echo-api', ns())).metadata.resourceVersion;
+    // The same values again change nothing: the spec's generation stays, no new release.
+    const generation = (await admin.get(Deployments, 'echo-api', ns())).metadata.generation;
     const same = await replicate.deployments.update(ns(), 'echo-api', { max_instances: 3 });
     expect(same.current_release.number).toBe(2);
-    expect((await admin.get(Deployments, 'echo-api', ns())).metadata.resourceVersion).toBe(rv);
+    expect((await admin.get(Deployments, 'echo-api', ns())).metadata.generation).toBe(generation);
 
     const listed = await replicate.deployments.list();
     expect(listed.results.map((d) => `${d.owner}/${d.name}`)).toEqual([`${ns()}/echo-api`]);
@@ -489,10 +500,10 @@ describe('authentication', () => {
     expect((err.body as { detail: string }).detail).toContain('it is read-only');
   });
 
-  it('checks a ServiceAccount token with SubjectAccessReviews: create predictions only with a RoleBinding', async () => {
+  it('checks a ServiceAccount token with SubjectAccessReviews: create predictions only with the example RoleBinding', async () => {
     const plain = await serviceAccountToken(ns(), 'caller-plain');
-    const bound = await serviceAccountToken(ns(), 'caller-bound');
-    await bind(ns(), 'predict', { predictions: ['create'], models: ['get', 'list'] }, 'caller-bound');
+    await applyCallerExample(ns());
+    const bound = await serviceAccountToken(ns(), 'prediction-caller');
     const denied = await failure(client(plain).webhooks.default.secret.get());
     expect(denied.status).toBe(403);
     expect((denied.body as { detail: string }).detail).toBe(
@@ -528,11 +539,125 @@ describe('authentication', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
+  it('pages lists with absolute next URLs that the npm client follows', async () => {
+    const replicate = new Replicate({ baseUrl: `${anonymous.url}/v1` });
+    const first = await replicate.models.list();
+    expect(first.results).toHaveLength(1);
+    expect(first.previous).toBeNull();
+    expect(first.next).toMatch(new RegExp(`^${anonymous.url}/v1/models\\?cursor=`));
+    const pages: string[][] = [];
+    for await (const page of replicate.paginate(() => replicate.models.list())) {
+      pages.push(page.map((m) => `${m.owner}/${m.name}`));
+    }
+    expect(pages.every((p) => p.length === 1)).toBe(true);
+    // Newest first: made-by-api was created after echo; other()'s private model is not listed.
+    const ours = pages.flat().filter((n) => n.startsWith(`${ns()}/`) || n.startsWith(`${other()}/`));
+    expect(ours).toEqual([`${ns()}/made-by-api`, `${ns()}/echo`]);
+  });
+
+  it('lets callers without a token act only in the --allow-anonymous namespaces', async () => {
+    const get = (path: string) => fetch(`${anonymous.url}/v1${path}`);
+    expect((await get(`/models/${ns()}/echo`)).status).toBe(200);
+    const denied = await get(`/models/${other()}/secret-model`);
+    expect(denied.status).toBe(403);
+    expect(((await denied.json()) as { detail: string }).detail).toContain(
+      'an anonymous caller may not get models',
+    );
+    expect(await (await get('/account')).json()).toEqual({
+      type: 'organization',
+      username: ns(),
+      name: ns(),
+    });
+    // A token that is sent is still checked.
+    const bad = await fetch(`${anonymous.url}/v1/account`, { headers: { authorization: 'Bearer nope' } });
+    expect(bad.status).toBe(401);
+  });
+
+  it('mints, lists and revokes tokens with modelplane token', async () => {
+    const bin = new URL('../../bin/modelplane', import.meta.url).pathname;
+    const run = (...args: string[]) =>
+      promisify(execFile)(bin, [
+        'token',
+        ...args,
+        `--token-namespace=${tokenNs()}`,
+        `--kubeconfig=${cluster.kubeconfig}`,
+      ]);
+    const created = await run('create', 'from-cli', `--namespaces=${ns()}`, '--read-only');
+    const minted = created.stdout.trim();
+    secrets.push(minted);
+    expect(minted).toMatch(/^mp_[0-9a-f]{12}_/);
+    expect(created.stderr).toContain('shown only this once');
+    const listed = (await run('list')).stdout;
+    expect(listed).toMatch(new RegExp(`from-cli\\s+[0-9a-f]{12}\\s+${ns()}\\s+read-only`));
+    expect(listed).not.toContain(minted);
+    const call = () =>
+      fetch(`${gateway.url}/v1/models/${ns()}/echo`, { headers: { authorization: `Bearer ${minted}` } });
+    await waitFor('the minted token to work', async () => (await call()).status === 200);
+    expect((await run('revoke', 'from-cli')).stdout).toContain('revoked');
+    await waitFor('the revoked token to be refused', async () => (await call()).status === 401, {
+      timeoutMs: 10_000,
+    });
+  });
+
   it('never writes a token or webhook key to the logs', async () => {
     expect(logs.text).toContain('"route":"/models/:owner/:name"');
     for (const s of secrets) {
       expect(s.length).toBeGreaterThan(20);
       expect(logs.text).not.toContain(s);
+    }
+  });
+});
+
+describe('modelplane operator --roles=gateway', () => {
+  it('serves the API as its own process under rbac.yaml, and exits 0 on SIGTERM', async () => {
+    const port = await freePort();
+    const health = await freePort();
+    const logFile = join(dir, 'gateway.log');
+    const bin = new URL('../../bin/modelplane', import.meta.url).pathname;
+    const proc = startGroupProcess(
+      'gateway',
+      bin,
+      [
+        'operator',
+        '--roles=gateway',
+        `--kubeconfig=${operatorKubeconfig}`,
+        `--gateway-address=127.0.0.1:${port}`,
+        `--http-address=127.0.0.1:${health}`,
+        `--token-namespace=${tokenNs()}`,
+        `--lease-namespace=${tokenNs()}`,
+        '--public-url=https://models.example.com',
+        '--log-level=debug',
+      ],
+      logFile,
+      { ...process.env, KUBECONFIG: '' },
+    );
+    try {
+      await waitFor(
+        'the gateway process to be ready',
+        async () => (await fetch(`http://127.0.0.1:${health}/readyz`)).ok,
+        {
+          timeoutMs: 30_000,
+        },
+      );
+      const replicate = new Replicate({ auth: token, baseUrl: `http://127.0.0.1:${port}/v1` });
+      const model = await replicate.models.get(ns(), 'echo');
+      expect(model.url).toBe(`https://models.example.com/v1/models/${ns()}/echo`);
+      expect(model.latest_version?.id).toBe(versionId);
+      const metrics = await (await fetch(`http://127.0.0.1:${health}/metrics`)).text();
+      expect(metrics).toContain(
+        'modelplane_gateway_requests_total{route="GET /models/:owner/:name",code="200"} 1',
+      );
+      process.kill(-proc.pid, 'SIGTERM');
+      expect(await proc.exited).toBe(0);
+      const log = readFileSync(logFile, 'utf8');
+      expect(log).toContain('"route":"/models/:owner/:name"');
+      expect(log).not.toContain(token);
+      // Without the controllers it never campaigns for the Lease (it would keep it from a replica that runs them).
+      expect(log).toContain('"msg":"manager started"');
+      expect(log).not.toContain('waiting to acquire the lease');
+      expect(await admin.find(Leases, 'modelplane-operator', tokenNs())).toBeUndefined();
+    } finally {
+      if (groupAlive(proc.pid)) await stopGroup(proc.pid);
     }
   });
 });

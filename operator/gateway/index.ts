@@ -37,6 +37,8 @@ export interface GatewayOptions {
   maxBodyBytes?: number;
   /** How long TokenReview and SubjectAccessReview answers are kept (default 10 s). */
   authCacheTtlMs?: number;
+  /** Items per list page (default 100). */
+  pageSize?: number;
 }
 
 export interface Gateway {
@@ -82,8 +84,8 @@ export function addGateway(manager: Manager, opts: GatewayOptions): Gateway {
   };
   const extra = typeof opts.routes === 'function' ? opts.routes(gateway) : (opts.routes ?? []);
   const routes = [
-    ...modelRoutes({ caches, client }),
-    ...deploymentRoutes({ caches, client }),
+    ...modelRoutes({ caches, client, pageSize: opts.pageSize }),
+    ...deploymentRoutes({ caches, client, pageSize: opts.pageSize }),
     ...accountRoutes({ caches, webhookSecrets }),
     ...extra,
   ];

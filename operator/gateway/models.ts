@@ -88,8 +88,8 @@ const URL_FIELDS = [
   ['cover_image_url', 'coverImageUrl'],
 ] as const;
 
-export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient }): Route[] {
-  const { caches, client } = deps;
+export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; pageSize?: number }): Route[] {
+  const { caches, client, pageSize } = deps;
   return [
     {
       method: 'GET',
@@ -108,6 +108,7 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient })
         const page = paginate(visible, {
           url: ctx.url,
           key: (m) => `${m.metadata.creationTimestamp ?? ''}|${m.metadata.namespace}/${m.metadata.name}`,
+          pageSize,
         });
         sendJson(res, 200, { ...page, results: page.results.map((m) => modelView(m, caches, ctx.baseUrl)) });
       },
@@ -181,7 +182,7 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient })
           if (err instanceof ApiError && err.code === 404) throw notFound(`the owner (namespace) ${owner}`);
           throw err;
         }
-        await caughtUp(caches.models as never, `${owner}/${name}`, created.metadata.resourceVersion);
+        await caughtUp(caches.models, `${owner}/${name}`, created.metadata.resourceVersion);
         sendJson(res, 201, modelView(created, caches, ctx.baseUrl));
       },
     },
@@ -201,6 +202,7 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient })
         const page = paginate(caches.versionsOf(owner!, name!), {
           url: ctx.url,
           key: (v) => `${v.metadata.creationTimestamp ?? ''}|${v.metadata.name}`,
+          pageSize,
         });
         sendJson(res, 200, { ...page, results: page.results.map(versionView) });
       },

@@ -8,7 +8,14 @@ import type { Caller } from './auth.ts';
 import { GatewayServer, Router } from './server.ts';
 import type { Route } from './types.ts';
 
-type Json = { [k: string]: unknown; baseUrl?: string; detail?: string; title?: string; done?: boolean };
+type Json = {
+  [k: string]: unknown;
+  baseUrl?: string;
+  url?: string;
+  detail?: string;
+  title?: string;
+  done?: boolean;
+};
 const json = async (r: Response | Promise<Response>): Promise<Json> => (await (await r).json()) as Json;
 
 const noop: Route['handle'] = async (_req, res) => {
@@ -122,6 +129,13 @@ describe('the gateway server', () => {
     },
   };
   const auth = { authorization: `Bearer ${SECRET}` };
+  const withUrl: Route = {
+    method: 'GET',
+    path: '/url',
+    async handle(_req, res, ctx) {
+      sendJson(res, 200, { url: ctx.url.toString() });
+    },
+  };
 
   it('runs a route with the caller and an absolute base URL from the Host header', async () => {
     const { url } = await start([echo]);
@@ -134,6 +148,11 @@ describe('the gateway server', () => {
     const { url } = await start([echo], { publicUrl: 'https://models.example.com/' });
     const a = await json(fetch(`${url}/v1/echo/mine`, { headers: auth }));
     expect(a.baseUrl).toBe('https://models.example.com/v1');
+    await server?.close(1_000);
+    // Behind a path prefix, the request's URL keeps it (pagination links are built from it).
+    const prefixed = await start([withUrl], { publicUrl: 'https://example.com/modelplane' });
+    const p = await json(fetch(`${prefixed.url}/v1/url?cursor=abc`, { headers: auth }));
+    expect(p.url).toBe('https://example.com/modelplane/v1/url?cursor=abc');
     await server?.close(1_000);
     const plain = await start([echo]);
     const fwd = { ...auth, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'api.example.com' };

@@ -271,7 +271,8 @@ export class GatewayServer {
       const length = Number(req.headers['content-length'] ?? 0);
       if (length > max) throw new HttpError(413, 'Request body too large', `the body is over ${max} bytes`);
       const baseUrl = this.baseUrl(req);
-      const url = new URL(req.url ?? '/', `${baseUrl.slice(0, -API_PREFIX.length)}/`);
+      // The request's absolute URL as the caller reached it (behind --public-url's path too).
+      const url = new URL(`${baseUrl}${(req.url ?? API_PREFIX).slice(API_PREFIX.length)}`);
       let caller: Caller = UNAUTHENTICATED;
       if (route.auth !== false) {
         if (this.opts.ready) await this.opts.ready();

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from './main.ts';
+
+describe('modelplane operator flags', () => {
+  it('runs the controllers and the gateway by default, the gateway on 0.0.0.0:8000', () => {
+    const c = parseConfig([], {});
+    expect(c.roles).toEqual(['controllers', 'gateway']);
+    expect(c.gateway).toEqual({
+      address: { host: '0.0.0.0', port: 8000 },
+      publicUrl: undefined,
+      trustForwardedHeaders: false,
+      tokenNamespace: c.leaseNamespace,
+      allowAnonymous: [],
+      tokenReviewAudiences: [],
+    });
+  });
+
+  it('reads the gateway flags, and their variables when a flag is absent', () => {
+    const c = parseConfig(
+      [
+        '--roles=gateway',
+        '--gateway-address=127.0.0.1:9000',
+        '--public-url=https://models.example.com/v1/',
+        '--token-namespace=tokens',
+        '--allow-anonymous=dev, demo',
+      ],
+      {
+        MODELPLANE_TOKEN_REVIEW_AUDIENCES: 'modelplane,https://kubernetes.default.svc',
+        MODELPLANE_TOKEN_NAMESPACE: 'ignored',
+      },
+    );
+    expect(c.roles).toEqual(['gateway']);
+    expect(c.gateway).toMatchObject({
+      address: { host: '127.0.0.1', port: 9000 },
+      publicUrl: 'https://models.example.com',
+      tokenNamespace: 'tokens',
+      allowAnonymous: ['dev', 'demo'],
+      tokenReviewAudiences: ['modelplane', 'https://kubernetes.default.svc'],
+    });
+  });
+
+  it('refuses bad gateway values with the flag named', () => {
+    expect(() => parseConfig(['--public-url=models.example.com'], {})).toThrow(ConfigError);
+    expect(() => parseConfig(['--public-url=ftp://x'], {})).toThrow('--public-url');
+    expect(() => parseConfig(['--gateway-address=off'], {})).toThrow('--gateway-address: want HOST:PORT');
+    expect(() => parseConfig(['--roles=webhook'], {})).toThrow('the webhook role is not in this build');
+  });
+});
