@@ -35,6 +35,13 @@ describe('IpAllocator', () => {
     expect(ips.allocate('a')).toBe('127.10.3.4');
   });
 
+  it('starts at the offset given, and skips addresses reserved later', () => {
+    const ips = new IpAllocator('127.10.0.0/16', [], 513);
+    expect(ips.allocate('a')).toBe('127.10.2.1');
+    ips.reserve('127.10.2.2');
+    expect(ips.allocate('b')).toBe('127.10.2.3');
+  });
+
   it('accepts only loopback ranges', () => {
     expect(parseCidr('127.10.0.0/16')).toEqual({ base: (127 * 2 ** 24 + 10 * 2 ** 16) >>> 0, size: 65536 });
     expect(() => parseCidr('10.244.0.0/16')).toThrow(/loopback/);

@@ -37,10 +37,21 @@ export class IpAllocator {
   private readonly reserved: Set<string>;
   private next = 1;
 
-  constructor(cidr: string, reserved: readonly string[] = ['127.0.0.1']) {
+  /**
+   * `start`: the offset in the range of the first address handed out (1 = the first usable
+   * one). Runners on one machine start at random offsets so they rarely meet.
+   */
+  constructor(cidr: string, reserved: readonly string[] = ['127.0.0.1'], start = 1) {
     this.cidr = cidr;
     ({ base: this.base, size: this.size } = parseCidr(cidr));
     this.reserved = new Set(reserved);
+    const usable = this.size - 2;
+    this.next = ((Math.max(1, Math.floor(start)) - 1) % usable) + 1;
+  }
+
+  /** Takes `ip` out of use (something else on the machine holds it); it is never handed out. */
+  reserve(ip: string): void {
+    this.reserved.add(ip);
   }
 
   /** The address of `owner` (a pod uid): the one it holds, or a new one. */

@@ -9,7 +9,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../crds/index.ts';
 import { Deployments, Nodes, type Pod, Pods, Secrets } from '../../operator/controllers/resources.ts';
 import {
@@ -94,10 +94,15 @@ beforeAll(async () => {
     logDir: mkdtempSync(join(tmpdir(), 'modelplane-podrunner-test-')),
     restartBackoff: { initialMs: 1000, maxMs: 5000 },
     resyncMs: 1000,
-    log: createLogger({ level: process.env.LOG_LEVEL ?? 'warn' }),
+    // The API server restart below makes every watch warn; LOG_LEVEL=info shows the runner at work.
+    log: createLogger({ level: process.env.LOG_LEVEL ?? 'error' }),
   });
   await runner.start();
-  operator = await startOperator(cluster.kubeconfig, { sidecarImage: SIDECAR_IMAGE, resyncPeriodMs: 60_000 });
+  operator = await startOperator(cluster.kubeconfig, {
+    sidecarImage: SIDECAR_IMAGE,
+    resyncPeriodMs: 60_000,
+    logLevel: process.env.LOG_LEVEL ?? 'error',
+  });
   await client.create(
     { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false },
     {
@@ -114,6 +119,13 @@ beforeAll(async () => {
     ),
   );
 }, 180_000);
+
+afterEach((ctx) => {
+  if (ctx.task.result?.state === 'fail')
+    process.stderr.write(
+      `\n${ctx.task.name} failed; container logs in ${runner?.logDir}\n${cluster?.describe()}\n`,
+    );
+});
 
 afterAll(async () => {
   await operator?.stop();
@@ -299,6 +311,75 @@ describe('the local pod runner', () => {
       const left = await Promise.all(['crashloop', 'once', 'unlive'].map((n) => client.find(Pods, n, NS)));
       return left.every((p) => p === undefined);
     });
+  });
+
+  it('runs a preStop hook before SIGTERM, within the grace period', async () => {
+    await client.create(Pods, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'hooked', namespace: NS },
+      spec: {
+        nodeSelector: { [RUNNER_LABEL]: 'e2e' },
+        tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+        terminationGracePeriodSeconds: 10,
+        containers: [
+          {
+            name: 'main',
+            image: SIDECAR_IMAGE,
+            args: ['sidecar', '--model-url', 'http://127.0.0.1:5999'],
+            ports: [{ name: 'api', containerPort: 8080 }],
+            // The sidecar exits at once on SIGTERM when it has nothing to drain.
+            lifecycle: { preStop: { sleep: { seconds: 2 } } },
+          },
+        ],
+      },
+    } as never);
+    const running = await waitFor('hooked to run', async () => {
+      const p = (await client.get(Pods, 'hooked', NS)) as unknown as FullPod;
+      return p.status?.containerStatuses?.[0]?.state?.running ? p : undefined;
+    });
+    const [group] = runner!.processGroupsOf(running.metadata.uid ?? '');
+    expect(group).toBeDefined();
+    const deletedAt = Date.now();
+    await client.delete(Pods, 'hooked', NS);
+    await new Promise((r) => setTimeout(r, 1000));
+    // A second into the 2 s hook, the container still runs and the pod is still there.
+    expect(groupAlive(group!)).toBe(true);
+    expect(await client.find(Pods, 'hooked', NS)).toBeDefined();
+    const goneAt = await waitFor(
+      'hooked to be removed',
+      async () => ((await client.find(Pods, 'hooked', NS)) ? undefined : Date.now()),
+      { timeoutMs: 15_000, intervalMs: 50 },
+    );
+    expect(goneAt - deletedAt).toBeGreaterThanOrEqual(2000);
+    expect(goneAt - deletedAt).toBeLessThan(10_000);
+    expect(groupAlive(group!)).toBe(false);
+  });
+
+  it('carries on after the API server restarts: a new pod runs to Succeeded', async () => {
+    await cluster!.restartApiServer();
+    await client.create(Pods, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'after-restart', namespace: NS },
+      spec: {
+        restartPolicy: 'Never',
+        nodeSelector: { [RUNNER_LABEL]: 'e2e' },
+        tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+        containers: [{ name: 'main', image: SIDECAR_IMAGE, args: ['--version'] }],
+      },
+    } as never);
+    const done = await waitFor(
+      'the pod created after the restart to succeed',
+      async () => {
+        const p = (await client.get(Pods, 'after-restart', NS)) as unknown as FullPod;
+        return p.status?.phase === 'Succeeded' ? p : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    expect(done.status?.podIP).toMatch(/^127\.10\./);
+    await client.delete(Pods, 'after-restart', NS);
+    await waitFor('after-restart to be removed', async () => !(await client.find(Pods, 'after-restart', NS)));
   });
 
   it('drains a deleted pod: the running prediction finishes, then the processes exit and the pod goes', async () => {

@@ -6,7 +6,9 @@
  * sees as the kubelet would (container states, restarts, probes, phase, conditions) and
  * deletes a pod, after its preStop hooks and grace period, once its processes are gone.
  */
+import { randomInt } from 'node:crypto';
 import { mkdirSync, mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Container, V1PodSpec } from '@kubernetes/client-node';
@@ -203,7 +205,8 @@ export class PodRunner {
       modelsDirs: [...(opts.modelsDirs ?? []), ...(opts.exampleModels === false ? [] : [EXAMPLE_MODELS_DIR])],
       modelplaneImages: opts.modelplaneImages ?? DEFAULT_MODELPLANE_IMAGES,
     };
-    this.ips = new IpAllocator(opts.podCidr ?? DEFAULT_POD_CIDR);
+    // A random first address: runners (and test runs) sharing the machine rarely meet.
+    this.ips = new IpAllocator(opts.podCidr ?? DEFAULT_POD_CIDR, [HOST_IP], 1 + randomInt(60_000));
     this.log = (opts.log ?? createLogger({ level: process.env.LOG_LEVEL ?? 'info' })).child({
       podRunner: this.name,
     });
@@ -244,9 +247,15 @@ export class PodRunner {
       }, this.opts.leaseRenewMs),
       setInterval(() => {
         for (const n of this.nodes)
-          void this.reportNodeStatus(n).catch((err) =>
-            this.log.warn({ err, node: n.name }, 'node status failed'),
-          );
+          void this.reportNodeStatus(n).catch(async (err) => {
+            // A node deleted under a running kubelet is registered again, as the kubelet does.
+            if (isNotFound(err) && !this.stopping) {
+              this.log.warn({ node: n.name }, 'the node was deleted; registering it again');
+              await this.registerNode(n).catch((e) =>
+                this.log.warn({ err: e, node: n.name }, 'could not register the node'),
+              );
+            } else this.log.warn({ err, node: n.name }, 'node status failed');
+          });
       }, this.opts.nodeStatusMs),
       setInterval(() => {
         for (const w of this.workers.values()) w.poke();
@@ -433,6 +442,22 @@ export class PodRunner {
     w?.markGone();
   }
 
+  /**
+   * A pod IP whose container ports nothing on the machine holds yet (another runner's pod,
+   * or a process listening on every address); an address found taken is never used.
+   */
+  async allocateIp(uid: string, spec: V1PodSpec): Promise<string> {
+    const ports = spec.containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort));
+    for (let i = 0; i < 64; i++) {
+      const ip = this.ips.allocate(uid);
+      if (await portsFree(ip, ports)) return ip;
+      this.log.warn({ ip }, 'a pod address is in use on this machine; taking another');
+      this.ips.release(uid);
+      this.ips.reserve(ip);
+    }
+    throw new Error(`no free pod address in ${this.ips.cidr} for ports ${ports.join(', ')}`);
+  }
+
   /** Decoded data of a Secret or ConfigMap, or undefined when it does not exist. */
   async readData(kind: 'Secret' | 'ConfigMap', name: string, namespace: string) {
     const obj = await this.client.find(kind === 'Secret' ? Secrets : ConfigMaps, name, namespace);
@@ -484,6 +509,19 @@ export class PodRunner {
   }
 }
 
+/** Whether every one of `ports` can be bound on `ip` now. */
+async function portsFree(ip: string, ports: readonly number[]): Promise<boolean> {
+  for (const port of new Set(ports)) {
+    const free = await new Promise<boolean>((resolveFree) => {
+      const srv = createServer();
+      srv.once('error', () => resolveFree(false));
+      srv.listen({ host: ip, port, exclusive: true }, () => srv.close(() => resolveFree(true)));
+    });
+    if (!free) return false;
+  }
+  return true;
+}
+
 function loadKubeconfig(path: string): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromFile(path);
@@ -510,6 +548,7 @@ class PodWorker {
   private terminating: Promise<void> | undefined;
   private lastStatus = '';
   private conditions: PodCondition[] | undefined;
+  private readonly ended: boolean;
   readonly log: Logger;
 
   constructor(runner: PodRunner, pod: PodObject, onDone: () => void) {
@@ -522,6 +561,8 @@ class PodWorker {
     this.startTime = pod.status?.startTime ?? kubeTime(new Date());
     this.conditions = pod.status?.conditions;
     this.log = runner.log.child({ pod: `${this.namespace}/${this.name}` });
+    // A pod that had ended before this runner saw it (a runner started again) stays ended.
+    this.ended = pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
     // A pod this runner ran before it restarted keeps its address.
     const prev = pod.status?.podIP;
     if (prev && runner.ips.claim(this.uid, prev)) this.ip = prev;
@@ -595,8 +636,10 @@ class PodWorker {
     }
     if (this.pod.metadata?.deletionTimestamp) {
       this.terminating ??= this.terminate();
+    } else if (this.ended) {
+      return;
     } else {
-      this.ip ??= this.runner.ips.allocate(this.uid);
+      this.ip ??= await this.runner.allocateIp(this.uid, this.spec);
       const initContainers = this.spec.initContainers ?? [];
       for (const c of this.spec.containers) {
         let rt = this.containers.get(c.name);
@@ -616,7 +659,7 @@ class PodWorker {
   }
 
   private async writeStatus(): Promise<void> {
-    if (this.gone) return;
+    if (this.gone || this.ended) return;
     const views: ContainerView[] = this.spec.containers.map(
       (c) =>
         this.containers.get(c.name)?.view() ?? {
@@ -660,8 +703,7 @@ class PodWorker {
     const deadline = Date.now() + grace * 1000;
     this.log.info({ graceSeconds: grace }, 'terminating pod');
     await Promise.all([...this.containers.values()].map((c) => c.terminate(deadline)));
-    this.poke();
-    // The final container states, then the pod's removal.
+    // The final container states (of a pod this runner ran), then the pod's removal.
     await this.writeStatus().catch((err) => this.log.debug({ err }, 'final status not written'));
     if (!this.gone) await this.runner.removePod(this.pod);
     this.log.info('pod terminated and removed');
@@ -739,12 +781,8 @@ class ContainerRunner {
     return {
       name: this.spec.name,
       image: this.spec.image ?? '',
-      imageID:
-        this.plan?.kind === 'cog'
-          ? `${this.spec.image}`
-          : this.plan?.kind === 'modelplane'
-            ? `${this.spec.image}`
-            : '',
+      // No registry, no digest: the image reference stands for itself once it could run.
+      imageID: this.plan && this.plan.kind !== 'unknown' ? (this.spec.image ?? '') : '',
       ...(this.running ? { containerID: this.running.containerID } : {}),
       state: this.state,
       ...(this.lastTerminated ? { lastState: { terminated: this.lastTerminated } } : {}),
@@ -803,6 +841,7 @@ class ContainerRunner {
     const ip = this.pod.ip;
     if (!ip) return;
     let env: Record<string, string>;
+    const cancelled = () => this.stopping || this.pod.isTerminating;
     try {
       env = await resolveEnv(c as never, this.pod.fields(), (kind, name) =>
         this.runner.readData(kind, name, this.pod.namespace),
@@ -814,6 +853,8 @@ class ContainerRunner {
       }
       throw err;
     }
+    // The pod may have been deleted, or the runner stopped, while the env was read.
+    if (cancelled()) return;
     let command: string;
     let args: string[];
     let cwd: string | undefined;

@@ -7,7 +7,7 @@ import { installCrds } from '../../crds/index.ts';
 import { createNodePools } from '../../e2e/cluster/local.ts';
 import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
 import type { Manager } from '../runtime/index.ts';
-import { Deployments, type Pod, Pods, Workloads } from './resources.ts';
+import { Deployments, type Pod, Pods, Secrets, Workloads } from './resources.ts';
 import {
   applyDefaultHardware,
   applyModel,
@@ -18,7 +18,7 @@ import {
   TEST_MANAGER,
   workloadsOf,
 } from './testing.ts';
-import { MODEL_CONTAINER } from './workload.ts';
+import { MODEL_CONTAINER, SIDECAR_CONTAINER } from './workload.ts';
 
 const cluster = useCluster();
 const ns = useNamespace(cluster, 'mp-deploy');
@@ -249,5 +249,37 @@ describe('the Deployment controller', () => {
       async () => condition(await status('broken'), 'Degraded')?.reason === 'VersionNotFound',
     );
     expect(await workloadsOf(client, ns(), 'broken')).toHaveLength(0);
+  });
+
+  it('gives each Deployment one webhook token Secret, made once and kept across releases', async () => {
+    await applyModel(client, ns(), 'tokened', { hardware: 'cpu' });
+    const first = await ready('tokened', 1);
+    const secret = await client.get(Secrets, 'tokened-webhook-token', ns());
+    const obj = await client.get(Deployments, 'tokened', ns());
+    expect(secret.metadata?.ownerReferences).toEqual([
+      expect.objectContaining({
+        kind: 'Deployment',
+        name: 'tokened',
+        uid: obj.metadata?.uid,
+        controller: true,
+      }),
+    ]);
+    expect(Buffer.from(secret.data?.token ?? '', 'base64').toString()).toMatch(/^[0-9a-f]{64}$/);
+    const [w] = await workloadsOf(client, ns(), 'tokened');
+    const ref = { secretKeyRef: { name: 'tokened-webhook-token', key: 'token' } };
+    for (const name of [MODEL_CONTAINER, SIDECAR_CONTAINER]) {
+      const env = w?.spec?.template.spec?.containers.find((c) => c.name === name)?.env ?? [];
+      expect(env.find((e) => e.name === 'WEBHOOK_AUTH_TOKEN')?.valueFrom).toEqual(ref);
+    }
+    // A new release keeps the Secret as it was.
+    await applyModel(client, ns(), 'tokened', { hardware: 'cpu', version: 'tokened-v2' });
+    await waitFor('release 2 of tokened', async () => {
+      const s = await status('tokened');
+      return s?.release === first.release! + 1 && condition(s, 'Ready')?.status === 'True';
+    });
+    const after = await client.get(Secrets, 'tokened-webhook-token', ns());
+    expect(after.metadata?.resourceVersion).toBe(secret.metadata?.resourceVersion);
+    expect(after.data).toEqual(secret.data);
+    await deleteAndWaitGone('tokened');
   });
 });
