@@ -515,6 +515,20 @@ describe('predictions through the gateway engine', () => {
     });
     const d = engine.demand().find((x) => x.name === 'echo')!;
     expect(d).toMatchObject({ queued: 0, inflight: 0 });
+    // The list pages through all of them, newest first, with absolute next URLs.
+    const listed: P[] = [];
+    let next: string | null = `${gw.baseUrl}/predictions`;
+    while (next) {
+      const page: { status: number; body: { next: string | null; results: P[] } } = await call('GET', next);
+      expect(page.status).toBe(200);
+      listed.push(...page.body.results);
+      next = page.body.next;
+      if (next) expect(next.startsWith(`${gw.baseUrl}/predictions?cursor=`)).toBe(true);
+    }
+    expect(new Set(listed.map((p) => p.id)).size).toBe(listed.length);
+    expect(listed.map((p) => p.id)).toEqual(expect.arrayContaining([...ids]));
+    const times = listed.map((p) => Date.parse(p.created_at));
+    expect(times).toEqual([...times].sort((a, b) => b - a));
   }, 120_000);
 });
 
