@@ -369,10 +369,20 @@ describe('predictions through the gateway engine', () => {
 
   it('streams output and logs in order over SSE with a signed URL, and resumes after Last-Event-ID', async () => {
     const r = await post(`/deployments/${NS}/stream/predictions`, {
-      input: { prompt: 'one two three', delay: 0.2 },
+      input: { prompt: 'one two three', delay: 0.3 },
     });
     const stream = await openSse(r.body.urls.stream!);
+    // While it runs, GET shows the output so far.
+    const partial = await waitFor('partial output while processing', async () => {
+      const p = (await get(`/predictions/${r.body.id}`)).body;
+      return p.status === 'processing' && Array.isArray(p.output) && p.output.length > 0 ? p : undefined;
+    });
+    expect((partial.output as string[])[0]).toBe('one ');
+    expect(partial.logs).toContain('token 0');
     const events = await stream.events;
+    // The stream lasted about a second; keep-alives come every 200 ms here.
+    expect(stream.comments.length).toBeGreaterThan(0);
+    expect(stream.comments.every((c) => c.startsWith(':'))).toBe(true);
     const names = events.map((e) => e.event);
     expect(names.at(-1)).toBe('done');
     expect(events.at(-1)!.data).toBe('{}');

@@ -129,6 +129,9 @@ type DispatchOutcome =
   | { kind: 'invalid'; fields: InvalidField[]; detail: string }
   | { kind: 'failed' };
 
+/** Least time between two reads of a running prediction's output from its instance. */
+const REFRESH_MS = 250;
+
 const parseTime = (s: string | null | undefined): number | undefined => {
   if (!s) return undefined;
   const t = Date.parse(s);
@@ -778,7 +781,10 @@ export class PredictionEngine implements DemandSource {
     if (typeof body.logs === 'string' && body.logs.length > rec.logs.length) rec.logs = body.logs;
   }
 
-  /** Reads the instance's record for the output so far; one read at a time. */
+  /**
+   * Reads the instance's record for the output so far: one read at a time, at most every
+   * REFRESH_MS (a model streaming tokens sends many output events a second).
+   */
   private refresh(live: Live): void {
     if (live.refreshing) {
       live.refreshAgain = true;
@@ -791,8 +797,11 @@ export class PredictionEngine implements DemandSource {
       try {
         do {
           live.refreshAgain = false;
+          const started = Date.now();
           const got = await this.sidecar.get(ep.url, live.rec.id);
           if (got.kind === 'ok' && !isTerminal(got.body.status as Status)) this.applySnapshot(live, got.body);
+          const pause = REFRESH_MS - (Date.now() - started);
+          if (live.refreshAgain && pause > 0) await new Promise((r) => setTimeout(r, pause));
         } while (live.refreshAgain && !isTerminal(live.rec.status));
       } finally {
         live.refreshing = false;
