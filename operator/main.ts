@@ -21,7 +21,16 @@ import {
   tokenSubject,
 } from './autoscaler/index.ts';
 import { addControllers, DEFAULT_RESYNC_MS } from './controllers/index.ts';
+import { addPredictionController } from './controllers/prediction.ts';
+import { Deployments, Models, ModelVersions } from './controllers/resources.ts';
 import { addGateway, type Gateway, type Route } from './gateway/index.ts';
+import {
+  POD_SELECTOR,
+  PodResource,
+  type PredictionService,
+  predictionService,
+} from './gateway/predictions/index.ts';
+import { WebhookSecrets } from './gateway/webhook-secret.ts';
 import { createLogger, Manager } from './runtime/index.ts';
 
 export const summary =
@@ -78,8 +87,9 @@ export function defaultSidecarImage(): string {
 export const USAGE = `Usage: modelplane operator [flags]
 
 Runs the modelplane operator. The controllers (HardwareClass, Model, ModelVersion,
-Deployment) and the autoscaler run only in the replica that holds the leader Lease; the
-gateway (the prediction API under /v1) and /healthz, /readyz and /metrics are served by every
+Deployment, Prediction) and the autoscaler run only in the replica that holds the leader
+Lease; the gateway (the prediction API under /v1) and /healthz, /readyz and /metrics are
+served by every
 replica. Each flag can also be set by the environment variable shown; a flag wins over its
 variable.
 
@@ -422,8 +432,12 @@ export function createOperator(
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     log,
   });
+  const withGateway = config.roles.includes('gateway');
+  const predictions = addPredictions(manager, config, withGateway);
   const local = new LocalDemand({ onError: (err) => log.warn({ err }, 'a demand source failed') });
   for (const s of parts.demandSources ?? []) local.add(s);
+  // The gateway's prediction queues are this replica's demand.
+  local.add(predictions.engine);
   localDemand.set(manager, local);
   const peers = config.autoscalerPeers;
   const token = peers ? fileToken(peers.tokenFile) : undefined;
@@ -448,6 +462,14 @@ export function createOperator(
       workers: config.workers,
       resyncPeriodMs: config.resyncPeriodMs,
     });
+    addPredictionController(manager, {
+      engine: predictions.engine,
+      models: manager.informer(Models),
+      modelVersions: manager.informer(ModelVersions),
+      deployments: manager.informer(Deployments),
+      apiBaseUrl: config.gateway.publicUrl ? `${config.gateway.publicUrl}/v1` : '',
+      workers: config.workers,
+    });
     const { autoscaler } = addAutoscaler(manager, {
       tickMs: config.autoscalerTickMs,
       local,
@@ -465,7 +487,7 @@ export function createOperator(
     });
     if (peers && authenticate) servePokes(manager, autoscaler, authenticate);
   }
-  if (config.roles.includes('gateway')) {
+  if (withGateway) {
     const g = config.gateway;
     gateways.set(
       manager,
@@ -476,11 +498,52 @@ export function createOperator(
         tokenNamespace: g.tokenNamespace,
         allowAnonymous: g.allowAnonymous,
         tokenReviewAudiences: g.tokenReviewAudiences,
-        routes: parts.gatewayRoutes,
+        routes: (gateway) => [
+          ...predictions.routes,
+          ...(typeof parts.gatewayRoutes === 'function'
+            ? parts.gatewayRoutes(gateway)
+            : (parts.gatewayRoutes ?? [])),
+        ],
       }),
     );
   }
   return manager;
+}
+
+const engines = new WeakMap<Manager, PredictionService>();
+
+/**
+ * The prediction engine of an operator made by `createOperator`: its queues are the demand
+ * the autoscaler reads (`demand()`, `onPoke`).
+ */
+export function predictionsOf(manager: Manager): PredictionService | undefined {
+  return engines.get(manager);
+}
+
+/**
+ * The prediction engine: one per process, shared by the gateway's routes and the Prediction
+ * controller. With the gateway role its caches (Deployments, Models, ModelVersions, model
+ * Pods) run on every replica; otherwise only on the leader, with the controllers.
+ */
+function addPredictions(manager: Manager, config: OperatorConfig, everyReplica: boolean): PredictionService {
+  const every = { everyReplica };
+  const secrets = new WebhookSecrets(manager.client, config.gateway.tokenNamespace);
+  const svc = predictionService({
+    deployments: manager.informer(Deployments, {}, every),
+    models: manager.informer(Models, {}, every),
+    modelVersions: manager.informer(ModelVersions, {}, every),
+    pods: manager.informer(PodResource, { labelSelector: POD_SELECTOR }, every),
+    log: manager.log,
+    registry: manager.metrics.registry,
+    secretFor: (namespace) => (gatewayOf(manager)?.webhookSecrets ?? secrets).get(namespace),
+  });
+  manager.addRunnable({
+    name: 'predictions',
+    start: async () => {},
+    stop: (timeoutMs) => svc.engine.drain(timeoutMs),
+  });
+  engines.set(manager, svc);
+  return svc;
 }
 
 const gateways = new WeakMap<Manager, Gateway>();

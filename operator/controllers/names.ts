@@ -4,6 +4,7 @@ export const CONTROLLER = {
   model: 'model',
   modelVersion: 'modelversion',
   deployment: 'deployment',
+  prediction: 'prediction',
 } as const;
 export type ControllerName = (typeof CONTROLLER)[keyof typeof CONTROLLER];
 

@@ -1,0 +1,411 @@
+/**
+ * The Prediction controller: hands each Prediction object (kubectl, GitOps) to the gateway's
+ * prediction engine in this process, and writes what happens to its status (at most about
+ * once a second while it runs, at once when it ends).
+ *
+ * - The target resolves to a Deployment: spec.deployment; spec.model's spec.deployment; or a
+ *   Deployment running spec.version (a ModelVersion name), the Model's own first. A target
+ *   that does not resolve is retried for a minute (objects applied together arrive in any
+ *   order), then the prediction fails saying why.
+ * - status.id is written before the prediction is sent, so after an operator restart the
+ *   controller finds it again by id on the instance that runs it (the sidecar keeps it by id);
+ *   one that had started and that no instance knows any more fails with the reason.
+ * - spec.cancel: true cancels it; deleting the object cancels it too.
+ * - ttlSecondsAfterFinished deletes the object that long after it finished.
+ */
+import {
+  API_VERSION,
+  CONDITION,
+  KIND,
+  PLURAL,
+  type Prediction,
+  type PredictionStatus,
+  REASON,
+} from '../../crds/index.ts';
+import { HttpError } from '../../lib/http.ts';
+import type { PredictionEngine } from '../gateway/predictions/engine.ts';
+import { newPredictionId } from '../gateway/predictions/parse.ts';
+import { isTerminal, type PredictionRecord, type Status } from '../gateway/predictions/record.ts';
+import { covers, type Informer, isNotFound, type Manager, resourceType } from '../runtime/index.ts';
+import { mergeConditions, type Observation } from './conditions.ts';
+import { CONTROLLER, fieldManager } from './names.ts';
+import type { Deployments, Models, ModelVersions, Stored } from './resources.ts';
+
+export const Predictions = resourceType<Stored<Prediction>>({
+  apiVersion: API_VERSION,
+  kind: KIND.Prediction,
+  plural: PLURAL.Prediction,
+  namespaced: true,
+});
+
+export const PREDICTION_FIELD_MANAGER = fieldManager(CONTROLLER.prediction);
+/** Largest output kept in status.output (serialized); larger ones are left at status.outputUrl. */
+export const MAX_STATUS_OUTPUT = 32 * 1024;
+const MAX_LOGS = 65536;
+const MAX_ERROR = 32768;
+const ORIGIN = 'prediction/';
+
+type Of<R> = R extends { readonly object?: infer T } ? NonNullable<T> : never;
+
+export interface PredictionControllerOptions {
+  engine: PredictionEngine;
+  models: Informer<Of<typeof Models>>;
+  modelVersions: Informer<Of<typeof ModelVersions>>;
+  deployments: Informer<Of<typeof Deployments>>;
+  /** The Predictions informer (default: the manager's, every namespace). */
+  predictions?: Informer<Stored<Prediction>>;
+  /** The API base URL (with `/v1`) the predictions' urls are built from. */
+  apiBaseUrl?: string;
+  workers?: number;
+  /** Least time between two status writes of a running prediction (default 1 s). */
+  statusIntervalMs?: number;
+  /** How long a target that does not resolve is retried (default 60 s). */
+  resolveGraceMs?: number;
+  now?: () => Date;
+}
+
+type Target = { deployment: string; target: string } | { error: string; reason: string; target: string };
+
+const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
+
+/** The status a Prediction object shows for an engine record. */
+export function statusFor(
+  rec: PredictionRecord,
+  obj: Stored<Prediction>,
+  target: string,
+  now: Date,
+): PredictionStatus {
+  const status: PredictionStatus = {
+    observedGeneration: obj.metadata.generation,
+    id: rec.id,
+    target,
+    status: rec.status,
+    createdAt: iso(rec.createdAt),
+  };
+  if (/^[0-9a-f]{64}$/.test(rec.version)) status.versionId = rec.version;
+  if (rec.startedAt !== undefined) status.startedAt = iso(rec.startedAt);
+  if (rec.completedAt !== undefined) status.completedAt = iso(rec.completedAt);
+  if (rec.output !== null && rec.output !== undefined) {
+    if (JSON.stringify(rec.output).length <= MAX_STATUS_OUTPUT) status.output = rec.output;
+    else status.outputUrl = `${rec.baseUrl}/predictions/${rec.id}`;
+  }
+  if (rec.logs) status.logs = rec.logs.length > MAX_LOGS ? rec.logs.slice(-MAX_LOGS) : rec.logs;
+  if (rec.error) status.error = rec.error.slice(0, MAX_ERROR);
+  const metrics: NonNullable<PredictionStatus['metrics']> = {};
+  if (rec.predictTime !== undefined) metrics.predictTime = rec.predictTime;
+  if (rec.completedAt !== undefined) metrics.totalTime = (rec.completedAt - rec.createdAt) / 1000;
+  if (rec.startedAt !== undefined) metrics.queueTime = Math.max(0, (rec.startedAt - rec.createdAt) / 1000);
+  if (Object.keys(metrics).length) status.metrics = metrics;
+  if (rec.cost !== undefined) status.cost = rec.cost;
+  status.conditions = mergeConditions(
+    obj.status?.conditions,
+    [readyCondition(rec)],
+    obj.metadata.generation,
+    now,
+  );
+  return status;
+}
+
+function readyCondition(rec: PredictionRecord): Observation {
+  const where = `deployment ${rec.deployment}`;
+  switch (rec.status) {
+    case 'succeeded':
+      return {
+        type: CONDITION.Ready,
+        status: 'True',
+        reason: REASON.Succeeded,
+        message: `succeeded on ${where}`,
+      };
+    case 'failed':
+      return {
+        type: CONDITION.Ready,
+        status: 'False',
+        reason: REASON.Failed,
+        message: rec.error ?? 'failed',
+      };
+    case 'canceled':
+      return { type: CONDITION.Ready, status: 'False', reason: REASON.Canceled, message: 'canceled' };
+    case 'processing':
+      return {
+        type: CONDITION.Ready,
+        status: 'False',
+        reason: REASON.Processing,
+        message: `running on instance ${rec.instance ?? '?'} of ${where}`,
+      };
+    default:
+      return {
+        type: CONDITION.Ready,
+        status: 'False',
+        reason: REASON.Queued,
+        message: `waiting for an instance of ${where}`,
+      };
+  }
+}
+
+export function addPredictionController(manager: Manager, opts: PredictionControllerOptions) {
+  const { engine } = opts;
+  const client = manager.client;
+  const predictions = opts.predictions ?? manager.informer(Predictions);
+  const now = opts.now ?? (() => new Date());
+  const interval = opts.statusIntervalMs ?? 1000;
+  const grace = opts.resolveGraceMs ?? 60_000;
+  const baseUrl = opts.apiBaseUrl ?? '';
+  // The id given to each object (by uid): the cache may not show status.id yet when the
+  // engine's next change reconciles the object again.
+  const ids = new Map<string, string>();
+
+  function resolve(obj: Stored<Prediction>): Target {
+    const ns = obj.metadata.namespace ?? '';
+    const spec = obj.spec;
+    if (spec.deployment) {
+      const target = `deployment/${spec.deployment}`;
+      return opts.deployments.get(spec.deployment, ns)
+        ? { deployment: spec.deployment, target }
+        : {
+            error: `Deployment ${spec.deployment} does not exist in ${ns}; create it`,
+            reason: REASON.DeploymentNotFound,
+            target,
+          };
+    }
+    if (spec.model) {
+      const target = `model/${spec.model}`;
+      const model = opts.models.get(spec.model, ns);
+      if (!model)
+        return {
+          error: `Model ${spec.model} does not exist in ${ns}; create it`,
+          reason: REASON.ModelNotFound,
+          target,
+        };
+      const d = model.spec.deployment;
+      if (!d)
+        return {
+          error: `Model ${spec.model} has no deployment: set its spec.deployment, or target a Deployment`,
+          reason: REASON.NoDeployment,
+          target,
+        };
+      return opts.deployments.get(d, ns)
+        ? { deployment: d, target }
+        : {
+            error: `Deployment ${d} (spec.deployment of Model ${spec.model}) does not exist in ${ns}`,
+            reason: REASON.DeploymentNotFound,
+            target,
+          };
+    }
+    const name = spec.version ?? '';
+    const target = `version/${name}`;
+    const version = opts.modelVersions.get(name, ns);
+    if (!version)
+      return {
+        error: `ModelVersion ${name} does not exist in ${ns}; create it`,
+        reason: REASON.VersionNotFound,
+        target,
+      };
+    const id = version.status?.id;
+    const running = opts.deployments
+      .list(ns)
+      .filter((d) => (id && d.status?.versionId === id) || d.spec.version === name);
+    const own = opts.models.get(version.spec.model, ns)?.spec.deployment;
+    const d =
+      running.find((x) => x.metadata.name === own) ??
+      running.sort((a, b) => (a.metadata.name! < b.metadata.name! ? -1 : 1))[0];
+    if (!d)
+      return {
+        error: `no Deployment in ${ns} runs ModelVersion ${name}; create one`,
+        reason: REASON.NoDeployment,
+        target,
+      };
+    return { deployment: d.metadata.name!, target };
+  }
+
+  async function write(obj: Stored<Prediction>, status: PredictionStatus): Promise<void> {
+    if (covers(obj.status, status)) return;
+    await client.apply(
+      Predictions,
+      {
+        apiVersion: Predictions.apiVersion,
+        kind: Predictions.kind,
+        metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace },
+        status,
+      } as never,
+      { fieldManager: PREDICTION_FIELD_MANAGER, force: true, subresource: 'status' },
+    );
+  }
+
+  function failed(obj: Stored<Prediction>, target: string, error: string, reason: string): PredictionStatus {
+    const t = now();
+    const at = t.toISOString();
+    return {
+      observedGeneration: obj.metadata.generation,
+      ...(obj.status?.id ? { id: obj.status.id } : {}),
+      target,
+      status: 'failed',
+      error: error.slice(0, MAX_ERROR),
+      createdAt: obj.status?.createdAt ?? obj.metadata.creationTimestamp ?? at,
+      completedAt: at,
+      conditions: mergeConditions(
+        obj.status?.conditions,
+        [{ type: CONDITION.Ready, status: 'False', reason, message: error.slice(0, 32768) }],
+        obj.metadata.generation,
+        t,
+      ),
+    };
+  }
+
+  async function afterFinish(obj: Stored<Prediction>, completedAt: string | undefined) {
+    const ttl = obj.spec.ttlSecondsAfterFinished;
+    if (ttl === undefined) return undefined;
+    const at = Date.parse(completedAt ?? '') || now().getTime();
+    const left = at + ttl * 1000 - now().getTime();
+    if (left > 0) return { requeueAfter: left };
+    try {
+      await client.delete(Predictions, obj.metadata.name!, obj.metadata.namespace);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    return undefined;
+  }
+
+  // Predictions of a namespace not finished yet: reconciled when its targets change (and the
+  // controller starts only once these caches have synced).
+  const unfinished = (o: { metadata?: { namespace?: string } }) =>
+    predictions
+      .list(o.metadata?.namespace)
+      .filter((p) => !(p.status?.status && isTerminal(p.status.status as Status)))
+      .map((p) => `${p.metadata.namespace}/${p.metadata.name}`);
+  const controller = manager.addController({
+    name: 'prediction',
+    for: predictions,
+    watches: [
+      { source: opts.deployments, map: unfinished },
+      { source: opts.models, map: unfinished },
+      { source: opts.modelVersions, map: unfinished },
+    ],
+    workers: opts.workers ?? 4,
+    reconcile: async (key, { log }) => {
+      const obj = predictions.getByKey(key);
+      if (!obj || obj.metadata.deletionTimestamp) return;
+      const uid = obj.metadata.uid ?? key;
+      const st = { ...(obj.status ?? {}) };
+      st.id ??= ids.get(uid);
+      if (st.status && isTerminal(st.status as Status)) {
+        ids.delete(uid);
+        return afterFinish(obj, st.completedAt);
+      }
+      const origin = `${ORIGIN}${key}`;
+      let rec = st.id ? engine.get(st.id) : undefined;
+      let target = st.target ?? '';
+      if (!rec) {
+        const t = resolve(obj);
+        target = t.target;
+        if ('error' in t) {
+          const age = now().getTime() - (Date.parse(obj.metadata.creationTimestamp ?? '') || now().getTime());
+          if (age < grace) {
+            const waiting: PredictionStatus = {
+              observedGeneration: obj.metadata.generation,
+              ...(st.id ? { id: st.id } : {}),
+              target,
+              status: 'starting',
+              createdAt: st.createdAt ?? obj.metadata.creationTimestamp,
+              conditions: mergeConditions(
+                st.conditions,
+                [{ type: CONDITION.Ready, status: 'False', reason: t.reason, message: t.error }],
+                obj.metadata.generation,
+                now(),
+              ),
+            };
+            await write(obj, waiting);
+            return { requeueAfter: 2000 };
+          }
+          await write(obj, failed(obj, target, t.error, t.reason));
+          return afterFinish(obj, undefined);
+        }
+        const created = Date.parse(st.createdAt ?? obj.metadata.creationTimestamp ?? '');
+        const req = {
+          id: st.id ?? newPredictionId(),
+          namespace: obj.metadata.namespace ?? '',
+          deployment: t.deployment,
+          input: obj.spec.input ?? {},
+          webhook: obj.spec.webhook,
+          webhookEvents: obj.spec.webhookEventsFilter,
+          baseUrl,
+          origin,
+          createdAt: Number.isFinite(created) ? created : undefined,
+        };
+        if (st.id) {
+          rec = await engine.attach(req);
+          if (!rec && st.status === 'processing') {
+            const error = `no instance of deployment ${t.deployment} knows prediction ${st.id} any more: the instance running it went away while the operator restarted`;
+            await write(obj, failed(obj, target, error, REASON.Failed));
+            return afterFinish(obj, undefined);
+          }
+        } else {
+          // The id first: after a restart the prediction is found again by it.
+          ids.set(uid, req.id);
+          await write(obj, {
+            observedGeneration: obj.metadata.generation,
+            id: req.id,
+            target,
+            status: 'starting',
+            createdAt: iso(req.createdAt ?? now().getTime()),
+            conditions: st.conditions,
+          });
+        }
+        if (!rec) {
+          try {
+            rec = (await engine.create(req)).record;
+          } catch (err) {
+            if (!(err instanceof HttpError)) throw err;
+            if (err.status === 429 || err.status === 503) return { requeueAfter: 1000 };
+            await write(
+              obj,
+              failed(obj, target, err.message, err.status === 422 ? 'InvalidInput' : REASON.Failed),
+            );
+            return afterFinish(obj, undefined);
+          }
+          log.info({ prediction: rec.id, deployment: t.deployment }, 'prediction sent to the gateway queue');
+        }
+      }
+      if (obj.spec.cancel && !isTerminal(rec.status)) await engine.cancel(rec.id);
+      const status = statusFor(rec, obj, target, now());
+      await write(obj, status);
+      if (isTerminal(rec.status)) return afterFinish(obj, status.completedAt);
+      return undefined;
+    },
+  });
+
+  // Status follows the engine: at once when a prediction ends, else at most every interval.
+  const last = new Map<string, number>();
+  const timers = new Map<string, NodeJS.Timeout>();
+  engine.onChange((rec) => {
+    if (!rec.origin?.startsWith(ORIGIN)) return;
+    const key = rec.origin.slice(ORIGIN.length);
+    const t = Date.now();
+    const since = t - (last.get(key) ?? 0);
+    if (isTerminal(rec.status) || since >= interval) {
+      const timer = timers.get(key);
+      if (timer) clearTimeout(timer);
+      timers.delete(key);
+      last.set(key, t);
+      if (isTerminal(rec.status)) last.delete(key);
+      controller.enqueue(key);
+    } else if (!timers.has(key)) {
+      timers.set(
+        key,
+        setTimeout(() => {
+          timers.delete(key);
+          last.set(key, Date.now());
+          controller.enqueue(key);
+        }, interval - since),
+      );
+    }
+  });
+  predictions.addEventHandler({
+    onDelete: (obj) => {
+      const uid = obj.metadata.uid ?? '';
+      const id = obj.status?.id ?? ids.get(uid);
+      ids.delete(uid);
+      if (id && engine.get(id) && !isTerminal(engine.get(id)!.status)) void engine.cancel(id);
+    },
+  });
+  return controller;
+}

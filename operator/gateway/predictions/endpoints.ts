@@ -1,0 +1,133 @@
+/**
+ * Where a deployment's predictions can run: its ready instances (pods), each an HTTP base
+ * URL of the sidecar's API. The dispatcher only reads this interface, so it runs the same
+ * against pods found by a Pod watch and against sidecars a test started itself.
+ */
+import { CONDITION, LABEL } from '../../../crds/index.ts';
+import { type Informer, type KubeObject, resourceType } from '../../runtime/index.ts';
+
+export interface Endpoint {
+  /** Names the instance in errors and metrics: the pod's name. */
+  id: string;
+  /** Base URL of the sidecar's API, e.g. `http://10.0.0.7:8080`. */
+  url: string;
+}
+
+export interface EndpointSource {
+  /** The ready instances of deployment `namespace/name`. */
+  ready(namespace: string, name: string): Endpoint[];
+  /** Calls `listener` when the instances of a deployment may have changed. */
+  onChange(listener: (namespace: string, name: string) => void): void;
+}
+
+/** Endpoints set by hand (tests, `modelplane dev`). */
+export class StaticEndpoints implements EndpointSource {
+  private readonly byDeployment = new Map<string, Endpoint[]>();
+  private readonly listeners: ((namespace: string, name: string) => void)[] = [];
+
+  set(namespace: string, name: string, endpoints: Endpoint[]): void {
+    this.byDeployment.set(`${namespace}/${name}`, [...endpoints]);
+    for (const l of this.listeners) l(namespace, name);
+  }
+
+  ready(namespace: string, name: string): Endpoint[] {
+    return this.byDeployment.get(`${namespace}/${name}`) ?? [];
+  }
+
+  onChange(listener: (namespace: string, name: string) => void): void {
+    this.listeners.push(listener);
+  }
+}
+
+/** The few fields of a Pod the endpoint watch reads. */
+export interface PodLike extends KubeObject {
+  metadata?: KubeObject['metadata'] & { deletionTimestamp?: string };
+  spec?: { containers?: { name: string; ports?: { name?: string; containerPort: number }[] }[] };
+  status?: { podIP?: string; phase?: string; conditions?: { type: string; status: string }[] };
+}
+
+export const SIDECAR_CONTAINER = 'sidecar';
+export const SIDECAR_PORT_NAME = 'api';
+
+/** The sidecar endpoint of a pod, when the pod is ready to take predictions. */
+export function podEndpoint(pod: PodLike): Endpoint | undefined {
+  const name = pod.metadata?.name;
+  const ip = pod.status?.podIP;
+  if (!name || !ip || pod.metadata?.deletionTimestamp) return undefined;
+  if (pod.status?.phase !== 'Running') return undefined;
+  const ready = pod.status.conditions?.find((c) => c.type === CONDITION.Ready);
+  if (ready?.status !== 'True') return undefined;
+  const sidecar = pod.spec?.containers?.find((c) => c.name === SIDECAR_CONTAINER);
+  const port = sidecar?.ports?.find((p) => p.name === SIDECAR_PORT_NAME)?.containerPort;
+  if (!port) return undefined;
+  const host = ip.includes(':') ? `[${ip}]` : ip;
+  return { id: name, url: `http://${host}:${port}` };
+}
+
+/** Ready endpoints from a watch on Pods labelled `modelplane.dev/deployment`. */
+export class PodEndpoints implements EndpointSource {
+  private readonly pods: Informer<PodLike>;
+  private readonly listeners: ((namespace: string, name: string) => void)[] = [];
+
+  constructor(pods: Informer<PodLike>) {
+    this.pods = pods;
+    const changed = (pod: PodLike) => {
+      const ns = pod.metadata?.namespace;
+      const dep = pod.metadata?.labels?.[LABEL.deployment];
+      if (ns && dep) for (const l of this.listeners) l(ns, dep);
+    };
+    pods.addEventHandler({
+      onAdd: changed,
+      onUpdate: (_old, pod) => changed(pod),
+      onDelete: changed,
+    });
+  }
+
+  ready(namespace: string, name: string): Endpoint[] {
+    const out: Endpoint[] = [];
+    for (const pod of this.pods.list(namespace)) {
+      if (pod.metadata?.labels?.[LABEL.deployment] !== name) continue;
+      const e = podEndpoint(pod);
+      if (e) out.push(e);
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  onChange(listener: (namespace: string, name: string) => void): void {
+    this.listeners.push(listener);
+  }
+}
+
+/**
+ * The endpoint to send the next prediction to: the one with the fewest outstanding
+ * predictions among those below `concurrency`, skipping `avoid`; ties go to the first.
+ */
+export function leastOutstanding(
+  endpoints: readonly Endpoint[],
+  outstanding: (id: string) => number,
+  concurrency: number,
+  avoid: (id: string) => boolean = () => false,
+): Endpoint | undefined {
+  let best: Endpoint | undefined;
+  let bestN = Infinity;
+  for (const e of endpoints) {
+    if (avoid(e.id)) continue;
+    const n = outstanding(e.id);
+    if (n < concurrency && n < bestN) {
+      best = e;
+      bestN = n;
+    }
+  }
+  return best;
+}
+
+/** Pods as the endpoint watch reads them. */
+export const PodResource = resourceType<PodLike>({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  plural: 'pods',
+  namespaced: true,
+});
+
+/** The label selector of the endpoint watch: pods of modelplane Deployments. */
+export const POD_SELECTOR = LABEL.deployment;

@@ -1,0 +1,45 @@
+/** The gateway's prediction metrics, on the operator's registry. */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export interface GatewayMetrics {
+  queueDepth: Gauge<'deployment'>;
+  predictions: Counter<'deployment' | 'status'>;
+  held: Histogram<'deployment'>;
+}
+
+const HELD_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+
+function existing<T>(registry: Registry, name: string): T | undefined {
+  return registry.getSingleMetric(name) as T | undefined;
+}
+
+export function gatewayMetrics(registry: Registry): GatewayMetrics {
+  const registers = [registry];
+  return {
+    queueDepth:
+      existing(registry, 'modelplane_gateway_queue_depth') ??
+      new Gauge({
+        name: 'modelplane_gateway_queue_depth',
+        help: 'Predictions waiting in this gateway for an instance of the deployment (namespace/name)',
+        labelNames: ['deployment'],
+        registers,
+      }),
+    predictions:
+      existing(registry, 'modelplane_gateway_predictions_total') ??
+      new Counter({
+        name: 'modelplane_gateway_predictions_total',
+        help: 'Predictions that ended, by deployment (namespace/name) and final status',
+        labelNames: ['deployment', 'status'],
+        registers,
+      }),
+    held:
+      existing(registry, 'modelplane_gateway_hold_seconds') ??
+      new Histogram({
+        name: 'modelplane_gateway_hold_seconds',
+        help: 'Seconds predictions waited in the gateway before an instance took them',
+        labelNames: ['deployment'],
+        buckets: HELD_BUCKETS,
+        registers,
+      }),
+  };
+}

@@ -1,0 +1,127 @@
+/**
+ * Pure parsing of what callers send with a prediction: the prediction id, `Prefer: wait`,
+ * `Cancel-After`, the `version` field of `POST /predictions`, the webhook events filter.
+ */
+import { randomBytes } from 'node:crypto';
+import { HttpError, preferWait } from '../../../lib/http.ts';
+
+const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** A random prediction id: 26 characters of lowercase base32 (130 random bits). */
+export function newPredictionId(): string {
+  const bytes = randomBytes(26);
+  let id = '';
+  for (let i = 0; i < 26; i++) id += ID_ALPHABET[bytes[i]! & 31];
+  return id;
+}
+
+export const PREDICTION_ID = /^[a-z2-7]{26}$/;
+
+/** Longest `Prefer: wait` the gateway holds a create for, in seconds. */
+export const MAX_PREFER_WAIT = 60;
+
+/**
+ * Seconds to hold a create from its `Prefer` header: bare `wait` is 60, `wait=N` is N
+ * clamped to [1, 60]; no wait preference is undefined.
+ */
+export function parsePreferWait(header: string | string[] | undefined): number | undefined {
+  const wait = preferWait(header, MAX_PREFER_WAIT);
+  if (wait === undefined) return undefined;
+  return Math.min(MAX_PREFER_WAIT, Math.max(1, Math.round(wait)));
+}
+
+/** Shortest `Cancel-After` accepted, in seconds. */
+export const MIN_CANCEL_AFTER = 5;
+
+/**
+ * Milliseconds from a `Cancel-After` header: a duration such as `30s`, `5m`, `1h30m`,
+ * `1h2m3s`, `1.5m` or plain seconds (`90`). Undefined when absent; a 422 HttpError when
+ * malformed or shorter than 5 s.
+ */
+export function parseCancelAfter(header: string | string[] | undefined): number | undefined {
+  const raw = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (raw === undefined || raw === '') return undefined;
+  const bad = (why: string) =>
+    new HttpError(422, 'Invalid Cancel-After', `Cancel-After "${raw}" ${why}`, {
+      invalid_fields: [{ type: 'invalid', field: 'Cancel-After', description: why }],
+    });
+  let seconds: number;
+  if (/^\d+(\.\d+)?$/.test(raw)) {
+    seconds = Number(raw);
+  } else {
+    const m = /^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$/i.exec(raw);
+    if (!m || (m[1] === undefined && m[2] === undefined && m[3] === undefined))
+      throw bad('is not a duration such as 30s, 5m or 1h30m');
+    seconds = Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+  }
+  if (!Number.isFinite(seconds)) throw bad('is not a duration such as 30s, 5m or 1h30m');
+  if (seconds < MIN_CANCEL_AFTER) throw bad(`must be at least ${MIN_CANCEL_AFTER}s`);
+  return Math.round(seconds * 1000);
+}
+
+export type VersionRef =
+  | { kind: 'id'; id: string }
+  | { kind: 'model-version'; owner: string; name: string; id: string }
+  | { kind: 'model'; owner: string; name: string };
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** The `version` of `POST /predictions`: a 64-hex id, `owner/name:id`, or `owner/name`. */
+export function parseVersionRef(v: unknown): VersionRef {
+  const invalid = (description: string) =>
+    new HttpError(422, 'Invalid version', description, {
+      invalid_fields: [{ type: 'invalid', field: 'version', description }],
+    });
+  if (typeof v !== 'string' || v === '')
+    throw invalid('version is required: a 64-character version id, owner/name:id, or owner/name');
+  if (HEX64.test(v)) return { kind: 'id', id: v };
+  const m = /^([^/:]+)\/([^/:]+)(?::(.+))?$/.exec(v);
+  if (!m || !NAME.test(m[1]!) || !NAME.test(m[2]!))
+    throw invalid(`version "${v}" is not a 64-character version id, owner/name:id, or owner/name`);
+  if (m[3] === undefined) return { kind: 'model', owner: m[1]!, name: m[2]! };
+  if (!HEX64.test(m[3])) throw invalid(`version "${v}": the part after ":" must be a 64-character hex id`);
+  return { kind: 'model-version', owner: m[1]!, name: m[2]!, id: m[3] };
+}
+
+export const WEBHOOK_EVENTS = ['start', 'output', 'logs', 'completed'] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+/** A webhook URL and its events filter from a create body; 422 when malformed. */
+export function parseWebhook(
+  webhook: unknown,
+  filter: unknown,
+): { webhook?: string; events: WebhookEvent[] } {
+  const fields: { type: string; field: string; description: string }[] = [];
+  let url: string | undefined;
+  if (webhook !== undefined && webhook !== null && webhook !== '') {
+    let ok = false;
+    if (typeof webhook === 'string') {
+      try {
+        const u = new URL(webhook);
+        ok = u.protocol === 'http:' || u.protocol === 'https:';
+      } catch {
+        ok = false;
+      }
+    }
+    if (ok) url = webhook as string;
+    else fields.push({ type: 'invalid', field: 'webhook', description: 'webhook must be an http(s) URL' });
+  }
+  let events: WebhookEvent[] = [...WEBHOOK_EVENTS];
+  if (filter !== undefined && filter !== null) {
+    if (!Array.isArray(filter) || !filter.every((f) => (WEBHOOK_EVENTS as readonly unknown[]).includes(f))) {
+      fields.push({
+        type: 'invalid',
+        field: 'webhook_events_filter',
+        description: `webhook_events_filter may hold only ${WEBHOOK_EVENTS.join(', ')}`,
+      });
+    } else {
+      events = [...new Set(filter as WebhookEvent[])];
+    }
+  }
+  if (fields.length)
+    throw new HttpError(422, 'Invalid request', fields.map((f) => f.description).join('; '), {
+      invalid_fields: fields,
+    });
+  return { webhook: url, events };
+}

@@ -1,0 +1,372 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HttpError } from '../../../lib/http.ts';
+import { notReadyReason } from './catalog.ts';
+import { leastOutstanding, podEndpoint } from './endpoints.ts';
+import {
+  newPredictionId,
+  PREDICTION_ID,
+  parseCancelAfter,
+  parsePreferWait,
+  parseVersionRef,
+  parseWebhook,
+} from './parse.ts';
+import { type PredictionRecord, toView } from './record.ts';
+import { MemoryStore } from './store.ts';
+import { sign, WebhookSender } from './webhooks.ts';
+
+function record(id: string, over: Partial<PredictionRecord> = {}): PredictionRecord {
+  return {
+    id,
+    namespace: 'ns',
+    deployment: 'dep',
+    viaDeployment: false,
+    model: 'ns/model',
+    version: 'a'.repeat(64),
+    input: {},
+    output: null,
+    logs: '',
+    error: null,
+    status: 'starting',
+    createdAt: 1000,
+    webhookEvents: [],
+    baseUrl: 'http://gw/v1',
+    events: [],
+    ...over,
+  };
+}
+
+describe('prediction ids', () => {
+  it('are 26 characters of lowercase base32 and differ', () => {
+    const ids = new Set(Array.from({ length: 1000 }, newPredictionId));
+    expect(ids.size).toBe(1000);
+    for (const id of ids) expect(id).toMatch(PREDICTION_ID);
+  });
+});
+
+describe('Prefer: wait', () => {
+  it('reads bare wait as 60 and clamps wait=N to 1..60', () => {
+    expect(parsePreferWait(undefined)).toBeUndefined();
+    expect(parsePreferWait('respond-async')).toBeUndefined();
+    expect(parsePreferWait('wait')).toBe(60);
+    expect(parsePreferWait('wait=5')).toBe(5);
+    expect(parsePreferWait('wait=0')).toBe(1);
+    expect(parsePreferWait('wait=600')).toBe(60);
+    expect(parsePreferWait('respond-async, wait=10')).toBe(10);
+  });
+});
+
+describe('Cancel-After', () => {
+  it('parses durations', () => {
+    expect(parseCancelAfter(undefined)).toBeUndefined();
+    expect(parseCancelAfter('30s')).toBe(30_000);
+    expect(parseCancelAfter('5m')).toBe(300_000);
+    expect(parseCancelAfter('1h30m')).toBe(5_400_000);
+    expect(parseCancelAfter('1h2m3s')).toBe(3_723_000);
+    expect(parseCancelAfter('90')).toBe(90_000);
+    expect(parseCancelAfter('1.5m')).toBe(90_000);
+  });
+  it('refuses malformed values and anything under 5 s with 422', () => {
+    for (const bad of ['4s', 'soon', '5x', '1h30', '-5s', 'm']) {
+      const err = (() => {
+        try {
+          parseCancelAfter(bad);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err, bad).toBeInstanceOf(HttpError);
+      expect((err as HttpError).status).toBe(422);
+    }
+    expect(() => parseCancelAfter('4s')).toThrow(/at least 5s/);
+  });
+});
+
+describe('the version of POST /predictions', () => {
+  const id = 'ab'.repeat(32);
+  it('reads an id, owner/name:id and owner/name', () => {
+    expect(parseVersionRef(id)).toEqual({ kind: 'id', id });
+    expect(parseVersionRef(`acme/llm:${id}`)).toEqual({
+      kind: 'model-version',
+      owner: 'acme',
+      name: 'llm',
+      id,
+    });
+    expect(parseVersionRef('acme/llm')).toEqual({ kind: 'model', owner: 'acme', name: 'llm' });
+  });
+  it('refuses anything else with 422 naming the field', () => {
+    for (const bad of [undefined, '', 'abc', 'acme/llm:xyz', 'a/b/c', 'ACME/llm', 42]) {
+      expect(() => parseVersionRef(bad), String(bad)).toThrow(HttpError);
+    }
+    try {
+      parseVersionRef('nope');
+    } catch (e) {
+      expect((e as HttpError).extra.invalid_fields).toEqual([expect.objectContaining({ field: 'version' })]);
+    }
+  });
+});
+
+describe('webhook fields', () => {
+  it('defaults the filter to every event and checks the URL and events', () => {
+    expect(parseWebhook('https://example.com/hook', undefined)).toEqual({
+      webhook: 'https://example.com/hook',
+      events: ['start', 'output', 'logs', 'completed'],
+    });
+    expect(parseWebhook(undefined, ['completed']).events).toEqual(['completed']);
+    expect(() => parseWebhook('ftp://x', undefined)).toThrow(/http\(s\) URL/);
+    expect(() => parseWebhook('https://x', ['done'])).toThrow(/webhook_events_filter/);
+  });
+});
+
+describe('least outstanding', () => {
+  const eps = [
+    { id: 'a', url: 'http://127.0.0.1:1' },
+    { id: 'b', url: 'http://127.0.0.1:2' },
+    { id: 'c', url: 'http://127.0.0.1:3' },
+  ];
+  it('picks the instance with the fewest outstanding below the concurrency', () => {
+    const load: Record<string, number> = { a: 2, b: 1, c: 1 };
+    expect(leastOutstanding(eps, (id) => load[id]!, 4)?.id).toBe('b');
+    expect(
+      leastOutstanding(
+        eps,
+        (id) => load[id]!,
+        4,
+        (id) => id === 'b',
+      )?.id,
+    ).toBe('c');
+    expect(leastOutstanding(eps, (id) => load[id]!, 1)).toBeUndefined();
+    expect(leastOutstanding([], () => 0, 4)).toBeUndefined();
+  });
+});
+
+describe('pod endpoints', () => {
+  const pod = {
+    metadata: { name: 'llm-abc', namespace: 'ns', labels: { 'modelplane.dev/deployment': 'llm' } },
+    spec: {
+      containers: [
+        { name: 'model', ports: [{ name: 'model', containerPort: 5000 }] },
+        {
+          name: 'sidecar',
+          ports: [
+            { name: 'api', containerPort: 8080 },
+            { name: 'metrics', containerPort: 9090 },
+          ],
+        },
+      ],
+    },
+    status: { podIP: '127.0.1.5', phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] },
+  };
+  it('is the sidecar api port on the pod IP of a ready pod', () => {
+    expect(podEndpoint(pod)).toEqual({ id: 'llm-abc', url: 'http://127.0.1.5:8080' });
+  });
+  it('is nothing for a pod not ready, terminating or without an IP', () => {
+    expect(
+      podEndpoint({ ...pod, status: { ...pod.status, conditions: [{ type: 'Ready', status: 'False' }] } }),
+    ).toBeUndefined();
+    expect(
+      podEndpoint({ ...pod, metadata: { ...pod.metadata, deletionTimestamp: '2026-01-01T00:00:00Z' } }),
+    ).toBeUndefined();
+    expect(podEndpoint({ ...pod, status: { ...pod.status, podIP: undefined } })).toBeUndefined();
+  });
+});
+
+describe('why a deployment has no instance', () => {
+  it('quotes the Degraded and Ready conditions', () => {
+    const reason = notReadyReason({
+      namespace: 'ns',
+      name: 'd',
+      model: 'm',
+      versionId: '',
+      maxConcurrency: 1,
+      maxLength: 1,
+      maxWaitSeconds: 1,
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'False',
+          reason: 'InsufficientInstances',
+          message: '0 of 1 instances ready',
+        },
+        {
+          type: 'Degraded',
+          status: 'True',
+          reason: 'InsufficientCapacity',
+          message: 'no node has a free nvidia.com/gpu',
+        },
+      ],
+    });
+    expect(reason).toBe(
+      'InsufficientCapacity: no node has a free nvidia.com/gpu; InsufficientInstances: 0 of 1 instances ready',
+    );
+  });
+});
+
+describe('the prediction object', () => {
+  it('has the API shape, never a null url, and names its deployment when made through one', () => {
+    const v = toView(
+      record('x'.repeat(26), { viaDeployment: true }),
+      'http://gw/v1/predictions/x/stream?token=t',
+    );
+    expect(v).toMatchObject({
+      status: 'starting',
+      version: 'a'.repeat(64),
+      model: 'ns/model',
+      source: 'api',
+      data_removed: false,
+      deployment: 'ns/dep',
+      started_at: null,
+      metrics: {},
+    });
+    expect(v.urls).toEqual({
+      get: `http://gw/v1/predictions/${'x'.repeat(26)}`,
+      cancel: `http://gw/v1/predictions/${'x'.repeat(26)}/cancel`,
+      stream: 'http://gw/v1/predictions/x/stream?token=t',
+    });
+    const plain = toView(record('y'.repeat(26)));
+    expect('deployment' in plain).toBe(false);
+    expect('stream' in plain.urls).toBe(false);
+    const done = toView(
+      record('z'.repeat(26), { status: 'succeeded', completedAt: 3500, predictTime: 1.25 }),
+    );
+    expect(done.metrics).toEqual({ predict_time: 1.25, total_time: 2.5 });
+  });
+});
+
+describe('the memory store', () => {
+  it('lists newest first across pages, by namespace', () => {
+    const s = new MemoryStore();
+    for (let i = 0; i < 5; i++) s.put(record(`p${i}`, { createdAt: 1000 + i, namespace: i % 2 ? 'a' : 'b' }));
+    const p1 = s.list({ namespaces: 'all', limit: 2 });
+    expect(p1.items.map((r) => r.id)).toEqual(['p4', 'p3']);
+    const p2 = s.list({ namespaces: 'all', limit: 2, cursor: p1.next });
+    expect(p2.items.map((r) => r.id)).toEqual(['p2', 'p1']);
+    const p3 = s.list({ namespaces: 'all', limit: 2, cursor: p2.next });
+    expect(p3.items.map((r) => r.id)).toEqual(['p0']);
+    expect(p3.next).toBeUndefined();
+    expect(s.list({ namespaces: ['a'], limit: 10 }).items.map((r) => r.id)).toEqual(['p3', 'p1']);
+  });
+
+  it('expires finished predictions after the TTL, never unfinished ones', () => {
+    let now = 0;
+    const s = new MemoryStore({ ttlMs: 1000, now: () => now });
+    s.put(record('done', { status: 'succeeded', idempotencyKey: 'k' }));
+    s.put(record('running', { status: 'processing' }));
+    now = 999;
+    expect(s.expire(now)).toBe(0);
+    now = 1000;
+    expect(s.expire(now)).toBe(1);
+    expect(s.get('done')).toBeUndefined();
+    expect(s.findByIdempotencyKey('ns', 'k')).toBeUndefined();
+    now = 100_000;
+    expect(s.expire(now)).toBe(0);
+    expect(s.get('running')).toBeDefined();
+  });
+
+  it('evicts the oldest finished first when over its bound, keeping unfinished ones', () => {
+    const s = new MemoryStore({ maxRecords: 3 });
+    s.put(record('run1'));
+    s.put(record('old', { status: 'failed' }));
+    s.put(record('new', { status: 'succeeded' }));
+    s.put(record('run2'));
+    expect(s.get('old')).toBeUndefined();
+    expect(s.size).toBe(3);
+    s.put(record('run3'));
+    expect(s.get('new')).toBeUndefined();
+    s.put(record('run4'));
+    expect([s.get('run1'), s.get('run2'), s.get('run3'), s.get('run4')].every(Boolean)).toBe(true);
+  });
+
+  it('finds a prediction by its idempotency key, per namespace', () => {
+    const s = new MemoryStore();
+    s.put(record('first', { idempotencyKey: 'key-1' }));
+    expect(s.findByIdempotencyKey('ns', 'key-1')?.id).toBe('first');
+    expect(s.findByIdempotencyKey('other', 'key-1')).toBeUndefined();
+  });
+});
+
+describe('Standard Webhooks signing', () => {
+  it('matches the test vector of the clients', () => {
+    expect(
+      sign(
+        'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+        'msg_p5jXN8AQM9LWM0D4loKWxJek',
+        1614265330,
+        '{"test": 2432232314}',
+      ),
+    ).toBe('v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=');
+  });
+});
+
+describe('webhook delivery', () => {
+  let server: Server | undefined;
+  afterEach(() => server?.close());
+
+  async function receiver(answer: (n: number) => number) {
+    const got: { headers: IncomingMessage['headers']; body: string; at: number }[] = [];
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => {
+        got.push({ headers: req.headers, body, at: Date.now() });
+        res.writeHead(answer(got.length)).end();
+      });
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    return { got, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` };
+  }
+
+  it('retries only the terminal one, with the same webhook-id, and throttles output', async () => {
+    const { got, url } = await receiver((n) => (n === 3 || n === 4 ? 500 : 200));
+    const w = new WebhookSender({
+      secretFor: () => 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+      log: pino({ level: 'silent' }),
+      throttleMs: 200,
+      retryBaseMs: 10,
+    });
+    w.register('p', 'ns', url, ['start', 'output', 'completed']);
+    w.notify('p', 'start', () => ({ n: 'start' }));
+    for (let i = 0; i < 5; i++) w.notify('p', 'output', () => ({ n: `output` }));
+    w.notify('p', 'logs', () => ({ n: 'logs' })); // not in the filter
+    await new Promise((r) => setTimeout(r, 300)); // past the throttle window, so the trailing output goes
+    w.notify('p', 'completed', () => ({ n: 'completed' }));
+    await w.drain();
+    expect(got.map((g) => JSON.parse(g.body).n)).toEqual([
+      'start',
+      'output',
+      'completed',
+      'completed',
+      'completed',
+    ]);
+    const terminal = got.slice(2).map((g) => g.headers['webhook-id']);
+    expect(new Set(terminal).size).toBe(1);
+    expect(got[0]!.headers['webhook-id']).not.toBe(terminal[0]);
+    for (const g of got) {
+      expect(g.headers['webhook-signature']).toBe(
+        sign(
+          'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+          String(g.headers['webhook-id']),
+          Number(g.headers['webhook-timestamp']),
+          g.body,
+        ),
+      );
+    }
+  });
+
+  it('does not follow redirects', async () => {
+    const { got, url } = await receiver(() => 302);
+    const w = new WebhookSender({
+      secretFor: () => 'whsec_AAAA',
+      log: pino({ level: 'silent' }),
+      retryBaseMs: 1,
+    });
+    w.register('p', 'ns', url, ['completed']);
+    w.notify('p', 'completed', () => ({}));
+    await w.drain();
+    expect(got).toHaveLength(1);
+  });
+});

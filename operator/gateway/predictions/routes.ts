@@ -1,0 +1,285 @@
+/**
+ * The prediction routes of the gateway (mounted under `/v1`): create (by version, model or
+ * deployment), list, get, cancel, and the signed event stream.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HttpError, readJson, sendJson, sseFrame } from '../../../lib/http.ts';
+import { paginate } from '../pagination.ts';
+import type { RequestContext, Route } from '../types.ts';
+import type { Catalog, DeploymentView } from './catalog.ts';
+import type { PredictionEngine } from './engine.ts';
+import { parseCancelAfter, parsePreferWait, parseVersionRef, parseWebhook } from './parse.ts';
+import { isTerminal, type PredictionRecord, type StreamEvent } from './record.ts';
+
+/** Largest create body (inputs may carry data: URIs). */
+export const MAX_BODY = 16 * 1024 * 1024;
+const PAGE_SIZE = 100;
+const KEEP_ALIVE_MS = 15_000;
+
+export interface PredictionRoutesOptions {
+  engine: PredictionEngine;
+  catalog: Catalog;
+  /** Seconds between SSE keep-alive comments (default 15). */
+  keepAliveMs?: number;
+}
+
+function unprocessable(detail: string, field = 'version'): HttpError {
+  return new HttpError(422, 'Unprocessable', detail, {
+    invalid_fields: [{ type: 'invalid', field, description: detail }],
+  });
+}
+
+/** The best of several deployments running one version: the model's own, then the most ready. */
+function pick(candidates: DeploymentView[], preferred?: string): DeploymentView | undefined {
+  const own = candidates.find((d) => d.name === preferred);
+  if (own) return own;
+  return [...candidates].sort(
+    (a, b) =>
+      (b.readyInstances ?? 0) - (a.readyInstances ?? 0) ||
+      a.namespace.localeCompare(b.namespace) ||
+      a.name.localeCompare(b.name),
+  )[0];
+}
+
+async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const b = await readJson(req, MAX_BODY);
+  if (typeof b !== 'object' || b === null || Array.isArray(b))
+    throw new HttpError(400, 'Bad request', 'the body must be a JSON object');
+  return b as Record<string, unknown>;
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
+  const { engine, catalog } = opts;
+  const keepAliveMs = opts.keepAliveMs ?? KEEP_ALIVE_MS;
+
+  /** The deployment serving model `owner/name` (its spec.deployment). */
+  function modelDeployment(owner: string, name: string): string {
+    const model = catalog.model(owner, name);
+    if (!model) throw new HttpError(404, 'Model not found', `model ${owner}/${name} does not exist`);
+    if (!model.deployment)
+      throw unprocessable(
+        `model ${owner}/${name} has no deployment: set its spec.deployment to a Deployment that runs it, or post to /deployments/{owner}/{name}/predictions`,
+      );
+    if (!catalog.deployment(owner, model.deployment))
+      throw unprocessable(
+        `model ${owner}/${name} names deployment ${model.deployment} in spec.deployment, which does not exist; create it`,
+      );
+    return model.deployment;
+  }
+
+  async function create(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    b: Record<string, unknown>,
+    target: { namespace: string; deployment: string; viaDeployment: boolean },
+  ): Promise<void> {
+    const wait = parsePreferWait(req.headers.prefer);
+    const cancelAfterMs = parseCancelAfter(req.headers['cancel-after']);
+    const { webhook, events } = parseWebhook(b.webhook, b.webhook_events_filter);
+    const key = header(req, 'idempotency-key');
+    if (key !== undefined && (key.length === 0 || key.length > 255))
+      throw new HttpError(400, 'Bad request', 'Idempotency-Key must be 1-255 characters');
+    const { record, replayed } = await engine.create({
+      ...target,
+      input: b.input,
+      webhook,
+      webhookEvents: events,
+      idempotencyKey: key,
+      cancelAfterMs,
+      baseUrl: ctx.baseUrl,
+    });
+    const headers: Record<string, string> = {};
+    if (replayed) headers['idempotent-replayed'] = 'true';
+    let view = engine.view(record, ctx.baseUrl);
+    if (wait !== undefined) {
+      await engine.waitDone(record.id, wait * 1000, ctx.signal);
+      headers['preference-applied'] = `wait=${wait}`;
+      view = engine.view(record, ctx.baseUrl);
+      // Both official clients treat a held answer that is not `starting` as final.
+      if (!isTerminal(view.status)) view.status = 'starting';
+    }
+    headers.location = view.urls.get;
+    sendJson(res, 201, view, headers);
+  }
+
+  /** Reads a prediction the caller may `verb`; 404 for one it may not see. */
+  async function visible(ctx: RequestContext, id: string, verb: 'get'): Promise<PredictionRecord> {
+    const rec = engine.get(id);
+    const notFound = new HttpError(404, 'Prediction not found', `no prediction "${id}"`);
+    if (!rec) throw notFound;
+    try {
+      await ctx.authorize(verb, 'predictions', rec.namespace);
+    } catch (err) {
+      if (err instanceof HttpError && err.status === 403) throw notFound;
+      throw err;
+    }
+    return rec;
+  }
+
+  return [
+    {
+      method: 'POST',
+      path: '/predictions',
+      async handle(req, res, ctx) {
+        const b = await body(req);
+        const ref = parseVersionRef(b.version);
+        if (ref.kind === 'model') {
+          await ctx.authorize('create', 'predictions', ref.owner);
+          const deployment = modelDeployment(ref.owner, ref.name);
+          return create(req, res, ctx, b, { namespace: ref.owner, deployment, viaDeployment: false });
+        }
+        if (ref.kind === 'model-version') {
+          await ctx.authorize('create', 'predictions', ref.owner);
+          const model = catalog.model(ref.owner, ref.name);
+          const candidates = catalog
+            .deploymentsRunning(ref.id, [ref.owner])
+            .filter((d) => d.model === ref.name);
+          const d = pick(candidates, model?.deployment);
+          if (!d)
+            throw unprocessable(
+              `no deployment runs version ${ref.id} of model ${ref.owner}/${ref.name}; create one (a Deployment with spec.version naming this version)`,
+            );
+          return create(req, res, ctx, b, {
+            namespace: d.namespace,
+            deployment: d.name,
+            viaDeployment: false,
+          });
+        }
+        const namespaces = await ctx.namespacesFor('create', 'predictions');
+        const d = pick(catalog.deploymentsRunning(ref.id, namespaces));
+        if (!d)
+          throw unprocessable(
+            `no deployment runs version ${ref.id}${namespaces === 'all' ? '' : ` in a namespace you may create predictions in (${namespaces.join(', ') || 'none'})`}; create one (a Deployment with spec.version naming this version)`,
+          );
+        await ctx.authorize('create', 'predictions', d.namespace);
+        return create(req, res, ctx, b, { namespace: d.namespace, deployment: d.name, viaDeployment: false });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/models/:owner/:name/predictions',
+      async handle(req, res, ctx, params) {
+        const owner = params.owner!;
+        await ctx.authorize('create', 'predictions', owner);
+        const b = await body(req);
+        const deployment = modelDeployment(owner, params.name!);
+        return create(req, res, ctx, b, { namespace: owner, deployment, viaDeployment: false });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/deployments/:owner/:name/predictions',
+      async handle(req, res, ctx, params) {
+        const owner = params.owner!;
+        const name = params.name!;
+        await ctx.authorize('create', 'predictions', owner);
+        const b = await body(req);
+        if (!catalog.deployment(owner, name))
+          throw new HttpError(404, 'Deployment not found', `deployment ${owner}/${name} does not exist`);
+        return create(req, res, ctx, b, { namespace: owner, deployment: name, viaDeployment: true });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/predictions',
+      async handle(_req, res, ctx) {
+        const namespaces = await ctx.namespacesFor('list', 'predictions');
+        const all = engine.store.list({ namespaces, limit: Number.POSITIVE_INFINITY }).items;
+        const page = paginate(all, {
+          url: ctx.url,
+          // Newest first: creation time (fixed width), then id.
+          key: (r) => `${String(r.createdAt).padStart(15, '0')}|${r.id}`,
+          pageSize: PAGE_SIZE,
+        });
+        sendJson(res, 200, {
+          ...page,
+          results: page.results.map((r) => engine.view(engine.get(r.id) ?? r, ctx.baseUrl)),
+        });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/predictions/:id',
+      async handle(_req, res, ctx, params) {
+        const rec = await visible(ctx, params.id!, 'get');
+        sendJson(res, 200, engine.view(rec, ctx.baseUrl));
+      },
+    },
+    {
+      method: 'POST',
+      path: '/predictions/:id/cancel',
+      async handle(_req, res, ctx, params) {
+        const rec = await visible(ctx, params.id!, 'get');
+        await ctx.authorize('create', 'predictions', rec.namespace);
+        const after = (await engine.cancel(rec.id)) ?? rec;
+        sendJson(res, 200, engine.view(after, ctx.baseUrl));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/predictions/:id/stream',
+      auth: false,
+      async handle(req, res, ctx, params) {
+        const id = params.id!;
+        if (!engine.verifyStreamToken(id, ctx.url.searchParams.get('token')) || !engine.get(id))
+          throw new HttpError(
+            404,
+            'Stream not found',
+            'no stream at this URL (the token does not match, or the prediction is gone)',
+          );
+        const last = Number(header(req, 'last-event-id') ?? 0);
+        res.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+          'x-accel-buffering': 'no',
+        });
+        res.flushHeaders();
+        let keepAlive: NodeJS.Timeout | undefined;
+        let unsubscribe: (() => void) | undefined;
+        let ended = false;
+        const close = () => {
+          if (keepAlive) clearInterval(keepAlive);
+          unsubscribe?.();
+        };
+        const send = (e: StreamEvent) => {
+          if (ended) return;
+          res.write(sseFrame(e));
+          if (e.event === 'done') {
+            ended = true;
+            close();
+            res.end();
+          }
+        };
+        res.on('close', close);
+        ctx.signal?.addEventListener(
+          'abort',
+          () => {
+            if (ended) return;
+            ended = true;
+            close();
+            res.end();
+          },
+          { once: true },
+        );
+        const { past, unsubscribe: unsub } = engine.events(id, Number.isFinite(last) ? last : 0, send);
+        unsubscribe = unsub;
+        for (const e of past) send(e);
+        if (ended) return;
+        if (!unsub) {
+          // Ended before this stream opened, with its done event already sent earlier.
+          ended = true;
+          res.end();
+          return;
+        }
+        keepAlive = setInterval(() => res.write(': keep-alive\n\n'), keepAliveMs);
+      },
+    },
+  ];
+}

@@ -1,0 +1,47 @@
+/**
+ * The prediction engine and routes as the operator runs them: deployments, models and
+ * versions from informers, instances from a watch on model Pods.
+ */
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Informer } from '../../runtime/index.ts';
+import type { Route } from '../types.ts';
+import { type CatalogInformers, InformerCatalog } from './catalog.ts';
+import { PodEndpoints, type PodLike } from './endpoints.ts';
+import { PredictionEngine } from './engine.ts';
+import { predictionRoutes } from './routes.ts';
+import type { PredictionStore } from './store.ts';
+
+export interface PredictionServiceOptions extends CatalogInformers {
+  /** Pods labelled `modelplane.dev/deployment` (every namespace). */
+  pods: Informer<PodLike>;
+  log: Logger;
+  registry?: Registry;
+  /** The webhook signing secret (`whsec_...`) of a namespace. */
+  secretFor?: (namespace: string) => string | Promise<string>;
+  store?: PredictionStore;
+  /** HMAC key of stream URL tokens: the same on every replica lets any of them serve a stream. */
+  streamKey?: Buffer;
+}
+
+export interface PredictionService {
+  engine: PredictionEngine;
+  catalog: InformerCatalog;
+  endpoints: PodEndpoints;
+  routes: Route[];
+}
+
+export function predictionService(opts: PredictionServiceOptions): PredictionService {
+  const catalog = new InformerCatalog(opts);
+  const endpoints = new PodEndpoints(opts.pods);
+  const engine = new PredictionEngine({
+    catalog,
+    endpoints,
+    log: opts.log,
+    registry: opts.registry,
+    secretFor: opts.secretFor,
+    store: opts.store,
+    streamKey: opts.streamKey,
+  });
+  return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog }) };
+}

@@ -1,0 +1,205 @@
+/**
+ * The gateway's calls to a sidecar's API (docs/sidecar.md): create a prediction (idempotent
+ * by id), read it, cancel it, and follow its server-sent events.
+ */
+import type { InvalidField } from '../../../lib/openapi-input.ts';
+
+export interface SidecarPrediction {
+  id: string;
+  status: string;
+  output?: unknown;
+  logs?: string;
+  error?: string | null;
+  started_at?: string | null;
+  completed_at?: string | null;
+  metrics?: { predict_time?: number; total_time?: number; queue_time?: number };
+  cost?: string;
+}
+
+export type CreateResult =
+  | { kind: 'accepted'; body: SidecarPrediction }
+  /** Refused before taking it (429 busy, 503 not ready or draining): send it elsewhere. */
+  | { kind: 'refused'; status: number; detail: string; retryAfterMs: number }
+  /** No answer: connection refused, reset, timed out. */
+  | { kind: 'unreachable'; error: string }
+  | { kind: 'invalid'; fields: InvalidField[]; detail: string }
+  | { kind: 'error'; status: number; detail: string };
+
+export type GetResult =
+  | { kind: 'ok'; body: SidecarPrediction }
+  | { kind: 'not-found' }
+  | { kind: 'unreachable'; error: string }
+  | { kind: 'error'; status: number; detail: string };
+
+export interface SseEvent {
+  id: number;
+  event: string;
+  data: string;
+}
+
+function describe(err: unknown): string {
+  const e = err as { message?: string; cause?: { code?: string; message?: string } };
+  const cause = e.cause?.code ?? e.cause?.message;
+  return cause ? `${e.message ?? 'error'} (${cause})` : (e.message ?? String(err));
+}
+
+async function readBody(res: Response): Promise<Record<string, unknown>> {
+  const text = await res.text();
+  try {
+    const v = JSON.parse(text) as unknown;
+    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : { detail: text };
+  } catch {
+    return { detail: text };
+  }
+}
+
+export interface SidecarClientOptions {
+  /** Limit of a create or a read (default 30 s). */
+  timeoutMs?: number;
+  /** A stream that brings nothing, not even a keep-alive, this long is dropped (default 45 s). */
+  streamIdleMs?: number;
+}
+
+export class SidecarClient {
+  private readonly timeoutMs: number;
+  private readonly streamIdleMs: number;
+
+  constructor(opts: SidecarClientOptions = {}) {
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.streamIdleMs = opts.streamIdleMs ?? 45_000;
+  }
+
+  async create(base: string, id: string, input: Record<string, unknown>): Promise<CreateResult> {
+    let res: Response;
+    let body: Record<string, unknown>;
+    try {
+      res = await fetch(`${base}/predictions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id, input }),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      body = await readBody(res);
+    } catch (err) {
+      return { kind: 'unreachable', error: describe(err) };
+    }
+    const detail = typeof body.detail === 'string' ? body.detail : `HTTP ${res.status}`;
+    if (res.status === 200 || res.status === 201)
+      return { kind: 'accepted', body: body as unknown as SidecarPrediction };
+    if (res.status === 429 || res.status === 503) {
+      const ra = Number(res.headers.get('retry-after'));
+      return {
+        kind: 'refused',
+        status: res.status,
+        detail,
+        retryAfterMs: Number.isFinite(ra) && ra > 0 ? Math.min(ra, 10) * 1000 : 1000,
+      };
+    }
+    if (res.status === 422) {
+      const fields = Array.isArray(body.invalid_fields) ? (body.invalid_fields as InvalidField[]) : [];
+      return { kind: 'invalid', fields, detail };
+    }
+    return { kind: 'error', status: res.status, detail };
+  }
+
+  async get(base: string, id: string): Promise<GetResult> {
+    try {
+      const res = await fetch(`${base}/predictions/${encodeURIComponent(id)}`, {
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      const body = await readBody(res);
+      if (res.status === 200) return { kind: 'ok', body: body as unknown as SidecarPrediction };
+      if (res.status === 404) return { kind: 'not-found' };
+      return { kind: 'error', status: res.status, detail: String(body.detail ?? `HTTP ${res.status}`) };
+    } catch (err) {
+      return { kind: 'unreachable', error: describe(err) };
+    }
+  }
+
+  /** Asks the sidecar to cancel; resolves with whether it answered. */
+  async cancel(base: string, id: string): Promise<boolean> {
+    try {
+      const res = await fetch(`${base}/predictions/${encodeURIComponent(id)}/cancel`, {
+        method: 'POST',
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      await res.arrayBuffer();
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Follows the prediction's events after `lastEventId` until `done` (resolves 'done'), the
+   * stream ends without it ('ended'), or `signal` aborts. Throws on a connection error, an
+   * answer other than 200, or a stream idle past the limit.
+   */
+  async stream(
+    base: string,
+    id: string,
+    lastEventId: number,
+    onEvent: (e: SseEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<'done' | 'ended'> {
+    const abort = new AbortController();
+    const onOuter = () => abort.abort(signal?.reason);
+    signal?.addEventListener('abort', onOuter, { once: true });
+    let idle: NodeJS.Timeout | undefined;
+    let idled = false;
+    const arm = () => {
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(() => {
+        idled = true;
+        abort.abort();
+      }, this.streamIdleMs);
+    };
+    arm();
+    try {
+      const res = await fetch(`${base}/predictions/${encodeURIComponent(id)}/stream`, {
+        headers: {
+          accept: 'text/event-stream',
+          ...(lastEventId > 0 ? { 'last-event-id': String(lastEventId) } : {}),
+        },
+        signal: abort.signal,
+      });
+      if (res.status !== 200 || !res.body) {
+        const text = await res.text().catch(() => '');
+        throw new Error(`the stream answered ${res.status}: ${text.slice(0, 200)}`);
+      }
+      const decoder = new TextDecoder();
+      let buf = '';
+      for await (const chunk of res.body) {
+        arm();
+        buf += decoder.decode(chunk as Uint8Array, { stream: true });
+        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          let eid: number | undefined;
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) continue;
+            if (line.startsWith('id:')) eid = Number(line.slice(3).trim());
+            else if (line.startsWith('event:')) event = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          }
+          if (eid === undefined || !Number.isFinite(eid)) continue;
+          onEvent({ id: eid, event, data: data.join('\n') });
+          if (event === 'done') {
+            abort.abort();
+            return 'done';
+          }
+        }
+      }
+      return 'ended';
+    } catch (err) {
+      if (idled) throw new Error(`the stream was silent for ${this.streamIdleMs / 1000} s`);
+      if (signal?.aborted) return 'ended';
+      throw new Error(describe(err));
+    } finally {
+      if (idle) clearTimeout(idle);
+      signal?.removeEventListener('abort', onOuter);
+    }
+  }
+}
