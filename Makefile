@@ -71,6 +71,10 @@ bench-sidecar: python $(DEPS_STAMP) ## benchmark: the sidecar's added latency ov
 bench-autoscaler: cluster-bin $(DEPS_STAMP) ## benchmark: a burst's time to the child replicas in the API server
 	node bench/autoscaler.ts
 
+.PHONY: dev
+dev: cluster-bin python $(DEPS_STAMP) ## run it all here: control plane, operator, pod runner, example models; Ctrl-C stops it
+	@node cli/modelplane.ts dev $(DEV_FLAGS)
+
 .PHONY: cluster-up
 cluster-up: cluster-bin $(DEPS_STAMP) ## start a local control plane with GPU node pools in the background
 	@node e2e/cluster/cli.ts up $(POOLS)

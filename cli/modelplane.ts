@@ -19,6 +19,11 @@ export const subcommands: Record<string, Subcommand> = {
   operator: { summary: operator.summary, run: operator.run },
   sidecar: { summary: sidecar.summary, run: sidecar.run },
   token: { summary: token.summary, run: token.run },
+  // From a checkout only: it runs the local cluster harness of e2e/, loaded when asked for.
+  dev: {
+    summary: 'run modelplane on this machine: control plane, operator, pod runner, example models',
+    run: async (argv) => (await import('../e2e/dev/main.ts')).run(argv),
+  },
 };
 
 export function version(): string {

@@ -1,5 +1,5 @@
 /**
- * Every YAML file in examples/ against a real API server: it passes a server-side dry-run
+ * Every YAML file in examples/ and examples/dev/ against a real API server: it passes a server-side dry-run
  * apply, and applying it twice changes nothing the second time.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -16,7 +16,12 @@ import { installCrds } from './install.ts';
 const cluster = useCluster();
 const ns = useNamespace(cluster, 'examples');
 const examplesDir = fileURLToPath(new URL('../examples', import.meta.url));
-const files = readdirSync(examplesDir).filter((f) => f.endsWith('.yaml'));
+/** The top level (what a user applies to a cluster) and dev/ (what `make dev` applies). */
+const files = ['', 'dev/'].flatMap((dir) =>
+  readdirSync(join(examplesDir, dir))
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => `${dir}${f}`),
+);
 // A discovery cache of this file's own, so kubectl sees the CRDs installed below.
 const cacheDir = mkdtempSync(join(tmpdir(), 'examples-kubectl-'));
 const kubectl = (...args: string[]) => cluster.kubectl(`--cache-dir=${cacheDir}`, ...args);

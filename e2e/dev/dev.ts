@@ -1,0 +1,338 @@
+/**
+ * `modelplane dev` (and `make dev`): everything on one machine. Builds what is missing, starts
+ * the local control plane with GPU node pools and the pod runner's nodes, installs the CRDs
+ * and default HardwareClasses, starts the operator (controllers, autoscaler and gateway) and
+ * the pod runner, applies the example models, waits until they serve, and mints an API token.
+ *
+ * `startDev` is what the end-to-end test runs too; `stop` ends everything it started.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { parseAllDocuments } from 'yaml';
+import { CONDITION, installCrds } from '../../crds/index.ts';
+import { Deployments } from '../../operator/controllers/resources.ts';
+import { createApiToken } from '../../operator/gateway/tokens.ts';
+import { createLogger, KubeClient } from '../../operator/runtime/index.ts';
+import { LocalCluster } from '../cluster/local.ts';
+import type { NodePool } from '../cluster/node-pools.ts';
+import { binaries, repoRoot } from '../cluster/paths.ts';
+import { freePort, type GroupProcess, startGroupProcess, stopGroup } from '../cluster/processes.ts';
+import { PodRunner, runnerPools } from '../podrunner/index.ts';
+
+export interface DevOptions {
+  /** Namespace the example models go to, and that the API token acts in (default `default`). */
+  namespace?: string;
+  /** Manifests to apply (default examples/dev/*.yaml). */
+  examples?: string[];
+  /** Port of the gateway on 127.0.0.1 (default 8000; 0 picks a free one). */
+  gatewayPort?: number;
+  /** Extra directories of Cog predictors the pod runner serves as modelplane.local/<name>. */
+  modelsDirs?: string[];
+  /** Where logs go (default .modelplane/dev/ in the checkout). */
+  logDir?: string;
+  /** Flags added to `modelplane operator` (a later flag wins). */
+  operatorFlags?: string[];
+  /** Aborting it while starting stops what was started and rejects. */
+  signal?: AbortSignal;
+  /** Progress lines. */
+  log?: (line: string) => void;
+}
+
+export interface Dev {
+  kubeconfig: string;
+  /** The gateway's base URL, without /v1. */
+  gatewayUrl: string;
+  /** An API token for `namespace`. */
+  token: string;
+  namespace: string;
+  logDir: string;
+  /** Where the operator's log is. */
+  operatorLog: string;
+  /** Deployments applied from the examples, `namespace/name`. */
+  deployments: string[];
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_EXAMPLES = ['echo.yaml', 'embed.yaml'].map((f) => join(repoRoot, 'examples', 'dev', f));
+/** Namespace of the operator's own objects: its Lease and the API token Secrets. */
+export const SYSTEM_NAMESPACE = 'modelplane-system';
+export const RUNNER_NAME = 'local';
+
+/**
+ * Nodes kwok fakes: A100 and H100 nodes, to see GPU scheduling at work. The example models run
+ * on the pod runner's T4 and CPU nodes; kwok has no T4 or CPU node, so they always land there.
+ */
+export function kwokPools(): NodePool[] {
+  return [
+    {
+      name: 'gpu-a100-80gb',
+      count: 1,
+      cpu: '96',
+      memory: '1152Gi',
+      gpu: { product: 'NVIDIA-A100-SXM4-80GB', count: 8, memoryMiB: 81920, family: 'ampere' },
+      labels: { 'node.kubernetes.io/instance-type': 'p4de.24xlarge' },
+    },
+    {
+      name: 'gpu-h100',
+      count: 1,
+      cpu: '192',
+      memory: '2048Gi',
+      gpu: { product: 'NVIDIA-H100-80GB-HBM3', count: 8, memoryMiB: 81559, family: 'hopper' },
+      labels: { 'node.kubernetes.io/instance-type': 'p5.48xlarge' },
+    },
+  ];
+}
+
+/** Runs a build script when `check` fails, its progress on this terminal. */
+async function ensureBuilt(what: string, check: () => boolean, script: string, log: (l: string) => void) {
+  if (check()) return;
+  log(`${what} missing: running hack/${script} (first run only, several minutes; progress follows)`);
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('bash', [join(repoRoot, 'hack', script)], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`hack/${script} exited with ${code}`)),
+    );
+    child.on('error', reject);
+  });
+}
+
+function controlPlaneBuilt(): boolean {
+  try {
+    binaries();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function pythonBuilt(): boolean {
+  return (
+    spawnSync('bash', [join(repoRoot, 'hack', 'python.sh'), '--check'], { stdio: 'ignore' }).status === 0
+  );
+}
+
+export function readManifests(file: string): Record<string, unknown>[] {
+  return parseAllDocuments(readFileSync(file, 'utf8'))
+    .map((d) => d.toJS() as Record<string, unknown> | null)
+    .filter((d): d is Record<string, unknown> => d !== null);
+}
+
+/** Runs the built kubectl against `kubeconfig`. */
+export function kubectl(kubeconfig: string, args: string[]): string {
+  const r = spawnSync(binaries().kubectl, args, {
+    env: { ...process.env, KUBECONFIG: kubeconfig },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.status}`}`);
+  return r.stdout;
+}
+
+/** The Ready condition of a modelplane Deployment, or undefined while it has none. */
+async function readyCondition(client: KubeClient, namespace: string, name: string) {
+  const d = await client.get(Deployments, name, namespace);
+  return d?.status?.conditions?.find((c) => c.type === CONDITION.Ready);
+}
+
+/**
+ * Polls `check` until it is true; throws at the deadline (with the last error) or as soon as
+ * `fatal` names a reason to give up.
+ */
+async function until(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  fatal: () => string | undefined,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = '';
+  for (;;) {
+    const reason = fatal();
+    if (reason) throw new Error(reason);
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = (err as Error).message;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs / 1000} s waiting for ${what}${lastError ? `: ${lastError}` : ''}`,
+      );
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export async function startDev(opts: DevOptions = {}): Promise<Dev> {
+  const log = opts.log ?? (() => {});
+  const namespace = opts.namespace ?? 'default';
+  const logDir = opts.logDir ?? join(repoRoot, '.modelplane', 'dev', 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const cleanups: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const c of cleanups.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log(`while stopping: ${(err as Error).message}`);
+      }
+    }
+  };
+  const step = (line: string) => {
+    if (opts.signal?.aborted) throw new Error('interrupted');
+    log(line);
+  };
+  try {
+    await ensureBuilt('the control-plane binaries', controlPlaneBuilt, 'cluster-bin.sh', log);
+    await ensureBuilt('the Python environment of the example models', pythonBuilt, 'python.sh', log);
+
+    step('starting the control plane (etcd, kube-apiserver, controller manager, scheduler, kwok)');
+    const cluster = await LocalCluster.start({ pools: kwokPools(), log: (l) => log(`  cluster: ${l}`) });
+    cleanups.push(() => cluster.stop());
+    const kubeconfig = cluster.kubeconfig;
+    const kc = new KubeConfig();
+    kc.loadFromFile(kubeconfig);
+    const client = new KubeClient(kc);
+
+    step('installing the CRDs and the default HardwareClasses');
+    await installCrds(kc);
+    kubectl(kubeconfig, ['create', 'namespace', SYSTEM_NAMESPACE]);
+    if (namespace !== 'default' && namespace !== SYSTEM_NAMESPACE)
+      kubectl(kubeconfig, ['create', 'namespace', namespace]);
+    kubectl(kubeconfig, [
+      'apply',
+      '--server-side',
+      '-f',
+      join(repoRoot, 'examples', 'hardware-classes.yaml'),
+    ]);
+
+    step('starting the pod runner (a T4 GPU node and a CPU node whose pods run here)');
+    const runnerLog: Logger = createLogger({ level: process.env.MODELPLANE_LOG_LEVEL ?? 'warn' });
+    const runner = new PodRunner({
+      kubeconfig,
+      name: RUNNER_NAME,
+      pools: runnerPools(RUNNER_NAME),
+      modelsDirs: opts.modelsDirs ?? [],
+      logDir: join(logDir, 'pods'),
+      log: runnerLog,
+    });
+    await runner.start();
+    cleanups.push(() => runner.stop());
+
+    const gatewayPort =
+      opts.gatewayPort === 0 || opts.gatewayPort === undefined ? await freePort() : opts.gatewayPort;
+    const httpPort = await freePort();
+    const operatorLog = join(logDir, 'operator.log');
+    step(
+      `starting the operator (controllers, autoscaler, gateway on 127.0.0.1:${gatewayPort}); log: ${operatorLog}`,
+    );
+    const operator: GroupProcess = startGroupProcess(
+      'operator',
+      process.execPath,
+      [
+        join(repoRoot, 'cli', 'modelplane.ts'),
+        'operator',
+        `--kubeconfig=${kubeconfig}`,
+        '--roles=controllers,gateway',
+        '--leader-elect=false',
+        `--lease-namespace=${SYSTEM_NAMESPACE}`,
+        `--token-namespace=${SYSTEM_NAMESPACE}`,
+        `--gateway-address=127.0.0.1:${gatewayPort}`,
+        `--http-address=127.0.0.1:${httpPort}`,
+        ...(opts.operatorFlags ?? []),
+      ],
+      operatorLog,
+    );
+    cleanups.push(() => stopGroup(operator.pid, 35_000));
+    const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+    const fatal = () =>
+      opts.signal?.aborted
+        ? 'interrupted'
+        : operator.hasExited()
+          ? `the operator exited; see ${operatorLog}`
+          : undefined;
+    await until(
+      'the operator to be ready',
+      async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok,
+      60_000,
+      fatal,
+    );
+
+    const { token } = await createApiToken(client, {
+      name: 'dev',
+      namespaces: [namespace],
+      tokenNamespace: SYSTEM_NAMESPACE,
+    });
+
+    const deployments: string[] = [];
+    for (const file of opts.examples ?? DEFAULT_EXAMPLES) {
+      step(`applying ${file.startsWith(repoRoot) ? file.slice(repoRoot.length + 1) : file}`);
+      kubectl(kubeconfig, ['apply', '--server-side', '-n', namespace, '-f', file]);
+      for (const doc of readManifests(file)) {
+        const meta = doc.metadata as { name?: string } | undefined;
+        if (doc.kind === 'Deployment' && String(doc.apiVersion).startsWith('modelplane.dev/') && meta?.name)
+          deployments.push(`${namespace}/${meta.name}`);
+      }
+    }
+    for (const key of deployments) {
+      const [ns, name] = key.split('/') as [string, string];
+      step(`waiting for deployment ${name} to be ready (its model server starts on this machine)`);
+      let last = '';
+      await until(
+        `deployment ${key} to be Ready`,
+        async () => {
+          const c = await readyCondition(client, ns, name);
+          const line = c ? `${c.reason}: ${c.message}` : 'no status yet';
+          if (line !== last) {
+            log(`  ${name}: ${line}`);
+            last = line;
+          }
+          return c?.status === 'True';
+        },
+        600_000,
+        fatal,
+      );
+    }
+    return { kubeconfig, gatewayUrl, token, namespace, logDir, operatorLog, deployments, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** What `modelplane dev` prints once everything serves. */
+export function banner(dev: Dev): string {
+  const model = 'echo';
+  return `
+modelplane is running.
+
+  gateway     ${dev.gatewayUrl}/v1
+  API token   ${dev.token}
+  kubeconfig  export KUBECONFIG=${dev.kubeconfig}
+  logs        ${dev.logDir}
+
+Call a model:
+
+  curl -s -X POST ${dev.gatewayUrl}/v1/models/${dev.namespace}/${model}/predictions \\
+    -H 'Authorization: Bearer ${dev.token}' -H 'Content-Type: application/json' \\
+    -H 'Prefer: wait' -d '{"input": {"text": "hello"}}'
+
+With the replicate npm client (npm install replicate):
+
+  import Replicate from 'replicate';
+  const replicate = new Replicate({ auth: '${dev.token}', baseUrl: '${dev.gatewayUrl}/v1' });
+  console.log(await replicate.run('${dev.namespace}/embed', { input: { text: 'hello' } }));
+
+Watch it work:
+
+  kubectl get deployments.modelplane.dev,predictions -A -w
+  kubectl get pods -o wide -w
+
+Add a model: put a Cog predictor in examples/models/<name>/ (predict.py, cog.yaml), apply a
+Model, a ModelVersion with image modelplane.local/<name>:dev and a Deployment (see
+examples/dev/echo.yaml). Ctrl-C stops everything.
+`;
+}

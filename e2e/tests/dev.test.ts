@@ -1,0 +1,242 @@
+/**
+ * `modelplane dev` end to end, as a new user runs it: the real command in a child process on
+ * a cluster of its own, the printed token and URL used by the official `replicate` client,
+ * kubectl on the printed kubeconfig, then Ctrl-C (SIGINT), after which nothing it started
+ * runs.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Replicate from 'replicate';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot } from '../cluster/paths.ts';
+import { freePort, waitFor } from '../cluster/processes.ts';
+import { kubectl } from '../dev/dev.ts';
+
+const NS = 'dev-e2e';
+let child: ChildProcess;
+let stdout = '';
+let stderr = '';
+let exited: Promise<number | null>;
+let gateway = '';
+let token = '';
+let kubeconfig = '';
+let replicate: Replicate;
+
+/** Every process whose command line or environment mentions `needle` (but this test's own). */
+function processesWith(needle: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    if (Number(pid) === process.pid) continue;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      const env = readFileSync(`/proc/${pid}/environ`, 'utf8');
+      if (cmd.includes(needle) || env.includes(needle)) found.push(`${pid}: ${cmd.slice(0, 200)}`);
+    } catch {}
+  }
+  return found;
+}
+
+const k = (...args: string[]) => kubectl(kubeconfig, args);
+
+function workloadReplicas(name: string): number {
+  return Number(k('get', 'deployments.apps', name, '-n', NS, '-o', 'jsonpath={.spec.replicas}') || '0');
+}
+
+describe('modelplane dev', () => {
+  beforeAll(async () => {
+    const port = await freePort();
+    child = spawn(
+      process.execPath,
+      [join(repoRoot, 'cli', 'modelplane.ts'), 'dev', `--port=${port}`, `--namespace=${NS}`],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, MODELPLANE_LOG_LEVEL: 'warn' },
+      },
+    );
+    child.stdout?.on('data', (b: Buffer) => {
+      stdout += b.toString();
+    });
+    child.stderr?.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
+    exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitFor(
+      'modelplane dev to print how to call the models',
+      () => {
+        if (child.exitCode !== null) throw new Error(`modelplane dev exited ${child.exitCode}:\n${stderr}`);
+        return /API token\s+\S+/.test(stdout) && /kubeconfig\s+export KUBECONFIG=\S+/.test(stdout);
+      },
+      { timeoutMs: 540_000, intervalMs: 250 },
+    ).catch((err) => {
+      throw new Error(`${(err as Error).message}\n--- its stderr:\n${stderr}`);
+    });
+    gateway = /gateway\s+(http:\S+)\/v1/.exec(stdout)?.[1] ?? '';
+    token = /API token\s+(\S+)/.exec(stdout)?.[1] ?? '';
+    kubeconfig = /export KUBECONFIG=(\S+)/.exec(stdout)?.[1] ?? '';
+    replicate = new Replicate({ auth: token, baseUrl: `${gateway}/v1` });
+  }, 600_000);
+
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+
+  it('prints the gateway URL, a token, a curl example, a replicate snippet and kubectl commands', () => {
+    expect(gateway).toBe(`http://127.0.0.1:${new URL(gateway).port}`);
+    expect(token).toMatch(/^mp_/);
+    expect(stdout).toContain(`curl -s -X POST ${gateway}/v1/models/${NS}/echo/predictions`);
+    expect(stdout).toContain(`new Replicate({ auth: '${token}', baseUrl: '${gateway}/v1' })`);
+    expect(stdout).toContain('kubectl get deployments.modelplane.dev');
+  });
+
+  it('answers the printed curl example', async () => {
+    const res = await fetch(`${gateway}/v1/models/${NS}/echo/predictions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', prefer: 'wait' },
+      body: JSON.stringify({ input: { text: 'hello' } }),
+    });
+    expect(res.status).toBe(201);
+    const body = (await res.json()) as { status: string; output: unknown };
+    expect(body.status).toBe('succeeded');
+    expect(body.output).toBe('hello');
+  });
+
+  it('serves a 384-dimension embedding from embed and an echo from echo to the replicate client', async () => {
+    const vector = (await replicate.run(`${NS}/embed`, {
+      input: { text: 'a sentence to embed' },
+    })) as number[];
+    expect(Array.isArray(vector)).toBe(true);
+    expect(vector).toHaveLength(384);
+    const norm = Math.sqrt(vector.reduce((s, v) => s + v * v, 0));
+    expect(norm).toBeCloseTo(1, 3);
+    expect(await replicate.run(`${NS}/echo`, { input: { text: 'back again', repeat: 2 } })).toBe(
+      'back againback again',
+    );
+  });
+
+  it('takes a minInstances: 0 deployment from 0 to 1 for a prediction, and back to 0 when idle', async () => {
+    const file = join(repoRoot, '.modelplane', 'dev', 'echo-zero.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: modelplane.dev/v1alpha1
+kind: Deployment
+metadata:
+  name: echo-zero
+spec:
+  model: echo
+  version: echo-v1
+  hardware: gpu-t4
+  minInstances: 0
+  maxInstances: 1
+  scaling:
+    scaleDownDelaySeconds: 0
+    scaleToZeroAfterSeconds: 3
+`,
+    );
+    k('apply', '--server-side', '-n', NS, '-f', file);
+    await waitFor('echo-zero to exist with 0 replicas', () => {
+      try {
+        return workloadReplicas('echo-zero') === 0;
+      } catch {
+        return false;
+      }
+    });
+    expect(k('get', 'pods', '-n', NS, '-l', 'modelplane.dev/deployment=echo-zero', '-o', 'name').trim()).toBe(
+      '',
+    );
+
+    const prediction = await replicate.deployments.predictions.create(NS, 'echo-zero', {
+      input: { text: 'wake up' },
+    });
+    const done = await waitFor(
+      'the prediction on echo-zero to finish',
+      async () => {
+        const p = await replicate.predictions.get(prediction.id);
+        return ['succeeded', 'failed', 'canceled'].includes(p.status) ? p : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 200 },
+    );
+    expect(done.status).toBe('succeeded');
+    expect(done.output).toBe('wake up');
+
+    await waitFor(
+      'echo-zero to go back to 0 replicas and no pods',
+      () => {
+        const pods = k(
+          'get',
+          'pods',
+          '-n',
+          NS,
+          '-l',
+          'modelplane.dev/deployment=echo-zero',
+          '-o',
+          'name',
+        ).trim();
+        return workloadReplicas('echo-zero') === 0 && pods === '';
+      },
+      { timeoutMs: 90_000, intervalMs: 500 },
+    );
+    const events = k(
+      'get',
+      'events',
+      '-n',
+      NS,
+      '--field-selector',
+      'involvedObject.name=echo-zero',
+      '-o',
+      'jsonpath={.items[*].reason}',
+    );
+    expect(events).toContain('ScaledFromZero');
+    expect(events).toContain('ScaledToZero');
+  });
+
+  it('removes every child when the Model and its Deployments are deleted', async () => {
+    const selector = 'modelplane.dev/deployment in (echo,echo-zero)';
+    const children = () =>
+      k('get', 'deployments.apps,replicasets,pods,secrets', '-n', NS, '-l', selector, '-o', 'name')
+        .trim()
+        .split('\n')
+        .filter(Boolean);
+    expect(children().length).toBeGreaterThan(0);
+    k('delete', 'models.modelplane.dev', 'echo', '-n', NS, '--wait=false');
+    k('delete', 'deployments.modelplane.dev', 'echo', 'echo-zero', '-n', NS, '--wait=false');
+    await waitFor('every child to be gone', () => children().length === 0, {
+      timeoutMs: 120_000,
+      intervalMs: 500,
+    });
+    expect(k('get', 'deployments.modelplane.dev', '-n', NS, '-o', 'name').trim()).toBe(
+      'deployment.modelplane.dev/embed',
+    );
+  });
+
+  it('stops everything it started on Ctrl-C', async () => {
+    const clusterDir = kubeconfig.slice(0, kubeconfig.lastIndexOf('/'));
+    expect(processesWith(clusterDir).length).toBeGreaterThan(0);
+    // embed still runs: its model server and sidecar are processes on its pod's address.
+    const podIp = k(
+      'get',
+      'pods',
+      '-n',
+      NS,
+      '-l',
+      'modelplane.dev/deployment=embed',
+      '-o',
+      'jsonpath={.items[0].status.podIP}',
+    ).trim();
+    expect(podIp).toMatch(/^127\./);
+    expect(processesWith(podIp).length).toBeGreaterThan(0);
+    child.kill('SIGINT');
+    const code = await Promise.race([
+      exited,
+      new Promise<string>((r) => setTimeout(() => r('still running after 90 s'), 90_000)),
+    ]);
+    expect(code, stderr).toBe(0);
+    expect(processesWith(clusterDir)).toEqual([]);
+    expect(processesWith(podIp)).toEqual([]);
+    expect(processesWith(`--gateway-address=127.0.0.1:${new URL(gateway).port}`)).toEqual([]);
+    await expect(fetch(`${gateway}/v1/hardware`)).rejects.toThrow();
+  }, 120_000);
+});
