@@ -171,13 +171,15 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
   const namespace = opts.namespace ?? 'default';
   const logDir = opts.logDir ?? join(repoRoot, '.modelplane', 'dev', 'logs');
   mkdirSync(logDir, { recursive: true });
-  const cleanups: (() => Promise<void>)[] = [];
+  const cleanups: { what: string; run: () => Promise<void> }[] = [];
   const stop = async () => {
     for (const c of cleanups.splice(0).reverse()) {
+      const t0 = Date.now();
       try {
-        await c();
+        await c.run();
+        log(`stopped ${c.what} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       } catch (err) {
-        log(`while stopping: ${(err as Error).message}`);
+        log(`while stopping ${c.what}: ${(err as Error).message}`);
       }
     }
   };
@@ -191,7 +193,7 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
 
     step('starting the control plane (etcd, kube-apiserver, controller manager, scheduler, kwok)');
     const cluster = await LocalCluster.start({ pools: kwokPools(), log: (l) => log(`  cluster: ${l}`) });
-    cleanups.push(() => cluster.stop());
+    cleanups.push({ what: 'the control plane', run: () => cluster.stop() });
     const kubeconfig = cluster.kubeconfig;
     const kc = new KubeConfig();
     kc.loadFromFile(kubeconfig);
@@ -220,7 +222,7 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
       log: runnerLog,
     });
     await runner.start();
-    cleanups.push(() => runner.stop());
+    cleanups.push({ what: 'the pod runner and its pods', run: () => runner.stop() });
 
     const gatewayPort =
       opts.gatewayPort === 0 || opts.gatewayPort === undefined ? await freePort() : opts.gatewayPort;
@@ -246,7 +248,7 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
       ],
       operatorLog,
     );
-    cleanups.push(() => stopGroup(operator.pid, 35_000));
+    cleanups.push({ what: 'the operator', run: () => stopGroup(operator.pid, 35_000) });
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
     const fatal = () =>
       opts.signal?.aborted

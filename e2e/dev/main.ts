@@ -91,5 +91,7 @@ export async function run(argv: string[]): Promise<number> {
   await stopped;
   await dev.stop();
   log('stopped');
-  return 0;
+  // Everything started is stopped; leftover client timers (watch restarts, keep-alives) must
+  // not hold the terminal.
+  process.exit(0);
 }

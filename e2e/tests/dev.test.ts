@@ -132,6 +132,7 @@ spec:
   minInstances: 0
   maxInstances: 1
   scaling:
+    stableWindowSeconds: 6
     scaleDownDelaySeconds: 0
     scaleToZeroAfterSeconds: 3
 `,
@@ -231,9 +232,16 @@ spec:
     child.kill('SIGINT');
     const code = await Promise.race([
       exited,
-      new Promise<string>((r) => setTimeout(() => r('still running after 90 s'), 90_000)),
+      new Promise<string>((r) => setTimeout(() => r('still running after 30 s'), 30_000)),
     ]);
     expect(code, stderr).toBe(0);
+    // How long each part took to stop, for whoever reads the test output.
+    process.stderr.write(
+      `${stderr
+        .split('\n')
+        .filter((l) => l.includes('stop'))
+        .join('\n')}\n`,
+    );
     expect(processesWith(clusterDir)).toEqual([]);
     expect(processesWith(podIp)).toEqual([]);
     expect(processesWith(`--gateway-address=127.0.0.1:${new URL(gateway).port}`)).toEqual([]);
