@@ -108,6 +108,8 @@ describe('leader election between manager processes', () => {
     await createStamp('two');
     await waitFor('two to be stamped', async () => (await stampedBy('two')) !== undefined);
     expect(await stampedBy('two')).toBe('b');
+    // Its log line comes through a pipe, possibly after the object was written.
+    await waitFor('b to log its stamp', () => b.lines.some((l) => l.msg === 'stamped'));
     expect(b.lines.filter((l) => l.msg === 'stamped')).toHaveLength(1);
     const lease = await client.get(Leases, 'stamper', ns());
     expect(lease.spec?.leaseTransitions).toBe(1);
