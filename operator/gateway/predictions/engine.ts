@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { HttpError } from '../../../lib/http.ts';
 import { type InvalidField, validateInput } from '../../../lib/openapi-input.ts';
+import type { DemandSource, DeploymentDemand } from '../../autoscaler/demand.ts';
 import { type Catalog, type DeploymentView, notReadyReason } from './catalog.ts';
 import { type Endpoint, type EndpointSource, leastOutstanding } from './endpoints.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
@@ -34,21 +35,6 @@ import {
 import { SidecarClient as Client, type SidecarClient, type SidecarPrediction } from './sidecar-client.ts';
 import { MemoryStore, type PredictionStore } from './store.ts';
 import { WebhookSender, type WebhookSenderOptions } from './webhooks.ts';
-
-/** What the autoscaler reads (implemented structurally). */
-export interface DeploymentDemand {
-  namespace: string;
-  name: string;
-  queued: number;
-  inflight: number;
-  perPod: Record<string, number>;
-  lastActivityMs?: number;
-}
-
-export interface DemandSource {
-  demand(): DeploymentDemand[];
-  onPoke(listener: (namespace: string, name: string) => void): void;
-}
 
 export interface EngineOptions {
   catalog: Catalog;

@@ -8,13 +8,7 @@ export {
   PodResource,
   StaticEndpoints,
 } from './endpoints.ts';
-export {
-  type CreateRequest,
-  type DemandSource,
-  type DeploymentDemand,
-  type EngineOptions,
-  PredictionEngine,
-} from './engine.ts';
+export { type CreateRequest, type EngineOptions, PredictionEngine } from './engine.ts';
 export { type PredictionRecord, type PredictionView, toView } from './record.ts';
 export { predictionRoutes } from './routes.ts';
 export { type PredictionService, type PredictionServiceOptions, predictionService } from './service.ts';
