@@ -17,7 +17,7 @@ import { Deployments } from '../../operator/controllers/resources.ts';
 import { createApiToken } from '../../operator/gateway/tokens.ts';
 import { createLogger, KubeClient } from '../../operator/runtime/index.ts';
 import { LocalCluster } from '../cluster/local.ts';
-import type { NodePool } from '../cluster/node-pools.ts';
+import { type NodePool, standardPools } from '../cluster/node-pools.ts';
 import { binaries, repoRoot } from '../cluster/paths.ts';
 import { freePort, type GroupProcess, startGroupProcess, stopGroup } from '../cluster/processes.ts';
 import { PodRunner, runnerPools } from '../podrunner/index.ts';
@@ -62,28 +62,12 @@ export const SYSTEM_NAMESPACE = 'modelplane-system';
 export const RUNNER_NAME = 'local';
 
 /**
- * Nodes kwok fakes: A100 and H100 nodes, to see GPU scheduling at work. The example models run
- * on the pod runner's T4 and CPU nodes; kwok has no T4 or CPU node, so they always land there.
+ * Nodes kwok fakes: one A100 and one H100 node, to see GPU scheduling at work. The example
+ * models run on the pod runner's T4 and CPU nodes; kwok has no T4 or CPU node, so they always
+ * land there.
  */
 export function kwokPools(): NodePool[] {
-  return [
-    {
-      name: 'gpu-a100-80gb',
-      count: 1,
-      cpu: '96',
-      memory: '1152Gi',
-      gpu: { product: 'NVIDIA-A100-SXM4-80GB', count: 8, memoryMiB: 81920, family: 'ampere' },
-      labels: { 'node.kubernetes.io/instance-type': 'p4de.24xlarge' },
-    },
-    {
-      name: 'gpu-h100',
-      count: 1,
-      cpu: '192',
-      memory: '2048Gi',
-      gpu: { product: 'NVIDIA-H100-80GB-HBM3', count: 8, memoryMiB: 81559, family: 'hopper' },
-      labels: { 'node.kubernetes.io/instance-type': 'p5.48xlarge' },
-    },
-  ];
+  return standardPools({ t4: 0, a100: 1, h100: 1, cpu: 0 });
 }
 
 /** Runs a build script when `check` fails, its progress on this terminal. */
