@@ -190,7 +190,11 @@ describe('default values', async () => {
     const want = readManifests(join(repoRoot, 'examples', 'hardware-classes.yaml'));
     const got = objs.filter((o) => o.kind === 'HardwareClass');
     expect(got.map((h) => [h.metadata.name, h.spec])).toEqual(want.map((h) => [h.metadata.name, h.spec]));
-    for (const h of got) expect(h.spec.pricePerSecond).toMatch(/^\d+\.\d+$/);
+    for (const h of got) {
+      expect(h.spec.pricePerSecond).toMatch(/^\d+\.\d+$/);
+      // Created after the CRDs on a first install, by a hook.
+      expect(h.metadata.annotations['helm.sh/hook']).toBe('post-install,post-upgrade');
+    }
     expect(one(objs, 'HardwareClass', 'cpu').spec.pricePerSecond).toBe('0.000100');
   });
 });
