@@ -8,7 +8,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM gcr.io/distroless/nodejs24-debian12:nonroot
 WORKDIR /app
-ENV NODE_ENV=production
+ENV NODE_ENV=production \
+    PATH=/nodejs/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY cli ./cli
@@ -17,6 +18,6 @@ COPY lib ./lib
 COPY operator ./operator
 COPY sidecar ./sidecar
 USER 65532:65532
-# The distroless image's entrypoint is node.
+# The chart runs it with the argument `operator`; model pods run it with `sidecar`.
 ENTRYPOINT ["/nodejs/bin/node", "cli/modelplane.ts"]
 CMD ["--help"]

@@ -97,7 +97,9 @@ describe('helm install', () => {
     writeFileSync(values, JSON.stringify({ hardwareClasses: { items: classes } }));
     const out = await helm('install', release, chartPath, '--namespace', ns(), '--values', values);
     expect(out).toContain('STATUS: deployed');
-    expect(out).toContain('token create');
+    // NOTES: how to reach the API and make a token.
+    expect(out).toContain(`http://${release}-modelplane-gateway.${ns()}.svc/v1`);
+    expect(out).toContain(`modelplane token create ci --namespaces default --token-namespace ${ns()}`);
 
     for (const name of crdNames) {
       const crd = await ext.readCustomResourceDefinition({ name });

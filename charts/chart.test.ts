@@ -180,6 +180,8 @@ describe('default values', async () => {
   it('serves the gateway through a ClusterIP Service; no Ingress or ServiceMonitor', () => {
     const svc = one(objs, 'Service', 'modelplane-gateway');
     expect(svc.spec.type).toBe('ClusterIP');
+    // A replica answers only for the predictions it accepted.
+    expect(svc.spec.sessionAffinity).toBe('ClientIP');
     expect(svc.spec.ports).toEqual([{ name: 'http-api', port: 80, targetPort: 'http-api', protocol: 'TCP' }]);
     expect(svc.spec.selector).toEqual(deployment.spec.selector.matchLabels);
     expect(one(objs, 'Service', 'modelplane-metrics').spec.ports[0].targetPort).toBe('metrics');

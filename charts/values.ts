@@ -130,6 +130,9 @@ export const ValuesSchema = z
       .object({
         type: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer']).describe('Type of the gateway Service.'),
         port: z.int().min(1).max(65535).describe('Port of the gateway Service.'),
+        sessionAffinity: z
+          .enum(['ClientIP', 'None'])
+          .describe('ClientIP: a caller keeps to one replica, which holds the predictions it created.'),
         nodePort: z
           .int()
           .min(0)
