@@ -5,8 +5,9 @@ import { parse } from 'yaml';
 import { generatedDir } from '../crds/generate.ts';
 import { repoRoot } from '../e2e/cluster/paths.ts';
 import { DEFAULT_PEER_SELECTOR } from '../operator/autoscaler/peers.ts';
+import { ENV, parseConfig } from '../operator/main.ts';
 import { chartDrift, rbacPath } from './generate.ts';
-import { chartPath, type Obj, readManifests, render, runHelm, templateArgs } from './testing.ts';
+import { chartPath, kubeVersion, type Obj, readManifests, render, runHelm, templateArgs } from './testing.ts';
 import { ValuesSchema } from './values.ts';
 
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
@@ -46,7 +47,7 @@ describe('the chart is in sync with the tree', () => {
   });
 
   it('passes helm lint', async () => {
-    const r = await runHelm(['lint', chartPath, '--strict', '--kube-version', templateArgs('x', 'y')[6]!]);
+    const r = await runHelm(['lint', chartPath, '--strict', '--kube-version', kubeVersion()]);
     expect(r.stderr + r.stdout).toContain('0 chart(s) failed');
     expect(r.code).toBe(0);
   });
@@ -106,6 +107,32 @@ describe('default values', async () => {
     expect(env.MODELPLANE_TOKEN_NAMESPACE).toBe('modelplane-system');
     expect(env.MODELPLANE_LEASE_NAMESPACE).toBe('modelplane-system');
     expect(env.MODELPLANE_PUBLIC_URL).toBeUndefined();
+  });
+
+  it('sets only settings the operator knows, and the operator accepts them', () => {
+    const known = new Set<string>([...Object.values(ENV), 'POD_NAME', 'POD_NAMESPACE']);
+    expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);
+    const values = Object.fromEntries(Object.entries(env).filter(([, v]) => typeof v === 'string')) as Record<
+      string,
+      string
+    >;
+    const config = parseConfig(container.args.slice(1), {
+      ...values,
+      POD_NAME: 'p-0',
+      POD_NAMESPACE: 'modelplane-system',
+    });
+    expect(config.roles).toEqual(['controllers', 'gateway']);
+    expect(config.http).toEqual({ host: '0.0.0.0', port: 8081 });
+    expect(config.gateway.address).toEqual({ host: '0.0.0.0', port: 8000 });
+    expect(config.gateway.tokenNamespace).toBe('modelplane-system');
+    expect(config.leaseName).toBe('modelplane-operator');
+    expect(config.shutdownTimeoutMs).toBe(30_000);
+    expect(config.resyncPeriodMs).toBe(600_000);
+    expect(config.autoscalerPeers).toMatchObject({
+      labelSelector: `${DEFAULT_PEER_SELECTOR},app.kubernetes.io/instance=modelplane`,
+      port: 8081,
+      namespace: 'modelplane-system',
+    });
   });
 
   it('gives the pod its name and namespace from the downward API', () => {
@@ -332,14 +359,7 @@ describe('bad values fail with the offending key', () => {
   });
 
   it('helm lint fails on bad values too', async () => {
-    const r = await runHelm([
-      'lint',
-      chartPath,
-      '--set',
-      'replicaCount=0',
-      '--kube-version',
-      templateArgs('x', 'y')[6]!,
-    ]);
+    const r = await runHelm(['lint', chartPath, '--set', 'replicaCount=0', '--kube-version', kubeVersion()]);
     expect(r.code).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/replicaCount/);
   });
