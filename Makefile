@@ -41,8 +41,13 @@ format: $(DEPS_STAMP) ## rewrite files in the project's format
 	biome check --write .
 
 .PHONY: crds
-crds: $(DEPS_STAMP) ## generate the CRD YAML in crds/generated/ from the zod schemas in crds/
+crds: $(DEPS_STAMP) ## generate the CRD YAML in crds/generated/ from the zod schemas in crds/ (and the chart's copy)
 	node crds/generate.ts
+	node charts/generate.ts
+
+.PHONY: chart
+chart: $(DEPS_STAMP) ## generate the chart's values.schema.json (from charts/values.ts) and its copy of the CRDs
+	node charts/generate.ts
 
 .PHONY: build
 build: $(DEPS_STAMP) ## compile to dist/

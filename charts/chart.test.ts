@@ -1,0 +1,366 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { generatedDir } from '../crds/generate.ts';
+import { repoRoot } from '../e2e/cluster/paths.ts';
+import { DEFAULT_PEER_SELECTOR } from '../operator/autoscaler/peers.ts';
+import { ENV, parseConfig } from '../operator/main.ts';
+import { chartDrift, rbacPath } from './generate.ts';
+import { chartPath, kubeVersion, type Obj, readManifests, render, runHelm, templateArgs } from './testing.ts';
+import { ValuesSchema } from './values.ts';
+
+const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+
+function one(objs: Obj[], kind: string, name?: string): Obj {
+  const found = objs.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+  if (found.length !== 1) throw new Error(`want one ${kind} ${name ?? ''}, rendered ${found.length}`);
+  return found[0]!;
+}
+
+function envOf(container: Obj): Record<string, unknown> {
+  return Object.fromEntries(
+    (container.env as Array<{ name: string; value?: string; valueFrom?: unknown }>).map((e) => [
+      e.name,
+      e.value ?? e.valueFrom,
+    ]),
+  );
+}
+
+function selectorPairs(selector: string): Record<string, string> {
+  return Object.fromEntries(selector.split(',').map((p) => p.split('=') as [string, string]));
+}
+
+describe('the chart is in sync with the tree', () => {
+  it('has the CRDs, rbac.yaml and values.schema.json that `make chart` writes', () => {
+    expect(chartDrift()).toEqual([]);
+  });
+
+  it('values.yaml passes its own zod schema', () => {
+    const values = parse(readFileSync(join(chartPath, 'values.yaml'), 'utf8'));
+    expect(ValuesSchema.safeParse(values).error?.issues ?? []).toEqual([]);
+  });
+
+  it('appVersion is the package version', () => {
+    const chart = parse(readFileSync(join(chartPath, 'Chart.yaml'), 'utf8')) as { appVersion: string };
+    expect(chart.appVersion).toBe(pkg.version);
+  });
+
+  it('passes helm lint', async () => {
+    const r = await runHelm(['lint', chartPath, '--strict', '--kube-version', kubeVersion()]);
+    expect(r.stderr + r.stdout).toContain('0 chart(s) failed');
+    expect(r.code).toBe(0);
+  });
+});
+
+describe('default values', async () => {
+  const objs = await render();
+  const deployment = one(objs, 'Deployment', 'modelplane-operator');
+  const pod = deployment.spec.template.spec;
+  const container = pod.containers[0];
+  const env = envOf(container);
+  const image = `ghcr.io/modelplane/modelplane:${pkg.version}`;
+
+  it('templates the CRDs of crds/generated, kept on uninstall', () => {
+    const want = readdirSync(generatedDir)
+      .filter((f) => f.endsWith('.yaml'))
+      .flatMap((f) => readManifests(join(generatedDir, f)));
+    const got = objs.filter((o) => o.kind === 'CustomResourceDefinition');
+    expect(got.map((c) => c.metadata.name).sort()).toEqual(want.map((c) => c.metadata.name).sort());
+    for (const crd of got) {
+      expect(crd.metadata.annotations).toEqual({ 'helm.sh/resource-policy': 'keep' });
+      const { annotations: _, ...metadata } = crd.metadata;
+      expect({ ...crd, metadata }).toEqual(want.find((w) => w.metadata.name === crd.metadata.name));
+    }
+  });
+
+  it('has RBAC rules identical to operator/rbac.yaml, bound to the ServiceAccount', () => {
+    const [clusterRole, secretsRole] = readManifests(rbacPath);
+    expect(one(objs, 'ClusterRole', 'modelplane-operator').rules).toEqual(clusterRole!.rules);
+    const role = one(objs, 'Role', 'modelplane-operator-secrets');
+    expect(role.metadata.namespace).toBe('modelplane-system');
+    expect(role.rules).toEqual(secretsRole!.rules);
+    const sa = one(objs, 'ServiceAccount');
+    expect(sa.metadata.namespace).toBe('modelplane-system');
+    expect(pod.serviceAccountName).toBe(sa.metadata.name);
+    const subject = [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: 'modelplane-system' }];
+    const crb = one(objs, 'ClusterRoleBinding');
+    expect(crb.roleRef).toEqual({
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: 'modelplane-operator',
+    });
+    expect(crb.subjects).toEqual(subject);
+    const rb = one(objs, 'RoleBinding');
+    expect(rb.metadata.namespace).toBe('modelplane-system');
+    expect(rb.roleRef.name).toBe(role.metadata.name);
+    expect(rb.subjects).toEqual(subject);
+  });
+
+  it('runs two replicas of the appVersion image, leader-elected, the sidecar on the same image', () => {
+    expect(deployment.spec.replicas).toBe(2);
+    expect(container.image).toBe(image);
+    expect(container.args).toEqual(['operator']);
+    expect(env.MODELPLANE_LEADER_ELECT).toBe('true');
+    expect(env.MODELPLANE_ROLES).toBe('controllers,gateway');
+    expect(env.MODELPLANE_SIDECAR_IMAGE).toBe(image);
+    expect(env.MODELPLANE_TOKEN_NAMESPACE).toBe('modelplane-system');
+    expect(env.MODELPLANE_LEASE_NAMESPACE).toBe('modelplane-system');
+    expect(env.MODELPLANE_PUBLIC_URL).toBeUndefined();
+  });
+
+  it('sets only settings the operator knows, and the operator accepts them', () => {
+    const known = new Set<string>([...Object.values(ENV), 'POD_NAME', 'POD_NAMESPACE']);
+    expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);
+    const values = Object.fromEntries(Object.entries(env).filter(([, v]) => typeof v === 'string')) as Record<
+      string,
+      string
+    >;
+    const config = parseConfig(container.args.slice(1), {
+      ...values,
+      POD_NAME: 'p-0',
+      POD_NAMESPACE: 'modelplane-system',
+    });
+    expect(config.roles).toEqual(['controllers', 'gateway']);
+    expect(config.http).toEqual({ host: '0.0.0.0', port: 8081 });
+    expect(config.gateway.address).toEqual({ host: '0.0.0.0', port: 8000 });
+    expect(config.gateway.tokenNamespace).toBe('modelplane-system');
+    expect(config.leaseName).toBe('modelplane-operator');
+    expect(config.shutdownTimeoutMs).toBe(30_000);
+    expect(config.resyncPeriodMs).toBe(600_000);
+    expect(config.autoscalerPeers).toMatchObject({
+      labelSelector: `${DEFAULT_PEER_SELECTOR},app.kubernetes.io/instance=modelplane`,
+      port: 8081,
+      namespace: 'modelplane-system',
+    });
+  });
+
+  it('gives the pod its name and namespace from the downward API', () => {
+    expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: 'metadata.name' } });
+    expect(env.POD_NAMESPACE).toEqual({ fieldRef: { fieldPath: 'metadata.namespace' } });
+  });
+
+  it("labels the pods so the autoscaler's peer selector finds this release's replicas", () => {
+    const labels = deployment.spec.template.metadata.labels as Record<string, string>;
+    for (const [k, v] of Object.entries(selectorPairs(DEFAULT_PEER_SELECTOR))) expect(labels[k]).toBe(v);
+    const peers = selectorPairs(env.MODELPLANE_AUTOSCALER_PEERS as string);
+    expect(peers).toEqual({
+      ...selectorPairs(DEFAULT_PEER_SELECTOR),
+      'app.kubernetes.io/instance': 'modelplane',
+    });
+    for (const [k, v] of Object.entries(peers)) expect(labels[k]).toBe(v);
+    for (const [k, v] of Object.entries(deployment.spec.selector.matchLabels)) expect(labels[k]).toBe(v);
+    expect(container.ports).toEqual([
+      { name: 'http-api', containerPort: 8000, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 8081, protocol: 'TCP' },
+    ]);
+    expect(env.MODELPLANE_HTTP_ADDRESS).toBe('0.0.0.0:8081');
+    expect(env.MODELPLANE_GATEWAY_ADDRESS).toBe('0.0.0.0:8000');
+  });
+
+  it('meets the restricted Pod Security Standard', () => {
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(container.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(pod.automountServiceAccountToken).toBe(true);
+    expect(pod.hostNetwork).toBeUndefined();
+    for (const v of pod.volumes) expect(Object.keys(v).sort()).toEqual(['emptyDir', 'name']);
+  });
+
+  it('probes /healthz and /readyz, and outlives its shutdown timeout', () => {
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+    expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+    expect(env.MODELPLANE_SHUTDOWN_TIMEOUT).toBe('30');
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(30);
+    expect(container.resources.requests).toEqual({ cpu: '100m', memory: '256Mi' });
+  });
+
+  it('spreads replicas across nodes and keeps one up through disruptions', () => {
+    expect(pod.topologySpreadConstraints[0]).toMatchObject({
+      topologyKey: 'kubernetes.io/hostname',
+      maxSkew: 1,
+    });
+    expect(
+      pod.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm,
+    ).toMatchObject({
+      topologyKey: 'kubernetes.io/hostname',
+      labelSelector: { matchLabels: deployment.spec.selector.matchLabels },
+    });
+    const pdb = one(objs, 'PodDisruptionBudget');
+    expect(pdb.spec).toEqual({
+      maxUnavailable: 1,
+      selector: { matchLabels: deployment.spec.selector.matchLabels },
+    });
+  });
+
+  it('serves the gateway through a ClusterIP Service; no Ingress or ServiceMonitor', () => {
+    const svc = one(objs, 'Service', 'modelplane-gateway');
+    expect(svc.spec.type).toBe('ClusterIP');
+    // A replica answers only for the predictions it accepted.
+    expect(svc.spec.sessionAffinity).toBe('ClientIP');
+    expect(svc.spec.ports).toEqual([{ name: 'http-api', port: 80, targetPort: 'http-api', protocol: 'TCP' }]);
+    expect(svc.spec.selector).toEqual(deployment.spec.selector.matchLabels);
+    expect(one(objs, 'Service', 'modelplane-metrics').spec.ports[0].targetPort).toBe('metrics');
+    expect(objs.filter((o) => o.kind === 'Ingress' || o.kind === 'ServiceMonitor')).toEqual([]);
+  });
+
+  it('installs the HardwareClasses of examples/hardware-classes.yaml, prices as decimal strings', () => {
+    const want = readManifests(join(repoRoot, 'examples', 'hardware-classes.yaml'));
+    const got = objs.filter((o) => o.kind === 'HardwareClass');
+    expect(got.map((h) => [h.metadata.name, h.spec])).toEqual(want.map((h) => [h.metadata.name, h.spec]));
+    for (const h of got) {
+      expect(h.spec.pricePerSecond).toMatch(/^\d+\.\d+$/);
+      // Created after the CRDs on a first install, by a hook.
+      expect(h.metadata.annotations['helm.sh/hook']).toBe('post-install,post-upgrade');
+    }
+    expect(one(objs, 'HardwareClass', 'cpu').spec.pricePerSecond).toBe('0.000100');
+  });
+});
+
+describe('other values', () => {
+  it('takes a digest, a sidecar image, settings, and gateway-only roles', async () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const objs = await render(
+      {
+        'image.repository': 'registry.example.com/mp',
+        'image.digest': digest,
+        imagePullSecrets: [{ name: 'regcred' }],
+        'operator.sidecarImage': 'registry.example.com/mp-sidecar:1',
+        'operator.roles': ['gateway'],
+        'operator.logLevel': 'debug',
+        'operator.shutdownTimeoutSeconds': 120,
+        'operator.autoscaler.peers': 'off',
+        'operator.extraArgs': ['--lease-duration=30'],
+        'gateway.publicUrl': 'https://models.example.com',
+        'gateway.allowAnonymous': ['public', 'demo'],
+        replicaCount: 3,
+      },
+      { release: 'prod', namespace: 'ml' },
+    );
+    const deployment = one(objs, 'Deployment', 'prod-modelplane-operator');
+    const pod = deployment.spec.template.spec;
+    const env = envOf(pod.containers[0]);
+    expect(deployment.spec.replicas).toBe(3);
+    expect(pod.containers[0].image).toBe(`registry.example.com/mp@${digest}`);
+    expect(pod.imagePullSecrets).toEqual([{ name: 'regcred' }]);
+    expect(pod.containers[0].args).toEqual(['operator', '--lease-duration=30']);
+    expect(env).toMatchObject({
+      MODELPLANE_SIDECAR_IMAGE: 'registry.example.com/mp-sidecar:1',
+      MODELPLANE_ROLES: 'gateway',
+      MODELPLANE_LOG_LEVEL: 'debug',
+      MODELPLANE_SHUTDOWN_TIMEOUT: '120',
+      MODELPLANE_AUTOSCALER_PEERS: 'off',
+      MODELPLANE_PUBLIC_URL: 'https://models.example.com',
+      MODELPLANE_ALLOW_ANONYMOUS: 'public,demo',
+      MODELPLANE_TOKEN_NAMESPACE: 'ml',
+      MODELPLANE_LEASE_NAME: 'prod-modelplane-operator',
+    });
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(120);
+    expect(one(objs, 'ClusterRoleBinding').subjects[0].namespace).toBe('ml');
+  });
+
+  it('makes an Ingress, a LoadBalancer Service and a ServiceMonitor when asked', async () => {
+    const objs = await render({
+      'service.type': 'LoadBalancer',
+      'service.annotations': { 'service.beta.kubernetes.io/aws-load-balancer-internal': 'true' },
+      'ingress.enabled': true,
+      'ingress.className': 'nginx',
+      'ingress.hosts': [{ host: 'models.example.com', paths: [{ path: '/', pathType: 'Prefix' }] }],
+      'serviceMonitor.enabled': true,
+      'podDisruptionBudget.enabled': false,
+    });
+    const svc = one(objs, 'Service', 'modelplane-gateway');
+    expect(svc.spec.type).toBe('LoadBalancer');
+    expect(svc.metadata.annotations).toEqual({
+      'service.beta.kubernetes.io/aws-load-balancer-internal': 'true',
+    });
+    const ingress = one(objs, 'Ingress');
+    expect(ingress.spec.ingressClassName).toBe('nginx');
+    expect(ingress.spec.rules[0].http.paths[0].backend).toEqual({
+      service: { name: 'modelplane-gateway', port: { name: 'http-api' } },
+    });
+    const sm = one(objs, 'ServiceMonitor');
+    expect(sm.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics' }]);
+    const metrics = one(objs, 'Service', 'modelplane-metrics');
+    for (const [k, v] of Object.entries(sm.spec.selector.matchLabels))
+      expect(metrics.metadata.labels[k]).toBe(v);
+    expect(objs.filter((o) => o.kind === 'PodDisruptionBudget')).toEqual([]);
+  });
+
+  it('skips the CRDs and HardwareClasses, or installs a list of its own', async () => {
+    const none = await render({ 'crds.install': false, 'hardwareClasses.install': false });
+    expect(none.filter((o) => o.kind === 'CustomResourceDefinition' || o.kind === 'HardwareClass')).toEqual(
+      [],
+    );
+    const own = await render({
+      'hardwareClasses.items': [
+        {
+          name: 'gpu-l4',
+          spec: {
+            displayName: 'Nvidia L4',
+            gpu: { count: 1, products: ['NVIDIA-L4'] },
+            resources: { cpu: '4', memory: '16Gi' },
+            pricePerSecond: '0.000300',
+          },
+        },
+      ],
+    });
+    const classes = own.filter((o) => o.kind === 'HardwareClass');
+    expect(classes.map((h) => h.metadata.name)).toEqual(['gpu-l4']);
+    expect(classes[0]!.spec.pricePerSecond).toBe('0.000300');
+  });
+});
+
+describe('bad values fail with the offending key', () => {
+  const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['replicaCount 0', { replicaCount: 0 }, /replicaCount/],
+    ['an unknown log level', { 'operator.logLevel': 'loud' }, /logLevel/],
+    ['an unknown role', { 'operator.roles': ['webhook'] }, /roles/],
+    ['a misspelt key', { 'image.pullpolicy': 'Always' }, /pullpolicy/],
+    [
+      'a price given as a number',
+      { 'hardwareClasses.items': [{ name: 'x', spec: { displayName: 'X', pricePerSecond: 0.1 } }] },
+      /pricePerSecond/,
+    ],
+    ['a public URL with a query', { 'gateway.publicUrl': 'https://x.example.com/?a=1' }, /publicUrl/],
+    ['a digest that is not sha256', { 'image.digest': 'latest' }, /digest/],
+  ];
+  for (const [what, values, key] of cases) {
+    it(`rejects ${what}`, async () => {
+      const r = await runHelm(templateArgs('modelplane', 'modelplane-system', values));
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain("values don't meet the specifications of the schema");
+      expect(r.stderr).toMatch(key);
+    });
+  }
+
+  it('rejects several replicas without leader election', async () => {
+    const r = await runHelm(
+      templateArgs('modelplane', 'modelplane-system', { 'operator.leaderElect': false }),
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('set replicaCount to 1');
+    const single = await runHelm(
+      templateArgs('modelplane', 'modelplane-system', { 'operator.leaderElect': false, replicaCount: 1 }),
+    );
+    expect(single.stderr).toBe('');
+    expect(single.code).toBe(0);
+  });
+
+  it('helm lint fails on bad values too', async () => {
+    const r = await runHelm(['lint', chartPath, '--set', 'replicaCount=0', '--kube-version', kubeVersion()]);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/replicaCount/);
+  });
+});
