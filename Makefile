@@ -58,7 +58,7 @@ test: cluster-bin python $(DEPS_STAMP) ## run every test: unit, then against a r
 	vitest run --project unit --project cluster
 
 .PHONY: test-unit
-test-unit: python $(DEPS_STAMP) ## run the unit tests only
+test-unit: cluster-bin python $(DEPS_STAMP) ## run the unit tests only
 	vitest run --project unit
 
 .PHONY: test-cluster
