@@ -32,7 +32,7 @@ const NAME = 'sleep';
 const MAX = 3;
 const BURST = 200;
 /** Seconds the predictions kept running across the scale-down sleep. */
-const LONG_SECONDS = 20;
+const LONG_SECONDS = 25;
 const MANIFEST = join(repoRoot, 'e2e', 'tests', 'autoscaling.yaml');
 
 interface PodObject extends KubeObject {
