@@ -15,6 +15,8 @@ describe('sidecar settings', () => {
       pricePerSecond: '0',
       shutdownModel: true,
       webhookToken: undefined,
+      drainTimeout: 0,
+      drainReadTimeout: 10,
     });
   });
 
@@ -56,6 +58,7 @@ describe('sidecar settings', () => {
       '--queue-size',
       '--predict-timeout',
       '--price-per-second',
+      '--drain-read-timeout',
       'WEBHOOK_AUTH_TOKEN',
     ]) {
       expect(USAGE).toContain(flag);

@@ -25,6 +25,7 @@ export const ENV = {
   hardware: 'MODELPLANE_HARDWARE',
   pricePerSecond: 'MODELPLANE_PRICE_PER_SECOND',
   drainTimeout: 'MODELPLANE_DRAIN_TIMEOUT',
+  drainReadTimeout: 'MODELPLANE_DRAIN_READ_TIMEOUT',
   retention: 'MODELPLANE_RETENTION',
   shutdownModel: 'MODELPLANE_SHUTDOWN_MODEL',
   logLevel: 'MODELPLANE_LOG_LEVEL',
@@ -68,6 +69,11 @@ export interface SidecarConfig {
   pricePerSecond: string;
   /** Seconds a drain may take before the sidecar exits anyway; 0 = until done. */
   drainTimeout: number;
+  /**
+   * Seconds a drain waits, once its predictions have ended, for their callers to read the
+   * final records (the gateway reads each after the stream's `done`); 0 = no wait.
+   */
+  drainReadTimeout: number;
   /** Seconds finished predictions stay readable. */
   retention: number;
   /** Whether to ask the model server to shut down (POST /shutdown) when the sidecar exits. */
@@ -96,6 +102,7 @@ const FLAGS = {
   hardware: { type: 'string' },
   'price-per-second': { type: 'string' },
   'drain-timeout': { type: 'string' },
+  'drain-read-timeout': { type: 'string' },
   retention: { type: 'string' },
   'shutdown-model': { type: 'string' },
   'log-level': { type: 'string' },
@@ -135,6 +142,10 @@ Flags:
                            (${ENV.pricePerSecond}; default 0)
   --drain-timeout SECONDS  on SIGTERM, exit after this even if work remains
                            (${ENV.drainTimeout}; default 0, finish everything)
+  --drain-read-timeout SECONDS
+                           on SIGTERM, once the predictions that were running or queued
+                           have ended, wait up to this long for their callers to read the
+                           final records before exiting (${ENV.drainReadTimeout}; default 10)
   --retention SECONDS      how long finished predictions stay readable (${ENV.retention};
                            default 600)
   --shutdown-model BOOL    POST /shutdown to the model server on exit (${ENV.shutdownModel};
@@ -225,6 +236,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
     hardware: pick('hardware', ENV.hardware) || '',
     pricePerSecond: price.trim(),
     drainTimeout: num('--drain-timeout', pick('drain-timeout', ENV.drainTimeout), 0, { min: 0 }),
+    drainReadTimeout: num('--drain-read-timeout', pick('drain-read-timeout', ENV.drainReadTimeout), 10, {
+      min: 0,
+    }),
     retention: num('--retention', pick('retention', ENV.retention), 600, { min: 0 }),
     shutdownModel: bool('--shutdown-model', pick('shutdown-model', ENV.shutdownModel), true),
     logLevel,

@@ -2,13 +2,16 @@
  * `modelplane sidecar` as its own process in front of a real Cog server: SIGTERM drains it
  * without losing an accepted prediction. Needs the venv of `make python`.
  */
+
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { call } from './testing/client.ts';
 import { type ModelServer, startModelServer } from './testing/model-server.ts';
 import { waitFor } from './testing/processes.ts';
-import { type SidecarProcess, spawnSidecar } from './testing/sidecar.ts';
+import { type RunningSidecar, type SidecarProcess, spawnSidecar, startSidecar } from './testing/sidecar.ts';
+import { openSse } from './testing/sse.ts';
 
 const cleanup: Array<() => Promise<void>> = [];
 afterAll(async () => {
@@ -100,5 +103,61 @@ describe('modelplane sidecar on SIGTERM', () => {
     // It asked the model server to shut down once everything was done.
     await waitFor('the model server to exit', () => !ms.process.running, { timeoutMs: 15_000 });
     expect(sc.process.log()).toContain('"msg":"drained"');
+  });
+});
+
+describe('a draining sidecar and the final records', () => {
+  let ms: ModelServer;
+  const sleepServer = async () => {
+    if (!ms) {
+      ms = await startModelServer('sleep', { concurrency: 2, throttleSeconds: 0 });
+      cleanup.push(() => ms.stop());
+    }
+    return ms;
+  };
+  const readySidecar = async (drainReadTimeout: number): Promise<RunningSidecar> => {
+    const sc = await startSidecar((await sleepServer()).url, { concurrency: 2, drainReadTimeout });
+    cleanup.push(() => sc.stop());
+    await waitFor('the sidecar to be ready', async () => (await fetch(`${sc.api}/ready`)).ok, {
+      timeoutMs: 60_000,
+    });
+    return sc;
+  };
+
+  it('keeps answering after its last prediction ends until the caller has read the final record', async () => {
+    const sc = await readySidecar(30);
+    expect((await call('POST', `${sc.api}/predictions`, { id: 'r-1', input: { seconds: 1 } })).status).toBe(
+      201,
+    );
+    // As the gateway follows a prediction: its event stream, then the record once it is done.
+    const stream = await openSse(`${sc.api}/predictions/r-1/stream`);
+    let drainedAt: number | undefined;
+    const drained = sc.sidecar.drain().then(() => {
+      drainedAt = performance.now();
+    });
+    const events = await stream.events;
+    expect(events.at(-1)?.event).toBe('done');
+    expect(drainedAt).toBeUndefined();
+    const got = await call<{ status: string; output: unknown }>('GET', `${sc.api}/predictions/r-1`);
+    const readAt = performance.now();
+    expect(got.status).toBe(200);
+    expect(got.body).toMatchObject({ status: 'succeeded', output: 'slept 1 s' });
+    // The read, not the 30 s limit, let it finish.
+    await drained;
+    expect(drainedAt! - readAt).toBeLessThan(5_000);
+    await expect(fetch(`${sc.api}/live`)).rejects.toThrow();
+  });
+
+  it('exits after the drain read timeout when nobody reads a final record', async () => {
+    const sc = await readySidecar(0.5);
+    expect((await call('POST', `${sc.api}/predictions`, { id: 'u-1', input: { seconds: 0.2 } })).status).toBe(
+      201,
+    );
+    const started = performance.now();
+    await sc.sidecar.drain();
+    const took = performance.now() - started;
+    expect(took).toBeGreaterThanOrEqual(500);
+    expect(took).toBeLessThan(10_000);
+    expect(readFileSync(sc.logFile, 'utf8')).toContain('exiting with final records no caller has read');
   });
 });

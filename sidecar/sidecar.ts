@@ -12,7 +12,8 @@
  * - Failure: a model server that goes away (or reports itself broken) fails what it was
  *   running with "model server exited" and makes the instance not ready.
  * - Drain: stop taking predictions (not ready), finish the running and queued ones, deliver
- *   their webhooks, ask the model server to shut down, then stop.
+ *   their webhooks, keep serving until their callers have read the final records (bounded
+ *   by the drain read timeout), ask the model server to shut down, then stop.
  * - Metering: per prediction predict_time, total_time, queue_time and an exact cost; per
  *   instance the seconds in setup, idle, busy and down.
  */
@@ -144,6 +145,12 @@ export class Sidecar {
   private draining = false;
   private drainPromise: Promise<void> | undefined;
   private drainWaiters: Array<() => void> = [];
+  /**
+   * While draining: the predictions that were running or queued when the drain began, whose
+   * final record no caller has read yet (one with a `completed` webhook gets it that way).
+   */
+  private readonly unread = new Set<string>();
+  private unreadWaiters: Array<() => void> = [];
   private stopped = false;
 
   private billable: Decimal = zero();
@@ -242,6 +249,11 @@ export class Sidecar {
     this.reason = 'Draining';
     this.message = 'draining: finishing accepted predictions before exit';
     this.log.info({ inflight: this.inflight(), queued: this.queue.length }, 'draining');
+    for (const p of [
+      ...[...this.slots.values()].filter((s) => !s.zombie).map((s) => s.prediction),
+      ...this.queue,
+    ])
+      if (!p.terminal && !(p.webhook && p.webhookEventsFilter.includes('completed'))) this.unread.add(p.id);
     this.drainPromise = (async () => {
       const all = new Promise<void>((resolveDrained) => {
         this.drainWaiters.push(resolveDrained);
@@ -268,6 +280,9 @@ export class Sidecar {
         await all;
       }
       await this.webhooks.drain();
+      // Whoever follows a prediction reads its final record once it has ended (the gateway
+      // does after the stream's done event): keep answering until they have.
+      await this.finalRecordsRead(this.config.drainReadTimeout * 1000);
       if (this.config.shutdownModel) {
         try {
           await this.cog.shutdown();
@@ -283,6 +298,44 @@ export class Sidecar {
       await this.stop();
     })();
     return this.drainPromise;
+  }
+
+  /** Resolves once every prediction the drain waits on has been read in its final state, or after `ms`. */
+  private async finalRecordsRead(ms: number): Promise<void> {
+    if (this.unread.size === 0 || ms <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const read = await Promise.race([
+      new Promise<boolean>((r) => this.unreadWaiters.push(() => r(true))),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), ms);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!read)
+      this.log.warn(
+        { unread: [...this.unread], drainReadTimeout: ms / 1000 },
+        'exiting with final records no caller has read',
+      );
+  }
+
+  /**
+   * Answers with `p`; when the answer holds its final state, notes (once the answer has gone
+   * out) that its caller has read it.
+   */
+  private answer(
+    res: ServerResponse,
+    status: number,
+    p: Prediction,
+    base: string,
+    headers: Record<string, string> = {},
+  ): void {
+    const final = p.terminal;
+    if (final)
+      res.once('finish', () => {
+        if (!this.unread.delete(p.id) || this.unread.size > 0) return;
+        for (const w of this.unreadWaiters.splice(0)) w();
+      });
+    sendJson(res, status, this.view(p, base), headers);
   }
 
   /** Closes everything now (held requests and streams are ended). */
@@ -631,12 +684,14 @@ export class Sidecar {
     if (existing) {
       // Idempotent: the same id answers with the prediction already made.
       if (wait !== undefined) await existing.waitDone(wait * 1000);
-      return sendJson(
+      this.answer(
         res,
         200,
-        this.view(existing, base),
+        existing,
+        base,
         wait !== undefined ? { 'preference-applied': `wait=${wait}` } : {},
       );
+      return;
     }
     if (this.draining || this.stopped) {
       throw new HttpError(
@@ -717,19 +772,14 @@ export class Sidecar {
       this.log.debug({ prediction: id, queued: this.queue.length }, 'queued');
     }
     if (wait !== undefined) await p.waitDone(wait * 1000);
-    sendJson(
-      res,
-      201,
-      this.view(p, base),
-      wait !== undefined ? { 'preference-applied': `wait=${wait}` } : {},
-    );
+    this.answer(res, 201, p, base, wait !== undefined ? { 'preference-applied': `wait=${wait}` } : {});
   }
 
   private async get(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
     const p = this.find(id);
     const wait = preferWait(req.headers.prefer, MAX_WAIT_SECONDS);
     if (wait !== undefined) await p.waitDone(wait * 1000);
-    sendJson(res, 200, this.view(p, this.base(req)));
+    this.answer(res, 200, p, this.base(req));
   }
 
   private async cancel(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
@@ -749,7 +799,7 @@ export class Sidecar {
       // Otherwise its PUT is under way: the cancel follows as soon as the server accepts it.
       this.log.info({ prediction: id, status: p.status }, 'cancel requested');
     }
-    sendJson(res, 200, this.view(p, this.base(req)));
+    this.answer(res, 200, p, this.base(req));
   }
 
   private async stream(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {

@@ -45,6 +45,8 @@ export interface Dev {
   kubeconfig: string;
   /** The gateway's base URL, without /v1. */
   gatewayUrl: string;
+  /** The operator's health and metrics server (`/healthz`, `/readyz`, `/metrics`). */
+  httpUrl: string;
   /** An API token for `namespace`. */
   token: string;
   namespace: string;
@@ -282,7 +284,8 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
         fatal,
       );
     }
-    return { kubeconfig, gatewayUrl, token, namespace, logDir, operatorLog, deployments, stop };
+    const httpUrl = `http://127.0.0.1:${httpPort}`;
+    return { kubeconfig, gatewayUrl, httpUrl, token, namespace, logDir, operatorLog, deployments, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -28,7 +28,11 @@ export const SIDECAR_CONTAINER = 'sidecar';
 export const MODEL_PORT = 5000;
 export const SIDECAR_API_PORT = 8080;
 export const SIDECAR_METRICS_PORT = 9090;
-/** Seconds a terminating pod gets beyond the predict timeout to finish its last prediction. */
+/**
+ * Seconds a terminating pod gets beyond the predict timeout to finish its last prediction:
+ * the sidecar's drain timeout takes a third of it, its drain read timeout (10 s by default)
+ * fits in the rest.
+ */
 export const TERMINATION_MARGIN_SECONDS = 30;
 export const MANAGED_BY = 'modelplane';
 /** What the sidecar container requests, beside the hardware's own CPU and memory. */

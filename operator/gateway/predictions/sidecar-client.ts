@@ -147,6 +147,7 @@ export class SidecarClient {
     signal?.addEventListener('abort', onOuter, { once: true });
     let idle: NodeJS.Timeout | undefined;
     let idled = false;
+    let done = false;
     const arm = () => {
       if (idle) clearTimeout(idle);
       idle = setTimeout(() => {
@@ -187,6 +188,8 @@ export class SidecarClient {
           if (eid === undefined || !Number.isFinite(eid)) continue;
           onEvent({ id: eid, event, data: data.join('\n') });
           if (event === 'done') {
+            // Closing the connection makes leaving the loop throw the abort: that is the end.
+            done = true;
             abort.abort();
             return 'done';
           }
@@ -194,6 +197,7 @@ export class SidecarClient {
       }
       return 'ended';
     } catch (err) {
+      if (done) return 'done';
       if (idled) throw new Error(`the stream was silent for ${this.streamIdleMs / 1000} s`);
       if (signal?.aborted) return 'ended';
       throw new Error(describe(err));
