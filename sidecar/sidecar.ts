@@ -22,6 +22,7 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { HttpError, preferWait, readJson, sendJson, sendProblem, sseFrame } from '../lib/http.ts';
 import { fromCogDetail, type InvalidField, validateInput } from '../lib/openapi-input.ts';
+import { WEBHOOK_EVENTS, WebhookSender } from '../lib/webhooks.ts';
 import { CogClient, type CogHealth, Unreachable } from './cog-client.ts';
 import type { SidecarConfig } from './config.ts';
 import { add, type Decimal, format, fromNumber, multiply, parseDecimal, toNumber, zero } from './decimal.ts';
@@ -36,7 +37,6 @@ import {
   systemClock,
 } from './prediction.ts';
 import { StateClock } from './state-clock.ts';
-import { WebhookSender } from './webhook-out.ts';
 
 export const INSTANCE_STATES = ['setup', 'idle', 'busy', 'down'] as const;
 export type InstanceState = (typeof INSTANCE_STATES)[number];
@@ -666,8 +666,7 @@ export class Sidecar {
     const filter = b.webhook_events_filter;
     if (
       filter !== undefined &&
-      (!Array.isArray(filter) ||
-        !filter.every((f) => ['start', 'output', 'logs', 'completed'].includes(f as string)))
+      (!Array.isArray(filter) || !filter.every((f) => (WEBHOOK_EVENTS as readonly unknown[]).includes(f)))
     ) {
       throw new HttpError(
         400,
