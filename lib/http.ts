@@ -91,6 +91,47 @@ export function sseFrame(e: { id: number; event: string; data: string }): string
   return `id: ${e.id}\nevent: ${e.event}\n${data}\n\n`;
 }
 
+/** One block of a server-sent event stream as read: its fields, and its comment lines. */
+export interface SseBlock {
+  id: string | undefined;
+  /** `message` when the block names none. */
+  event: string;
+  /** The `data:` lines joined with newlines; undefined when there are none. */
+  data: string | undefined;
+  comments: string[];
+}
+
+/**
+ * Reads a server-sent event stream block by block (a keep-alive comment is a block with only
+ * `comments`). `onChunk` is called as each chunk of the body arrives.
+ */
+export async function* readSse(
+  body: AsyncIterable<Uint8Array>,
+  onChunk?: () => void,
+): AsyncGenerator<SseBlock> {
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of body) {
+    onChunk?.();
+    buf += decoder.decode(chunk, { stream: true });
+    for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      let id: string | undefined;
+      let event = 'message';
+      const data: string[] = [];
+      const comments: string[] = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':')) comments.push(line);
+        else if (line.startsWith('id:')) id = line.slice(3).trimStart();
+        else if (line.startsWith('event:')) event = line.slice(6).trimStart();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      }
+      yield { id, event, data: data.length ? data.join('\n') : undefined, comments };
+    }
+  }
+}
+
 export interface SseEvent {
   id: number;
   event: string;
