@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { preferWait, sseFrame } from './http.ts';
+import { preferWait, readSse, sseFrame } from './http.ts';
 
 describe('Prefer: wait', () => {
   it('reads bare wait as the maximum and wait=N clamped', () => {
@@ -19,5 +19,24 @@ describe('SSE frames', () => {
       'id: 3\nevent: logs\ndata: one\ndata: two\ndata: \n\n',
     );
     expect(sseFrame({ id: 4, event: 'done', data: '{}' })).toBe('id: 4\nevent: done\ndata: {}\n\n');
+  });
+});
+
+describe('SSE reading', () => {
+  it('reads blocks split across chunks, with their comments', async () => {
+    const text = `: keep-alive\n\n${sseFrame({ id: 1, event: 'logs', data: 'a\nb' })}event: x\n\n`;
+    const bytes = new TextEncoder().encode(text);
+    async function* chunks() {
+      for (let i = 0; i < bytes.length; i += 5) yield bytes.slice(i, i + 5);
+    }
+    let seen = 0;
+    const blocks = [];
+    for await (const b of readSse(chunks(), () => seen++)) blocks.push(b);
+    expect(blocks).toEqual([
+      { id: undefined, event: 'message', data: undefined, comments: [': keep-alive'] },
+      { id: '1', event: 'logs', data: 'a\nb', comments: [] },
+      { id: undefined, event: 'x', data: undefined, comments: [] },
+    ]);
+    expect(seen).toBe(Math.ceil(bytes.length / 5));
   });
 });

@@ -90,3 +90,107 @@ export function sseFrame(e: { id: number; event: string; data: string }): string
     .join('\n');
   return `id: ${e.id}\nevent: ${e.event}\n${data}\n\n`;
 }
+
+/** One block of a server-sent event stream as read: its fields, and its comment lines. */
+export interface SseBlock {
+  id: string | undefined;
+  /** `message` when the block names none. */
+  event: string;
+  /** The `data:` lines joined with newlines; undefined when there are none. */
+  data: string | undefined;
+  comments: string[];
+}
+
+/**
+ * Reads a server-sent event stream block by block (a keep-alive comment is a block with only
+ * `comments`). `onChunk` is called as each chunk of the body arrives.
+ */
+export async function* readSse(
+  body: AsyncIterable<Uint8Array>,
+  onChunk?: () => void,
+): AsyncGenerator<SseBlock> {
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of body) {
+    onChunk?.();
+    buf += decoder.decode(chunk, { stream: true });
+    for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      let id: string | undefined;
+      let event = 'message';
+      const data: string[] = [];
+      const comments: string[] = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':')) comments.push(line);
+        else if (line.startsWith('id:')) id = line.slice(3).trimStart();
+        else if (line.startsWith('event:')) event = line.slice(6).trimStart();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      }
+      yield { id, event, data: data.length ? data.join('\n') : undefined, comments };
+    }
+  }
+}
+
+export interface SseEvent {
+  id: number;
+  event: string;
+  data: string;
+}
+
+/**
+ * Answers `req` with a server-sent event stream of one prediction's events: those after
+ * `Last-Event-ID` (all without it), then the live ones, with a keep-alive comment every
+ * `keepAliveMs`. It ends after the `done` event, when `signal` aborts, or at once when there
+ * is no live subscription to wait on (the prediction had ended, its `done` already sent).
+ */
+export function sendEventStream(
+  req: IncomingMessage,
+  res: ServerResponse,
+  opts: {
+    keepAliveMs: number;
+    /** The events after `afterId`, and a subscription that passes each later one to `send`. */
+    events(
+      afterId: number,
+      send: (e: SseEvent) => void,
+    ): { past: readonly SseEvent[]; unsubscribe?: () => void };
+    signal?: AbortSignal;
+  },
+): void {
+  const raw = req.headers['last-event-id'];
+  const last = Number((Array.isArray(raw) ? raw[0] : raw) ?? 0);
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  res.flushHeaders();
+  let keepAlive: NodeJS.Timeout | undefined;
+  let unsubscribe: (() => void) | undefined;
+  let ended = false;
+  const close = () => {
+    if (keepAlive) clearInterval(keepAlive);
+    unsubscribe?.();
+  };
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    close();
+    res.end();
+  };
+  const send = (e: SseEvent) => {
+    if (ended) return;
+    res.write(sseFrame(e));
+    if (e.event === 'done') end();
+  };
+  res.on('close', close);
+  opts.signal?.addEventListener('abort', end, { once: true });
+  const sub = opts.events(Number.isFinite(last) ? last : 0, send);
+  unsubscribe = sub.unsubscribe;
+  for (const e of sub.past) send(e);
+  // Without a subscription it ended before this stream opened, its done event sent earlier.
+  if (!unsubscribe) end();
+  if (ended) return;
+  keepAlive = setInterval(() => res.write(': keep-alive\n\n'), opts.keepAliveMs);
+}

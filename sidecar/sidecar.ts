@@ -21,8 +21,9 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { HttpError, preferWait, readJson, sendJson, sendProblem, sseFrame } from '../lib/http.ts';
+import { HttpError, preferWait, readJson, sendEventStream, sendJson, sendProblem } from '../lib/http.ts';
 import { fromCogDetail, type InvalidField, validateInput } from '../lib/openapi-input.ts';
+import { WEBHOOK_EVENTS, WebhookSender } from '../lib/webhooks.ts';
 import { CogClient, type CogHealth, Unreachable } from './cog-client.ts';
 import type { SidecarConfig } from './config.ts';
 import { add, type Decimal, format, fromNumber, multiply, parseDecimal, toNumber, zero } from './decimal.ts';
@@ -33,11 +34,9 @@ import {
   type OutputMode,
   outputMode,
   Prediction,
-  type StreamEvent,
   systemClock,
 } from './prediction.ts';
 import { StateClock } from './state-clock.ts';
-import { WebhookSender } from './webhook-out.ts';
 
 export const INSTANCE_STATES = ['setup', 'idle', 'busy', 'down'] as const;
 export type InstanceState = (typeof INSTANCE_STATES)[number];
@@ -721,8 +720,7 @@ export class Sidecar {
     const filter = b.webhook_events_filter;
     if (
       filter !== undefined &&
-      (!Array.isArray(filter) ||
-        !filter.every((f) => ['start', 'output', 'logs', 'completed'].includes(f as string)))
+      (!Array.isArray(filter) || !filter.every((f) => (WEBHOOK_EVENTS as readonly unknown[]).includes(f)))
     ) {
       throw new HttpError(
         400,
@@ -804,35 +802,13 @@ export class Sidecar {
 
   private async stream(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
     const p = this.find(id);
-    const last = Number(req.headers['last-event-id'] ?? 0);
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    res.flushHeaders();
     this.sseResponses.add(res);
-    let unsubscribe: () => void = () => {};
-    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), this.keepAliveMs);
-    const close = () => {
-      clearInterval(keepAlive);
-      unsubscribe();
-      this.sseResponses.delete(res);
-    };
-    const send = (e: StreamEvent) => {
-      res.write(sseFrame(e));
-      if (e.event === 'done') {
-        close();
-        res.end();
-      }
-    };
-    res.on('close', close);
-    for (const e of p.eventsSince(Number.isFinite(last) ? last : 0)) {
-      send(e);
-      if (e.event === 'done') return;
-    }
-    unsubscribe = p.subscribe(send);
+    res.on('close', () => this.sseResponses.delete(res));
+    sendEventStream(req, res, {
+      keepAliveMs: this.keepAliveMs,
+      // A stream stays open until its done event, even one opened after that event.
+      events: (afterId, send) => ({ past: p.eventsSince(afterId), unsubscribe: p.subscribe(send) }),
+    });
   }
 
   private async onMetrics(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -104,10 +104,14 @@ export const Nodes = resourceType<Node>({
   namespaced: false,
 });
 
-/** A Secret: the controllers read only its metadata (they never log or compare its data). */
+/**
+ * A Secret: the controllers read only its metadata (they never log or compare its data);
+ * the gateway writes API tokens and webhook signing secrets.
+ */
 export interface Secret extends KubeObject {
   type?: string;
   data?: Record<string, string>;
+  stringData?: Record<string, string>;
 }
 export const Secrets = resourceType<Secret>({
   apiVersion: 'v1',

@@ -1,7 +1,16 @@
 /** Small helpers the gateway's routes share: body fields, visibility, the caller's namespace. */
 import type { IncomingMessage } from 'node:http';
 import { HttpError, readJson } from '../../lib/http.ts';
+import {
+  ApiError,
+  type Informer,
+  type KubeClient,
+  type KubeObject,
+  type ResourceType,
+} from '../runtime/index.ts';
 import { serviceAccountNamespace } from './auth.ts';
+import { caughtUp, type GatewayCaches, newestFirst } from './caches.ts';
+import { type Page, paginate } from './pagination.ts';
 import { DEFAULT_MAX_BODY_BYTES } from './server.ts';
 import type { RequestContext } from './types.ts';
 
@@ -32,6 +41,73 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 export function isDnsLabel(s: unknown): s is string {
   return typeof s === 'string' && DNS_LABEL.test(s);
+}
+
+/** Checks the `name` of a create body: a DNS label. */
+export function checkName(body: Record<string, unknown>, bad: InvalidField[]): void {
+  if (!isDnsLabel(body.name))
+    bad.push({
+      type: 'format',
+      field: 'name',
+      description: 'name must be lowercase letters, digits and "-", at most 63 characters',
+    });
+}
+
+/** The HardwareClass a body's `hardware` (SKU or alias) names; an `enum` invalid field when none. */
+export function hardwareField(
+  caches: GatewayCaches,
+  value: unknown,
+  bad: InvalidField[],
+): string | undefined {
+  const hw = typeof value === 'string' ? caches.hardware(value) : undefined;
+  if (!hw)
+    bad.push({
+      type: 'enum',
+      field: 'hardware',
+      description: `hardware must be one of ${caches.hardwareClasses
+        .list()
+        .map((h) => h.metadata.name)
+        .sort()
+        .join(', ')}`,
+    });
+  return hw?.metadata.name;
+}
+
+/**
+ * Creates `obj` for a caller (`what` names it in errors: 409 when it exists already, 404
+ * when its namespace does not) and waits until `cache` has seen it.
+ */
+export async function createObject<T extends KubeObject>(
+  client: KubeClient,
+  type: ResourceType<T>,
+  cache: Informer<T>,
+  obj: T,
+  what: string,
+): Promise<T> {
+  const namespace = obj.metadata?.namespace ?? '';
+  let created: T;
+  try {
+    created = await client.create(type, obj, { fieldManager: GATEWAY_FIELD_MANAGER });
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 409)
+      throw new HttpError(409, 'Conflict', `${what} exists already`);
+    if (err instanceof ApiError && err.code === 404) throw notFound(`the owner (namespace) ${namespace}`);
+    throw err;
+  }
+  await caughtUp(cache, `${namespace}/${obj.metadata?.name}`, created.metadata?.resourceVersion);
+  return created;
+}
+
+/** The page of `objects` that `url` asks for, newest first. */
+export function newestFirstPage<T extends KubeObject>(objects: T[], url: URL, pageSize?: number): Page<T> {
+  return paginate([...objects].sort(newestFirst), {
+    url,
+    key: (o) => {
+      const m = (o.metadata ?? {}) as { creationTimestamp?: string; namespace?: string; name?: string };
+      return `${m.creationTimestamp ?? ''}|${m.namespace}/${m.name}`;
+    },
+    pageSize,
+  });
 }
 
 export const HEX64 = /^[0-9a-f]{64}$/;

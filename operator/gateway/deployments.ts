@@ -7,18 +7,20 @@
 import { API_VERSION, KIND } from '../../crds/index.ts';
 import { HttpError, sendJson } from '../../lib/http.ts';
 import { ApiError, type KubeClient } from '../runtime/index.ts';
-import { caughtUp, type GatewayCaches, newestFirst, type StoredDeployment } from './caches.ts';
+import { caughtUp, type GatewayCaches, type StoredDeployment } from './caches.ts';
 import {
+  checkName,
+  createObject,
   GATEWAY_FIELD_MANAGER,
   HEX64,
+  hardwareField,
   type InvalidField,
   invalid,
-  isDnsLabel,
+  newestFirstPage,
   notFound,
   ownerName,
   readObject,
 } from './common.ts';
-import { paginate } from './pagination.ts';
 import { Deployments } from './resources.ts';
 import type { Route } from './types.ts';
 
@@ -90,21 +92,7 @@ export function deploymentRoutes(deps: {
         });
       version = v?.metadata.name;
     }
-    let hardware: string | undefined;
-    if (body.hardware !== undefined) {
-      const hw = typeof body.hardware === 'string' ? caches.hardware(body.hardware) : undefined;
-      if (!hw)
-        bad.push({
-          type: 'enum',
-          field: 'hardware',
-          description: `hardware must be one of ${caches.hardwareClasses
-            .list()
-            .map((h) => h.metadata.name)
-            .sort()
-            .join(', ')}`,
-        });
-      hardware = hw?.metadata.name;
-    }
+    const hardware = body.hardware !== undefined ? hardwareField(caches, body.hardware, bad) : undefined;
     return { version, hardware };
   };
 
@@ -123,13 +111,8 @@ export function deploymentRoutes(deps: {
         const allowed = await ctx.namespacesFor('list', 'deployments');
         const visible = caches.deployments
           .list()
-          .filter((d) => allowed === 'all' || allowed.includes(d.metadata.namespace ?? ''))
-          .sort(newestFirst);
-        const page = paginate(visible, {
-          url: ctx.url,
-          key: (d) => `${d.metadata.creationTimestamp ?? ''}|${d.metadata.namespace}/${d.metadata.name}`,
-          pageSize,
-        });
+          .filter((d) => allowed === 'all' || allowed.includes(d.metadata.namespace ?? ''));
+        const page = newestFirstPage(visible, ctx.url, pageSize);
         sendJson(res, 200, { ...page, results: page.results.map((d) => deploymentView(d, caches)) });
       },
     },
@@ -139,12 +122,7 @@ export function deploymentRoutes(deps: {
       async handle(req, res, ctx) {
         const body = await readObject(req);
         const bad: InvalidField[] = [];
-        if (!isDnsLabel(body.name))
-          bad.push({
-            type: 'format',
-            field: 'name',
-            description: 'name must be lowercase letters, digits and "-", at most 63 characters',
-          });
+        checkName(body, bad);
         const model = ownerName(body.model);
         if (!model) bad.push({ type: 'format', field: 'model', description: 'model must be "owner/name"' });
         if (body.version === undefined)
@@ -166,24 +144,18 @@ export function deploymentRoutes(deps: {
         const { version, hardware } = resolve(owner, model.name, body, bad);
         if (bad.length || !version || !hardware) throw invalid(bad);
         const name = body.name as string;
-        let created: StoredDeployment;
-        try {
-          created = await client.create(
-            Deployments,
-            {
-              apiVersion: API_VERSION,
-              kind: KIND.Deployment,
-              metadata: { name, namespace: owner },
-              spec: { model: model.name, version, hardware, minInstances: min, maxInstances: max },
-            } as unknown as StoredDeployment,
-            { fieldManager: GATEWAY_FIELD_MANAGER },
-          );
-        } catch (err) {
-          if (err instanceof ApiError && err.code === 409)
-            throw new HttpError(409, 'Conflict', `the deployment ${owner}/${name} exists already`);
-          throw err;
-        }
-        await caughtUp(caches.deployments, `${owner}/${name}`, created.metadata.resourceVersion);
+        const created = await createObject(
+          client,
+          Deployments,
+          caches.deployments,
+          {
+            apiVersion: API_VERSION,
+            kind: KIND.Deployment,
+            metadata: { name, namespace: owner },
+            spec: { model: model.name, version, hardware, minInstances: min, maxInstances: max },
+          } as unknown as StoredDeployment,
+          `the deployment ${owner}/${name}`,
+        );
         sendJson(res, 200, deploymentView(created, caches));
       },
     },

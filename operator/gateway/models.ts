@@ -5,20 +5,17 @@
  * caller; a private one by callers who may `get` (`list` for lists) models in its namespace.
  */
 import { API_VERSION, KIND } from '../../crds/index.ts';
-import { HttpError, sendJson } from '../../lib/http.ts';
-import { ApiError, type KubeClient } from '../runtime/index.ts';
+import { sendJson } from '../../lib/http.ts';
+import type { KubeClient } from '../runtime/index.ts';
+import type { GatewayCaches, StoredModel, StoredModelVersion } from './caches.ts';
 import {
-  caughtUp,
-  type GatewayCaches,
-  newestFirst,
-  type StoredModel,
-  type StoredModelVersion,
-} from './caches.ts';
-import {
-  GATEWAY_FIELD_MANAGER,
+  checkName,
+  createObject,
+  hardwareField,
   type InvalidField,
   invalid,
   isDnsLabel,
+  newestFirstPage,
   notFound,
   readObject,
 } from './common.ts';
@@ -103,13 +100,8 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; p
               m.spec.visibility === 'public' ||
               allowed === 'all' ||
               allowed.includes(m.metadata.namespace ?? ''),
-          )
-          .sort(newestFirst);
-        const page = paginate(visible, {
-          url: ctx.url,
-          key: (m) => `${m.metadata.creationTimestamp ?? ''}|${m.metadata.namespace}/${m.metadata.name}`,
-          pageSize,
-        });
+          );
+        const page = newestFirstPage(visible, ctx.url, pageSize);
         sendJson(res, 200, { ...page, results: page.results.map((m) => modelView(m, caches, ctx.baseUrl)) });
       },
     },
@@ -121,12 +113,7 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; p
         const bad: InvalidField[] = [];
         if (!isDnsLabel(body.owner))
           bad.push({ type: 'format', field: 'owner', description: 'owner must be a namespace name' });
-        if (!isDnsLabel(body.name))
-          bad.push({
-            type: 'format',
-            field: 'name',
-            description: 'name must be lowercase letters, digits and "-", at most 63 characters',
-          });
+        checkName(body, bad);
         const visibility = body.visibility ?? 'private';
         if (visibility !== 'public' && visibility !== 'private')
           bad.push({
@@ -143,18 +130,7 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; p
         }
         let hardware: string | undefined;
         if (body.hardware !== undefined && body.hardware !== null) {
-          const hw = typeof body.hardware === 'string' ? caches.hardware(body.hardware) : undefined;
-          if (!hw)
-            bad.push({
-              type: 'enum',
-              field: 'hardware',
-              description: `hardware must be one of ${caches.hardwareClasses
-                .list()
-                .map((h) => h.metadata.name)
-                .sort()
-                .join(', ')}`,
-            });
-          hardware = hw?.metadata.name;
+          hardware = hardwareField(caches, body.hardware, bad);
         }
         if (bad.length) throw invalid(bad);
         const owner = body.owner as string;
@@ -164,25 +140,18 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; p
         if (typeof body.description === 'string') spec.description = body.description;
         if (hardware) spec.defaultHardware = hardware;
         for (const [field, key] of URL_FIELDS) if (typeof body[field] === 'string') spec[key] = body[field];
-        let created: StoredModel;
-        try {
-          created = await client.create(
-            Models,
-            {
-              apiVersion: API_VERSION,
-              kind: KIND.Model,
-              metadata: { name, namespace: owner },
-              spec,
-            } as unknown as StoredModel,
-            { fieldManager: GATEWAY_FIELD_MANAGER },
-          );
-        } catch (err) {
-          if (err instanceof ApiError && err.code === 409)
-            throw new HttpError(409, 'Conflict', `the model ${owner}/${name} exists already`);
-          if (err instanceof ApiError && err.code === 404) throw notFound(`the owner (namespace) ${owner}`);
-          throw err;
-        }
-        await caughtUp(caches.models, `${owner}/${name}`, created.metadata.resourceVersion);
+        const created = await createObject(
+          client,
+          Models,
+          caches.models,
+          {
+            apiVersion: API_VERSION,
+            kind: KIND.Model,
+            metadata: { name, namespace: owner },
+            spec,
+          } as unknown as StoredModel,
+          `the model ${owner}/${name}`,
+        );
         sendJson(res, 201, modelView(created, caches, ctx.baseUrl));
       },
     },

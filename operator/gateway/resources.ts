@@ -1,24 +1,11 @@
-/** The core kinds the gateway reads and writes beside modelplane's own (operator/controllers/resources.ts). */
-import { type KubeObject, resourceType } from '../runtime/index.ts';
-
-export interface Secret extends KubeObject {
-  type?: string;
-  data?: Record<string, string>;
-  stringData?: Record<string, string>;
-}
-
-export const Secrets = resourceType<Secret>({
-  apiVersion: 'v1',
-  kind: 'Secret',
-  plural: 'secrets',
-  namespaced: true,
-});
-
+/** The kinds the gateway reads and writes: modelplane's own and Secrets, as the controllers define them. */
 export {
   Deployments,
   HardwareClasses,
   type Meta,
   Models,
   ModelVersions,
+  type Secret,
+  Secrets,
   type Stored,
 } from '../controllers/resources.ts';

@@ -1,4 +1,5 @@
 /** A small server-sent events reader, for tests of the sidecar's stream. */
+import { readSse } from '../../lib/http.ts';
 
 export interface SseEvent {
   id: string | undefined;
@@ -34,28 +35,13 @@ export async function openSse(url: string, headers: Record<string, string> = {})
   const body = res.body;
   const events = (async () => {
     const out: SseEvent[] = [];
-    const decoder = new TextDecoder();
-    let buf = '';
     try {
-      for await (const chunk of body) {
-        buf += decoder.decode(chunk, { stream: true });
-        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          let id: string | undefined;
-          let event = 'message';
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) comments.push(line);
-            else if (line.startsWith('id:')) id = line.slice(3).trimStart();
-            else if (line.startsWith('event:')) event = line.slice(6).trimStart();
-            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-          }
-          if (data.length === 0 && id === undefined) continue;
-          const e = { id, event, data: data.join('\n'), at: performance.now() };
-          out.push(e);
-          for (const l of listeners) l(e);
-        }
+      for await (const block of readSse(body)) {
+        comments.push(...block.comments);
+        if (block.data === undefined && block.id === undefined) continue;
+        const e = { id: block.id, event: block.event, data: block.data ?? '', at: performance.now() };
+        out.push(e);
+        for (const l of listeners) l(e);
       }
     } catch (err) {
       if ((err as Error).name !== 'AbortError') throw err;

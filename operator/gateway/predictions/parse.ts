@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { HttpError, preferWait } from '../../../lib/http.ts';
+import { WEBHOOK_EVENTS, type WebhookEvent } from '../../../lib/webhooks.ts';
 
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
 
@@ -84,8 +85,7 @@ export function parseVersionRef(v: unknown): VersionRef {
   return { kind: 'model-version', owner: m[1]!, name: m[2]!, id: m[3] };
 }
 
-export const WEBHOOK_EVENTS = ['start', 'output', 'logs', 'completed'] as const;
-export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+export { WEBHOOK_EVENTS, type WebhookEvent };
 
 /** A webhook URL and its events filter from a create body; 422 when malformed. */
 export function parseWebhook(

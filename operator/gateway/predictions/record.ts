@@ -53,15 +53,12 @@ export interface PredictionRecord {
   events: StreamEvent[];
 }
 
-export interface PredictionView {
-  id: string;
-  model: string;
-  version: string;
-  input: Record<string, unknown>;
-  output: unknown;
-  logs: string;
-  error: string | null;
-  status: Status;
+/** The prediction object: the record's fields of the same name, times as ISO strings, urls, metrics. */
+export interface PredictionView
+  extends Pick<
+    PredictionRecord,
+    'id' | 'model' | 'version' | 'input' | 'output' | 'logs' | 'error' | 'status'
+  > {
   created_at: string;
   started_at: string | null;
   completed_at: string | null;

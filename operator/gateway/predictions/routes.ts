@@ -3,13 +3,13 @@
  * deployment), list, get, cancel, and the signed event stream.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError, readJson, sendJson, sseFrame } from '../../../lib/http.ts';
+import { HttpError, readJson, sendEventStream, sendJson } from '../../../lib/http.ts';
 import { paginate } from '../pagination.ts';
 import type { RequestContext, Route } from '../types.ts';
 import type { Catalog, DeploymentView } from './catalog.ts';
 import type { PredictionEngine } from './engine.ts';
 import { parseCancelAfter, parsePreferWait, parseVersionRef, parseWebhook } from './parse.ts';
-import { isTerminal, type PredictionRecord, type StreamEvent } from './record.ts';
+import { isTerminal, type PredictionRecord } from './record.ts';
 
 /** Largest create body (inputs may carry data: URIs). */
 export const MAX_BODY = 16 * 1024 * 1024;
@@ -233,52 +233,11 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
             'Stream not found',
             'no stream at this URL (the token does not match, or the prediction is gone)',
           );
-        const last = Number(header(req, 'last-event-id') ?? 0);
-        res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-          'x-accel-buffering': 'no',
+        sendEventStream(req, res, {
+          keepAliveMs,
+          events: (afterId, send) => engine.events(id, afterId, send),
+          signal: ctx.signal,
         });
-        res.flushHeaders();
-        let keepAlive: NodeJS.Timeout | undefined;
-        let unsubscribe: (() => void) | undefined;
-        let ended = false;
-        const close = () => {
-          if (keepAlive) clearInterval(keepAlive);
-          unsubscribe?.();
-        };
-        const send = (e: StreamEvent) => {
-          if (ended) return;
-          res.write(sseFrame(e));
-          if (e.event === 'done') {
-            ended = true;
-            close();
-            res.end();
-          }
-        };
-        res.on('close', close);
-        ctx.signal?.addEventListener(
-          'abort',
-          () => {
-            if (ended) return;
-            ended = true;
-            close();
-            res.end();
-          },
-          { once: true },
-        );
-        const { past, unsubscribe: unsub } = engine.events(id, Number.isFinite(last) ? last : 0, send);
-        unsubscribe = unsub;
-        for (const e of past) send(e);
-        if (ended) return;
-        if (!unsub) {
-          // Ended before this stream opened, with its done event already sent earlier.
-          ended = true;
-          res.end();
-          return;
-        }
-        keepAlive = setInterval(() => res.write(': keep-alive\n\n'), keepAliveMs);
       },
     },
   ];

@@ -2,6 +2,7 @@
  * The gateway's calls to a sidecar's API (docs/sidecar.md): create a prediction (idempotent
  * by id), read it, cancel it, and follow its server-sent events.
  */
+import { readSse } from '../../../lib/http.ts';
 import type { InvalidField } from '../../../lib/openapi-input.ts';
 
 export interface SidecarPrediction {
@@ -168,31 +169,15 @@ export class SidecarClient {
         const text = await res.text().catch(() => '');
         throw new Error(`the stream answered ${res.status}: ${text.slice(0, 200)}`);
       }
-      const decoder = new TextDecoder();
-      let buf = '';
-      for await (const chunk of res.body) {
-        arm();
-        buf += decoder.decode(chunk as Uint8Array, { stream: true });
-        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          let eid: number | undefined;
-          let event = 'message';
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) continue;
-            if (line.startsWith('id:')) eid = Number(line.slice(3).trim());
-            else if (line.startsWith('event:')) event = line.slice(6).trim();
-            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-          }
-          if (eid === undefined || !Number.isFinite(eid)) continue;
-          onEvent({ id: eid, event, data: data.join('\n') });
-          if (event === 'done') {
-            // Closing the connection makes leaving the loop throw the abort: that is the end.
-            done = true;
-            abort.abort();
-            return 'done';
-          }
+      for await (const block of readSse(res.body, arm)) {
+        const eid = block.id === undefined ? undefined : Number(block.id);
+        if (eid === undefined || !Number.isFinite(eid)) continue;
+        onEvent({ id: eid, event: block.event, data: block.data ?? '' });
+        if (block.event === 'done') {
+          // Closing the connection makes leaving the loop throw the abort: that is the end.
+          done = true;
+          abort.abort();
+          return 'done';
         }
       }
       return 'ended';

@@ -1,25 +1,43 @@
 /**
- * Webhooks from the sidecar to the caller that created a prediction (the gateway): the
- * prediction as GET returns it, on the events the caller asked for (`start`, `output`,
- * `logs`, `completed`). Per prediction, deliveries go one after another, so they arrive in
- * order; `output` and `logs` are sent at most every `throttleMs` (the latest state, trailing);
- * only the terminal one is retried, with exponential backoff. No redirects are followed.
+ * Webhook delivery shared by the sidecar and the gateway: the prediction POSTed to a URL on
+ * the events its caller asked for (`start`, `output`, `logs`, `completed`). Per prediction,
+ * deliveries go one after another, so they arrive in order; `output` and `logs` go at most
+ * every `throttleMs` (a trailing one carries the latest state); only the terminal one is
+ * retried, with exponential backoff. Redirects are not followed. A registration may carry a
+ * hook that gives each delivery its headers (the gateway signs them).
  */
 import type { Logger } from 'pino';
 
-export type WebhookEvent = 'start' | 'output' | 'logs' | 'completed';
+export const WEBHOOK_EVENTS = ['start', 'output', 'logs', 'completed'] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+/** The headers of each attempt of one delivery. */
+export type AttemptHeaders = () => Record<string, string>;
+
+/**
+ * Called once per delivery, before its first attempt, with the body as it is sent; returns
+ * the function that gives each attempt's headers, or undefined to not send the delivery.
+ */
+export type DeliveryHeaders = (d: {
+  prediction: string;
+  event: WebhookEvent;
+  body: string;
+}) => AttemptHeaders | undefined | Promise<AttemptHeaders | undefined>;
 
 export interface WebhookOptions {
   throttleMs?: number;
-  /** Delay before retry n is baseMs * 2^(n-1). */
+  /** Delay before retry n is retryBaseMs * 2^(n-1) (default 500 ms: 7 retries span ~1 min). */
   retryBaseMs?: number;
   retries?: number;
   timeoutMs?: number;
+  /** Called after each attempt of a delivery (tests, metrics). */
+  onAttempt?(e: { url: string; event: WebhookEvent; status: number; error?: string }): void;
 }
 
 interface Target {
   url: string;
   filter: ReadonlySet<string>;
+  headers: DeliveryHeaders | undefined;
   chain: Promise<void>;
   lastSent: number;
   trailing: NodeJS.Timeout | undefined;
@@ -34,6 +52,7 @@ export class WebhookSender {
   private readonly retryBaseMs: number;
   private readonly retries: number;
   private readonly timeoutMs: number;
+  private readonly onAttempt: WebhookOptions['onAttempt'];
 
   constructor(log: Logger, opts: WebhookOptions = {}) {
     this.log = log;
@@ -41,13 +60,15 @@ export class WebhookSender {
     this.retryBaseMs = opts.retryBaseMs ?? 500;
     this.retries = opts.retries ?? 7;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.onAttempt = opts.onAttempt;
   }
 
   /** Registers a prediction's webhook; `filter` lists the events wanted. */
-  register(id: string, url: string, filter: readonly string[]): void {
+  register(id: string, url: string, filter: readonly string[], headers?: DeliveryHeaders): void {
     this.targets.set(id, {
       url,
       filter: new Set(filter),
+      headers,
       chain: Promise.resolve(),
       lastSent: 0,
       trailing: undefined,
@@ -59,35 +80,34 @@ export class WebhookSender {
   notify(id: string, event: WebhookEvent, body: () => unknown): void {
     const t = this.targets.get(id);
     if (!t || t.finished) return;
-    const terminal = event === 'completed';
-    if (terminal) {
+    if (event === 'completed') {
       t.finished = true;
       if (t.trailing) clearTimeout(t.trailing);
       t.trailing = undefined;
-      if (t.filter.has('completed')) this.enqueue(t, id, body, true);
+      if (t.filter.has('completed')) this.enqueue(t, id, event, body, true);
       // The target stays until its chain drains, then goes.
       this.track(t.chain.then(() => void this.targets.delete(id)));
       return;
     }
     if (!t.filter.has(event)) return;
     if (event === 'start') {
-      this.enqueue(t, id, body, false);
+      this.enqueue(t, id, event, body, false);
       return;
     }
     const wait = t.lastSent + this.throttleMs - Date.now();
     if (wait <= 0) {
-      this.enqueue(t, id, body, false);
+      this.enqueue(t, id, event, body, false);
     } else if (!t.trailing) {
       t.trailing = setTimeout(() => {
         t.trailing = undefined;
-        if (!t.finished) this.enqueue(t, id, body, false);
+        if (!t.finished) this.enqueue(t, id, event, body, false);
       }, wait);
     }
   }
 
-  private enqueue(t: Target, id: string, body: () => unknown, retry: boolean): void {
+  private enqueue(t: Target, id: string, event: WebhookEvent, body: () => unknown, retry: boolean): void {
     t.lastSent = Date.now();
-    t.chain = t.chain.then(() => this.deliver(t.url, id, body(), retry));
+    t.chain = t.chain.then(() => this.deliver(t, id, event, body(), retry));
     this.track(t.chain);
   }
 
@@ -96,29 +116,52 @@ export class WebhookSender {
     void p.finally(() => this.inflight.delete(p));
   }
 
-  private async deliver(url: string, id: string, body: unknown, retry: boolean): Promise<void> {
+  private async deliver(
+    t: Target,
+    id: string,
+    event: WebhookEvent,
+    body: unknown,
+    retry: boolean,
+  ): Promise<void> {
     const payload = JSON.stringify(body);
+    let headers: AttemptHeaders | undefined = () => ({});
+    if (t.headers) {
+      try {
+        headers = await t.headers({ prediction: id, event, body: payload });
+      } catch (err) {
+        this.log.warn(
+          { prediction: id, event, err: (err as Error).message },
+          'webhook headers failed; the webhook is not sent',
+        );
+        return;
+      }
+      if (!headers) return;
+    }
     for (let attempt = 0; ; attempt++) {
       let status = 0;
       let failure = '';
       try {
-        const res = await fetch(url, {
+        const res = await fetch(t.url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers: { 'content-type': 'application/json', ...headers() },
           body: payload,
           redirect: 'manual',
           signal: AbortSignal.timeout(this.timeoutMs),
         });
         status = res.status;
-        await res.arrayBuffer();
-        if (status >= 200 && status < 300) return;
+        await res.arrayBuffer().catch(() => undefined);
+        if (status >= 200 && status < 300) {
+          this.onAttempt?.({ url: t.url, event, status });
+          return;
+        }
         failure = `answered ${status}`;
       } catch (err) {
         failure = (err as Error).message;
       }
+      this.onAttempt?.({ url: t.url, event, status, error: failure });
       const retryable = status === 0 || status === 429 || status >= 500;
       if (!retry || !retryable || attempt >= this.retries) {
-        this.log.warn({ prediction: id, attempts: attempt + 1, failure }, 'webhook delivery failed');
+        this.log.warn({ prediction: id, event, attempts: attempt + 1, failure }, 'webhook delivery failed');
         return;
       }
       await new Promise((r) => setTimeout(r, this.retryBaseMs * 2 ** attempt));
