@@ -13,7 +13,7 @@
  *   away meanwhile fails it with an error naming the instance.
  * - Every accepted prediction ends: succeeded, failed (with an error) or canceled; never lost.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { HttpError } from '../../../lib/http.ts';
@@ -146,7 +146,8 @@ export class PredictionEngine implements DemandSource {
   private readonly sidecar: SidecarClient;
   private readonly webhooks: WebhookSender;
   private readonly metrics: GatewayMetrics;
-  private readonly streamKey: Buffer;
+  /** The stream token key, made once: an HMAC keyed with a KeyObject skips building one per call. */
+  private readonly streamKey: KeyObject;
   private readonly avoidMs: number;
   private readonly now: () => number;
   private readonly lanes = new Map<string, Lane>();
@@ -165,7 +166,9 @@ export class PredictionEngine implements DemandSource {
     this.store = opts.store ?? new MemoryStore();
     this.sidecar = opts.sidecar ?? new Client();
     this.metrics = gatewayMetrics(opts.registry ?? new Registry());
-    this.streamKey = opts.streamKey ?? Buffer.from(crypto.getRandomValues(new Uint8Array(32)));
+    this.streamKey = createSecretKey(
+      opts.streamKey ?? Buffer.from(crypto.getRandomValues(new Uint8Array(32))),
+    );
     this.avoidMs = opts.avoidMs ?? 1000;
     this.now = opts.now ?? Date.now;
     const secretFor =
