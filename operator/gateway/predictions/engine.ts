@@ -118,6 +118,8 @@ interface Live {
   /** Resolves when the current dispatch attempt has an outcome. */
   dispatching: Promise<DispatchOutcome> | undefined;
   sidecarEventId: number;
+  /** The instance's stream has said the prediction ended: its final record is read next. */
+  sidecarEnded: boolean;
   refreshing: boolean;
   refreshAgain: boolean;
   abort: AbortController;
@@ -397,6 +399,7 @@ export class PredictionEngine implements DemandSource {
       deadlineTimer: undefined,
       dispatching: undefined,
       sidecarEventId: 0,
+      sidecarEnded: false,
       refreshing: false,
       refreshAgain: false,
       abort: new AbortController(),
@@ -754,8 +757,10 @@ export class PredictionEngine implements DemandSource {
       this.markProcessing(live);
       this.emit(live, 'output', e.data);
       this.refresh(live);
+    } else if (e.event === 'done' || e.event === 'error') {
+      // Their details come with the final record, read when the stream ends.
+      live.sidecarEnded = true;
     }
-    // `error` and `done` come with the final record, read when the stream ends.
   }
 
   private markProcessing(live: Live, startedAt?: number): void {
@@ -786,7 +791,10 @@ export class PredictionEngine implements DemandSource {
 
   /**
    * Reads the instance's record for the output so far: one read at a time, at most every
-   * REFRESH_MS (a model streaming tokens sends many output events a second).
+   * REFRESH_MS (a model streaming tokens sends many output events a second). The read waits
+   * for the events that arrived with the output event: when the stream ends the prediction
+   * there (a model that returns one value sends its output just before `done`), the final
+   * record brings the output and no read is made for it.
    */
   private refresh(live: Live): void {
     if (live.refreshing) {
@@ -794,10 +802,12 @@ export class PredictionEngine implements DemandSource {
       return;
     }
     const ep = live.endpoint;
-    if (!ep) return;
+    if (!ep || live.sidecarEnded) return;
     live.refreshing = true;
     void (async () => {
       try {
+        await new Promise((r) => setImmediate(r));
+        if (live.sidecarEnded) return;
         do {
           live.refreshAgain = false;
           const started = Date.now();
@@ -805,7 +815,7 @@ export class PredictionEngine implements DemandSource {
           if (got.kind === 'ok' && !isTerminal(got.body.status as Status)) this.applySnapshot(live, got.body);
           const pause = REFRESH_MS - (Date.now() - started);
           if (live.refreshAgain && pause > 0) await new Promise((r) => setTimeout(r, pause));
-        } while (live.refreshAgain && !isTerminal(live.rec.status));
+        } while (live.refreshAgain && !isTerminal(live.rec.status) && !live.sidecarEnded);
       } finally {
         live.refreshing = false;
       }
