@@ -4,24 +4,23 @@
  * plane, the pod runner, the operator with gateway and autoscaler as a child process); a
  * Deployment of `echo` sits at zero instances. Each repetition posts one prediction to the
  * gateway (held: no instance), the autoscaler scales up, the pod runner starts a real Cog
- * server and sidecar, the pod turns Ready. This process watches the Deployment's Pods and
- * stamps the moment the Ready=True update reaches it (the gateway's own Pod watch gets the
- * same update from the API server); the prediction's arrival on the instance is the
+ * server and sidecar, the pod turns Ready. A watcher process of its own (bench/ready-watch.ts)
+ * watches the Deployment's Pods and stamps the moment the Ready=True update reaches it (the
+ * gateway's own Pod watch gets the same update from the API server); the prediction's arrival on the instance is the
  * sidecar's `created_at` of it (read from the sidecar), and its start the `started_at` (the
  * model server took it). All are this machine's wall clock, in milliseconds. The Deployment
  * scales back to zero before the next repetition.
  *
  * Usage: node bench/activation.ts [--repeats N]   (or `make bench-activation`)
  */
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { CONDITION, LABEL } from '../crds/index.ts';
 import { waitFor } from '../e2e/cluster/testing.ts';
 import { kubectl, startDev } from '../e2e/dev/dev.ts';
-import { type PodLike, PodResource, podEndpoint } from '../operator/gateway/predictions/endpoints.ts';
-import { clientOf } from './pods.ts';
 
 const { values } = parseArgs({ options: { repeats: { type: 'string', default: '8' } } });
 const REPEATS = Number(values.repeats);
@@ -62,29 +61,34 @@ const dev = await startDev({
   logDir: join(tmpdir(), `modelplane-bench-activation-${process.pid}`),
   log,
 });
-const client = clientOf(dev.kubeconfig);
+const stops: (() => void)[] = [];
 try {
   kubectl(dev.kubeconfig, ['apply', '--server-side', '-n', NS, '-f', manifestFile]);
 
-  /** Pods seen, by uid: when the Ready=True update reached this process, and the sidecar URL. */
+  /** Pods seen, by uid: when the Ready=True update reached the watcher, and the sidecar URL. */
   const ready = new Map<string, { name: string; at: number; url: string }>();
-  const live = new Map<string, PodLike>();
-  const watch = client.watch(
-    PodResource,
-    { namespace: NS, labelSelector: `${LABEL.deployment}=${NAME}` },
-    (ev) => {
-      const at = Date.now();
-      const pod = ev.object;
-      const uid = pod.metadata?.uid ?? '';
-      if (ev.type === 'DELETED') live.delete(uid);
-      else live.set(uid, pod);
-      const isReady = pod.status?.conditions?.some((c) => c.type === CONDITION.Ready && c.status === 'True');
-      const ep = podEndpoint(pod);
-      if (ev.type !== 'DELETED' && isReady && ep && !ready.has(uid))
-        ready.set(uid, { name: pod.metadata?.name ?? '', at, url: ep.url });
+  const live = new Set<string>();
+  const watcher = spawn(
+    process.execPath,
+    [join(import.meta.dirname, 'ready-watch.ts'), dev.kubeconfig, NS, NAME],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
     },
   );
-  void watch.done.catch((err: Error) => log(`pod watch ended: ${err.message}`));
+  stops.push(() => watcher.kill('SIGTERM'));
+  createInterface({ input: watcher.stdout }).on('line', (text) => {
+    const l = JSON.parse(text) as {
+      uid: string;
+      name: string;
+      url?: string;
+      at: number;
+      type: string;
+      ready: boolean;
+    };
+    if (l.type === 'DELETED') live.delete(l.uid);
+    else live.add(l.uid);
+    if (l.ready && l.url && !ready.has(l.uid)) ready.set(l.uid, { name: l.name, at: l.at, url: l.url });
+  });
 
   const gateway = `${dev.gatewayUrl}/v1`;
   const headers = { authorization: `Bearer ${dev.token}`, 'content-type': 'application/json' };
@@ -127,8 +131,6 @@ try {
       `  ${i + 1}/${REPEATS} ${r.pod}: Ready → on the instance ${r.readyToArrival} ms, → started ${r.readyToStart} ms (held ${(r.hold / 1000).toFixed(1)} s in all)`,
     );
   }
-  watch.stop();
-
   const stats = (xs: number[]) => {
     const s = [...xs].sort((a, b) => a - b);
     return { p50: s[Math.ceil(0.5 * s.length) - 1]!, min: s[0]!, max: s.at(-1)! };
@@ -152,5 +154,9 @@ try {
     `  target: Ready → dispatched ≤ 100 ms — ${a.max <= 100 ? 'met every time' : 'NOT met every time'}\n`,
   );
 } finally {
+  for (const stop of stops) stop();
   await dev.stop();
 }
+// Everything this bench started has stopped; a keep-alive handle left behind must not hold
+// the process open.
+process.exit(0);

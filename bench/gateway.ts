@@ -16,8 +16,9 @@
  *
  * Prints throughput, p50/p99 latency of each path and the ratios to both direct baselines.
  *
- * Usage: node bench/gateway.ts [--instances N] [--requests N] [--rounds N] [--concurrency 1,8]
- * (or `make bench-gateway`)
+ * Usage: node bench/gateway.ts [--instances N] [--slots N] [--requests N] [--rounds N]
+ *   [--concurrency 1,8] [--paths gateway,...] [--profile DIR]   (or `make bench-gateway`)
+ * `--profile DIR` writes a V8 CPU profile of the operator process there when it exits.
  */
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
