@@ -21,7 +21,7 @@
  * `--profile DIR` writes a V8 CPU profile of the operator process there when it exits.
  */
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, type IncomingMessage, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -160,6 +160,34 @@ async function block(p: Path, n: number, concurrency: number) {
   return { latencies, seconds: (performance.now() - t0) / 1000 };
 }
 
+/** The operator's process (this process's child running `modelplane operator`), on Linux. */
+function operatorPid(): number | undefined {
+  try {
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        if (ppid !== process.pid) continue;
+        if (readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes('operator')) return Number(d);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return undefined;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc (clock ticks of 10 ms). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 function quantile(sorted: number[], q: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
   return sorted[i]!;
@@ -177,6 +205,7 @@ const dev = await startDev({
 });
 try {
   const pods = await readPods(dev.kubeconfig, NS, NAME, INSTANCES);
+  const operator = operatorPid();
   log(`instances: ${pods.map((p) => `${p.name} ${p.ip}`).join(', ')}`);
   const gateway = new URL(`${dev.gatewayUrl}/v1/deployments/${NS}/${NAME}/predictions`);
   const auth = { authorization: `Bearer ${dev.token}`, prefer: 'wait=60' };
@@ -247,9 +276,13 @@ try {
     for (const p of paths) await block(p, 50, concurrency); // warm up
     const lat = paths.map(() => [] as number[]);
     const secs = paths.map(() => 0);
+    /** CPU seconds of the operator process during each path's rounds. */
+    const cpu = paths.map(() => 0);
     for (let r = 0; r < rounds; r++) {
       for (const [i, p] of paths.entries()) {
+        const c0 = cpuSeconds(operator);
         const b = await block(p, perRound, concurrency);
+        cpu[i]! += cpuSeconds(operator) - c0;
         lat[i]!.push(...b.latencies);
         secs[i]! += b.seconds;
       }
@@ -266,8 +299,12 @@ try {
         ? ''
         : (sync ? `; ratio to direct sync ${(rate[i]! / sync).toFixed(3)}` : '') +
           (async ? `; to direct async ${(rate[i]! / async).toFixed(3)}` : '');
+      const own =
+        p.name === 'gateway' && Number.isFinite(cpu[i])
+          ? `; operator CPU ${((cpu[i]! / l.length) * 1000).toFixed(2)} ms per prediction`
+          : '';
       process.stdout.write(
-        `  ${p.name.padEnd(22)} ${rate[i]!.toFixed(1).padStart(7)} predictions/s  p50 ${f(quantile(l, 0.5))} ms  p99 ${f(quantile(l, 0.99))} ms${ratios}\n`,
+        `  ${p.name.padEnd(22)} ${rate[i]!.toFixed(1).padStart(7)} predictions/s  p50 ${f(quantile(l, 0.5))} ms  p99 ${f(quantile(l, 0.99))} ms${ratios}${own}\n`,
       );
     }
   }
