@@ -66,7 +66,7 @@ test-cluster: cluster-bin python $(DEPS_STAMP) ## run the cluster tests only
 	vitest run --project cluster
 
 .PHONY: bench
-bench: bench-sidecar bench-autoscaler ## every benchmark
+bench: bench-sidecar bench-autoscaler bench-activation bench-gateway ## every benchmark
 
 .PHONY: bench-sidecar
 bench-sidecar: python $(DEPS_STAMP) ## benchmark: the sidecar's added latency over a real Cog server
@@ -75,6 +75,14 @@ bench-sidecar: python $(DEPS_STAMP) ## benchmark: the sidecar's added latency ov
 .PHONY: bench-autoscaler
 bench-autoscaler: cluster-bin $(DEPS_STAMP) ## benchmark: a burst's time to the child replicas in the API server
 	node bench/autoscaler.ts
+
+.PHONY: bench-activation
+bench-activation: cluster-bin python $(DEPS_STAMP) ## benchmark: a model pod turning Ready → its first held prediction dispatched
+	node bench/activation.ts
+
+.PHONY: bench-gateway
+bench-gateway: cluster-bin python $(DEPS_STAMP) ## benchmark: predictions/s through the gateway and the sidecars against the Cog servers directly
+	node bench/gateway.ts
 
 .PHONY: dev
 dev: cluster-bin python $(DEPS_STAMP) ## run it all here: control plane, operator, pod runner, example models; Ctrl-C stops it

@@ -8,7 +8,7 @@
  * several Deployments, so each has scaled back to zero before its next burst.
  *
  * The other half of scaling from zero — pod Ready → first held request dispatched — belongs
- * to the gateway and is measured there (see the placeholder at the end of the report).
+ * to the gateway and is measured by bench/activation.ts (`make bench-activation`).
  *
  * Usage: node bench/autoscaler.ts [--bursts N] [--deployments N]   (or `make bench`)
  */
@@ -128,7 +128,7 @@ try {
     `  target: ≤ 1000 ms — ${(sorted.at(-1) ?? 0) <= 1000 ? 'met by every burst' : 'NOT met'}\n`,
   );
   process.stdout.write(
-    '\npod Ready → first held request dispatched: the gateway half of scaling from zero, measured by the gateway bench (not part of this run)\n',
+    '\npod Ready → first held request dispatched: the gateway half of scaling from zero, measured by `make bench-activation` (not part of this run)\n',
   );
 } finally {
   await operator?.stop();

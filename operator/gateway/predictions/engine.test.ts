@@ -3,6 +3,7 @@
  * requeueing at the front, bounds, holding and its timeout. (The engine against real
  * sidecars is engine.int.test.ts.)
  */
+import { createHmac } from 'node:crypto';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpError } from '../../../lib/http.ts';
@@ -168,5 +169,109 @@ describe('the prediction queue', () => {
     expect(b).toMatchObject({ replayed: true, record: { id: a.record.id } });
     const other = await engine.create({ ...req, namespace: NS, idempotencyKey: 'k2' });
     expect(other.record.id).not.toBe(a.record.id);
+  });
+});
+
+describe('stream tokens', () => {
+  it('are an HMAC-SHA256 of the prediction id under the stream key, and only those verify', () => {
+    const key = Buffer.alloc(32, 7);
+    engine = new PredictionEngine({
+      catalog: new StaticCatalog(),
+      endpoints: new StaticEndpoints(),
+      log: pino({ level: 'silent' }),
+      streamKey: key,
+    });
+    const want = createHmac('sha256', key).update('stream:p1').digest('base64url');
+    expect(engine.streamToken('p1')).toBe(want);
+    expect(engine.streamToken('p1')).toBe(want); // the same on every call
+    expect(engine.verifyStreamToken('p1', want)).toBe(true);
+    expect(engine.verifyStreamToken('p2', want)).toBe(false);
+    expect(engine.verifyStreamToken('p1', `${want[0] === 'A' ? 'B' : 'A'}${want.slice(1)}`)).toBe(false);
+    expect(engine.verifyStreamToken('p1', undefined)).toBe(false);
+  });
+});
+
+describe('following a prediction on its instance', () => {
+  /** An instance whose event stream the test writes; counts the reads of the record. */
+  function streamingInstance() {
+    const reads: string[] = [];
+    let emit: ((e: { id: number; event: string; data: string }) => void) | undefined;
+    let end: (() => void) | undefined;
+    let record: SidecarPrediction = { id: '', status: 'processing', output: null };
+    const client = {
+      create: async (_base: string, id: string): Promise<CreateResult> => {
+        record = { ...record, id };
+        return { kind: 'accepted', body: { id, status: 'processing', started_at: new Date().toISOString() } };
+      },
+      get: async (): Promise<GetResult> => {
+        reads.push(record.status);
+        return { kind: 'ok', body: record };
+      },
+      cancel: async () => true,
+      stream: (_base: string, _id: string, _after: number, onEvent: typeof emit) =>
+        new Promise<'done'>((resolve) => {
+          emit = onEvent;
+          end = () => resolve('done');
+        }),
+    } as unknown as SidecarClient;
+    return {
+      client,
+      reads,
+      set: (r: Partial<SidecarPrediction>) => {
+        record = { ...record, ...r };
+      },
+      emit: (id: number, event: string, data: string) => emit?.({ id, event, data }),
+      end: () => end?.(),
+      streaming: () => emit !== undefined,
+    };
+  }
+
+  function start(client: SidecarClient) {
+    const catalog = new StaticCatalog();
+    catalog.setDeployment({
+      namespace: NS,
+      name: 'd',
+      model: 'm',
+      versionId: 'a'.repeat(64),
+      maxConcurrency: 1,
+      maxLength: 10,
+      maxWaitSeconds: 60,
+      conditions: [],
+    });
+    const endpoints = new StaticEndpoints();
+    endpoints.set(NS, 'd', [{ id: 'a', url: 'http://a' }]);
+    engine = new PredictionEngine({ catalog, endpoints, sidecar: client, log: pino({ level: 'silent' }) });
+    return engine.create({ namespace: NS, deployment: 'd', input: {}, baseUrl: 'http://gw/v1' });
+  }
+
+  it('reads a running prediction for its output when the stream brings an output event', async () => {
+    const inst = streamingInstance();
+    const { record } = await start(inst.client);
+    await waitFor('the stream to be followed', () => inst.streaming());
+    inst.set({ output: ['a'] });
+    inst.emit(1, 'output', 'a');
+    await waitFor('the output read from the instance', () => engine!.get(record.id)?.output !== null);
+    expect(engine!.get(record.id)?.output).toEqual(['a']);
+    expect(inst.reads).toEqual(['processing']);
+    inst.set({ status: 'succeeded', output: ['a', 'b'] });
+    inst.emit(2, 'output', 'b');
+    inst.emit(3, 'done', '{}');
+    inst.end();
+    await waitFor('the end', () => engine!.get(record.id)?.status === 'succeeded');
+    expect(engine!.get(record.id)?.output).toEqual(['a', 'b']);
+  });
+
+  it('makes one read, the final one, when the output comes with the end', async () => {
+    const inst = streamingInstance();
+    const { record } = await start(inst.client);
+    await waitFor('the stream to be followed', () => inst.streaming());
+    inst.set({ status: 'succeeded', output: 'hello' });
+    inst.emit(1, 'output', 'hello');
+    inst.emit(2, 'done', '{}');
+    inst.end();
+    await waitFor('the end', () => engine!.get(record.id)?.status === 'succeeded');
+    expect(engine!.get(record.id)?.output).toBe('hello');
+    await new Promise((r) => setImmediate(r));
+    expect(inst.reads).toEqual(['succeeded']);
   });
 });

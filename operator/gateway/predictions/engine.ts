@@ -13,7 +13,7 @@
  *   away meanwhile fails it with an error naming the instance.
  * - Every accepted prediction ends: succeeded, failed (with an error) or canceled; never lost.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { HttpError } from '../../../lib/http.ts';
@@ -104,6 +104,8 @@ interface Live {
   /** Resolves when the current dispatch attempt has an outcome. */
   dispatching: Promise<DispatchOutcome> | undefined;
   sidecarEventId: number;
+  /** The instance's stream has said the prediction ended: its final record is read next. */
+  sidecarEnded: boolean;
   refreshing: boolean;
   refreshAgain: boolean;
   abort: AbortController;
@@ -132,7 +134,8 @@ export class PredictionEngine implements DemandSource {
   private readonly sidecar: SidecarClient;
   private readonly webhooks: WebhookSender;
   private readonly metrics: GatewayMetrics;
-  private readonly streamKey: Buffer;
+  /** The stream token key, made once: an HMAC keyed with a KeyObject skips building one per call. */
+  private readonly streamKey: KeyObject;
   private readonly avoidMs: number;
   private readonly now: () => number;
   private readonly lanes = new Map<string, Lane>();
@@ -151,7 +154,9 @@ export class PredictionEngine implements DemandSource {
     this.store = opts.store ?? new MemoryStore();
     this.sidecar = opts.sidecar ?? new Client();
     this.metrics = gatewayMetrics(opts.registry ?? new Registry());
-    this.streamKey = opts.streamKey ?? Buffer.from(crypto.getRandomValues(new Uint8Array(32)));
+    this.streamKey = createSecretKey(
+      opts.streamKey ?? Buffer.from(crypto.getRandomValues(new Uint8Array(32))),
+    );
     this.avoidMs = opts.avoidMs ?? 1000;
     this.now = opts.now ?? Date.now;
     const secretFor =
@@ -380,6 +385,7 @@ export class PredictionEngine implements DemandSource {
       deadlineTimer: undefined,
       dispatching: undefined,
       sidecarEventId: 0,
+      sidecarEnded: false,
       refreshing: false,
       refreshAgain: false,
       abort: new AbortController(),
@@ -737,8 +743,10 @@ export class PredictionEngine implements DemandSource {
       this.markProcessing(live);
       this.emit(live, 'output', e.data);
       this.refresh(live);
+    } else if (e.event === 'done' || e.event === 'error') {
+      // Their details come with the final record, read when the stream ends.
+      live.sidecarEnded = true;
     }
-    // `error` and `done` come with the final record, read when the stream ends.
   }
 
   private markProcessing(live: Live, startedAt?: number): void {
@@ -769,7 +777,10 @@ export class PredictionEngine implements DemandSource {
 
   /**
    * Reads the instance's record for the output so far: one read at a time, at most every
-   * REFRESH_MS (a model streaming tokens sends many output events a second).
+   * REFRESH_MS (a model streaming tokens sends many output events a second). The read waits
+   * for the events that arrived with the output event: when the stream ends the prediction
+   * there (a model that returns one value sends its output just before `done`), the final
+   * record brings the output and no read is made for it.
    */
   private refresh(live: Live): void {
     if (live.refreshing) {
@@ -777,10 +788,12 @@ export class PredictionEngine implements DemandSource {
       return;
     }
     const ep = live.endpoint;
-    if (!ep) return;
+    if (!ep || live.sidecarEnded) return;
     live.refreshing = true;
     void (async () => {
       try {
+        await new Promise((r) => setImmediate(r));
+        if (live.sidecarEnded) return;
         do {
           live.refreshAgain = false;
           const started = Date.now();
@@ -788,7 +801,7 @@ export class PredictionEngine implements DemandSource {
           if (got.kind === 'ok' && !isTerminal(got.body.status as Status)) this.applySnapshot(live, got.body);
           const pause = REFRESH_MS - (Date.now() - started);
           if (live.refreshAgain && pause > 0) await new Promise((r) => setTimeout(r, pause));
-        } while (live.refreshAgain && !isTerminal(live.rec.status));
+        } while (live.refreshAgain && !isTerminal(live.rec.status) && !live.sidecarEnded);
       } finally {
         live.refreshing = false;
       }

@@ -96,14 +96,13 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
     });
     const headers: Record<string, string> = {};
     if (replayed) headers['idempotent-replayed'] = 'true';
-    let view = engine.view(record, ctx.baseUrl);
     if (wait !== undefined) {
       await engine.waitDone(record.id, wait * 1000, ctx.signal);
       headers['preference-applied'] = `wait=${wait}`;
-      view = engine.view(record, ctx.baseUrl);
-      // Both official clients treat a held answer that is not `starting` as final.
-      if (!isTerminal(view.status)) view.status = 'starting';
     }
+    const view = engine.view(record, ctx.baseUrl);
+    // Both official clients treat a held answer that is not `starting` as final.
+    if (wait !== undefined && !isTerminal(view.status)) view.status = 'starting';
     headers.location = view.urls.get;
     sendJson(res, 201, view, headers);
   }

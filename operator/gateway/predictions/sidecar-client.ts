@@ -2,6 +2,7 @@
  * The gateway's calls to a sidecar's API (docs/sidecar.md): create a prediction (idempotent
  * by id), read it, cancel it, and follow its server-sent events.
  */
+import { Agent, request } from 'node:http';
 import { readSse } from '../../../lib/http.ts';
 import type { InvalidField } from '../../../lib/openapi-input.ts';
 
@@ -39,19 +40,66 @@ export interface SseEvent {
 }
 
 function describe(err: unknown): string {
-  const e = err as { message?: string; cause?: { code?: string; message?: string } };
-  const cause = e.cause?.code ?? e.cause?.message;
-  return cause ? `${e.message ?? 'error'} (${cause})` : (e.message ?? String(err));
+  const e = err as { message?: string; code?: string; cause?: { code?: string; message?: string } };
+  const cause = e.cause?.code ?? e.cause?.message ?? e.code;
+  return cause && !e.message?.includes(cause)
+    ? `${e.message ?? 'error'} (${cause})`
+    : (e.message ?? String(err));
 }
 
-async function readBody(res: Response): Promise<Record<string, unknown>> {
-  const text = await res.text();
+function parseBody(text: string): Record<string, unknown> {
   try {
     const v = JSON.parse(text) as unknown;
     return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : { detail: text };
   } catch {
     return { detail: text };
   }
+}
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+  retryAfter: string | undefined;
+}
+
+/**
+ * One request with a JSON answer, on node:http with keep-alive connections: the gateway's
+ * creates and reads of predictions (a third of the CPU of fetch for the same exchange).
+ */
+function exchange(
+  agent: Agent,
+  method: string,
+  url: string,
+  timeoutMs: number,
+  body?: unknown,
+): Promise<Answer> {
+  const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method,
+        agent,
+        signal: AbortSignal.timeout(timeoutMs),
+        headers: data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {},
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const ra = res.headers['retry-after'];
+          resolve({
+            status: res.statusCode ?? 0,
+            body: parseBody(Buffer.concat(chunks).toString('utf8')),
+            retryAfter: Array.isArray(ra) ? ra[0] : ra,
+          });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
 }
 
 export interface SidecarClientOptions {
@@ -64,6 +112,7 @@ export interface SidecarClientOptions {
 export class SidecarClient {
   private readonly timeoutMs: number;
   private readonly streamIdleMs: number;
+  private readonly agent = new Agent({ keepAlive: true });
 
   constructor(opts: SidecarClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
@@ -71,24 +120,18 @@ export class SidecarClient {
   }
 
   async create(base: string, id: string, input: Record<string, unknown>): Promise<CreateResult> {
-    let res: Response;
-    let body: Record<string, unknown>;
+    let res: Answer;
     try {
-      res = await fetch(`${base}/predictions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ id, input }),
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-      body = await readBody(res);
+      res = await exchange(this.agent, 'POST', `${base}/predictions`, this.timeoutMs, { id, input });
     } catch (err) {
       return { kind: 'unreachable', error: describe(err) };
     }
+    const body = res.body;
     const detail = typeof body.detail === 'string' ? body.detail : `HTTP ${res.status}`;
     if (res.status === 200 || res.status === 201)
       return { kind: 'accepted', body: body as unknown as SidecarPrediction };
     if (res.status === 429 || res.status === 503) {
-      const ra = Number(res.headers.get('retry-after'));
+      const ra = Number(res.retryAfter);
       return {
         kind: 'refused',
         status: res.status,
@@ -105,10 +148,13 @@ export class SidecarClient {
 
   async get(base: string, id: string): Promise<GetResult> {
     try {
-      const res = await fetch(`${base}/predictions/${encodeURIComponent(id)}`, {
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-      const body = await readBody(res);
+      const res = await exchange(
+        this.agent,
+        'GET',
+        `${base}/predictions/${encodeURIComponent(id)}`,
+        this.timeoutMs,
+      );
+      const body = res.body;
       if (res.status === 200) return { kind: 'ok', body: body as unknown as SidecarPrediction };
       if (res.status === 404) return { kind: 'not-found' };
       return { kind: 'error', status: res.status, detail: String(body.detail ?? `HTTP ${res.status}`) };
@@ -120,12 +166,13 @@ export class SidecarClient {
   /** Asks the sidecar to cancel; resolves with whether it answered. */
   async cancel(base: string, id: string): Promise<boolean> {
     try {
-      const res = await fetch(`${base}/predictions/${encodeURIComponent(id)}/cancel`, {
-        method: 'POST',
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-      await res.arrayBuffer();
-      return res.ok;
+      const res = await exchange(
+        this.agent,
+        'POST',
+        `${base}/predictions/${encodeURIComponent(id)}/cancel`,
+        this.timeoutMs,
+      );
+      return res.status >= 200 && res.status < 300;
     } catch {
       return false;
     }
