@@ -139,11 +139,16 @@ async function predict(seconds: number): Promise<Prediction> {
     input: { seconds },
     wait: 60,
   })) as Prediction;
-  while (!done(p)) {
-    await new Promise((r) => setTimeout(r, 1000));
-    p = await replicate.predictions.get(p.id);
-  }
-  return p;
+  if (done(p)) return p;
+  const id = p.id;
+  return waitFor(
+    `prediction ${id} to finish`,
+    async () => {
+      p = await replicate.predictions.get(id);
+      return done(p) ? p : undefined;
+    },
+    { timeoutMs: 120_000, intervalMs: 500 },
+  );
 }
 
 async function finished(id: string, timeoutMs: number): Promise<Prediction> {
