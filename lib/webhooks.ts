@@ -7,9 +7,7 @@
  * hook that gives each delivery its headers (the gateway signs them).
  */
 import type { Logger } from 'pino';
-
-export const WEBHOOK_EVENTS = ['start', 'output', 'logs', 'completed'] as const;
-export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+import type { WebhookEvent } from './prediction.ts';
 
 /** The headers of each attempt of one delivery. */
 export type AttemptHeaders = () => Record<string, string>;

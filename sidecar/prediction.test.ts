@@ -1,17 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { type Clock, outputMode, Prediction, type StreamEvent } from './prediction.ts';
+import { FakeClock } from '../lib/clock.ts';
+import type { StreamEvent } from '../lib/prediction.ts';
+import { outputMode, Prediction } from './prediction.ts';
 
-function fakeClock(): Clock & { advance(ms: number): void } {
-  let wall = Date.parse('2026-01-01T00:00:00Z');
-  let mono = 1000;
-  return {
-    now: () => wall,
-    mono: () => mono,
-    advance(ms: number) {
-      wall += ms;
-      mono += ms;
-    },
-  };
+function fakeClock(): FakeClock {
+  return new FakeClock(Date.parse('2026-01-01T00:00:00Z'));
 }
 
 function record(p: Prediction): StreamEvent[] {

@@ -11,14 +11,20 @@
  * already sent, nothing after the terminal state.
  */
 
+import { type Clock, realClock } from '../lib/clock.ts';
 import type { InvalidField } from '../lib/openapi-input.ts';
-
-export type Status = 'starting' | 'processing' | 'succeeded' | 'failed' | 'canceled';
-export const TERMINAL: ReadonlySet<Status> = new Set(['succeeded', 'failed', 'canceled']);
-
-export function isTerminal(s: Status): boolean {
-  return TERMINAL.has(s);
-}
+import {
+  doneData,
+  isTerminal,
+  outputText,
+  type PredictionMetrics,
+  type PredictionObject,
+  type PredictionStatus,
+  predictionObject,
+  type StreamEvent,
+  type StreamEventName,
+  type TerminalStatus,
+} from '../lib/prediction.ts';
 
 /** A Cog server's webhook payload (and its async PUT answer). */
 export interface CogPayload {
@@ -44,32 +50,6 @@ export function outputMode(openapi: unknown): OutputMode {
   return out['x-cog-array-type'] === 'iterator' ? 'iterator' : 'single';
 }
 
-export type EventName = 'output' | 'logs' | 'error' | 'done';
-export interface StreamEvent {
-  /** 1, 2, 3, ... per prediction: the SSE `id:` line. */
-  id: number;
-  event: EventName;
-  data: string;
-}
-
-export interface Clock {
-  /** Wall time, epoch milliseconds: the timestamps callers see. */
-  now(): number;
-  /** Monotonic milliseconds: every duration. */
-  mono(): number;
-}
-
-export const systemClock: Clock = { now: () => Date.now(), mono: () => performance.now() };
-
-export interface PredictionMetrics {
-  /** Seconds the model ran: the model server's own figure, else the sidecar's wall clock. */
-  predict_time?: number;
-  /** Seconds from creation to completion. */
-  total_time?: number;
-  /** Seconds from creation until the model server took it (queued here or waiting for a slot). */
-  queue_time?: number;
-}
-
 function deepEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object') return false;
@@ -83,11 +63,6 @@ function deepEqual(a: unknown, b: unknown): boolean {
     ka.length === kb.length &&
     ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
   );
-}
-
-/** An output value as SSE data: strings as raw text, anything else as JSON. */
-export function outputText(v: unknown): string {
-  return typeof v === 'string' ? v : JSON.stringify(v);
 }
 
 type Listener = (e: StreamEvent) => void;
@@ -106,7 +81,7 @@ export class Prediction {
   readonly input: Record<string, unknown>;
   readonly webhook: string | undefined;
   readonly webhookEventsFilter: string[];
-  status: Status = 'starting';
+  status: PredictionStatus = 'starting';
   output: unknown = null;
   logs = '';
   error: string | null = null;
@@ -137,7 +112,7 @@ export class Prediction {
     this.input = init.input;
     this.webhook = init.webhook;
     this.webhookEventsFilter = init.webhookEventsFilter ?? ['start', 'output', 'logs', 'completed'];
-    this.clock = init.clock ?? systemClock;
+    this.clock = init.clock ?? realClock;
     this.createdAt = this.clock.now();
     this.createdMono = this.clock.mono();
   }
@@ -175,8 +150,7 @@ export class Prediction {
       this.logs = p.logs;
       this.emit('logs', delta);
     }
-    const final = status === 'succeeded' || status === 'failed' || status === 'canceled';
-    if (!final) {
+    if (!isTerminal(status)) {
       if (mode !== 'single' && Array.isArray(p.output) && p.output.length > this.items.length) {
         for (const item of p.output.slice(this.items.length)) this.pushItem(item);
       }
@@ -226,10 +200,7 @@ export class Prediction {
    * Ends the prediction (once). `predictTime` is the model server's figure in seconds; without
    * it the sidecar's own clock from start to now stands in.
    */
-  end(
-    status: 'succeeded' | 'failed' | 'canceled',
-    opts: { error?: string | null; predictTime?: number } = {},
-  ): boolean {
+  end(status: TerminalStatus, opts: { error?: string | null; predictTime?: number } = {}): boolean {
     if (this.terminal) return false;
     this.status = status;
     this.error = status === 'failed' ? (opts.error ?? 'prediction failed') : null;
@@ -244,10 +215,7 @@ export class Prediction {
       queue_time: (queuedUntil - this.createdMono) / 1000,
     };
     if (status === 'failed') this.emit('error', this.error ?? 'prediction failed');
-    this.emit(
-      'done',
-      status === 'succeeded' ? '{}' : JSON.stringify({ reason: status === 'failed' ? 'error' : 'canceled' }),
-    );
+    this.emit('done', doneData(status));
     for (const w of this.doneWaiters.splice(0)) w();
     return true;
   }
@@ -258,7 +226,7 @@ export class Prediction {
     return ((this.completedMono ?? this.clock.mono()) - this.dispatchedMono) / 1000;
   }
 
-  private emit(event: EventName, data: string): void {
+  private emit(event: StreamEventName, data: string): void {
     const e: StreamEvent = { id: this.events.length + 1, event, data };
     this.events.push(e);
     for (const l of this.listeners) l(e);
@@ -295,30 +263,15 @@ export class Prediction {
   /** The object callers read. `base` is the sidecar's URL, for `urls`. */
   toJSON(
     extra: { base?: string; version?: string; deployment?: string; hardware?: string } = {},
-  ): Record<string, unknown> {
-    const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
-    const out: Record<string, unknown> = {
-      id: this.id,
+  ): PredictionObject {
+    const self = extra.base ? `${extra.base}/predictions/${encodeURIComponent(this.id)}` : undefined;
+    return predictionObject({
+      ...this,
       version: extra.version ?? '',
-      input: this.input,
-      output: this.output,
-      logs: this.logs,
-      error: this.error,
-      status: this.status,
-      created_at: iso(this.createdAt),
-      started_at: iso(this.startedAt),
-      completed_at: iso(this.completedAt),
       metrics: this.metrics,
-      data_removed: false,
-      source: 'api',
-    };
-    if (extra.deployment) out.deployment = extra.deployment;
-    if (extra.hardware) out.hardware = extra.hardware;
-    if (this.cost !== undefined) out.cost = this.cost;
-    if (extra.base) {
-      const self = `${extra.base}/predictions/${encodeURIComponent(this.id)}`;
-      out.urls = { get: self, cancel: `${self}/cancel`, stream: `${self}/stream` };
-    }
-    return out;
+      deployment: extra.deployment,
+      hardware: extra.hardware,
+      urls: self ? { get: self, cancel: `${self}/cancel`, stream: `${self}/stream` } : undefined,
+    });
   }
 }

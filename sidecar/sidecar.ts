@@ -21,21 +21,22 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
+import { type Clock, realClock } from '../lib/clock.ts';
 import { HttpError, preferWait, readJson, sendEventStream, sendJson, sendProblem } from '../lib/http.ts';
 import { fromCogDetail, type InvalidField, validateInput } from '../lib/openapi-input.ts';
-import { WEBHOOK_EVENTS, WebhookSender } from '../lib/webhooks.ts';
+import {
+  isTerminal,
+  newPredictionId,
+  type PredictionObject,
+  type TerminalStatus,
+  WEBHOOK_EVENTS,
+} from '../lib/prediction.ts';
+import { WebhookSender } from '../lib/webhooks.ts';
 import { CogClient, type CogHealth, Unreachable } from './cog-client.ts';
 import type { SidecarConfig } from './config.ts';
 import { add, type Decimal, format, fromNumber, multiply, parseDecimal, toNumber, zero } from './decimal.ts';
 import { SidecarMetrics } from './metrics.ts';
-import {
-  type Clock,
-  type CogPayload,
-  type OutputMode,
-  outputMode,
-  Prediction,
-  systemClock,
-} from './prediction.ts';
+import { type CogPayload, type OutputMode, outputMode, Prediction } from './prediction.ts';
 import { StateClock } from './state-clock.ts';
 
 export const INSTANCE_STATES = ['setup', 'idle', 'busy', 'down'] as const;
@@ -58,22 +59,6 @@ export type ReadyReason =
 const MAX_BODY = 64 * 1024 * 1024;
 const MAX_WAIT_SECONDS = 600;
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-
-const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
-let idPool = Buffer.alloc(0);
-let idOffset = 0;
-
-/** 26 characters of lowercase base32, like the hosted API's prediction ids. */
-export function newPredictionId(): string {
-  if (idOffset + 26 > idPool.length) {
-    idPool = randomBytes(26 * 256);
-    idOffset = 0;
-  }
-  let id = '';
-  for (let i = 0; i < 26; i++) id += ID_ALPHABET[idPool[idOffset + i]! & 31];
-  idOffset += 26;
-  return id;
-}
 
 interface Slot {
   prediction: Prediction;
@@ -163,7 +148,7 @@ export class Sidecar {
 
   constructor(config: SidecarConfig, opts: SidecarOptions = {}) {
     this.config = config;
-    this.clock = opts.clock ?? systemClock;
+    this.clock = opts.clock ?? realClock;
     this.log =
       opts.logger ??
       pino(
@@ -618,7 +603,7 @@ export class Sidecar {
     return `http://${req.headers.host ?? `${hostForUrl(this.config.host)}:${this.config.port}`}`;
   }
 
-  view(p: Prediction, base?: string): Record<string, unknown> {
+  view(p: Prediction, base?: string): PredictionObject {
     return p.toJSON({
       base,
       version: this.config.version,
@@ -1071,8 +1056,7 @@ export class Sidecar {
   /** Folds one model-server webhook into its prediction. */
   onCogPayload(id: string, payload: CogPayload): void {
     const slot = this.slots.get(id);
-    const terminal =
-      payload.status === 'succeeded' || payload.status === 'failed' || payload.status === 'canceled';
+    const terminal = isTerminal(payload.status);
     if (slot?.zombie) {
       if (terminal) {
         this.release(id);
@@ -1107,7 +1091,7 @@ export class Sidecar {
     p.cost = format(cost);
     this.billable = add(this.billable, billed);
     this.costTotal = add(this.costTotal, cost);
-    const status = p.status as 'succeeded' | 'failed' | 'canceled';
+    const status = p.status as TerminalStatus;
     this.counts[status]++;
     this.metrics.predictions.inc({ status });
     this.metrics.duration.observe({ status }, toNumber(billed));

@@ -23,8 +23,8 @@ import {
   REASON,
 } from '../../crds/index.ts';
 import { HttpError } from '../../lib/http.ts';
+import { newPredictionId } from '../../lib/prediction.ts';
 import type { PredictionEngine } from '../gateway/predictions/engine.ts';
-import { newPredictionId } from '../gateway/predictions/parse.ts';
 import { isTerminal, type PredictionRecord, type Status } from '../gateway/predictions/record.ts';
 import { covers, type Informer, isNotFound, type Manager, resourceType } from '../runtime/index.ts';
 import { mergeConditions, type Observation } from './conditions.ts';

@@ -1,4 +1,6 @@
 /** The operator runtime: what controllers import. See README.md in this directory. */
+
+export { type Clock, FakeClock, realClock, sleep } from '../../lib/clock.ts';
 export { type ApplyOptions, apply, applyStatus, covers, ownsField } from './apply.ts';
 export {
   ApiError,
@@ -11,7 +13,6 @@ export {
   type ResourceType,
   resourceType,
 } from './client.ts';
-export { type Clock, FakeClock, realClock, sleep } from './clock.ts';
 export {
   Controller,
   type ControllerOptions,

@@ -12,6 +12,7 @@
  *   takes over at its next retry instead of waiting for the lease to expire.
  */
 
+import { sleep } from '../../lib/clock.ts';
 import {
   isConflict,
   isNotFound,
@@ -20,7 +21,6 @@ import {
   resourcePath,
   resourceType,
 } from './client.ts';
-import { sleep } from './clock.ts';
 import { type Logger, silentLogger } from './log.ts';
 import type { RuntimeMetrics } from './metrics.ts';
 

@@ -18,11 +18,11 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { HttpError } from '../../../lib/http.ts';
 import { type InvalidField, validateInput } from '../../../lib/openapi-input.ts';
+import { newPredictionId, WEBHOOK_EVENTS, type WebhookEvent } from '../../../lib/prediction.ts';
 import type { DemandSource, DeploymentDemand } from '../../autoscaler/demand.ts';
 import { type Catalog, type DeploymentView, notReadyReason } from './catalog.ts';
 import { type Endpoint, type EndpointSource, leastOutstanding } from './endpoints.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';
-import { newPredictionId, WEBHOOK_EVENTS, type WebhookEvent } from './parse.ts';
 import {
   type EventName,
   isTerminal,

@@ -2,21 +2,10 @@
  * Pure parsing of what callers send with a prediction: the prediction id, `Prefer: wait`,
  * `Cancel-After`, the `version` field of `POST /predictions`, the webhook events filter.
  */
-import { randomBytes } from 'node:crypto';
 import { HttpError, preferWait } from '../../../lib/http.ts';
-import { WEBHOOK_EVENTS, type WebhookEvent } from '../../../lib/webhooks.ts';
+import { WEBHOOK_EVENTS, type WebhookEvent } from '../../../lib/prediction.ts';
 
-const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
-
-/** A random prediction id: 26 characters of lowercase base32 (130 random bits). */
-export function newPredictionId(): string {
-  const bytes = randomBytes(26);
-  let id = '';
-  for (let i = 0; i < 26; i++) id += ID_ALPHABET[bytes[i]! & 31];
-  return id;
-}
-
-export const PREDICTION_ID = /^[a-z2-7]{26}$/;
+export { newPredictionId, PREDICTION_ID } from '../../../lib/prediction.ts';
 
 /** Longest `Prefer: wait` the gateway holds a create for, in seconds. */
 export const MAX_PREFER_WAIT = 60;
@@ -84,8 +73,6 @@ export function parseVersionRef(v: unknown): VersionRef {
   if (!HEX64.test(m[3])) throw invalid(`version "${v}": the part after ":" must be a 64-character hex id`);
   return { kind: 'model-version', owner: m[1]!, name: m[2]!, id: m[3] };
 }
-
-export { WEBHOOK_EVENTS, type WebhookEvent };
 
 /** A webhook URL and its events filter from a create body; 422 when malformed. */
 export function parseWebhook(

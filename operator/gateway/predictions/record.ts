@@ -1,17 +1,19 @@
 /** A prediction as the gateway keeps it, and the object callers read. */
-import type { WebhookEvent } from './parse.ts';
+import {
+  type PredictionObject,
+  predictionObject,
+  type PredictionStatus as Status,
+  type StreamEvent,
+  type WebhookEvent,
+} from '../../../lib/prediction.ts';
 
-export type Status = 'starting' | 'processing' | 'succeeded' | 'failed' | 'canceled';
-export const TERMINAL: ReadonlySet<Status> = new Set(['succeeded', 'failed', 'canceled']);
-export const isTerminal = (s: Status): boolean => TERMINAL.has(s);
-
-export type EventName = 'output' | 'logs' | 'error' | 'done';
-export interface StreamEvent {
-  /** 1, 2, 3, ... per prediction: the SSE `id:` line. */
-  id: number;
-  event: EventName;
-  data: string;
-}
+export {
+  isTerminal,
+  outputText,
+  type PredictionStatus as Status,
+  type StreamEvent,
+  type StreamEventName as EventName,
+} from '../../../lib/prediction.ts';
 
 export interface PredictionRecord {
   id: string;
@@ -53,23 +55,8 @@ export interface PredictionRecord {
   events: StreamEvent[];
 }
 
-/** The prediction object: the record's fields of the same name, times as ISO strings, urls, metrics. */
-export interface PredictionView
-  extends Pick<
-    PredictionRecord,
-    'id' | 'model' | 'version' | 'input' | 'output' | 'logs' | 'error' | 'status'
-  > {
-  created_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  urls: { get: string; cancel: string; stream?: string };
-  metrics: { predict_time?: number; total_time?: number };
-  data_removed: boolean;
-  source: 'api';
-  deployment?: string;
-}
-
-const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+/** The prediction object as the API returns it, with `urls` and the record's `model`. */
+export type PredictionView = PredictionObject & Required<Pick<PredictionObject, 'model' | 'urls'>>;
 
 /** The prediction object as the API returns it. `streamUrl` is the signed stream URL. */
 export function toView(rec: PredictionRecord, streamUrl?: string): PredictionView {
@@ -79,28 +66,11 @@ export function toView(rec: PredictionRecord, streamUrl?: string): PredictionVie
   const metrics: PredictionView['metrics'] = {};
   if (rec.predictTime !== undefined) metrics.predict_time = rec.predictTime;
   if (rec.completedAt !== undefined) metrics.total_time = (rec.completedAt - rec.createdAt) / 1000;
-  const view: PredictionView = {
-    id: rec.id,
-    model: rec.model,
-    version: rec.version,
-    input: rec.input,
-    output: rec.output,
-    logs: rec.logs,
-    error: rec.error,
-    status: rec.status,
-    created_at: iso(rec.createdAt)!,
-    started_at: iso(rec.startedAt),
-    completed_at: iso(rec.completedAt),
+  return predictionObject({
+    ...rec,
     urls,
     metrics,
-    data_removed: false,
-    source: 'api',
-  };
-  if (rec.viaDeployment) view.deployment = `${rec.namespace}/${rec.deployment}`;
-  return view;
-}
-
-/** An output value as SSE data: strings as raw text, anything else as JSON. */
-export function outputText(v: unknown): string {
-  return typeof v === 'string' ? v : JSON.stringify(v);
+    cost: undefined,
+    deployment: rec.viaDeployment ? `${rec.namespace}/${rec.deployment}` : undefined,
+  }) as PredictionView;
 }

@@ -2,7 +2,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SidecarClient, type SseEvent } from './sidecar-client.ts';
+import type { SseEvent } from '../../../lib/http.ts';
+import { SidecarClient } from './sidecar-client.ts';
 
 const servers: Server[] = [];
 afterEach(async () => {

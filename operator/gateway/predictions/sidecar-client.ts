@@ -3,7 +3,7 @@
  * by id), read it, cancel it, and follow its server-sent events.
  */
 import { Agent, request } from 'node:http';
-import { readSse } from '../../../lib/http.ts';
+import { readSse, type SseEvent } from '../../../lib/http.ts';
 import type { InvalidField } from '../../../lib/openapi-input.ts';
 
 export interface SidecarPrediction {
@@ -32,12 +32,6 @@ export type GetResult =
   | { kind: 'not-found' }
   | { kind: 'unreachable'; error: string }
   | { kind: 'error'; status: number; detail: string };
-
-export interface SseEvent {
-  id: number;
-  event: string;
-  data: string;
-}
 
 function describe(err: unknown): string {
   const e = err as { message?: string; code?: string; cause?: { code?: string; message?: string } };
