@@ -9,6 +9,7 @@ import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts'
 import type { Operator } from '../main.ts';
 import { ownsField } from '../runtime/index.ts';
 import { AUTOSCALER_FIELD_MANAGER } from './names.ts';
+import { MODEL_CONTAINER, SIDECAR_CONTAINER } from './pod-spec.ts';
 import { Deployments, type Pod, Pods, Secrets, Workloads } from './resources.ts';
 import {
   applyDefaultHardware,
@@ -20,7 +21,6 @@ import {
   TEST_MANAGER,
   workloadsOf,
 } from './testing.ts';
-import { MODEL_CONTAINER, SIDECAR_CONTAINER } from './workload.ts';
 
 const cluster = useCluster();
 const ns = useNamespace(cluster, 'mp-deploy');

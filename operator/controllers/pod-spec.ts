@@ -1,26 +1,21 @@
 /**
- * The desired state of a modelplane Deployment's pods, as pure functions: the apps/v1
- * Deployment that runs them (model container plus sidecar), the release number a spec is
- * cut as, and the status observed from the workload and its pods.
+ * The pods of a modelplane Deployment, as pure functions: the apps/v1 Deployment that runs
+ * them (the pod template: the model container, the sidecar, the hardware's resources,
+ * placement and tolerations) and the Secret with the webhook token the two containers share.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { V1Container, V1EnvVar, V1PodSpec, V1Toleration } from '@kubernetes/client-node';
 import {
   ANNOTATION,
   API_VERSION,
-  CONDITION,
   type DeploymentSpec,
-  type DeploymentStatus,
   GPU,
   type HardwareClassSpec,
   KIND,
   LABEL,
   type ModelVersionSpec,
-  REASON,
 } from '../../crds/index.ts';
-import { mergeConditions, type Observation } from './conditions.ts';
-import type { Pod, Workload } from './resources.ts';
-import { canonicalJson } from './version-id.ts';
+import type { Workload } from './resources.ts';
 
 export const MODEL_CONTAINER = 'model';
 export const SIDECAR_CONTAINER = 'sidecar';
@@ -116,7 +111,6 @@ export function desiredWebhookSecret(
     data: { [WEBHOOK_TOKEN_KEY]: Buffer.from(token, 'utf8').toString('base64') },
   };
 }
-
 export interface WorkloadInput {
   /** The modelplane Deployment: its name, namespace and uid (the owner) and its parsed spec. */
   owner: { name: string; namespace: string; uid: string };
@@ -133,58 +127,6 @@ export interface WorkloadInput {
    */
   replicas?: number;
 }
-
-/** The hash a release is cut from: the Deployment spec, defaults applied. */
-export function releaseHash(spec: DeploymentSpec): string {
-  return createHash('sha256').update(canonicalJson(spec)).digest('hex').slice(0, 32);
-}
-
-/**
- * The release number of `spec`: the workload's own when it was cut from the same spec, else
- * one more than the last one known. A workload that is gone while the status is current for
- * this generation keeps the status's release.
- */
-export function releaseFor(
-  hash: string,
-  workload: Workload | undefined,
-  status: { release?: number; observedGeneration?: number } | undefined,
-  generation: number | undefined,
-): { release: number; cut: boolean } {
-  const childRelease = Number(workload?.metadata?.labels?.[LABEL.release] ?? 0) || 0;
-  if (workload && workload.metadata?.annotations?.[ANNOTATION.releaseHash] === hash && childRelease > 0)
-    return { release: childRelease, cut: false };
-  if (!workload && status?.release && status.observedGeneration === generation)
-    return { release: status.release, cut: false };
-  return { release: Math.max(status?.release ?? 0, childRelease) + 1, cut: true };
-}
-
-/** Instances a new workload starts with: `minInstances` (0 for a deployment that scales to zero). */
-export function initialReplicas(spec: DeploymentSpec): number {
-  return spec.minInstances;
-}
-
-/**
- * What the Deployment controller applies as the workload's `spec.replicas`. The autoscaler
- * owns that field (server-side apply, its own field manager), so the controller leaves it
- * out once the autoscaler has applied it; before that the controller keeps it at the value
- * it has (`minInstances` when it creates the workload). It must never leave out a field it
- * alone owns: the API server would remove it and the count would fall back to 1.
- */
-export function replicasToApply(
-  spec: DeploymentSpec,
-  workload: Workload | undefined,
-  autoscalerOwns: boolean,
-): number | undefined {
-  if (!workload) return initialReplicas(spec);
-  if (autoscalerOwns) return undefined;
-  return workload.spec?.replicas ?? initialReplicas(spec);
-}
-
-/** Instances the workload is told to run: its `spec.replicas` (set by the autoscaler). */
-export function workloadReplicas(workload: Workload | undefined, spec: DeploymentSpec): number {
-  return workload?.spec?.replicas ?? initialReplicas(spec);
-}
-
 export function selectorLabels(deployment: string): Record<string, string> {
   return { [LABEL.deployment]: deployment };
 }
@@ -367,206 +309,4 @@ export function desiredWorkload(input: WorkloadInput): Workload {
       },
     },
   };
-}
-
-// --- status -------------------------------------------------------------------------------
-
-/** Something that stops the operator from running the Deployment as specified. */
-export interface Blocker {
-  reason: string;
-  message: string;
-}
-
-export interface StatusInput {
-  generation: number | undefined;
-  spec: DeploymentSpec;
-  previous: DeploymentStatus | undefined;
-  release: number;
-  versionId: string | undefined;
-  hardware: string;
-  /** Set when the workload could not be applied as specified. */
-  blocker?: Blocker;
-  workload: Workload | undefined;
-  /** The pods of this Deployment (any release). */
-  pods: readonly Pod[];
-  now: Date;
-}
-
-function podCondition(pod: Pod, type: string) {
-  return pod.status?.conditions?.find((c) => c.type === type);
-}
-
-export function isPodReady(pod: Pod): boolean {
-  return podCondition(pod, 'Ready')?.status === 'True';
-}
-
-/** The scheduler's message for a pod it could not place, if it could not. */
-export function unschedulableMessage(pod: Pod): string | undefined {
-  const c = podCondition(pod, 'PodScheduled');
-  return c?.status === 'False' && c.reason === 'Unschedulable' ? (c.message ?? 'unschedulable') : undefined;
-}
-
-const IMAGE_PULL_REASONS = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName']);
-
-function imagePullProblem(pod: Pod): string | undefined {
-  for (const s of pod.status?.containerStatuses ?? []) {
-    const w = s.state?.waiting;
-    if (w?.reason && IMAGE_PULL_REASONS.has(w.reason))
-      return `container ${s.name}: ${w.reason}${w.message ? `: ${w.message}` : ''}`;
-  }
-  return undefined;
-}
-
-/** The status of a Deployment, from what the operator observed. */
-export function deploymentStatus(input: StatusInput): DeploymentStatus {
-  const { spec, release, workload, previous } = input;
-  const live = input.pods.filter((p) => !p.metadata?.deletionTimestamp);
-  const ready = live.filter(isPodReady).length;
-  const current = live.filter((p) => p.metadata?.labels?.[LABEL.release] === String(release));
-  const currentReady = current.filter(isPodReady).length;
-  // The workload's count: the autoscaler sets it, between minInstances and maxInstances.
-  const desired = workloadReplicas(workload, spec);
-  const observations = input.blocker
-    ? blockedObservations(input.blocker, ready, spec.minInstances)
-    : runningObservations({
-        release,
-        hardware: input.hardware,
-        desired,
-        minInstances: spec.minInstances,
-        ready,
-        live,
-        current: current.length,
-        currentReady,
-        workload,
-      });
-  const releasedAt =
-    previous?.release === release && previous.releasedAt
-      ? previous.releasedAt
-      : input.now.toISOString().replace(/\.\d+Z$/, 'Z');
-  const status: DeploymentStatus = {
-    observedGeneration: input.generation,
-    conditions: mergeConditions(previous?.conditions, observations, input.generation, input.now),
-    instances: live.length,
-    readyInstances: ready,
-    release,
-    releasedAt,
-  };
-  const versionId = input.versionId ?? previous?.versionId;
-  if (versionId) status.versionId = versionId;
-  return status;
-}
-
-function blockedObservations(blocker: Blocker, ready: number, min: number): Observation[] {
-  return [
-    { type: CONDITION.Ready, status: 'False', reason: blocker.reason, message: blocker.message },
-    {
-      type: CONDITION.Available,
-      status: ready >= min ? 'True' : 'False',
-      reason: ready >= min ? REASON.MinimumInstancesReady : REASON.InsufficientInstances,
-      message: `${ready} of at least ${min} instances ready`,
-    },
-    { type: CONDITION.Progressing, status: 'False', reason: blocker.reason, message: blocker.message },
-    { type: CONDITION.Degraded, status: 'True', reason: blocker.reason, message: blocker.message },
-  ];
-}
-
-function runningObservations(o: {
-  release: number;
-  hardware: string;
-  desired: number;
-  minInstances: number;
-  ready: number;
-  live: Pod[];
-  current: number;
-  currentReady: number;
-  workload: Workload | undefined;
-}): Observation[] {
-  const w = o.workload;
-  const upToDate =
-    w !== undefined &&
-    (w.status?.observedGeneration ?? 0) >= (w.metadata?.generation ?? 1) &&
-    (w.status?.updatedReplicas ?? 0) >= o.desired;
-  const rolledOut =
-    upToDate && o.currentReady >= o.desired && o.live.length === o.current && o.current === o.desired;
-  const deadline = w?.status?.conditions?.find(
-    (c) => c.type === 'Progressing' && c.status === 'False' && c.reason === 'ProgressDeadlineExceeded',
-  );
-  const unplaced = o.live.map(unschedulableMessage).filter((m): m is string => m !== undefined);
-  const pullProblem = o.live.map(imagePullProblem).find((m) => m !== undefined);
-
-  let degraded: Observation;
-  if (unplaced.length) {
-    degraded = {
-      type: CONDITION.Degraded,
-      status: 'True',
-      reason: REASON.InsufficientCapacity,
-      message: `${unplaced.length} of ${o.live.length} instances cannot be placed on hardware ${o.hardware}: ${unplaced[0]}. Add nodes of this hardware, free capacity on them, or choose other hardware.`,
-    };
-  } else if (pullProblem) {
-    degraded = {
-      type: CONDITION.Degraded,
-      status: 'True',
-      reason: REASON.ImagePullFailed,
-      message: `the image cannot be pulled (${pullProblem}); check the ModelVersion's image and imagePullSecrets.`,
-    };
-  } else if (deadline) {
-    degraded = {
-      type: CONDITION.Degraded,
-      status: 'True',
-      reason: REASON.ProgressDeadlineExceeded,
-      message:
-        `release ${o.release} did not become ready within spec.rollout.progressDeadlineSeconds: ${deadline.message ?? ''}`.trim(),
-    };
-  } else {
-    degraded = {
-      type: CONDITION.Degraded,
-      status: 'False',
-      reason: REASON.Ready,
-      message: 'nothing needs attention',
-    };
-  }
-  const available = o.ready >= o.minInstances;
-  const progressing: Observation = rolledOut
-    ? {
-        type: CONDITION.Progressing,
-        status: 'False',
-        reason: REASON.ReleaseRolledOut,
-        message: `release ${o.release} runs on ${o.desired} of ${o.desired} instances`,
-      }
-    : deadline
-      ? {
-          type: CONDITION.Progressing,
-          status: 'False',
-          reason: REASON.ProgressDeadlineExceeded,
-          message: degraded.message,
-        }
-      : {
-          type: CONDITION.Progressing,
-          status: 'True',
-          reason: REASON.RollingOut,
-          message: `release ${o.release}: ${o.currentReady} of ${o.desired} instances ready`,
-        };
-  const isReady = rolledOut && degraded.status === 'False';
-  return [
-    {
-      type: CONDITION.Ready,
-      status: isReady ? 'True' : 'False',
-      reason: isReady ? REASON.Ready : degraded.status === 'True' ? degraded.reason : REASON.RollingOut,
-      message: isReady
-        ? o.desired === 0
-          ? `release ${o.release} is scaled to zero; the next prediction starts an instance`
-          : `release ${o.release} is ready on ${o.desired} instances`
-        : degraded.status === 'True'
-          ? degraded.message
-          : progressing.message,
-    },
-    {
-      type: CONDITION.Available,
-      status: available ? 'True' : 'False',
-      reason: available ? REASON.MinimumInstancesReady : REASON.InsufficientInstances,
-      message: `${o.ready} of at least ${o.minInstances} instances ready`,
-    },
-    progressing,
-    degraded,
-  ];
 }
