@@ -1,7 +1,8 @@
+import type { IPodCondition } from 'kubernetes-models/v1/PodCondition';
 import { describe, expect, it } from 'vitest';
 import { DeploymentSpecSchema, LABEL } from '../../crds/index.ts';
 import { deploymentStatus } from './deployment-status.ts';
-import type { Pod, Workload, WorkloadCondition } from './resources.ts';
+import type { Pod, Workload } from './resources.ts';
 
 const spec = DeploymentSpecSchema.parse({
   model: 'llama',
@@ -20,7 +21,7 @@ describe('deploymentStatus', () => {
     spec: { replicas: 1, selector: {}, template: {} },
     status: { observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 1 },
   };
-  const pod = (release: number, conditions: WorkloadCondition[]): Pod => ({
+  const pod = (release: number, conditions: IPodCondition[]): Pod => ({
     metadata: { labels: { [LABEL.release]: String(release) } },
     status: { conditions },
   });

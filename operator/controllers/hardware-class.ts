@@ -34,7 +34,7 @@ function allocatable(node: Node, resource: string): number {
   const q = node.status?.allocatable?.[resource];
   if (q === undefined) return 0;
   try {
-    return parseQuantity(q);
+    return parseQuantity(String(q));
   } catch {
     return 0;
   }

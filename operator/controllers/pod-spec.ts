@@ -4,7 +4,12 @@
  * placement and tolerations) and the Secret with the webhook token the two containers share.
  */
 import { randomBytes } from 'node:crypto';
-import type { V1Container, V1EnvVar, V1PodSpec, V1Toleration } from '@kubernetes/client-node';
+import type { IObjectMeta } from '@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
+import type { ISecret } from 'kubernetes-models/v1/Secret';
+import type { IToleration } from 'kubernetes-models/v1/Toleration';
 import {
   ANNOTATION,
   API_VERSION,
@@ -56,26 +61,19 @@ export function webhookSecretName(deployment: string): string {
   return `${deployment}-webhook-token`;
 }
 
-function webhookTokenEnv(deployment: string): V1EnvVar {
+function webhookTokenEnv(deployment: string): IEnvVar {
   return {
     name: 'WEBHOOK_AUTH_TOKEN',
     valueFrom: { secretKeyRef: { name: webhookSecretName(deployment), key: WEBHOOK_TOKEN_KEY } },
   };
 }
 
-/** A Secret as the Deployment controller writes it. */
-export interface WebhookSecret {
-  apiVersion: 'v1';
-  kind: 'Secret';
-  metadata: {
-    name: string;
-    namespace: string;
-    labels: Record<string, string>;
-    ownerReferences: NonNullable<Workload['metadata']>['ownerReferences'];
-  };
+/** A Secret as the Deployment controller writes it: the fields it always sets. */
+export type WebhookSecret = ISecret & {
+  metadata: Required<Pick<IObjectMeta, 'name' | 'namespace' | 'labels' | 'ownerReferences'>>;
   type: 'Opaque';
   data: Record<string, string>;
-}
+};
 
 /**
  * The webhook token Secret of a modelplane Deployment, with a new random token (32 bytes,
@@ -147,9 +145,9 @@ export function workloadLabels(input: WorkloadInput): Record<string, string> {
   };
 }
 
-function modelEnv(version: ModelVersionSpec, deployment: string): V1EnvVar[] {
+function modelEnv(version: ModelVersionSpec, deployment: string): IEnvVar[] {
   const reserved = new Set<string>(RESERVED_MODEL_ENV);
-  const own: V1EnvVar[] = (version.env ?? [])
+  const own: IEnvVar[] = (version.env ?? [])
     .filter((e) => !reserved.has(e.name))
     .map((e) => {
       if (e.value !== undefined) return { name: e.name, value: e.value };
@@ -168,10 +166,10 @@ function modelEnv(version: ModelVersionSpec, deployment: string): V1EnvVar[] {
   ];
 }
 
-function tolerations(hw: HardwareClassSpec): V1Toleration[] | undefined {
+function tolerations(hw: HardwareClassSpec): IToleration[] | undefined {
   if (!hw.tolerations?.length) return undefined;
   return hw.tolerations.map((t) => {
-    const out: V1Toleration = { operator: t.operator };
+    const out: IToleration = { operator: t.operator };
     if (t.key !== undefined) out.key = t.key;
     if (t.value !== undefined && t.operator !== 'Exists') out.value = t.value;
     if (t.effect !== undefined) out.effect = t.effect;
@@ -180,13 +178,13 @@ function tolerations(hw: HardwareClassSpec): V1Toleration[] | undefined {
   });
 }
 
-export function podSpec(input: WorkloadInput): V1PodSpec {
+export function podSpec(input: WorkloadInput): IPodSpec {
   const { version, hardware } = input;
   const hw = hardware.spec;
   const resources: Record<string, string> = { cpu: hw.resources.cpu, memory: hw.resources.memory };
   if (hw.gpu) resources[hw.gpu.resourceName] = String(hw.gpu.count);
   const predictTimeout = version.spec.predictTimeoutSeconds;
-  const model: V1Container = {
+  const model: IContainer = {
     name: MODEL_CONTAINER,
     image: version.spec.image,
     // The model server ignores SIGTERM; the sidecar shuts it down once it has drained
@@ -196,7 +194,7 @@ export function podSpec(input: WorkloadInput): V1PodSpec {
     ports: [{ name: 'model', containerPort: MODEL_PORT, protocol: 'TCP' }],
     resources: { requests: { ...resources }, limits: { ...resources } },
   };
-  const sidecar: V1Container = {
+  const sidecar: IContainer = {
     name: SIDECAR_CONTAINER,
     image: input.sidecarImage,
     args: ['sidecar'],
@@ -242,7 +240,7 @@ export function podSpec(input: WorkloadInput): V1PodSpec {
       seccompProfile: { type: 'RuntimeDefault' },
     },
   };
-  const spec: V1PodSpec = {
+  const spec: IPodSpec = {
     containers: [model, sidecar],
     terminationGracePeriodSeconds: predictTimeout + TERMINATION_MARGIN_SECONDS,
     automountServiceAccountToken: false,
