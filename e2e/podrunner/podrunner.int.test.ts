@@ -19,7 +19,8 @@ import {
   podsOf,
   startOperator,
 } from '../../operator/controllers/testing.ts';
-import { createLogger, type KubeClient, type Manager } from '../../operator/runtime/index.ts';
+import type { Operator as Manager } from '../../operator/main.ts';
+import { createLogger, type KubeClient } from '../../operator/runtime/index.ts';
 import { LocalCluster } from '../cluster/local.ts';
 import { groupAlive, waitFor } from '../cluster/processes.ts';
 import { PodRunner, RUNNER_LABEL, runnerPools } from './runner.ts';

@@ -21,7 +21,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import Replicate from 'replicate';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION, LABEL } from '../../crds/index.ts';
-import { SIDECAR_API_PORT, SIDECAR_CONTAINER } from '../../operator/controllers/workload.ts';
+import { SIDECAR_API_PORT, SIDECAR_CONTAINER } from '../../operator/controllers/pod-spec.ts';
 import { Informer, KubeClient, type KubeObject, resourceType } from '../../operator/runtime/index.ts';
 import { repoRoot } from '../cluster/paths.ts';
 import { waitFor } from '../cluster/processes.ts';

@@ -335,8 +335,8 @@ export class Autoscaler {
       t.applied = await client.apply(
         Workloads,
         {
-          apiVersion: Workloads.apiVersion,
-          kind: Workloads.kind,
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
           metadata: { name, namespace, annotations: { [STATE_ANNOTATION]: stateText } },
           spec: { replicas: decision.desired } as Workload['spec'],
         },

@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Express, RequestHandler } from 'express';
+import type { ITokenReview } from 'kubernetes-models/authentication.k8s.io/v1/TokenReview';
 import type { Registry } from 'prom-client';
 import {
   createApp,
@@ -59,10 +60,6 @@ export function fileToken(path: string): () => string {
   };
 }
 
-interface TokenReview {
-  status?: { authenticated?: boolean; user?: { username?: string }; error?: string };
-}
-
 /** Checks bearer tokens with the TokenReview API. */
 export class TokenReviewAuthenticator {
   private readonly client: KubeClient;
@@ -81,7 +78,7 @@ export class TokenReviewAuthenticator {
     const key = createHash('sha256').update(token).digest('hex');
     const hit = this.cache.get(key);
     if (hit && Date.now() - hit.at < this.cacheMs) return hit.ok;
-    const review = await this.client.request<TokenReview>(
+    const review = await this.client.request<ITokenReview>(
       'POST',
       '/apis/authentication.k8s.io/v1/tokenreviews',
       {
@@ -208,12 +205,6 @@ export interface PeerScraperOptions {
   log: Logger;
 }
 
-interface PeerPod {
-  metadata?: { name?: string; deletionTimestamp?: string };
-  spec?: { containers?: { ports?: { name?: string; containerPort: number }[] }[] };
-  status?: { podIP?: string };
-}
-
 /** Scrapes every other operator replica's demand. */
 export class PeerScraper {
   private readonly opts: PeerScraperOptions;
@@ -255,7 +246,7 @@ export class PeerScraper {
         namespace: this.opts.namespace,
         labelSelector: this.opts.labelSelector,
       });
-      this.peers = (items as PeerPod[])
+      this.peers = items
         .filter((p) => p.metadata?.name && p.metadata.name !== this.opts.selfPod && p.status?.podIP)
         .map((p) => {
           const named = p.spec?.containers
@@ -361,7 +352,7 @@ export class PokeForwarder {
     if (!leader) return undefined;
     const cached = this.leaderUrl;
     if (cached && cached.name === leader && Date.now() - cached.at < 30_000) return cached.url;
-    const pod = (await this.opts.client.find(Pods, leader, this.opts.namespace)) as PeerPod | undefined;
+    const pod = await this.opts.client.find(Pods, leader, this.opts.namespace);
     const ip = pod?.status?.podIP;
     if (!pod || !ip) return undefined;
     const named = pod.spec?.containers

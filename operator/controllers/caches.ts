@@ -1,6 +1,7 @@
 /** The informers the controllers share: one per kind, made once per manager. */
 import { LABEL } from '../../crds/index.ts';
 import type { Informer, Manager } from '../runtime/index.ts';
+import { MANAGED_BY } from './pod-spec.ts';
 import {
   Deployments,
   HardwareClasses,
@@ -11,7 +12,6 @@ import {
   type Stored,
   Workloads,
 } from './resources.ts';
-import { MANAGED_BY } from './workload.ts';
 
 type Of<R> = R extends { readonly object?: infer T } ? NonNullable<T> : never;
 

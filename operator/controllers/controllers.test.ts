@@ -94,7 +94,7 @@ describe('HardwareClass matching', () => {
     resources: { cpu: '2', memory: '4Gi' },
     pricePerSecond: '0.0001',
   });
-  const gpuTaint = { key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' };
+  const gpuTaint = { key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' } as const;
   const node = (
     name: string,
     labels: Record<string, string>,

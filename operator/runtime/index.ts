@@ -9,6 +9,7 @@ export {
   isNotFound,
   KubeClient,
   type KubeObject,
+  type Listed,
   type OwnerReference,
   type ResourceType,
   resourceType,

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpError } from '../../../lib/http.ts';
 import { notReadyReason } from './catalog.ts';
-import { leastOutstanding, podEndpoint } from './endpoints.ts';
+import { leastOutstanding, type PodLike, podEndpoint } from './endpoints.ts';
 import {
   newPredictionId,
   PREDICTION_ID,
@@ -143,7 +143,7 @@ describe('least outstanding', () => {
 });
 
 describe('pod endpoints', () => {
-  const pod = {
+  const pod: PodLike = {
     metadata: { name: 'llm-abc', namespace: 'ns', labels: { 'modelplane.dev/deployment': 'llm' } },
     spec: {
       containers: [
