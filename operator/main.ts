@@ -22,7 +22,6 @@ import {
 } from './autoscaler/index.ts';
 import { addControllers, DEFAULT_RESYNC_MS } from './controllers/index.ts';
 import { addPredictionController } from './controllers/prediction.ts';
-import { Deployments, Models, ModelVersions } from './controllers/resources.ts';
 import { addGateway, type Gateway, type Route } from './gateway/index.ts';
 import {
   POD_SELECTOR,
@@ -31,6 +30,7 @@ import {
   predictionService,
 } from './gateway/predictions/index.ts';
 import { WebhookSecrets } from './gateway/webhook-secret.ts';
+import { Deployments, Models, ModelVersions } from './resources.ts';
 import { createLogger, Manager } from './runtime/index.ts';
 
 export const summary =

@@ -6,7 +6,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION, installCrds } from '../../crds/index.ts';
 import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
-import { Deployments, Models, type Workload, Workloads } from '../controllers/resources.ts';
 import {
   applyDefaultHardware,
   applyVersion,
@@ -15,6 +14,7 @@ import {
   startOperator,
   TEST_MANAGER,
 } from '../controllers/testing.ts';
+import { Deployments, Models, type Workload, Workloads } from '../resources.ts';
 import { Events, type Manager, ownsField } from '../runtime/index.ts';
 import { decodeState } from './decide.ts';
 import { FIELD_MANAGER, STATE_ANNOTATION } from './index.ts';

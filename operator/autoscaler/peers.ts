@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Pods } from '../controllers/resources.ts';
+import { Pods } from '../resources.ts';
 import type { KubeClient, Logger } from '../runtime/index.ts';
 import type { DeploymentDemand } from './demand.ts';
 import { parseDemandList } from './sum.ts';

@@ -1,6 +1,5 @@
 /** The informers the controllers share: one per kind, made once per manager. */
 import { LABEL } from '../../crds/index.ts';
-import type { Informer, Manager } from '../runtime/index.ts';
 import {
   Deployments,
   HardwareClasses,
@@ -10,7 +9,8 @@ import {
   Pods,
   type Stored,
   Workloads,
-} from './resources.ts';
+} from '../resources.ts';
+import type { Informer, Manager } from '../runtime/index.ts';
 import { MANAGED_BY } from './workload.ts';
 
 type Of<R> = R extends { readonly object?: infer T } ? NonNullable<T> : never;

@@ -13,6 +13,7 @@ import {
   ModelVersionSpecSchema,
   REASON,
 } from '../../crds/index.ts';
+import { Deployments, Secrets, type Stored, type Workload, Workloads } from '../resources.ts';
 import {
   apply,
   applyStatus,
@@ -25,7 +26,6 @@ import {
 import { type Caches, keysWhere } from './caches.ts';
 import { findCondition, transitions } from './conditions.ts';
 import { AUTOSCALER_FIELD_MANAGER, CONTROLLER, fieldManager, reportingController } from './names.ts';
-import { Deployments, Secrets, type Stored, type Workload, Workloads } from './resources.ts';
 import { versionId } from './version-id.ts';
 import {
   type Blocker,

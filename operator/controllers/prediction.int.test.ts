@@ -13,9 +13,9 @@ import { type RunningSidecar, startSidecar } from '../../sidecar/testing/sidecar
 import { StaticCatalog } from '../gateway/predictions/catalog.ts';
 import { StaticEndpoints } from '../gateway/predictions/endpoints.ts';
 import { PredictionEngine } from '../gateway/predictions/engine.ts';
+import { Deployments, Models, ModelVersions } from '../resources.ts';
 import { Manager } from '../runtime/index.ts';
 import { addPredictionController, Predictions } from './prediction.ts';
-import { Deployments, Models, ModelVersions } from './resources.ts';
 import { applyModel, clientFor, TEST_MANAGER } from './testing.ts';
 
 const cluster = useCluster();

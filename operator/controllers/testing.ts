@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { createOperator, type OperatorConfig, type OperatorParts } from '../main.ts';
+import { Deployments, HardwareClasses, Models, ModelVersions, Pods, Workloads } from '../resources.ts';
 import { KubeClient, type KubeObject, type Manager } from '../runtime/index.ts';
-import { Deployments, HardwareClasses, Models, ModelVersions, Pods, Workloads } from './resources.ts';
 
 export const TEST_MANAGER = 'modelplane-test';
 

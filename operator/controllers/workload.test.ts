@@ -6,7 +6,7 @@ import {
   LABEL,
   ModelVersionSpecSchema,
 } from '../../crds/index.ts';
-import type { Pod, Workload, WorkloadCondition } from './resources.ts';
+import type { Pod, Workload, WorkloadCondition } from '../resources.ts';
 import {
   deploymentStatus,
   desiredWebhookSecret,

@@ -18,8 +18,8 @@ import {
   type ModelVersionSpec,
   REASON,
 } from '../../crds/index.ts';
+import type { Pod, Workload } from '../resources.ts';
 import { mergeConditions, type Observation } from './conditions.ts';
-import type { Pod, Workload } from './resources.ts';
 import { canonicalJson } from './version-id.ts';
 
 export const MODEL_CONTAINER = 'model';

@@ -13,8 +13,8 @@ import { useCluster, useNamespace, waitFor } from '../../../e2e/cluster/testing.
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
 import { type RunningSidecar, startSidecar } from '../../../sidecar/testing/sidecar.ts';
 import { addControllers } from '../../controllers/index.ts';
-import { Deployments, Models, ModelVersions, Workloads } from '../../controllers/resources.ts';
 import { applyDefaultHardware, clientFor, TEST_MANAGER } from '../../controllers/testing.ts';
+import { Deployments, Models, ModelVersions, Workloads } from '../../resources.ts';
 import { createLogger, Manager } from '../../runtime/index.ts';
 import { addGateway, type Gateway } from '../index.ts';
 import { createApiToken } from '../tokens.ts';

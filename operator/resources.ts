@@ -11,8 +11,8 @@ import {
   type Model,
   type ModelVersion,
   PLURAL,
-} from '../../crds/index.ts';
-import { type KubeObject, resourceType } from '../runtime/index.ts';
+} from '../crds/index.ts';
+import { type KubeObject, resourceType } from './runtime/index.ts';
 
 /** Object metadata with the timestamps the controllers read (RFC 3339 strings). */
 export type Meta = NonNullable<KubeObject['metadata']> & {
