@@ -23,13 +23,9 @@ import {
 import { addControllers, DEFAULT_RESYNC_MS } from './controllers/index.ts';
 import { addPredictionController } from './controllers/prediction.ts';
 import { addGateway, type Gateway, type Route } from './gateway/index.ts';
-import {
-  POD_SELECTOR,
-  PodResource,
-  type PredictionService,
-  predictionService,
-} from './gateway/predictions/index.ts';
+import { type PredictionService, predictionService } from './gateway/predictions/index.ts';
 import { WebhookSecrets } from './gateway/webhook-secret.ts';
+import { POD_SELECTOR, PodResource } from './predictions/index.ts';
 import { Deployments, Models, ModelVersions } from './resources.ts';
 import { createLogger, Manager } from './runtime/index.ts';
 

@@ -24,8 +24,8 @@ import {
 } from '../../crds/index.ts';
 import { HttpError } from '../../lib/http.ts';
 import { newPredictionId } from '../../lib/prediction.ts';
-import type { PredictionEngine } from '../gateway/predictions/engine.ts';
-import { isTerminal, type PredictionRecord, type Status } from '../gateway/predictions/record.ts';
+import type { PredictionEngine } from '../predictions/engine.ts';
+import { isTerminal, type PredictionRecord, type Status } from '../predictions/record.ts';
 import type { Deployments, Models, ModelVersions, Stored } from '../resources.ts';
 import { covers, type Informer, isNotFound, type Manager, resourceType } from '../runtime/index.ts';
 import { mergeConditions, type Observation } from './conditions.ts';

@@ -1,11 +1,9 @@
 /**
- * Pure parsing of what callers send with a prediction: the prediction id, `Prefer: wait`,
+ * Pure parsing of what callers send with a prediction: `Prefer: wait`,
  * `Cancel-After`, the `version` field of `POST /predictions`, the webhook events filter.
  */
 import { HttpError, preferWait } from '../../../lib/http.ts';
 import { WEBHOOK_EVENTS, type WebhookEvent } from '../../../lib/prediction.ts';
-
-export { newPredictionId, PREDICTION_ID } from '../../../lib/prediction.ts';
 
 /** Longest `Prefer: wait` the gateway holds a create for, in seconds. */
 export const MAX_PREFER_WAIT = 60;

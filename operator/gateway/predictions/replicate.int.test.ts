@@ -14,13 +14,13 @@ import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/
 import { type RunningSidecar, startSidecar } from '../../../sidecar/testing/sidecar.ts';
 import { addControllers } from '../../controllers/index.ts';
 import { applyDefaultHardware, clientFor, TEST_MANAGER } from '../../controllers/testing.ts';
+import { InformerCatalog } from '../../predictions/catalog.ts';
+import { StaticEndpoints } from '../../predictions/endpoints.ts';
+import { PredictionEngine } from '../../predictions/engine.ts';
 import { Deployments, Models, ModelVersions, Workloads } from '../../resources.ts';
 import { createLogger, Manager } from '../../runtime/index.ts';
 import { addGateway, type Gateway } from '../index.ts';
 import { createApiToken } from '../tokens.ts';
-import { InformerCatalog } from './catalog.ts';
-import { StaticEndpoints } from './endpoints.ts';
-import { PredictionEngine } from './engine.ts';
 import { predictionRoutes } from './routes.ts';
 
 const cluster = useCluster();

@@ -4,12 +4,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError, readJson, sendEventStream, sendJson } from '../../../lib/http.ts';
+import type { Catalog, DeploymentView } from '../../predictions/catalog.ts';
+import type { PredictionEngine } from '../../predictions/engine.ts';
+import { isTerminal, type PredictionRecord } from '../../predictions/record.ts';
 import { paginate } from '../pagination.ts';
 import type { RequestContext, Route } from '../types.ts';
-import type { Catalog, DeploymentView } from './catalog.ts';
-import type { PredictionEngine } from './engine.ts';
 import { parseCancelAfter, parsePreferWait, parseVersionRef, parseWebhook } from './parse.ts';
-import { isTerminal, type PredictionRecord } from './record.ts';
 
 /** Largest create body (inputs may carry data: URIs). */
 export const MAX_BODY = 16 * 1024 * 1024;

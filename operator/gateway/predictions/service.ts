@@ -4,13 +4,13 @@
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { type CatalogInformers, InformerCatalog } from '../../predictions/catalog.ts';
+import { PodEndpoints, type PodLike } from '../../predictions/endpoints.ts';
+import { PredictionEngine } from '../../predictions/engine.ts';
+import type { PredictionStore } from '../../predictions/store.ts';
 import type { Informer } from '../../runtime/index.ts';
 import type { Route } from '../types.ts';
-import { type CatalogInformers, InformerCatalog } from './catalog.ts';
-import { PodEndpoints, type PodLike } from './endpoints.ts';
-import { PredictionEngine } from './engine.ts';
 import { predictionRoutes } from './routes.ts';
-import type { PredictionStore } from './store.ts';
 
 export interface PredictionServiceOptions extends CatalogInformers {
   /** Pods labelled `modelplane.dev/deployment` (every namespace). */

@@ -10,6 +10,7 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { validateWebhook } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PREDICTION_ID } from '../../../lib/prediction.ts';
 import { call, metricValue } from '../../../sidecar/testing/client.ts';
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
 import { freePort, waitFor } from '../../../sidecar/testing/processes.ts';
@@ -20,11 +21,10 @@ import {
   startSidecar,
 } from '../../../sidecar/testing/sidecar.ts';
 import { openSse } from '../../../sidecar/testing/sse.ts';
-import { type DeploymentView, StaticCatalog } from './catalog.ts';
-import { StaticEndpoints } from './endpoints.ts';
-import { PredictionEngine } from './engine.ts';
-import { PREDICTION_ID } from './parse.ts';
-import type { PredictionView } from './record.ts';
+import { type DeploymentView, StaticCatalog } from '../../predictions/catalog.ts';
+import { StaticEndpoints } from '../../predictions/endpoints.ts';
+import { PredictionEngine } from '../../predictions/engine.ts';
+import type { PredictionView } from '../../predictions/record.ts';
 import { predictionRoutes } from './routes.ts';
 import { serveRoutes, type TestServer } from './testing.ts';
 

@@ -5,7 +5,7 @@ import {
   type PredictionStatus as Status,
   type StreamEvent,
   type WebhookEvent,
-} from '../../../lib/prediction.ts';
+} from '../../lib/prediction.ts';
 
 export {
   isTerminal,
@@ -13,7 +13,7 @@ export {
   type PredictionStatus as Status,
   type StreamEvent,
   type StreamEventName as EventName,
-} from '../../../lib/prediction.ts';
+} from '../../lib/prediction.ts';
 
 export interface PredictionRecord {
   id: string;

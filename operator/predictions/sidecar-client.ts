@@ -3,8 +3,8 @@
  * by id), read it, cancel it, and follow its server-sent events.
  */
 import { Agent, request } from 'node:http';
-import { readSse, type SseEvent } from '../../../lib/http.ts';
-import type { InvalidField } from '../../../lib/openapi-input.ts';
+import { readSse, type SseEvent } from '../../lib/http.ts';
+import type { InvalidField } from '../../lib/openapi-input.ts';
 
 export interface SidecarPrediction {
   id: string;

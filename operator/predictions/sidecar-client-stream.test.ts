@@ -2,7 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { SseEvent } from '../../../lib/http.ts';
+import type { SseEvent } from '../../lib/http.ts';
 import { SidecarClient } from './sidecar-client.ts';
 
 const servers: Server[] = [];

@@ -7,8 +7,8 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { WebhookEvent } from '../../../lib/prediction.ts';
-import { type DeliveryHeaders, WebhookSender as Sender, type WebhookOptions } from '../../../lib/webhooks.ts';
+import type { WebhookEvent } from '../../lib/prediction.ts';
+import { type DeliveryHeaders, WebhookSender as Sender, type WebhookOptions } from '../../lib/webhooks.ts';
 
 /** The key a `whsec_...` secret signs with: the base64-decoded part after `whsec_`. */
 export function secretKey(secret: string): Buffer {

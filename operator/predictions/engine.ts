@@ -16,10 +16,10 @@
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { HttpError } from '../../../lib/http.ts';
-import { type InvalidField, validateInput } from '../../../lib/openapi-input.ts';
-import { newPredictionId, WEBHOOK_EVENTS, type WebhookEvent } from '../../../lib/prediction.ts';
-import type { DemandSource, DeploymentDemand } from '../../autoscaler/demand.ts';
+import { HttpError } from '../../lib/http.ts';
+import { type InvalidField, validateInput } from '../../lib/openapi-input.ts';
+import { newPredictionId, WEBHOOK_EVENTS, type WebhookEvent } from '../../lib/prediction.ts';
+import type { DemandSource, DeploymentDemand } from '../autoscaler/demand.ts';
 import { type Catalog, type DeploymentView, notReadyReason } from './catalog.ts';
 import { type Endpoint, type EndpointSource, leastOutstanding } from './endpoints.ts';
 import { type GatewayMetrics, gatewayMetrics } from './metrics.ts';

@@ -3,8 +3,8 @@
  * URL of the sidecar's API. The dispatcher only reads this interface, so it runs the same
  * against pods found by a Pod watch and against sidecars a test started itself.
  */
-import { CONDITION, LABEL } from '../../../crds/index.ts';
-import { type Informer, type KubeObject, resourceType } from '../../runtime/index.ts';
+import { CONDITION, LABEL } from '../../crds/index.ts';
+import { type Informer, type KubeObject, resourceType } from '../runtime/index.ts';
 
 export interface Endpoint {
   /** Names the instance in errors and metrics: the pod's name. */

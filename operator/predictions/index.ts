@@ -1,0 +1,19 @@
+/**
+ * Predictions: one FIFO queue per deployment in front of its ready instances, following each
+ * prediction on its instance to the end, with the store, webhooks to callers and drain.
+ * `PredictionEngine` is the facade the gateway's routes and the Prediction controller use.
+ */
+export { type Catalog, type DeploymentView, InformerCatalog, StaticCatalog } from './catalog.ts';
+export {
+  type Endpoint,
+  type EndpointSource,
+  POD_SELECTOR,
+  PodEndpoints,
+  type PodLike,
+  PodResource,
+  StaticEndpoints,
+} from './endpoints.ts';
+export { type CreateRequest, type EngineOptions, PredictionEngine } from './engine.ts';
+export { type PredictionRecord, type PredictionView, toView } from './record.ts';
+export { MemoryStore, type PredictionStore } from './store.ts';
+export { sign, signedHeaders, WebhookSender } from './webhooks.ts';
