@@ -11,7 +11,7 @@ import { waitFor } from '../../sidecar/testing/processes.ts';
 import { StaticCatalog } from './catalog.ts';
 import { StaticEndpoints } from './endpoints.ts';
 import { PredictionEngine } from './engine.ts';
-import type { CreateResult, GetResult, SidecarClient, SidecarPrediction } from './sidecar-client.ts';
+import type { CreateResult, GetResult, InstancePrediction, SidecarClient } from './sidecar-client.ts';
 
 type Behaviour = 'accept' | 'refuse' | 'unreachable';
 
@@ -21,7 +21,7 @@ class ScriptedInstances {
   /** Order in which instances were asked to create, as `url id`. */
   creates: string[] = [];
   private readonly running = new Map<string, { end: () => void }>();
-  private readonly finished = new Map<string, SidecarPrediction>();
+  private readonly finished = new Map<string, InstancePrediction>();
 
   client(): SidecarClient {
     return {
@@ -197,7 +197,7 @@ describe('following a prediction on its instance', () => {
     const reads: string[] = [];
     let emit: ((e: { id: number; event: string; data: string }) => void) | undefined;
     let end: (() => void) | undefined;
-    let record: SidecarPrediction = { id: '', status: 'processing', output: null };
+    let record: InstancePrediction = { id: '', status: 'processing', output: null };
     const client = {
       create: async (_base: string, id: string): Promise<CreateResult> => {
         record = { ...record, id };
@@ -217,7 +217,7 @@ describe('following a prediction on its instance', () => {
     return {
       client,
       reads,
-      set: (r: Partial<SidecarPrediction>) => {
+      set: (r: Partial<InstancePrediction>) => {
         record = { ...record, ...r };
       },
       emit: (id: number, event: string, data: string) => emit?.({ id, event, data }),

@@ -16,9 +16,14 @@
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { HttpError } from '../../lib/http.ts';
+import { HttpError, invalid } from '../../lib/http.ts';
 import { type InvalidField, validateInput } from '../../lib/openapi-input.ts';
-import { newPredictionId, WEBHOOK_EVENTS, type WebhookEvent } from '../../lib/prediction.ts';
+import {
+  newPredictionId,
+  type TerminalStatus,
+  WEBHOOK_EVENTS,
+  type WebhookEvent,
+} from '../../lib/prediction.ts';
 import type { DemandSource, DeploymentDemand } from '../autoscaler/demand.ts';
 import { type Catalog, type DeploymentView, notReadyReason } from './catalog.ts';
 import { type Endpoint, type EndpointSource, leastOutstanding } from './endpoints.ts';
@@ -28,11 +33,10 @@ import {
   isTerminal,
   type PredictionRecord,
   type PredictionView,
-  type Status,
   type StreamEvent,
   toView,
 } from './record.ts';
-import { SidecarClient as Client, type SidecarClient, type SidecarPrediction } from './sidecar-client.ts';
+import { SidecarClient as Client, type InstancePrediction, type SidecarClient } from './sidecar-client.ts';
 import { MemoryStore, type PredictionStore } from './store.ts';
 import { WebhookSender, type WebhookSenderOptions } from './webhooks.ts';
 
@@ -266,10 +270,10 @@ export class PredictionEngine implements DemandSource {
     }
     const input = req.input ?? {};
     if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-      throw invalid([{ type: 'type', field: 'input', description: 'input must be a JSON object' }]);
+      throw invalidInput([{ type: 'type', field: 'input', description: 'input must be a JSON object' }]);
     }
     const problems = validateInput(input, view.openapi);
-    if (problems.length) throw invalid(problems);
+    if (problems.length) throw invalidInput(problems);
     const lane = this.lane(req.namespace, req.deployment);
     if (lane.queue.length >= view.maxLength) {
       throw new HttpError(
@@ -298,7 +302,7 @@ export class PredictionEngine implements DemandSource {
       const outcome = await live.dispatching;
       if (outcome.kind === 'invalid' && !live.accepted) {
         this.store.delete(rec.id);
-        throw invalid(outcome.fields, outcome.detail);
+        throw invalidInput(outcome.fields, outcome.detail);
       }
     }
     return { record: rec, replayed: false };
@@ -332,7 +336,7 @@ export class PredictionEngine implements DemandSource {
       live.accepted = true;
       rec.instance = ep.id;
       this.log.info({ prediction: rec.id, instance: ep.id }, 're-attached to a running prediction');
-      if (isTerminal(got.body.status as Status)) {
+      if (isTerminal(got.body.status)) {
         this.complete(live, got.body);
       } else {
         this.applySnapshot(live, got.body);
@@ -685,7 +689,7 @@ export class PredictionEngine implements DemandSource {
       if (isTerminal(rec.status)) return;
       switch (got.kind) {
         case 'ok':
-          if (isTerminal(got.body.status as Status)) {
+          if (isTerminal(got.body.status)) {
             this.complete(live, got.body);
             return;
           }
@@ -760,11 +764,11 @@ export class PredictionEngine implements DemandSource {
   }
 
   /** Folds a non-final record from the instance into ours. */
-  private applySnapshot(live: Live, body: SidecarPrediction): void {
+  private applySnapshot(live: Live, body: InstancePrediction): void {
     const rec = live.rec;
     if (isTerminal(rec.status)) return;
     if (body.status === 'processing') this.markProcessing(live, parseTime(body.started_at));
-    if (body.output !== undefined && body.output !== null && !isTerminal(body.status as Status)) {
+    if (body.output !== undefined && body.output !== null && !isTerminal(body.status)) {
       const changed = JSON.stringify(body.output) !== JSON.stringify(rec.output);
       rec.output = body.output;
       if (changed) {
@@ -798,7 +802,7 @@ export class PredictionEngine implements DemandSource {
           live.refreshAgain = false;
           const started = Date.now();
           const got = await this.sidecar.get(ep.url, live.rec.id);
-          if (got.kind === 'ok' && !isTerminal(got.body.status as Status)) this.applySnapshot(live, got.body);
+          if (got.kind === 'ok' && !isTerminal(got.body.status)) this.applySnapshot(live, got.body);
           const pause = REFRESH_MS - (Date.now() - started);
           if (live.refreshAgain && pause > 0) await new Promise((r) => setTimeout(r, pause));
         } while (live.refreshAgain && !isTerminal(live.rec.status) && !live.sidecarEnded);
@@ -809,9 +813,9 @@ export class PredictionEngine implements DemandSource {
   }
 
   /** Ends with the instance's final record. */
-  private complete(live: Live, body: SidecarPrediction): void {
+  private complete(live: Live, body: InstancePrediction): void {
     const rec = live.rec;
-    const status = body.status as 'succeeded' | 'failed' | 'canceled';
+    const status = body.status as TerminalStatus;
     rec.output = body.output ?? null;
     if (typeof body.logs === 'string') rec.logs = body.logs;
     rec.startedAt = parseTime(body.started_at) ?? rec.startedAt;
@@ -876,8 +880,5 @@ export class PredictionEngine implements DemandSource {
   }
 }
 
-function invalid(fields: InvalidField[], detail?: string): HttpError {
-  return new HttpError(422, 'Invalid input', detail ?? fields.map((f) => f.description).join('; '), {
-    invalid_fields: fields,
-  });
-}
+const invalidInput = (fields: InvalidField[], detail?: string) =>
+  invalid(fields, { title: 'Invalid input', detail });

@@ -3,23 +3,19 @@
  * by id), read it, cancel it, and follow its server-sent events.
  */
 import { Agent, request } from 'node:http';
-import { readSse, type SseEvent } from '../../lib/http.ts';
+import { readSse } from '../../lib/http.ts';
 import type { InvalidField } from '../../lib/openapi-input.ts';
+import { type PredictionObject, STREAM_EVENTS, type StreamEvent } from '../../lib/prediction.ts';
 
-export interface SidecarPrediction {
-  id: string;
-  status: string;
-  output?: unknown;
-  logs?: string;
-  error?: string | null;
-  started_at?: string | null;
-  completed_at?: string | null;
-  metrics?: { predict_time?: number; total_time?: number; queue_time?: number };
-  cost?: string;
-}
+/**
+ * A prediction as an instance's sidecar answers it: the API's prediction object, of which only
+ * `id` and `status` are relied on being there.
+ */
+export type InstancePrediction = Pick<PredictionObject, 'id' | 'status'> &
+  Partial<Omit<PredictionObject, 'id' | 'status'>>;
 
 export type CreateResult =
-  | { kind: 'accepted'; body: SidecarPrediction }
+  | { kind: 'accepted'; body: InstancePrediction }
   /** Refused before taking it (429 busy, 503 not ready or draining): send it elsewhere. */
   | { kind: 'refused'; status: number; detail: string; retryAfterMs: number }
   /** No answer: connection refused, reset, timed out. */
@@ -28,10 +24,13 @@ export type CreateResult =
   | { kind: 'error'; status: number; detail: string };
 
 export type GetResult =
-  | { kind: 'ok'; body: SidecarPrediction }
+  | { kind: 'ok'; body: InstancePrediction }
   | { kind: 'not-found' }
   | { kind: 'unreachable'; error: string }
   | { kind: 'error'; status: number; detail: string };
+
+const isStreamEvent = (name: string): name is StreamEvent['event'] =>
+  (STREAM_EVENTS as readonly string[]).includes(name);
 
 function describe(err: unknown): string {
   const e = err as { message?: string; code?: string; cause?: { code?: string; message?: string } };
@@ -123,7 +122,7 @@ export class SidecarClient {
     const body = res.body;
     const detail = typeof body.detail === 'string' ? body.detail : `HTTP ${res.status}`;
     if (res.status === 200 || res.status === 201)
-      return { kind: 'accepted', body: body as unknown as SidecarPrediction };
+      return { kind: 'accepted', body: body as unknown as InstancePrediction };
     if (res.status === 429 || res.status === 503) {
       const ra = Number(res.retryAfter);
       return {
@@ -149,7 +148,7 @@ export class SidecarClient {
         this.timeoutMs,
       );
       const body = res.body;
-      if (res.status === 200) return { kind: 'ok', body: body as unknown as SidecarPrediction };
+      if (res.status === 200) return { kind: 'ok', body: body as unknown as InstancePrediction };
       if (res.status === 404) return { kind: 'not-found' };
       return { kind: 'error', status: res.status, detail: String(body.detail ?? `HTTP ${res.status}`) };
     } catch (err) {
@@ -181,7 +180,7 @@ export class SidecarClient {
     base: string,
     id: string,
     lastEventId: number,
-    onEvent: (e: SseEvent) => void,
+    onEvent: (e: StreamEvent) => void,
     signal?: AbortSignal,
   ): Promise<'done' | 'ended'> {
     const abort = new AbortController();
@@ -212,7 +211,7 @@ export class SidecarClient {
       }
       for await (const block of readSse(res.body, arm)) {
         const eid = block.id === undefined ? undefined : Number(block.id);
-        if (eid === undefined || !Number.isFinite(eid)) continue;
+        if (eid === undefined || !Number.isFinite(eid) || !isStreamEvent(block.event)) continue;
         onEvent({ id: eid, event: block.event, data: block.data ?? '' });
         if (block.event === 'done') {
           // Closing the connection makes leaving the loop throw the abort: that is the end.

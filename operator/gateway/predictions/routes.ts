@@ -3,7 +3,7 @@
  * deployment), list, get, cancel, and the signed event stream.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError, readJson, sendEventStream, sendJson } from '../../../lib/http.ts';
+import { HttpError, invalid, readJson, sendEventStream, sendJson } from '../../../lib/http.ts';
 import type { Catalog, DeploymentView } from '../../predictions/catalog.ts';
 import type { PredictionEngine } from '../../predictions/engine.ts';
 import { isTerminal, type PredictionRecord } from '../../predictions/record.ts';
@@ -23,10 +23,8 @@ export interface PredictionRoutesOptions {
   keepAliveMs?: number;
 }
 
-function unprocessable(detail: string, field = 'version'): HttpError {
-  return new HttpError(422, 'Unprocessable', detail, {
-    invalid_fields: [{ type: 'invalid', field, description: detail }],
-  });
+function unprocessable(detail: string): HttpError {
+  return invalid([{ type: 'invalid', field: 'version', description: detail }], { title: 'Unprocessable' });
 }
 
 /** The best of several deployments running one version: the model's own, then the most ready. */
