@@ -3,7 +3,6 @@
  * requeueing at the front, bounds, holding and its timeout. (The engine against real
  * sidecars is engine.int.test.ts.)
  */
-import { createHmac } from 'node:crypto';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpError } from '../../lib/http.ts';
@@ -169,25 +168,6 @@ describe('the prediction queue', () => {
     expect(b).toMatchObject({ replayed: true, record: { id: a.record.id } });
     const other = await engine.create({ ...req, namespace: NS, idempotencyKey: 'k2' });
     expect(other.record.id).not.toBe(a.record.id);
-  });
-});
-
-describe('stream tokens', () => {
-  it('are an HMAC-SHA256 of the prediction id under the stream key, and only those verify', () => {
-    const key = Buffer.alloc(32, 7);
-    engine = new PredictionEngine({
-      catalog: new StaticCatalog(),
-      endpoints: new StaticEndpoints(),
-      log: pino({ level: 'silent' }),
-      streamKey: key,
-    });
-    const want = createHmac('sha256', key).update('stream:p1').digest('base64url');
-    expect(engine.streamToken('p1')).toBe(want);
-    expect(engine.streamToken('p1')).toBe(want); // the same on every call
-    expect(engine.verifyStreamToken('p1', want)).toBe(true);
-    expect(engine.verifyStreamToken('p2', want)).toBe(false);
-    expect(engine.verifyStreamToken('p1', `${want[0] === 'A' ? 'B' : 'A'}${want.slice(1)}`)).toBe(false);
-    expect(engine.verifyStreamToken('p1', undefined)).toBe(false);
   });
 });
 

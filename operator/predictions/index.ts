@@ -1,9 +1,16 @@
 /**
  * Predictions: one FIFO queue per deployment in front of its ready instances, following each
  * prediction on its instance to the end, with the store, webhooks to callers and drain.
- * `PredictionEngine` is the facade the gateway's routes and the Prediction controller use.
+ * `PredictionEngine` (engine.ts) is the facade the gateway's routes and the Prediction
+ * controller use; neither reaches past it.
  */
-export { type Catalog, type DeploymentView, InformerCatalog, StaticCatalog } from './catalog.ts';
+export {
+  type Catalog,
+  type CatalogInformers,
+  type DeploymentView,
+  InformerCatalog,
+  StaticCatalog,
+} from './catalog.ts';
 export {
   type Endpoint,
   type EndpointSource,
@@ -15,5 +22,6 @@ export {
 } from './endpoints.ts';
 export { type CreateRequest, type EngineOptions, PredictionEngine } from './engine.ts';
 export { type PredictionRecord, type PredictionView, toView } from './record.ts';
-export { MemoryStore, type PredictionStore } from './store.ts';
+export { type InstancePrediction, SidecarClient, type SidecarClientOptions } from './sidecar-client.ts';
+export { type ListOptions, type ListPage, MemoryStore, type PredictionStore } from './store.ts';
 export { sign, signedHeaders, WebhookSender } from './webhooks.ts';

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../lib/clock.ts';
 import { notReadyReason } from './catalog.ts';
 import { leastOutstanding, podEndpoint } from './endpoints.ts';
 import { type PredictionRecord, toView } from './record.ts';
@@ -161,18 +162,18 @@ describe('the memory store', () => {
   });
 
   it('expires finished predictions after the TTL, never unfinished ones', () => {
-    let now = 0;
-    const s = new MemoryStore({ ttlMs: 1000, now: () => now });
+    const clock = new FakeClock();
+    const s = new MemoryStore({ ttlMs: 1000, clock });
     s.put(record('done', { status: 'succeeded', idempotencyKey: 'k' }));
     s.put(record('running', { status: 'processing' }));
-    now = 999;
-    expect(s.expire(now)).toBe(0);
-    now = 1000;
-    expect(s.expire(now)).toBe(1);
+    clock.advance(999);
+    expect(s.expire(clock.now())).toBe(0);
+    clock.advance(1);
+    expect(s.expire(clock.now())).toBe(1);
     expect(s.get('done')).toBeUndefined();
     expect(s.findByIdempotencyKey('ns', 'k')).toBeUndefined();
-    now = 100_000;
-    expect(s.expire(now)).toBe(0);
+    clock.advance(99_000);
+    expect(s.expire(clock.now())).toBe(0);
     expect(s.get('running')).toBeDefined();
   });
 

@@ -3,6 +3,7 @@
  * by id), read it, cancel it, and follow its server-sent events.
  */
 import { Agent, request } from 'node:http';
+import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 import { readSse } from '../../lib/http.ts';
 import type { InvalidField } from '../../lib/openapi-input.ts';
 import { type PredictionObject, STREAM_EVENTS, type StreamEvent } from '../../lib/prediction.ts';
@@ -61,19 +62,25 @@ interface Answer {
  */
 function exchange(
   agent: Agent,
+  clock: Clock,
   method: string,
   url: string,
   timeoutMs: number,
   body?: unknown,
 ): Promise<Answer> {
   const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
+  const timeout = new AbortController();
+  const timer = clock.setTimer(
+    () => timeout.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')),
+    timeoutMs,
+  );
+  const answer = new Promise<Answer>((resolve, reject) => {
     const req = request(
       url,
       {
         method,
         agent,
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: timeout.signal,
         headers: data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {},
       },
       (res) => {
@@ -93,6 +100,7 @@ function exchange(
     req.on('error', reject);
     req.end(data);
   });
+  return answer.finally(() => timer.cancel());
 }
 
 export interface SidecarClientOptions {
@@ -100,22 +108,29 @@ export interface SidecarClientOptions {
   timeoutMs?: number;
   /** A stream that brings nothing, not even a keep-alive, this long is dropped (default 45 s). */
   streamIdleMs?: number;
+  /** The time limits' clock (default: real time). */
+  clock?: Clock;
 }
 
 export class SidecarClient {
   private readonly timeoutMs: number;
   private readonly streamIdleMs: number;
+  private readonly clock: Clock;
   private readonly agent = new Agent({ keepAlive: true });
 
   constructor(opts: SidecarClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.streamIdleMs = opts.streamIdleMs ?? 45_000;
+    this.clock = opts.clock ?? realClock;
   }
 
   async create(base: string, id: string, input: Record<string, unknown>): Promise<CreateResult> {
     let res: Answer;
     try {
-      res = await exchange(this.agent, 'POST', `${base}/predictions`, this.timeoutMs, { id, input });
+      res = await exchange(this.agent, this.clock, 'POST', `${base}/predictions`, this.timeoutMs, {
+        id,
+        input,
+      });
     } catch (err) {
       return { kind: 'unreachable', error: describe(err) };
     }
@@ -143,6 +158,7 @@ export class SidecarClient {
     try {
       const res = await exchange(
         this.agent,
+        this.clock,
         'GET',
         `${base}/predictions/${encodeURIComponent(id)}`,
         this.timeoutMs,
@@ -161,6 +177,7 @@ export class SidecarClient {
     try {
       const res = await exchange(
         this.agent,
+        this.clock,
         'POST',
         `${base}/predictions/${encodeURIComponent(id)}/cancel`,
         this.timeoutMs,
@@ -186,12 +203,12 @@ export class SidecarClient {
     const abort = new AbortController();
     const onOuter = () => abort.abort(signal?.reason);
     signal?.addEventListener('abort', onOuter, { once: true });
-    let idle: NodeJS.Timeout | undefined;
+    let idle: Timer | undefined;
     let idled = false;
     let done = false;
     const arm = () => {
-      if (idle) clearTimeout(idle);
-      idle = setTimeout(() => {
+      idle?.cancel();
+      idle = this.clock.setTimer(() => {
         idled = true;
         abort.abort();
       }, this.streamIdleMs);
@@ -227,7 +244,7 @@ export class SidecarClient {
       if (signal?.aborted) return 'ended';
       throw new Error(describe(err));
     } finally {
-      if (idle) clearTimeout(idle);
+      idle?.cancel();
       signal?.removeEventListener('abort', onOuter);
     }
   }
