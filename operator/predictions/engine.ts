@@ -283,7 +283,8 @@ export class PredictionEngine implements DemandSource {
       if (isTerminal(got.body.status)) {
         this.follower.complete(live, got.body);
       } else {
-        this.follower.applySnapshot(live, got.body);
+        // Its logs come again with the stream, which is followed from its first event.
+        this.follower.applySnapshot(live, { ...got.body, logs: undefined });
         this.lifecycle.changed(rec);
         void this.follower.follow(live, ep);
       }
