@@ -1,154 +1,104 @@
 /**
- * The queue logic of the engine with scripted instances: order, the choice of instance,
- * requeueing at the front, bounds, holding and its timeout. (The engine against real
- * sidecars is engine.int.test.ts.)
+ * Lanes and dispatch with scripted instances on a fake clock: order, the choice of instance,
+ * requeueing at the front, bounds, holding and its timeout, idempotency, the demand the
+ * autoscaler reads. (The lifecycle of one prediction is lifecycle.test.ts; the engine against
+ * real sidecars is gateway/predictions/routes.int.test.ts.)
  */
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpError } from '../../lib/http.ts';
-import { waitFor } from '../../sidecar/testing/processes.ts';
-import { StaticCatalog } from './catalog.ts';
-import { StaticEndpoints } from './endpoints.ts';
-import { PredictionEngine } from './engine.ts';
-import type { CreateResult, GetResult, InstancePrediction, SidecarClient } from './sidecar-client.ts';
+import { engineOnFakeClock, type FakeEngine, NS } from './testing.ts';
 
-type Behaviour = 'accept' | 'refuse' | 'unreachable';
+let t: FakeEngine | undefined;
+afterEach(() => t?.engine.close());
 
-/** Instances that take predictions and end them when the test says so. */
-class ScriptedInstances {
-  behaviour = new Map<string, Behaviour>();
-  /** Order in which instances were asked to create, as `url id`. */
-  creates: string[] = [];
-  private readonly running = new Map<string, { end: () => void }>();
-  private readonly finished = new Map<string, InstancePrediction>();
-
-  client(): SidecarClient {
-    return {
-      create: async (base: string, id: string): Promise<CreateResult> => {
-        this.creates.push(`${base} ${id}`);
-        const b = this.behaviour.get(base) ?? 'accept';
-        if (b === 'refuse') return { kind: 'refused', status: 503, detail: 'draining', retryAfterMs: 1000 };
-        if (b === 'unreachable') return { kind: 'unreachable', error: 'connect ECONNREFUSED' };
-        return { kind: 'accepted', body: { id, status: 'processing', started_at: new Date().toISOString() } };
-      },
-      get: async (_base: string, id: string): Promise<GetResult> => {
-        const f = this.finished.get(id);
-        return f ? { kind: 'ok', body: f } : { kind: 'ok', body: { id, status: 'processing' } };
-      },
-      cancel: async () => true,
-      stream: (_base: string, id: string) =>
-        new Promise<'done'>((resolve) => {
-          this.running.set(id, { end: () => resolve('done') });
-        }),
-    } as unknown as SidecarClient;
-  }
-
-  /** Ends a running prediction. */
-  finish(id: string): void {
-    this.finished.set(id, { id, status: 'succeeded', output: 'ok', metrics: { predict_time: 0.1 } });
-    this.running.get(id)?.end();
-  }
-
-  get runningIds(): string[] {
-    return [...this.running.keys()].filter((id) => !this.finished.has(id));
-  }
+function setup(deployment: { maxLength?: number; maxWaitSeconds?: number; maxConcurrency?: number } = {}) {
+  t = engineOnFakeClock({ deployment, engine: { avoidMs: 60_000 } });
+  return t;
 }
 
-const NS = 'ns';
-let engine: PredictionEngine | undefined;
-afterEach(() => engine?.close());
+const creates = () => t!.instances.calls.filter((c) => c.startsWith('create '));
 
-function setup(opts: { maxLength?: number; maxWaitSeconds?: number; concurrency?: number } = {}) {
-  const catalog = new StaticCatalog();
-  catalog.setDeployment({
-    namespace: NS,
-    name: 'd',
-    model: 'm',
-    versionId: 'a'.repeat(64),
-    maxConcurrency: opts.concurrency ?? 1,
-    maxLength: opts.maxLength ?? 100,
-    maxWaitSeconds: opts.maxWaitSeconds ?? 60,
-    conditions: [
-      { type: 'Ready', status: 'False', reason: 'ScaledToZero', message: 'no instances: scaled to zero' },
-    ],
-  });
-  const endpoints = new StaticEndpoints();
-  const instances = new ScriptedInstances();
-  const pokes: string[] = [];
-  engine = new PredictionEngine({
-    catalog,
-    endpoints,
-    sidecar: instances.client(),
-    log: pino({ level: 'silent' }),
-    avoidMs: 60_000,
-  });
-  engine.onPoke((ns, name) => pokes.push(`${ns}/${name}`));
-  const create = async (text: string) =>
-    (await engine!.create({ namespace: NS, deployment: 'd', input: { text }, baseUrl: 'http://gw/v1' }))
-      .record;
-  return { engine, endpoints, instances, pokes, create };
-}
+const A = { id: 'a', url: 'http://a' };
+const B = { id: 'b', url: 'http://b' };
 
 describe('the prediction queue', () => {
   it('dispatches in order to the instance with the fewest outstanding, within its concurrency', async () => {
-    const { engine, endpoints, instances, create } = setup({ concurrency: 2 });
-    endpoints.set(NS, 'd', [
-      { id: 'a', url: 'http://a' },
-      { id: 'b', url: 'http://b' },
-    ]);
+    const { engine, endpoints, instances, create, settle } = setup({ maxConcurrency: 2 });
+    endpoints.set(NS, 'd', [A, B]);
     const ids: string[] = [];
-    for (let i = 0; i < 6; i++) ids.push((await create(`p${i}`)).id);
+    for (let i = 0; i < 6; i++) ids.push((await create({ text: `p${i}` })).record.id);
     // a, b, a, b take four; two wait.
-    expect(instances.creates).toEqual([
-      `http://a ${ids[0]}`,
-      `http://b ${ids[1]}`,
-      `http://a ${ids[2]}`,
-      `http://b ${ids[3]}`,
+    expect(creates()).toEqual([
+      `create http://a ${ids[0]}`,
+      `create http://b ${ids[1]}`,
+      `create http://a ${ids[2]}`,
+      `create http://b ${ids[3]}`,
     ]);
     expect(engine.demand()).toEqual([
       expect.objectContaining({ queued: 2, inflight: 4, perPod: { a: 2, b: 2 } }),
     ]);
-    await waitFor('the first four to run', () => instances.runningIds.length === 4);
-    instances.finish(ids[1]!); // b frees a slot: the oldest waiting one goes there
-    await waitFor('p4 to be sent', () => instances.creates.length === 5);
-    expect(instances.creates[4]).toBe(`http://b ${ids[4]}`);
+    await settle();
+    expect(instances.followed()).toHaveLength(4);
+    instances.end(ids[1]!, { status: 'succeeded', output: 'ok' }); // b frees a slot: the oldest waiting one goes there
+    await settle();
+    expect(creates()[4]).toBe(`create http://b ${ids[4]}`);
     expect(engine.get(ids[1]!)?.status).toBe('succeeded');
     expect(engine.get(ids[5]!)?.status).toBe('starting');
   });
 
   it('puts a prediction an instance refuses back at the front, for another instance', async () => {
-    const { engine, endpoints, instances, create } = setup();
-    endpoints.set(NS, 'd', [
-      { id: 'a', url: 'http://a' },
-      { id: 'b', url: 'http://b' },
-    ]);
-    instances.behaviour.set('http://a', 'refuse');
-    instances.behaviour.set('http://b', 'accept');
-    const first = await create('first');
-    expect(instances.creates).toEqual([`http://a ${first.id}`, `http://b ${first.id}`]);
-    expect(engine.get(first.id)).toMatchObject({ status: 'processing', instance: 'b' });
-    const second = await create('second');
+    const { engine, endpoints, instances, create, settle } = setup();
+    endpoints.set(NS, 'd', [A, B]);
+    instances.answers.set('http://a', 'draining');
+    const first = (await create({ text: 'first' })).record;
+    expect(creates()).toEqual([`create http://a ${first.id}`, `create http://b ${first.id}`]);
+    expect(engine.get(first.id)).toMatchObject({ status: 'starting', instance: 'b' });
+    const second = (await create({ text: 'second' })).record;
     // a is passed over for a while; b is busy: second waits at the head of the queue.
-    expect(instances.creates).toHaveLength(2);
-    instances.finish(first.id);
-    await waitFor('second to go to b', () => instances.creates.at(-1) === `http://b ${second.id}`);
+    expect(instances.count('create')).toBe(2);
+    expect(engine.demand()[0]).toMatchObject({ queued: 1, inflight: 1 });
+    await settle();
+    instances.end(first.id, { status: 'succeeded' });
+    await settle();
+    expect(creates().at(-1)).toBe(`create http://b ${second.id}`);
+  });
+
+  it('passes over an unreachable instance and one that is busy (429) for its Retry-After, then asks again', async () => {
+    t = engineOnFakeClock({ engine: { avoidMs: 1000 } });
+    const { engine, endpoints, instances, create, advance } = t;
+    endpoints.set(NS, 'd', [A, B]);
+    instances.answers.set('http://a', 'busy'); // Retry-After 5 s
+    instances.answers.set('http://b', 'unreachable');
+    const p = (await create()).record;
+    expect(creates()).toEqual([`create http://a ${p.id}`, `create http://b ${p.id}`]);
+    expect(engine.get(p.id)?.status).toBe('starting');
+    instances.answers.set('http://a', 'accept');
+    instances.answers.set('http://b', 'accept');
+    await advance(999);
+    expect(creates()).toHaveLength(2);
+    await advance(1); // b's pass-over (1 s) ends first
+    expect(creates()).toHaveLength(3);
+    expect(creates()[2]).toBe(`create http://b ${p.id}`);
+    expect(engine.get(p.id)).toMatchObject({ instance: 'b' });
   });
 
   it('refuses past spec.queue.maxLength with 429 and Retry-After', async () => {
     const { create } = setup({ maxLength: 2 });
-    await create('1');
-    await create('2');
-    const err = await create('3').catch((e: unknown) => e);
+    await create({ text: '1' });
+    await create({ text: '2' });
+    const err = await create({ text: '3' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HttpError);
     expect(err).toMatchObject({ status: 429, headers: { 'retry-after': '1' } });
   });
 
   it('holds without an instance, pokes at once, and fails at maxWaitSeconds quoting the Deployment', async () => {
-    const { engine, pokes, create } = setup({ maxWaitSeconds: 1 });
-    const p = await create('held');
+    const { engine, pokes, create, advance } = setup({ maxWaitSeconds: 1 });
+    const p = (await create({ text: 'held' })).record;
     expect(p.status).toBe('starting');
     expect(pokes).toEqual([`${NS}/d`]);
-    await waitFor('the hold to time out', () => engine.get(p.id)?.status === 'failed', { timeoutMs: 5000 });
+    await advance(999);
+    expect(engine.get(p.id)?.status).toBe('starting');
+    await advance(1);
     expect(engine.get(p.id)?.error).toBe(
       `no instance of deployment ${NS}/d became ready within 1 s (spec.queue.maxWaitSeconds): ScaledToZero: no instances: scaled to zero`,
     );
@@ -156,102 +106,123 @@ describe('the prediction queue', () => {
     expect(engine.demand()[0]).toMatchObject({ queued: 0, inflight: 0 });
   });
 
-  it('cancels a queued prediction at once, and keys repeat the first prediction', async () => {
+  it('fails a held prediction saying its instances stayed busy, when they did', async () => {
+    const { engine, endpoints, create, advance } = setup({ maxWaitSeconds: 2 });
+    endpoints.set(NS, 'd', [A]);
+    await create(); // takes a's only slot
+    const waiting = (await create()).record;
+    await advance(2000);
+    expect(engine.get(waiting.id)).toMatchObject({
+      status: 'failed',
+      error: `the prediction waited 2 s (spec.queue.maxWaitSeconds) in the queue of deployment ${NS}/d: its 1 ready instance(s) stayed busy`,
+    });
+  });
+
+  it('pokes while instances are busy at most every second', async () => {
+    const { endpoints, pokes, create, advance } = setup();
+    endpoints.set(NS, 'd', [A]);
+    await create();
+    await create(); // waits: a is busy
+    await create();
+    expect(pokes).toEqual([`${NS}/d`]);
+    await advance(1000);
+    await create();
+    expect(pokes).toHaveLength(2);
+  });
+
+  it('sends a held prediction as soon as an instance becomes ready', async () => {
+    const { engine, endpoints, instances, create, settle } = setup();
+    const p = (await create()).record;
+    expect(instances.calls).toEqual([]);
+    endpoints.set(NS, 'd', [A]);
+    await settle();
+    expect(creates()).toEqual([`create http://a ${p.id}`]);
+    expect(engine.demand()[0]).toMatchObject({ queued: 0, inflight: 1, perPod: { a: 1 } });
+  });
+
+  it('repeats the first prediction for a repeated Idempotency-Key, per namespace', async () => {
     const { engine, create } = setup();
-    const p = await create('queued');
-    const canceled = await engine.cancel(p.id);
-    expect(canceled).toMatchObject({ status: 'canceled', error: null });
-    const req = { namespace: NS, deployment: 'd', input: {}, baseUrl: 'http://gw/v1', idempotencyKey: 'k' };
-    const a = await engine.create(req);
-    const b = await engine.create(req);
+    const a = await create({}, { idempotencyKey: 'k' });
+    const b = await create({}, { idempotencyKey: 'k' });
     expect(a.replayed).toBe(false);
     expect(b).toMatchObject({ replayed: true, record: { id: a.record.id } });
-    const other = await engine.create({ ...req, namespace: NS, idempotencyKey: 'k2' });
+    const other = await create({}, { idempotencyKey: 'k2' });
     expect(other.record.id).not.toBe(a.record.id);
+    const given = await create({}, { id: a.record.id });
+    expect(given).toMatchObject({ replayed: true, record: { id: a.record.id } });
+    expect(engine.demand()[0]).toMatchObject({ queued: 2 });
+  });
+
+  it('refuses input that fails the schema, or an unknown deployment, before queueing', async () => {
+    const { create, engine } = setup();
+    const schema = {
+      components: {
+        schemas: {
+          Input: { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] },
+        },
+      },
+    };
+    t!.catalog.setDeployment({ ...t!.catalog.deployment(NS, 'd')!, openapi: schema });
+    await expect(create({})).rejects.toMatchObject({ status: 422 });
+    await expect(create({ text: 'ok' }, { deployment: 'nope' })).rejects.toMatchObject({ status: 404 });
+    expect(engine.demand()).toEqual([]);
+    expect(engine.list({ namespaces: 'all', limit: 10 }).items).toEqual([]);
+  });
+
+  it('fails one the instance refuses (500), naming the instance', async () => {
+    const { engine, endpoints, instances, create } = setup();
+    endpoints.set(NS, 'd', [A]);
+    instances.answers.set('http://a', 'error');
+    const p = (await create()).record;
+    expect(engine.get(p.id)).toMatchObject({
+      status: 'failed',
+      error: 'instance a refused the prediction (500): boom',
+    });
+  });
+
+  it('answers 422 and forgets the prediction when the instance refuses its input', async () => {
+    const { engine, endpoints, instances, create } = setup();
+    endpoints.set(NS, 'd', [A]);
+    instances.answers.set('http://a', 'invalid');
+    const err = await create().catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      status: 422,
+      extra: { invalid_fields: [{ field: 'input.text', description: 'text is required' }] },
+    });
+    expect(engine.list({ namespaces: 'all', limit: 10 }).items).toEqual([]);
   });
 });
 
 describe('following a prediction on its instance', () => {
-  /** An instance whose event stream the test writes; counts the reads of the record. */
-  function streamingInstance() {
-    const reads: string[] = [];
-    let emit: ((e: { id: number; event: string; data: string }) => void) | undefined;
-    let end: (() => void) | undefined;
-    let record: InstancePrediction = { id: '', status: 'processing', output: null };
-    const client = {
-      create: async (_base: string, id: string): Promise<CreateResult> => {
-        record = { ...record, id };
-        return { kind: 'accepted', body: { id, status: 'processing', started_at: new Date().toISOString() } };
-      },
-      get: async (): Promise<GetResult> => {
-        reads.push(record.status);
-        return { kind: 'ok', body: record };
-      },
-      cancel: async () => true,
-      stream: (_base: string, _id: string, _after: number, onEvent: typeof emit) =>
-        new Promise<'done'>((resolve) => {
-          emit = onEvent;
-          end = () => resolve('done');
-        }),
-    } as unknown as SidecarClient;
-    return {
-      client,
-      reads,
-      set: (r: Partial<InstancePrediction>) => {
-        record = { ...record, ...r };
-      },
-      emit: (id: number, event: string, data: string) => emit?.({ id, event, data }),
-      end: () => end?.(),
-      streaming: () => emit !== undefined,
-    };
-  }
-
-  function start(client: SidecarClient) {
-    const catalog = new StaticCatalog();
-    catalog.setDeployment({
-      namespace: NS,
-      name: 'd',
-      model: 'm',
-      versionId: 'a'.repeat(64),
-      maxConcurrency: 1,
-      maxLength: 10,
-      maxWaitSeconds: 60,
-      conditions: [],
-    });
-    const endpoints = new StaticEndpoints();
-    endpoints.set(NS, 'd', [{ id: 'a', url: 'http://a' }]);
-    engine = new PredictionEngine({ catalog, endpoints, sidecar: client, log: pino({ level: 'silent' }) });
-    return engine.create({ namespace: NS, deployment: 'd', input: {}, baseUrl: 'http://gw/v1' });
-  }
-
   it('reads a running prediction for its output when the stream brings an output event', async () => {
-    const inst = streamingInstance();
-    const { record } = await start(inst.client);
-    await waitFor('the stream to be followed', () => inst.streaming());
-    inst.set({ output: ['a'] });
-    inst.emit(1, 'output', 'a');
-    await waitFor('the output read from the instance', () => engine!.get(record.id)?.output !== null);
-    expect(engine!.get(record.id)?.output).toEqual(['a']);
-    expect(inst.reads).toEqual(['processing']);
-    inst.set({ status: 'succeeded', output: ['a', 'b'] });
-    inst.emit(2, 'output', 'b');
-    inst.emit(3, 'done', '{}');
-    inst.end();
-    await waitFor('the end', () => engine!.get(record.id)?.status === 'succeeded');
-    expect(engine!.get(record.id)?.output).toEqual(['a', 'b']);
+    const { engine, endpoints, instances, create, settle } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const { record } = await create();
+    await settle();
+    instances.output(record.id, 'a');
+    await settle();
+    expect(engine.get(record.id)).toMatchObject({ status: 'processing', output: ['a'] });
+    expect(instances.count('get')).toBe(1);
+    // Output events that arrive together make one read.
+    instances.output(record.id, 'b');
+    instances.output(record.id, 'c');
+    await settle();
+    expect(instances.count('get')).toBe(2);
+    expect(engine.get(record.id)?.output).toEqual(['a', 'b', 'c']);
+    instances.end(record.id, { status: 'succeeded' });
+    await settle();
+    expect(engine.get(record.id)).toMatchObject({ status: 'succeeded', output: ['a', 'b', 'c'] });
   });
 
   it('makes one read, the final one, when the output comes with the end', async () => {
-    const inst = streamingInstance();
-    const { record } = await start(inst.client);
-    await waitFor('the stream to be followed', () => inst.streaming());
-    inst.set({ status: 'succeeded', output: 'hello' });
-    inst.emit(1, 'output', 'hello');
-    inst.emit(2, 'done', '{}');
-    inst.end();
-    await waitFor('the end', () => engine!.get(record.id)?.status === 'succeeded');
-    expect(engine!.get(record.id)?.output).toBe('hello');
-    await new Promise((r) => setImmediate(r));
-    expect(inst.reads).toEqual(['succeeded']);
+    const { engine, endpoints, instances, create, settle } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const { record } = await create();
+    await settle();
+    instances.output(record.id, 'hello');
+    instances.end(record.id, { status: 'succeeded', output: 'hello' });
+    await settle();
+    expect(engine.get(record.id)).toMatchObject({ status: 'succeeded', output: 'hello' });
+    expect(instances.count('get')).toBe(1);
   });
 });

@@ -33,7 +33,7 @@ import { Lifecycle } from './lifecycle.ts';
 import { type Listener, newLive } from './live.ts';
 import { engineMetrics } from './metrics.ts';
 import { type PredictionRecord, type PredictionView, toView } from './record.ts';
-import { SidecarClient } from './sidecar-client.ts';
+import { type InstanceClient, SidecarClient } from './sidecar-client.ts';
 import { type ListOptions, type ListPage, MemoryStore, type PredictionStore } from './store.ts';
 import { WebhookSender, type WebhookSenderOptions } from './webhooks.ts';
 
@@ -48,7 +48,7 @@ export interface EngineOptions {
   registry?: Registry;
   /** The stream URL of a prediction (`urls.stream`); none when not given. */
   streamUrl?: (rec: { id: string; baseUrl: string }) => string;
-  sidecar?: SidecarClient;
+  sidecar?: InstanceClient;
   /** How long an instance that refused or could not be reached is passed over (default 1 s). */
   avoidMs?: number;
   webhookOptions?: Partial<Omit<WebhookSenderOptions, 'secretFor' | 'log' | 'clock'>>;
@@ -87,7 +87,7 @@ export class PredictionEngine implements DemandSource {
   private readonly catalog: Catalog;
   private readonly endpoints: EndpointSource;
   private readonly log: Logger;
-  private readonly sidecar: SidecarClient;
+  private readonly sidecar: InstanceClient;
   private readonly webhooks: WebhookSender;
   private readonly clock: Clock;
   private readonly streamUrl: EngineOptions['streamUrl'];

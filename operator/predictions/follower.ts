@@ -11,10 +11,10 @@ import { isTerminal, type StreamEvent } from '../../lib/prediction.ts';
 import type { Endpoint } from './endpoints.ts';
 import type { Lifecycle } from './lifecycle.ts';
 import type { Live } from './live.ts';
-import type { GetResult, InstancePrediction, SidecarClient } from './sidecar-client.ts';
+import type { GetResult, InstanceClient, InstancePrediction } from './sidecar-client.ts';
 
 export interface FollowerOptions {
-  sidecar: SidecarClient;
+  sidecar: InstanceClient;
   clock: Clock;
   lifecycle: Lifecycle;
 }
@@ -31,7 +31,7 @@ const parseTime = (s: string | null | undefined): number | undefined => {
 };
 
 export class Follower {
-  private readonly sidecar: SidecarClient;
+  private readonly sidecar: InstanceClient;
   private readonly clock: Clock;
   private readonly lifecycle: Lifecycle;
 

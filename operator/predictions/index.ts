@@ -22,6 +22,13 @@ export {
 } from './endpoints.ts';
 export { type CreateRequest, type EngineOptions, PredictionEngine } from './engine.ts';
 export { type PredictionRecord, type PredictionView, toView } from './record.ts';
-export { type InstancePrediction, SidecarClient, type SidecarClientOptions } from './sidecar-client.ts';
+export {
+  type CreateResult,
+  type GetResult,
+  type InstanceClient,
+  type InstancePrediction,
+  SidecarClient,
+  type SidecarClientOptions,
+} from './sidecar-client.ts';
 export { type ListOptions, type ListPage, MemoryStore, type PredictionStore } from './store.ts';
 export { sign, signedHeaders, WebhookSender } from './webhooks.ts';

@@ -20,12 +20,12 @@ import type { Follower } from './follower.ts';
 import type { Lifecycle } from './lifecycle.ts';
 import type { DispatchOutcome, Lane, Live } from './live.ts';
 import type { EngineMetrics } from './metrics.ts';
-import type { SidecarClient } from './sidecar-client.ts';
+import type { InstanceClient } from './sidecar-client.ts';
 
 export interface LanesOptions {
   catalog: Catalog;
   endpoints: EndpointSource;
-  sidecar: SidecarClient;
+  sidecar: InstanceClient;
   clock: Clock;
   log: Logger;
   metrics: EngineMetrics;

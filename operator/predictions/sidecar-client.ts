@@ -103,6 +103,27 @@ function exchange(
   return answer.finally(() => timer.cancel());
 }
 
+/** What the engine asks of an instance: `SidecarClient` over HTTP, a fake in unit tests. */
+export interface InstanceClient {
+  /** Hands it prediction `id` (idempotent by id). */
+  create(base: string, id: string, input: Record<string, unknown>): Promise<CreateResult>;
+  /** Reads its record of prediction `id`. */
+  get(base: string, id: string): Promise<GetResult>;
+  /** Asks it to cancel; resolves with whether it answered. */
+  cancel(base: string, id: string): Promise<boolean>;
+  /**
+   * Follows the prediction's events after `lastEventId` until `done` ('done'), the stream
+   * ends without it or `signal` aborts ('ended'); throws when the stream breaks.
+   */
+  stream(
+    base: string,
+    id: string,
+    lastEventId: number,
+    onEvent: (e: StreamEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<'done' | 'ended'>;
+}
+
 export interface SidecarClientOptions {
   /** Limit of a create or a read (default 30 s). */
   timeoutMs?: number;
@@ -112,7 +133,7 @@ export interface SidecarClientOptions {
   clock?: Clock;
 }
 
-export class SidecarClient {
+export class SidecarClient implements InstanceClient {
   private readonly timeoutMs: number;
   private readonly streamIdleMs: number;
   private readonly clock: Clock;
