@@ -1,5 +1,7 @@
 /** HTTP building blocks shared by the sidecar and the gateway: JSON bodies, problem+json errors, Prefer. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { InvalidField } from './openapi-input.ts';
+import type { StreamEvent } from './prediction.ts';
 
 export class HttpError extends Error {
   readonly status: number;
@@ -19,6 +21,19 @@ export class HttpError extends Error {
     this.extra = extra;
     this.headers = headers;
   }
+}
+
+/**
+ * A 422 problem listing `invalid_fields`; its detail defaults to the fields' descriptions.
+ * The one way the gateway and the predictions module refuse what a caller sent.
+ */
+export function invalid(fields: InvalidField[], opts: { title?: string; detail?: string } = {}): HttpError {
+  return new HttpError(
+    422,
+    opts.title ?? 'Invalid request',
+    opts.detail ?? fields.map((f) => f.description).join('; '),
+    { invalid_fields: fields },
+  );
 }
 
 export function sendJson(
@@ -132,12 +147,6 @@ export async function* readSse(
   }
 }
 
-export interface SseEvent {
-  id: number;
-  event: string;
-  data: string;
-}
-
 /**
  * Answers `req` with a server-sent event stream of one prediction's events: those after
  * `Last-Event-ID` (all without it), then the live ones, with a keep-alive comment every
@@ -152,8 +161,8 @@ export function sendEventStream(
     /** The events after `afterId`, and a subscription that passes each later one to `send`. */
     events(
       afterId: number,
-      send: (e: SseEvent) => void,
-    ): { past: readonly SseEvent[]; unsubscribe?: () => void };
+      send: (e: StreamEvent) => void,
+    ): { past: readonly StreamEvent[]; unsubscribe?: () => void };
     signal?: AbortSignal;
   },
 ): void {
@@ -179,7 +188,7 @@ export function sendEventStream(
     close();
     res.end();
   };
-  const send = (e: SseEvent) => {
+  const send = (e: StreamEvent) => {
     if (ended) return;
     res.write(sseFrame(e));
     if (e.event === 'done') end();

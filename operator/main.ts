@@ -20,15 +20,11 @@ import {
 import { ConfigError, type OperatorConfig, parseConfig, USAGE } from './config.ts';
 import { addControllers } from './controllers/index.ts';
 import { addPredictionController } from './controllers/prediction.ts';
-import { Deployments, Models, ModelVersions } from './controllers/resources.ts';
 import { addGateway, type Gateway, type Route } from './gateway/index.ts';
-import {
-  POD_SELECTOR,
-  PodResource,
-  type PredictionService,
-  predictionService,
-} from './gateway/predictions/index.ts';
+import { type PredictionService, predictionService } from './gateway/predictions/index.ts';
 import { WebhookSecrets } from './gateway/webhook-secret.ts';
+import { POD_SELECTOR, PodResource } from './predictions/index.ts';
+import { Deployments, Models, ModelVersions } from './resources.ts';
 import { createLogger, type Logger, Manager } from './runtime/index.ts';
 
 export const summary =

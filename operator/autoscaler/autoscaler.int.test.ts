@@ -6,7 +6,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION, installCrds } from '../../crds/index.ts';
 import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
-import { Deployments, Models, type Workload, Workloads } from '../controllers/resources.ts';
 import {
   applyDefaultHardware,
   applyVersion,
@@ -16,6 +15,7 @@ import {
   TEST_MANAGER,
 } from '../controllers/testing.ts';
 import type { Operator } from '../main.ts';
+import { Deployments, Models, type Workload, Workloads } from '../resources.ts';
 import { Events, ownsField } from '../runtime/index.ts';
 import { decodeState } from './decide.ts';
 import { FIELD_MANAGER, STATE_ANNOTATION } from './index.ts';

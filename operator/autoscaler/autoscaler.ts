@@ -25,14 +25,7 @@ import {
 } from '../../crds/index.ts';
 import type { Caches } from '../controllers/caches.ts';
 import { AUTOSCALER_FIELD_MANAGER } from '../controllers/names.ts';
-import {
-  Deployments,
-  type Pod,
-  Pods,
-  type Stored,
-  type Workload,
-  Workloads,
-} from '../controllers/resources.ts';
+import { Deployments, type Pod, Pods, type Stored, type Workload, Workloads } from '../resources.ts';
 import {
   applyStatus,
   type Clock,

@@ -25,7 +25,7 @@ import {
   routeMetrics,
 } from '../../lib/express.ts';
 import { HttpError } from '../../lib/http.ts';
-import { Pods } from '../controllers/resources.ts';
+import { Pods } from '../resources.ts';
 import type { KubeClient, Logger } from '../runtime/index.ts';
 import type { DeploymentDemand } from './demand.ts';
 import { parseDemandList } from './sum.ts';

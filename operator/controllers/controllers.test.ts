@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { HardwareClassSpecSchema, ModelVersionSpecSchema } from '../../crds/index.ts';
+import type { Node } from '../resources.ts';
 import { mergeConditions, transitions } from './conditions.ts';
 import { hardwareObservation, nodeMatches, tolerates } from './hardware-class.ts';
 import { parseQuantity } from './quantity.ts';
-import type { Node } from './resources.ts';
 import { canonicalJson, versionId } from './version-id.ts';
 
 describe('parseQuantity', () => {

@@ -1,8 +1,8 @@
 import type { IPodCondition } from 'kubernetes-models/v1/PodCondition';
 import { describe, expect, it } from 'vitest';
 import { DeploymentSpecSchema, LABEL } from '../../crds/index.ts';
+import type { Pod, Workload } from '../resources.ts';
 import { deploymentStatus } from './deployment-status.ts';
-import type { Pod, Workload } from './resources.ts';
 
 const spec = DeploymentSpecSchema.parse({
   model: 'llama',

@@ -4,9 +4,9 @@
  * Ready, Available, Progressing and Degraded conditions.
  */
 import { CONDITION, type DeploymentSpec, type DeploymentStatus, LABEL, REASON } from '../../crds/index.ts';
+import type { Pod, Workload } from '../resources.ts';
 import { mergeConditions, type Observation } from './conditions.ts';
 import { workloadReplicas } from './release.ts';
-import type { Pod, Workload } from './resources.ts';
 
 /** Something that stops the operator from running the Deployment as specified. */
 export interface Blocker {

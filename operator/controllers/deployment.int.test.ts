@@ -7,10 +7,10 @@ import { installCrds } from '../../crds/index.ts';
 import { createNodePools } from '../../e2e/cluster/local.ts';
 import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
 import type { Operator } from '../main.ts';
+import { Deployments, type Pod, Pods, Secrets, Workloads } from '../resources.ts';
 import { ownsField } from '../runtime/index.ts';
 import { AUTOSCALER_FIELD_MANAGER } from './names.ts';
 import { MODEL_CONTAINER, SIDECAR_CONTAINER } from './pod-spec.ts';
-import { Deployments, type Pod, Pods, Secrets, Workloads } from './resources.ts';
 import {
   applyDefaultHardware,
   applyModel,

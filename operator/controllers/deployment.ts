@@ -13,6 +13,7 @@ import {
   ModelVersionSpecSchema,
   REASON,
 } from '../../crds/index.ts';
+import { Deployments, Secrets, type Stored, type Workload, Workloads } from '../resources.ts';
 import {
   apply,
   applyStatus,
@@ -28,7 +29,6 @@ import { type Blocker, deploymentStatus } from './deployment-status.ts';
 import { AUTOSCALER_FIELD_MANAGER, CONTROLLER, fieldManager, reportingController } from './names.ts';
 import { desiredWebhookSecret, desiredWorkload, type WorkloadInput, webhookSecretName } from './pod-spec.ts';
 import { releaseFor, releaseHash, replicasToApply } from './release.ts';
-import { Deployments, Secrets, type Stored, type Workload, Workloads } from './resources.ts';
 import { versionId } from './version-id.ts';
 
 export interface DeploymentControllerOptions {

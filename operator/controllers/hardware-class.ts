@@ -11,13 +11,13 @@ import {
   REASON,
   type Toleration,
 } from '../../crds/index.ts';
+import { HardwareClasses, type Node } from '../resources.ts';
 import { applyStatus, type Manager, TerminalError } from '../runtime/index.ts';
 import type { Caches } from './caches.ts';
 import { mergeConditions } from './conditions.ts';
 import { CONTROLLER, fieldManager } from './names.ts';
 import { SIDECAR_REQUESTS } from './pod-spec.ts';
 import { parseQuantity } from './quantity.ts';
-import { HardwareClasses, type Node } from './resources.ts';
 
 type Taint = NonNullable<NonNullable<Node['spec']>['taints']>[number];
 

@@ -18,8 +18,8 @@ import {
   stopGroup,
 } from '../../e2e/cluster/processes.ts';
 import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { Deployments, HardwareClasses, Workloads } from '../resources.ts';
 import { type KubeObject, Leases, resourceType } from '../runtime/index.ts';
-import { Deployments, HardwareClasses, Workloads } from './resources.ts';
 import { applyDefaultHardware, applyModel, clientFor, TEST_MANAGER, workloadsOf } from './testing.ts';
 
 const cluster = useCluster();

@@ -20,7 +20,7 @@ import {
   LABEL,
   type ModelVersionSpec,
 } from '../../crds/index.ts';
-import type { Workload } from './resources.ts';
+import type { Workload } from '../resources.ts';
 
 export const MODEL_CONTAINER = 'model';
 export const SIDECAR_CONTAINER = 'sidecar';

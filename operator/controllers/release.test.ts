@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ANNOTATION, DeploymentSpecSchema, LABEL } from '../../crds/index.ts';
+import type { Workload } from '../resources.ts';
 import { releaseFor, releaseHash, replicasToApply } from './release.ts';
-import type { Workload } from './resources.ts';
 
 const spec = DeploymentSpecSchema.parse({
   model: 'llama',

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ANNOTATION, type DeploymentSpec, LABEL } from '../../crds/index.ts';
-import type { Workload } from './resources.ts';
+import type { Workload } from '../resources.ts';
 import { canonicalJson } from './version-id.ts';
 
 /** The hash a release is cut from: the Deployment spec, defaults applied. */

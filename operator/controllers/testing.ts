@@ -4,8 +4,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import type { OperatorConfig } from '../config.ts';
 import { createOperator, type Operator, type OperatorParts } from '../main.ts';
+import { Deployments, HardwareClasses, Models, ModelVersions, Pods, Workloads } from '../resources.ts';
 import { KubeClient, type KubeObject, type Manager } from '../runtime/index.ts';
-import { Deployments, HardwareClasses, Models, ModelVersions, Pods, Workloads } from './resources.ts';
 
 export const TEST_MANAGER = 'modelplane-test';
 

@@ -18,11 +18,10 @@ import { kubeconfigYaml } from '../../e2e/cluster/local.ts';
 import { freePort, groupAlive, startGroupProcess, stopGroup } from '../../e2e/cluster/processes.ts';
 import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
 import { addControllers } from '../controllers/index.ts';
-import { Deployments, Models, ModelVersions, Workloads } from '../controllers/resources.ts';
 import { applyDefaultHardware, clientFor, TEST_MANAGER } from '../controllers/testing.ts';
+import { Deployments, Models, ModelVersions, Secrets, Workloads } from '../resources.ts';
 import { createLogger, type KubeObject, Leases, Manager, resourceType } from '../runtime/index.ts';
 import { addGateway, type Gateway } from './index.ts';
-import { Secrets } from './resources.ts';
 import { createApiToken, revokeApiToken } from './tokens.ts';
 import { webhookSecret, webhookSecretName } from './webhook-secret.ts';
 

@@ -16,7 +16,6 @@ import { LocalCluster } from '../../../e2e/cluster/local.ts';
 import { waitFor } from '../../../e2e/cluster/processes.ts';
 import { PodRunner, runnerPools } from '../../../e2e/podrunner/runner.ts';
 import { Predictions } from '../../controllers/prediction.ts';
-import { Deployments, Models } from '../../controllers/resources.ts';
 import {
   applyDefaultHardware,
   applyModel,
@@ -26,6 +25,7 @@ import {
   TEST_MANAGER,
 } from '../../controllers/testing.ts';
 import type { Operator } from '../../main.ts';
+import { Deployments, Models } from '../../resources.ts';
 import { createLogger, type KubeClient } from '../../runtime/index.ts';
 import { createApiToken } from '../tokens.ts';
 

@@ -15,8 +15,8 @@ import {
   type Model,
   type ModelVersion,
   PLURAL,
-} from '../../crds/index.ts';
-import { type KubeObject, type Listed, resourceType } from '../runtime/index.ts';
+} from '../crds/index.ts';
+import { type KubeObject, type Listed, resourceType } from './runtime/index.ts';
 
 /** Object metadata (ObjectMeta: timestamps are RFC 3339 strings). */
 export type Meta = NonNullable<KubeObject['metadata']>;

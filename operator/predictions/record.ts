@@ -1,19 +1,11 @@
-/** A prediction as the gateway keeps it, and the object callers read. */
+/** A prediction as the predictions module keeps it, and the object callers read. */
 import {
   type PredictionObject,
+  type PredictionStatus,
   predictionObject,
-  type PredictionStatus as Status,
   type StreamEvent,
   type WebhookEvent,
-} from '../../../lib/prediction.ts';
-
-export {
-  isTerminal,
-  outputText,
-  type PredictionStatus as Status,
-  type StreamEvent,
-  type StreamEventName as EventName,
-} from '../../../lib/prediction.ts';
+} from '../../lib/prediction.ts';
 
 export interface PredictionRecord {
   id: string;
@@ -31,7 +23,7 @@ export interface PredictionRecord {
   output: unknown;
   logs: string;
   error: string | null;
-  status: Status;
+  status: PredictionStatus;
   /** Epoch ms. */
   createdAt: number;
   startedAt?: number;
@@ -58,7 +50,7 @@ export interface PredictionRecord {
 /** The prediction object as the API returns it, with `urls` and the record's `model`. */
 export type PredictionView = PredictionObject & Required<Pick<PredictionObject, 'model' | 'urls'>>;
 
-/** The prediction object as the API returns it. `streamUrl` is the signed stream URL. */
+/** The prediction object as the API returns it. `streamUrl` is the stream URL (the HTTP side signs it). */
 export function toView(rec: PredictionRecord, streamUrl?: string): PredictionView {
   const self = `${rec.baseUrl}/predictions/${rec.id}`;
   const urls: PredictionView['urls'] = { get: self, cancel: `${self}/cancel` };

@@ -5,8 +5,8 @@
  */
 
 import type { IPod } from 'kubernetes-models/v1/Pod';
-import { CONDITION, LABEL } from '../../../crds/index.ts';
-import { type Informer, type Listed, resourceType } from '../../runtime/index.ts';
+import { CONDITION, LABEL } from '../../crds/index.ts';
+import { type Informer, type Listed, resourceType } from '../runtime/index.ts';
 
 export interface Endpoint {
   /** Names the instance in errors and metrics: the pod's name. */
