@@ -1,5 +1,6 @@
 /** HTTP building blocks shared by the sidecar and the gateway: JSON bodies, problem+json errors, Prefer. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Clock, realClock, type Timer } from './clock.ts';
 
 export class HttpError extends Error {
   readonly status: number;
@@ -141,8 +142,9 @@ export interface SseEvent {
 /**
  * Answers `req` with a server-sent event stream of one prediction's events: those after
  * `Last-Event-ID` (all without it), then the live ones, with a keep-alive comment every
- * `keepAliveMs`. It ends after the `done` event, when `signal` aborts, or at once when there
- * is no live subscription to wait on (the prediction had ended, its `done` already sent).
+ * `keepAliveMs` (on `clock`, the real one by default). It ends after the `done` event, when
+ * `signal` aborts, or at once when there is no live subscription to wait on (the prediction
+ * had ended, its `done` already sent).
  */
 export function sendEventStream(
   req: IncomingMessage,
@@ -155,6 +157,7 @@ export function sendEventStream(
       send: (e: SseEvent) => void,
     ): { past: readonly SseEvent[]; unsubscribe?: () => void };
     signal?: AbortSignal;
+    clock?: Clock;
   },
 ): void {
   const raw = req.headers['last-event-id'];
@@ -166,11 +169,11 @@ export function sendEventStream(
     'x-accel-buffering': 'no',
   });
   res.flushHeaders();
-  let keepAlive: NodeJS.Timeout | undefined;
+  let keepAlive: Timer | undefined;
   let unsubscribe: (() => void) | undefined;
   let ended = false;
   const close = () => {
-    if (keepAlive) clearInterval(keepAlive);
+    keepAlive?.cancel();
     unsubscribe?.();
   };
   const end = () => {
@@ -192,5 +195,12 @@ export function sendEventStream(
   // Without a subscription it ended before this stream opened, its done event sent earlier.
   if (!unsubscribe) end();
   if (ended) return;
-  keepAlive = setInterval(() => res.write(': keep-alive\n\n'), opts.keepAliveMs);
+  const clock = opts.clock ?? realClock;
+  const beat = () => {
+    keepAlive = clock.setTimer(() => {
+      res.write(': keep-alive\n\n');
+      beat();
+    }, opts.keepAliveMs);
+  };
+  beat();
 }
