@@ -1,5 +1,6 @@
 /** HTTP building blocks shared by the sidecar and the gateway: JSON bodies, problem+json errors, Prefer. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Clock, realClock, type Timer } from './clock.ts';
 import type { InvalidField } from './openapi-input.ts';
 import type { StreamEvent } from './prediction.ts';
 
@@ -34,6 +35,15 @@ export function invalid(fields: InvalidField[], opts: { title?: string; detail?:
     opts.detail ?? fields.map((f) => f.description).join('; '),
     { invalid_fields: fields },
   );
+}
+
+/** 422 for a prediction input that breaks the model's schema. */
+export function invalidInput(fields: InvalidField[], detail?: string): HttpError {
+  return invalid(fields, {
+    title: 'Invalid input',
+    detail:
+      detail ?? (fields.map((f) => f.description).join('; ') || 'the input does not match the model schema'),
+  });
 }
 
 export function sendJson(
@@ -150,8 +160,9 @@ export async function* readSse(
 /**
  * Answers `req` with a server-sent event stream of one prediction's events: those after
  * `Last-Event-ID` (all without it), then the live ones, with a keep-alive comment every
- * `keepAliveMs`. It ends after the `done` event, when `signal` aborts, or at once when there
- * is no live subscription to wait on (the prediction had ended, its `done` already sent).
+ * `keepAliveMs` (on `clock`, the real one by default). It ends after the `done` event, when
+ * `signal` aborts, or at once when there is no live subscription to wait on (the prediction
+ * had ended, its `done` already sent).
  */
 export function sendEventStream(
   req: IncomingMessage,
@@ -164,6 +175,7 @@ export function sendEventStream(
       send: (e: StreamEvent) => void,
     ): { past: readonly StreamEvent[]; unsubscribe?: () => void };
     signal?: AbortSignal;
+    clock?: Clock;
   },
 ): void {
   const raw = req.headers['last-event-id'];
@@ -175,11 +187,11 @@ export function sendEventStream(
     'x-accel-buffering': 'no',
   });
   res.flushHeaders();
-  let keepAlive: NodeJS.Timeout | undefined;
+  let keepAlive: Timer | undefined;
   let unsubscribe: (() => void) | undefined;
   let ended = false;
   const close = () => {
-    if (keepAlive) clearInterval(keepAlive);
+    keepAlive?.cancel();
     unsubscribe?.();
   };
   const end = () => {
@@ -201,5 +213,12 @@ export function sendEventStream(
   // Without a subscription it ended before this stream opened, its done event sent earlier.
   if (!unsubscribe) end();
   if (ended) return;
-  keepAlive = setInterval(() => res.write(': keep-alive\n\n'), opts.keepAliveMs);
+  const clock = opts.clock ?? realClock;
+  const beat = () => {
+    keepAlive = clock.setTimer(() => {
+      res.write(': keep-alive\n\n');
+      beat();
+    }, opts.keepAliveMs);
+  };
+  beat();
 }

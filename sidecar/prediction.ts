@@ -1,14 +1,8 @@
 /**
  * One prediction as the sidecar keeps it: the record callers read (shaped like the hosted
- * prediction API's object), its timestamps (the Cog server sends none), and the ordered
- * stream of `output`, `logs`, `error` and `done` events derived from the Cog server's
- * webhooks.
- *
- * Cog's webhooks carry the whole state so far (all logs, all output items), not deltas, and
- * the server sends them concurrently, so they can arrive out of order: a stale snapshot may
- * follow a newer one and the terminal one may overtake the last progress update. Events are
- * therefore derived by growth: logs that extend what is known, output items past those
- * already sent, nothing after the terminal state.
+ * prediction API's object, built by lib/prediction.ts), its timestamps (the Cog server sends
+ * none, so they come from the sidecar's clock), and the ordered stream of `output`, `logs`,
+ * `error` and `done` events. What the Cog server reports is folded in by cog-webhooks.ts.
  */
 
 import { type Clock, realClock } from '../lib/clock.ts';
@@ -24,46 +18,8 @@ import {
   type StreamEvent,
   type StreamEventName,
   type TerminalStatus,
+  WEBHOOK_EVENTS,
 } from '../lib/prediction.ts';
-
-/** A Cog server's webhook payload (and its async PUT answer). */
-export interface CogPayload {
-  id?: string;
-  status?: string;
-  output?: unknown;
-  logs?: string;
-  error?: string | null;
-  metrics?: Record<string, unknown>;
-}
-
-/**
- * How the model's output streams, from its OpenAPI `Output` schema: `iterator` (a generator:
- * each item is an `output` event), `single` (one value, sent once at the end), or `unknown`
- * (no schema: items that arrive while running are events, and the final value fills in).
- */
-export type OutputMode = 'iterator' | 'single' | 'unknown';
-
-export function outputMode(openapi: unknown): OutputMode {
-  const out = (openapi as { components?: { schemas?: { Output?: Record<string, unknown> } } } | undefined)
-    ?.components?.schemas?.Output;
-  if (!out || typeof out !== 'object') return 'unknown';
-  return out['x-cog-array-type'] === 'iterator' ? 'iterator' : 'single';
-}
-
-function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object') return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a) && Array.isArray(b)) {
-    return a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
-  }
-  const ka = Object.keys(a as object);
-  const kb = Object.keys(b as object);
-  return (
-    ka.length === kb.length &&
-    ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
-  );
-}
 
 type Listener = (e: StreamEvent) => void;
 
@@ -105,13 +61,13 @@ export class Prediction {
   private readonly events: StreamEvent[] = [];
   private readonly listeners = new Set<Listener>();
   private readonly doneWaiters: Array<() => void> = [];
-  private readonly items: unknown[] = [];
+  private readonly sent: unknown[] = [];
 
   constructor(init: PredictionInit) {
     this.id = init.id;
     this.input = init.input;
     this.webhook = init.webhook;
-    this.webhookEventsFilter = init.webhookEventsFilter ?? ['start', 'output', 'logs', 'completed'];
+    this.webhookEventsFilter = init.webhookEventsFilter ?? [...WEBHOOK_EVENTS];
     this.clock = init.clock ?? realClock;
     this.createdAt = this.clock.now();
     this.createdMono = this.clock.mono();
@@ -137,63 +93,28 @@ export class Prediction {
     this.status = 'starting';
   }
 
-  /**
-   * Folds in one Cog webhook payload. Returns true when it ended the prediction. Payloads
-   * after the end, and stale ones, change nothing.
-   */
-  applyCog(p: CogPayload, mode: OutputMode): boolean {
-    if (this.terminal) return false;
-    const status = p.status;
-    if (status === 'processing' || status === 'starting') this.markStarted();
-    if (typeof p.logs === 'string' && p.logs.length > this.logs.length && p.logs.startsWith(this.logs)) {
-      const delta = p.logs.slice(this.logs.length);
-      this.logs = p.logs;
-      this.emit('logs', delta);
-    }
-    if (!isTerminal(status)) {
-      if (mode !== 'single' && Array.isArray(p.output) && p.output.length > this.items.length) {
-        for (const item of p.output.slice(this.items.length)) this.pushItem(item);
-      }
-      return false;
-    }
-    this.settleOutput(p.output, mode);
-    const predictTime = p.metrics?.predict_time;
-    this.end(status, {
-      error: status === 'failed' ? (p.error ?? 'prediction failed') : null,
-      predictTime: typeof predictTime === 'number' && Number.isFinite(predictTime) ? predictTime : undefined,
-    });
-    return true;
+  /** Output items sent so far (each an `output` event). */
+  get items(): readonly unknown[] {
+    return this.sent;
   }
 
-  private pushItem(item: unknown): void {
-    this.items.push(item);
-    this.output = [...this.items];
+  /** New log text (an extension of `logs`): kept and sent as a `logs` event. */
+  appendLogs(delta: string): void {
+    if (this.terminal || !delta) return;
+    this.logs += delta;
+    this.emit('logs', delta);
+  }
+
+  /** One more output item: the output becomes the items so far, and the item is sent. */
+  pushItem(item: unknown): void {
+    this.sent.push(item);
+    this.output = [...this.sent];
     this.emit('output', outputText(item));
   }
 
-  private settleOutput(final: unknown, mode: OutputMode): void {
-    if (final === undefined || final === null) {
-      if (mode === 'iterator' || this.items.length > 0) this.output = [...this.items];
-      return;
-    }
-    if (mode === 'iterator' && Array.isArray(final)) {
-      for (const item of final.slice(this.items.length)) this.pushItem(item);
-      this.output = final;
-      return;
-    }
-    if (mode === 'single') {
-      this.output = final;
-      this.emit('output', outputText(final));
-      return;
-    }
-    // No schema: what streamed in while running decides how the final value reads.
-    const sent = this.items;
-    if (Array.isArray(final) && sent.length > 0 && sent.every((x, i) => deepEqual(x, final[i]))) {
-      for (const item of final.slice(sent.length)) this.pushItem(item);
-    } else if (!(sent.length === 1 && deepEqual(sent[0], final))) {
-      this.emit('output', outputText(final));
-    }
-    this.output = final;
+  /** Sends `value` as one `output` event (the output itself is set by the caller). */
+  sendOutput(value: unknown): void {
+    this.emit('output', outputText(value));
   }
 
   /**
@@ -247,13 +168,13 @@ export class Prediction {
   waitDone(ms: number): Promise<boolean> {
     if (this.terminal) return Promise.resolve(true);
     return new Promise((resolveDone) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimer(() => {
         const i = this.doneWaiters.indexOf(onDone);
         if (i >= 0) this.doneWaiters.splice(i, 1);
         resolveDone(false);
       }, ms);
       const onDone = () => {
-        clearTimeout(timer);
+        timer.cancel();
         resolveDone(true);
       };
       this.doneWaiters.push(onDone);

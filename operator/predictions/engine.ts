@@ -15,8 +15,8 @@
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
-import { HttpError, invalid } from '../../lib/http.ts';
-import { type InvalidField, validateInput } from '../../lib/openapi-input.ts';
+import { HttpError, invalidInput } from '../../lib/http.ts';
+import { validateInput } from '../../lib/openapi-input.ts';
 import {
   isTerminal,
   newPredictionId,
@@ -78,9 +78,6 @@ export interface CreateRequest {
 
 /** How often finished predictions past their TTL are dropped from the store. */
 const EXPIRE_EVERY_MS = 30_000;
-
-const invalidInput = (fields: InvalidField[], detail?: string) =>
-  invalid(fields, { title: 'Invalid input', detail });
 
 export class PredictionEngine implements DemandSource {
   readonly store: PredictionStore;
