@@ -61,19 +61,24 @@ function expectProblem(
 function declareBody(
   url: string,
   length: number,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; body: string; connection?: string }> {
   return new Promise((resolvePost, reject) => {
-    const req = request(url, { method: 'POST', headers: { 'content-length': String(length) } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        body += c;
-      });
-      res.on('end', () => {
-        resolvePost({ status: res.statusCode ?? 0, body, connection: res.headers.connection });
-        req.destroy();
-      });
-    });
+    const req = request(
+      url,
+      { method: 'POST', headers: { ...headers, 'content-length': String(length) } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => {
+          resolvePost({ status: res.statusCode ?? 0, body, connection: res.headers.connection });
+          req.destroy();
+        });
+      },
+    );
     req.on('error', reject);
     req.flushHeaders();
   });
@@ -237,6 +242,17 @@ describe('the Cog webhook listener', () => {
     const ok = await call('POST', `${at.webhook}/cog/a`, payload, { authorization: `Bearer ${token}` });
     expect(ok.status).toBe(200);
     expect(u.sidecar.get('a')?.logs).toBe('hello\n');
+    const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const malformed = await fetch(`${at.webhook}/cog/a`, {
+      method: 'POST',
+      headers: auth,
+      body: '{"status":',
+    });
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toMatchObject({ title: 'Malformed JSON' });
+    const tooLarge = await declareBody(`${at.webhook}/cog/a`, 256 * 1024 * 1024 + 1, auth);
+    expect(tooLarge.status).toBe(413);
+    expect(JSON.parse(tooLarge.body)).toMatchObject({ status: 413, title: 'Request body too large' });
     expectProblem(await call('GET', `${at.webhook}/cog/a`), 405, 'Method not allowed');
     expectProblem(await call('POST', `${at.webhook}/other`, payload), 404, 'Not found');
   });
