@@ -90,16 +90,16 @@ dev: cluster-bin python $(DEPS_STAMP) ## run it all here: control plane, operato
 
 .PHONY: cluster-up
 cluster-up: cluster-bin $(DEPS_STAMP) ## start a local control plane with GPU node pools in the background
-	@node e2e/cluster/cli.ts up $(POOLS)
+	@node harness/cluster/cli.ts up $(POOLS)
 
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane
-	@node e2e/cluster/cli.ts down
+	@node harness/cluster/cli.ts down
 
 .PHONY: pod-runner
 pod-runner: python $(DEPS_STAMP) ## run the local pod runner (a T4 and a CPU node that run model pods) in the foreground
-	@node e2e/podrunner/cli.ts $(RUNNER)
+	@node harness/podrunner/cli.ts $(RUNNER)
 
 .PHONY: cluster-status
 cluster-status: ## show the local control plane and its node pools
-	@node e2e/cluster/cli.ts status
+	@node harness/cluster/cli.ts status

@@ -19,10 +19,10 @@ export const subcommands: Record<string, Subcommand> = {
   operator: { summary: operator.summary, run: operator.run },
   sidecar: { summary: sidecar.summary, run: sidecar.run },
   token: { summary: token.summary, run: token.run },
-  // From a checkout only: it runs the local cluster harness of e2e/, loaded when asked for.
+  // Loaded when asked for: it brings the local control plane and pod runner of harness/.
   dev: {
     summary: 'run modelplane on this machine: control plane, operator, pod runner, example models',
-    run: async (argv) => (await import('../e2e/dev/main.ts')).run(argv),
+    run: async (argv) => (await import('../dev/main.ts')).run(argv),
   },
 };
 

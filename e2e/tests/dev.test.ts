@@ -9,9 +9,9 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot } from '../cluster/paths.ts';
-import { freePort, waitFor } from '../cluster/processes.ts';
-import { kubectl } from '../dev/dev.ts';
+import { kubectl } from '../../dev/dev.ts';
+import { repoRoot } from '../../harness/cluster/paths.ts';
+import { freePort, waitFor } from '../../harness/processes.ts';
 
 const NS = 'dev-e2e';
 let child: ChildProcess;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION, installCrds } from '../../crds/index.ts';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { useCluster, useNamespace, waitFor } from '../../harness/cluster/testing.ts';
 import { Deployments, Models, type Workload, Workloads } from '../controllers/resources.ts';
 import {
   applyDefaultHardware,

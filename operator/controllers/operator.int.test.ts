@@ -9,15 +9,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { installCrds } from '../../crds/index.ts';
-import { kubeconfigYaml } from '../../e2e/cluster/local.ts';
+import { kubeconfigYaml } from '../../harness/cluster/local.ts';
+import { useCluster, useNamespace, waitFor } from '../../harness/cluster/testing.ts';
 import {
   freePort,
   type GroupProcess,
   groupAlive,
   startGroupProcess,
   stopGroup,
-} from '../../e2e/cluster/processes.ts';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+} from '../../harness/processes.ts';
 import { type KubeObject, Leases, resourceType } from '../runtime/index.ts';
 import { Deployments, HardwareClasses, Workloads } from './resources.ts';
 import { applyDefaultHardware, applyModel, clientFor, TEST_MANAGER, workloadsOf } from './testing.ts';

@@ -7,7 +7,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../crds/index.ts';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { useCluster, useNamespace, waitFor } from '../../harness/cluster/testing.ts';
 import { type ModelServer, startModelServer } from '../../sidecar/testing/model-server.ts';
 import { type RunningSidecar, startSidecar } from '../../sidecar/testing/sidecar.ts';
 import { StaticCatalog } from '../gateway/predictions/catalog.ts';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { useCluster, useNamespace, waitFor } from '../../harness/cluster/testing.ts';
 import { KubeClient, type KubeObject, resourceType } from './client.ts';
 import { Informer } from './informer.ts';
 import { createLogger } from './log.ts';

@@ -2,7 +2,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 
-import { freePort, waitFor as waitForCondition } from '../../e2e/cluster/processes.ts';
+import { freePort, waitFor as waitForCondition } from '../../harness/processes.ts';
 
 export { freePort };
 

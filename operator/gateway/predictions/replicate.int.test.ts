@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../../crds/index.ts';
-import { useCluster, useNamespace, waitFor } from '../../../e2e/cluster/testing.ts';
+import { useCluster, useNamespace, waitFor } from '../../../harness/cluster/testing.ts';
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
 import { type RunningSidecar, startSidecar } from '../../../sidecar/testing/sidecar.ts';
 import { addControllers } from '../../controllers/index.ts';

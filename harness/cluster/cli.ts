@@ -1,9 +1,9 @@
 /**
  * `make cluster-up | cluster-down | cluster-status`: a long-lived local cluster for people.
  *
- *   node e2e/cluster/cli.ts up [--t4 N --a100 N --h100 N --cpu N]
- *   node e2e/cluster/cli.ts down
- *   node e2e/cluster/cli.ts status
+ *   node harness/cluster/cli.ts up [--t4 N --a100 N --h100 N --cpu N]
+ *   node harness/cluster/cli.ts down
+ *   node harness/cluster/cli.ts status
  *
  * `up` starts a supervisor in the background (`run`), which owns the cluster and tears it
  * down on SIGTERM/SIGINT; its state (pid, kubeconfig, logs) is kept in the state directory.
@@ -13,10 +13,10 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
+import { groupAlive, stopGroup, waitFor } from '../processes.ts';
 import { type Cluster, startCluster } from './cluster.ts';
 import { GPU_PRODUCT_LABEL, GPU_RESOURCE, POOL_LABEL, type PoolSizes } from './node-pools.ts';
 import { repoRoot } from './paths.ts';
-import { groupAlive, stopGroup, waitFor } from './processes.ts';
 
 const stateDir = process.env.MODELPLANE_STATE ?? join(repoRoot, '.modelplane', 'cluster');
 const stateFile = join(stateDir, 'state.json');
@@ -84,7 +84,7 @@ async function up(argv: string[]): Promise<number> {
   mkdirSync(stateDir, { recursive: true });
   if (!alive(current)) {
     const fd = openSync(supervisorLog, 'w');
-    const child = spawn(process.execPath, [join(repoRoot, 'e2e', 'cluster', 'cli.ts'), 'run', ...argv], {
+    const child = spawn(process.execPath, [join(repoRoot, 'harness', 'cluster', 'cli.ts'), 'run', ...argv], {
       detached: true,
       stdio: ['ignore', fd, fd],
     });

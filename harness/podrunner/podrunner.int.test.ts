@@ -21,7 +21,7 @@ import {
 } from '../../operator/controllers/testing.ts';
 import { createLogger, type KubeClient, type Manager } from '../../operator/runtime/index.ts';
 import { LocalCluster } from '../cluster/local.ts';
-import { groupAlive, waitFor } from '../cluster/processes.ts';
+import { groupAlive, waitFor } from '../processes.ts';
 import { PodRunner, RUNNER_LABEL, runnerPools } from './runner.ts';
 
 const SIDECAR_IMAGE = 'ghcr.io/modelplane/modelplane:e2e';

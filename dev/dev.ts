@@ -12,15 +12,15 @@ import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { parseAllDocuments } from 'yaml';
-import { CONDITION, installCrds } from '../../crds/index.ts';
-import { Deployments } from '../../operator/controllers/resources.ts';
-import { createApiToken } from '../../operator/gateway/tokens.ts';
-import { createLogger, KubeClient } from '../../operator/runtime/index.ts';
-import { LocalCluster } from '../cluster/local.ts';
-import { type NodePool, standardPools } from '../cluster/node-pools.ts';
-import { binaries, repoRoot } from '../cluster/paths.ts';
-import { freePort, type GroupProcess, startGroupProcess, stopGroup } from '../cluster/processes.ts';
-import { PodRunner, runnerPools } from '../podrunner/index.ts';
+import { CONDITION, installCrds } from '../crds/index.ts';
+import { LocalCluster } from '../harness/cluster/local.ts';
+import { type NodePool, standardPools } from '../harness/cluster/node-pools.ts';
+import { binaries, repoRoot } from '../harness/cluster/paths.ts';
+import { PodRunner, runnerPools } from '../harness/podrunner/index.ts';
+import { freePort, type GroupProcess, startGroupProcess, stopGroup } from '../harness/processes.ts';
+import { Deployments } from '../operator/controllers/resources.ts';
+import { createApiToken } from '../operator/gateway/tokens.ts';
+import { createLogger, KubeClient } from '../operator/runtime/index.ts';
 
 export interface DevOptions {
   /** Namespace the example models go to, and that the API token acts in (default `default`). */

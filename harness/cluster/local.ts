@@ -14,6 +14,14 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
+import {
+  freePort,
+  type GroupProcess,
+  groupAlive,
+  startGroupProcess,
+  stopGroup,
+  waitFor,
+} from '../processes.ts';
 import type { Cluster } from './cluster.ts';
 import {
   KWOK_NODE_ANNOTATION,
@@ -22,14 +30,6 @@ import {
   nodeManifests,
 } from './node-pools.ts';
 import { binaries } from './paths.ts';
-import {
-  freePort,
-  type GroupProcess,
-  groupAlive,
-  startGroupProcess,
-  stopGroup,
-  waitFor,
-} from './processes.ts';
 
 const DIR_PREFIX = 'modelplane-cluster-';
 /** Component logs outlive the cluster so a failing test can point at them; the newest few are kept. */

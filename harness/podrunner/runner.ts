@@ -33,7 +33,7 @@ import {
   standardPools,
 } from '../cluster/node-pools.ts';
 import { repoRoot } from '../cluster/paths.ts';
-import { type GroupProcess, groupAlive, startGroupProcess } from '../cluster/processes.ts';
+import { type GroupProcess, groupAlive, startGroupProcess } from '../processes.ts';
 import { awaitsExplicitShutdown, cogServerArgs, modelplaneArgs, rewriteModelplane } from './commands.ts';
 import { EnvConfigError, type PodFields, resolveEnv } from './env.ts';
 import { type ImagePlan, type ImageRules, resolveImage } from './images.ts';

@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig, VersionApi } from '@kubernetes/client-node';
+import { freePort, startGroupProcess, stopGroup, waitFor } from '../processes.ts';
 import { createNodePools, LocalCluster } from './local.ts';
 import {
   KWOK_NODE_ANNOTATION,
@@ -10,7 +11,6 @@ import {
   standardPools,
 } from './node-pools.ts';
 import { binaries } from './paths.ts';
-import { freePort, startGroupProcess, stopGroup, waitFor } from './processes.ts';
 
 /** A Kubernetes cluster the tests and `make cluster-up` run against. */
 export interface Cluster {
