@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { kubectl, startDev } from '../dev/dev.ts';
-import { waitFor } from '../harness/cluster/testing.ts';
+import { waitFor } from '../harness/processes.ts';
 
 const { values } = parseArgs({ options: { repeats: { type: 'string', default: '8' } } });
 const REPEATS = Number(values.repeats);

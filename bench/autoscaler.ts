@@ -15,7 +15,7 @@
 import { parseArgs } from 'node:util';
 import { installCrds } from '../crds/index.ts';
 import { startCluster } from '../harness/cluster/cluster.ts';
-import { waitFor } from '../harness/cluster/testing.ts';
+import { waitFor } from '../harness/processes.ts';
 import { StaticDemandSource } from '../operator/autoscaler/testing.ts';
 import { Deployments, Models, type Workload, Workloads } from '../operator/controllers/resources.ts';
 import {

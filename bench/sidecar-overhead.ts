@@ -10,8 +10,8 @@
  */
 import { Agent, request } from 'node:http';
 import { parseArgs } from 'node:util';
+import { waitFor } from '../harness/processes.ts';
 import { startModelServer } from '../sidecar/testing/model-server.ts';
-import { waitFor } from '../sidecar/testing/processes.ts';
 import { spawnSidecar } from '../sidecar/testing/sidecar.ts';
 
 const { values } = parseArgs({

@@ -17,7 +17,7 @@ import { LocalCluster } from '../harness/cluster/local.ts';
 import { type NodePool, standardPools } from '../harness/cluster/node-pools.ts';
 import { binaries, repoRoot } from '../harness/cluster/paths.ts';
 import { PodRunner, runnerPools } from '../harness/podrunner/index.ts';
-import { freePort, type GroupProcess, startGroupProcess, stopGroup } from '../harness/processes.ts';
+import { freePort, GiveUp, GroupProcess, waitFor } from '../harness/processes.ts';
 import { Deployments } from '../operator/controllers/resources.ts';
 import { createApiToken } from '../operator/gateway/tokens.ts';
 import { createLogger, KubeClient } from '../operator/runtime/index.ts';
@@ -124,34 +124,6 @@ async function readyCondition(client: KubeClient, namespace: string, name: strin
   return d?.status?.conditions?.find((c) => c.type === CONDITION.Ready);
 }
 
-/**
- * Polls `check` until it is true; throws at the deadline (with the last error) or as soon as
- * `fatal` names a reason to give up.
- */
-async function until(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  fatal: () => string | undefined,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError = '';
-  for (;;) {
-    const reason = fatal();
-    if (reason) throw new Error(reason);
-    try {
-      if (await check()) return;
-    } catch (err) {
-      lastError = (err as Error).message;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs / 1000} s waiting for ${what}${lastError ? `: ${lastError}` : ''}`,
-      );
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 export async function startDev(opts: DevOptions = {}): Promise<Dev> {
   const log = opts.log ?? (() => {});
   const namespace = opts.namespace ?? 'default';
@@ -217,7 +189,7 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
     step(
       `starting the operator (controllers, autoscaler, gateway on 127.0.0.1:${gatewayPort}); log: ${operatorLog}`,
     );
-    const operator: GroupProcess = startGroupProcess(
+    const operator = new GroupProcess(
       'operator',
       process.execPath,
       [
@@ -232,21 +204,22 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
         `--http-address=127.0.0.1:${httpPort}`,
         ...(opts.operatorFlags ?? []),
       ],
-      operatorLog,
+      { logFile: operatorLog },
     );
-    cleanups.push({ what: 'the operator', run: () => stopGroup(operator.pid, 35_000) });
+    cleanups.push({ what: 'the operator', run: () => operator.stop(35_000) });
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
-    const fatal = () =>
-      opts.signal?.aborted
-        ? 'interrupted'
-        : operator.hasExited()
-          ? `the operator exited; see ${operatorLog}`
-          : undefined;
-    await until(
+    // Stops a wait at once when there is no point in waiting any longer.
+    const carryOn = () => {
+      if (opts.signal?.aborted) throw new GiveUp('interrupted');
+      if (!operator.running) throw new GiveUp(`the operator exited; see ${operatorLog}`);
+    };
+    await waitFor(
       'the operator to be ready',
-      async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok,
-      60_000,
-      fatal,
+      async () => {
+        carryOn();
+        return (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok;
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
     );
 
     const { token } = await createApiToken(client, {
@@ -269,9 +242,10 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
       const [ns, name] = key.split('/') as [string, string];
       step(`waiting for deployment ${name} to be ready (its model server starts on this machine)`);
       let last = '';
-      await until(
+      await waitFor(
         `deployment ${key} to be Ready`,
         async () => {
+          carryOn();
           const c = await readyCondition(client, ns, name);
           const line = c ? `${c.reason}: ${c.message}` : 'no status yet';
           if (line !== last) {
@@ -280,8 +254,7 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
           }
           return c?.status === 'True';
         },
-        600_000,
-        fatal,
+        { timeoutMs: 600_000, intervalMs: 250 },
       );
     }
     const httpUrl = `http://127.0.0.1:${httpPort}`;

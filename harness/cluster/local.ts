@@ -14,14 +14,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import {
-  freePort,
-  type GroupProcess,
-  groupAlive,
-  startGroupProcess,
-  stopGroup,
-  waitFor,
-} from '../processes.ts';
+import { freePort, GiveUp, GroupProcess, groupAlive, waitFor } from '../processes.ts';
 import type { Cluster } from './cluster.ts';
 import {
   KWOK_NODE_ANNOTATION,
@@ -122,7 +115,7 @@ export class LocalCluster implements Cluster {
   private spawn(name: string, command: string, args: string[]): GroupProcess {
     const logFile = join(this.logDir, `${name}.log`);
     this.logs[name] = logFile;
-    const proc = startGroupProcess(name, command, args, logFile);
+    const proc = new GroupProcess(name, command, args, { logFile });
     this.procs.push(proc);
     this.saveState();
     return proc;
@@ -137,7 +130,7 @@ export class LocalCluster implements Cluster {
     const api = this.apiServer;
     const old = this.procs.find((p) => p.name === 'kube-apiserver');
     if (!api || !old || this.stopped) throw new Error('the cluster is not running');
-    await stopGroup(old.pid);
+    await old.stop();
     this.procs.splice(this.procs.indexOf(old), 1);
     const proc = this.spawn('kube-apiserver', binaries()['kube-apiserver'], api.args);
     await this.waitUp(proc, 'kube-apiserver /readyz after a restart', api.ready);
@@ -166,26 +159,19 @@ export class LocalCluster implements Cluster {
     return revision;
   }
 
-  /** Waits for `check`, failing early with the component's log tail if the process dies. */
+  /** Waits for `check`, failing at once with the component's log tail if the process dies. */
   private async waitUp(proc: GroupProcess, what: string, check: () => Promise<boolean>, timeoutMs = 90_000) {
     await waitFor(
       what,
       async () => {
-        if (proc.hasExited()) {
-          const tail = readFileSync(proc.logFile, 'utf8').split('\n').slice(-15).join('\n');
-          throw new Error(`${proc.name} exited during start-up; the end of ${proc.logFile}:\n${tail}`);
-        }
+        if (!proc.running)
+          throw new GiveUp(
+            `${proc.name} exited during start-up; the end of ${proc.logFile}:\n${proc.logTail()}`,
+          );
         return check();
       },
       { timeoutMs, intervalMs: 200 },
-    ).catch((err: Error) => {
-      // Surface a crashed process instead of a generic timeout.
-      if (proc.hasExited()) {
-        const tail = readFileSync(proc.logFile, 'utf8').split('\n').slice(-15).join('\n');
-        throw new Error(`${proc.name} exited during start-up; the end of ${proc.logFile}:\n${tail}`);
-      }
-      throw err;
-    });
+    );
   }
 
   private async boot(
@@ -381,8 +367,8 @@ export class LocalCluster implements Cluster {
     this.stopped = true;
     const byName = (n: string) => this.procs.filter((p) => p.name === n);
     const etcd = byName('etcd');
-    await Promise.all(this.procs.filter((p) => p.name !== 'etcd').map((p) => stopGroup(p.pid)));
-    await Promise.all(etcd.map((p) => stopGroup(p.pid)));
+    await Promise.all(this.procs.filter((p) => p.name !== 'etcd').map((p) => p.stop()));
+    await Promise.all(etcd.map((p) => p.stop()));
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -6,8 +6,6 @@ import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import { waitFor } from '../processes.ts';
 import { binaries } from './paths.ts';
 
-export { waitFor } from '../processes.ts';
-
 const run = promisify(execFile);
 
 export interface TestCluster {

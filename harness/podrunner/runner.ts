@@ -24,7 +24,6 @@ import {
   type Logger,
   resourceType,
 } from '../../operator/runtime/index.ts';
-import { pythonEnv } from '../../sidecar/testing/model-server.ts';
 import {
   type NodeOwner,
   type NodePool,
@@ -33,7 +32,8 @@ import {
   standardPools,
 } from '../cluster/node-pools.ts';
 import { repoRoot } from '../cluster/paths.ts';
-import { type GroupProcess, groupAlive, startGroupProcess } from '../processes.ts';
+import { GroupProcess, groupAlive } from '../processes.ts';
+import { pythonEnv } from '../python.ts';
 import { awaitsExplicitShutdown, cogServerArgs, modelplaneArgs, rewriteModelplane } from './commands.ts';
 import { EnvConfigError, type PodFields, resolveEnv } from './env.ts';
 import { type ImagePlan, type ImageRules, resolveImage } from './images.ts';
@@ -898,7 +898,7 @@ class ContainerRunner {
     if (this.ranBefore) this.restartCount++;
     let proc: GroupProcess;
     try {
-      proc = startGroupProcess(`${this.pod.name}/${c.name}`, command, args, logFile, childEnv, { cwd });
+      proc = new GroupProcess(`${this.pod.name}/${c.name}`, command, args, { logFile, env: childEnv, cwd });
     } catch (err) {
       this.backOff('RunContainerError', (err as Error).message);
       return;

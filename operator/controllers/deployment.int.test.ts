@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../crds/index.ts';
 import { createNodePools } from '../../harness/cluster/local.ts';
-import { useCluster, useNamespace, waitFor } from '../../harness/cluster/testing.ts';
+import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
+import { waitFor } from '../../harness/processes.ts';
 import { type Manager, ownsField } from '../runtime/index.ts';
 import { AUTOSCALER_FIELD_MANAGER } from './names.ts';
 import { Deployments, type Pod, Pods, Secrets, Workloads } from './resources.ts';

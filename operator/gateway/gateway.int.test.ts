@@ -15,8 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { installCrds } from '../../crds/index.ts';
 import { kubeconfigYaml } from '../../harness/cluster/local.ts';
-import { useCluster, useNamespace, waitFor } from '../../harness/cluster/testing.ts';
-import { freePort, groupAlive, startGroupProcess, stopGroup } from '../../harness/processes.ts';
+import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
+import { freePort, GroupProcess, groupAlive, stopGroup, waitFor } from '../../harness/processes.ts';
 import { addControllers } from '../controllers/index.ts';
 import { Deployments, Models, ModelVersions, Workloads } from '../controllers/resources.ts';
 import { applyDefaultHardware, clientFor, TEST_MANAGER } from '../controllers/testing.ts';
@@ -614,7 +614,7 @@ describe('modelplane operator --roles=gateway', () => {
     const health = await freePort();
     const logFile = join(dir, 'gateway.log');
     const bin = new URL('../../bin/modelplane', import.meta.url).pathname;
-    const proc = startGroupProcess(
+    const proc = new GroupProcess(
       'gateway',
       bin,
       [
@@ -628,8 +628,7 @@ describe('modelplane operator --roles=gateway', () => {
         '--public-url=https://models.example.com',
         '--log-level=debug',
       ],
-      logFile,
-      { ...process.env, KUBECONFIG: '' },
+      { logFile, env: { ...process.env, KUBECONFIG: '' } },
     );
     try {
       await waitFor(

@@ -6,8 +6,8 @@
 import { createHmac } from 'node:crypto';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../../harness/processes.ts';
 import { HttpError } from '../../../lib/http.ts';
-import { waitFor } from '../../../sidecar/testing/processes.ts';
 import { StaticCatalog } from './catalog.ts';
 import { StaticEndpoints } from './endpoints.ts';
 import { PredictionEngine } from './engine.ts';
