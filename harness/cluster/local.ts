@@ -15,7 +15,6 @@ import { basename, join } from 'node:path';
 import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { freePort, GiveUp, GroupProcess, groupAlive, waitFor } from '../processes.ts';
-import type { Cluster } from './cluster.ts';
 import {
   KWOK_NODE_ANNOTATION,
   KWOK_NODE_ANNOTATION_VALUE,
@@ -46,8 +45,12 @@ interface StateFile {
   pgids: number[];
 }
 
-/** An admin-ready control plane on 127.0.0.1: etcd, apiserver, controller manager, scheduler, kwok. */
-export class LocalCluster implements Cluster {
+/**
+ * An admin-ready control plane on 127.0.0.1: etcd, apiserver, controller manager, scheduler,
+ * kwok. It is a `Cluster` of cluster.ts (checked where `startCluster` returns it; cluster.ts
+ * imports this file, not the other way round).
+ */
+export class LocalCluster {
   readonly provider = 'local' as const;
   readonly logs: Record<string, string> = {};
   readonly kubeconfig: string;
