@@ -1,20 +1,11 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import { freePort, GiveUp, GroupProcess, groupAlive, waitFor } from '../processes.ts';
+import { freePort, GiveUp, GroupProcess, waitFor } from '../processes.ts';
 import {
   KWOK_NODE_ANNOTATION,
   KWOK_NODE_ANNOTATION_VALUE,
@@ -22,11 +13,7 @@ import {
   nodeManifests,
 } from './node-pools.ts';
 import { binaries } from './paths.ts';
-
-const DIR_PREFIX = 'modelplane-cluster-';
-/** Component logs outlive the cluster so a failing test can point at them; the newest few are kept. */
-const LOG_ROOT = join(tmpdir(), 'modelplane-logs');
-const KEEP_LOG_DIRS = 20;
+import { CLUSTER_DIR_PREFIX, LOG_ROOT, pruneLogDirs, reapStaleClusters, writeClusterState } from './stale.ts';
 
 export interface LocalClusterOptions {
   pools: NodePool[];
@@ -39,11 +26,6 @@ export interface LocalClusterOptions {
 }
 
 type Ports = Record<'etcdPort' | 'etcdPeerPort' | 'apiPort' | 'cmPort' | 'schedPort' | 'kwokPort', number>;
-
-interface StateFile {
-  owner: number;
-  pgids: number[];
-}
 
 /**
  * An admin-ready control plane on 127.0.0.1: etcd, apiserver, controller manager, scheduler,
@@ -88,7 +70,7 @@ export class LocalCluster {
     const log = opts.log ?? (() => {});
     reapStaleClusters();
     pruneLogDirs();
-    const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
+    const dir = mkdtempSync(join(tmpdir(), CLUSTER_DIR_PREFIX));
     const logDir = join(LOG_ROOT, basename(dir));
     mkdirSync(logDir, { recursive: true });
     const ports: Ports = {
@@ -140,8 +122,7 @@ export class LocalCluster {
   }
 
   private saveState(): void {
-    const state: StateFile = { owner: process.pid, pgids: this.pgids };
-    writeFileSync(join(this.dir, 'state.json'), JSON.stringify(state));
+    writeClusterState(this.dir, this.pgids);
   }
 
   /**
@@ -448,53 +429,4 @@ export function httpsGet(
     req.on('error', reject);
     req.end();
   });
-}
-
-/**
- * Kills what earlier runs left behind: a cluster directory whose owner process is gone
- * (a test run killed with SIGKILL, say) still lists the process groups it started.
- */
-export function reapStaleClusters(): number {
-  let reaped = 0;
-  for (const name of readdirSync(tmpdir())) {
-    if (!name.startsWith(DIR_PREFIX)) continue;
-    const dir = join(tmpdir(), name);
-    let state: StateFile;
-    try {
-      state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as StateFile;
-    } catch {
-      // No state yet: leave a directory younger than a minute to the run still starting it.
-      try {
-        if (Date.now() - statSync(dir).mtimeMs > 60_000) rmSync(dir, { recursive: true, force: true });
-      } catch {}
-      continue;
-    }
-    if (processAlive(state.owner)) continue;
-    for (const pgid of state.pgids) {
-      if (!groupAlive(pgid)) continue;
-      try {
-        process.kill(-pgid, 'SIGKILL');
-      } catch {}
-    }
-    rmSync(dir, { recursive: true, force: true });
-    reaped++;
-  }
-  return reaped;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function pruneLogDirs(): void {
-  if (!existsSync(LOG_ROOT)) return;
-  const dirs = readdirSync(LOG_ROOT)
-    .map((n) => ({ path: join(LOG_ROOT, n), mtime: statSync(join(LOG_ROOT, n)).mtimeMs }))
-    .sort((a, b) => b.mtime - a.mtime);
-  for (const d of dirs.slice(KEEP_LOG_DIRS)) rmSync(d.path, { recursive: true, force: true });
 }
