@@ -6,7 +6,7 @@
  *
  * `startDev` is what the end-to-end test runs too; `stop` ends everything it started.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -18,6 +18,7 @@ import { type NodePool, standardPools } from '../harness/cluster/node-pools.ts';
 import { binaries, repoRoot } from '../harness/cluster/paths.ts';
 import { PodRunner, runnerPools } from '../harness/podrunner/index.ts';
 import { freePort, GiveUp, GroupProcess, waitFor } from '../harness/processes.ts';
+import { spawnTethered } from '../harness/tether.ts';
 import { Deployments } from '../operator/controllers/resources.ts';
 import { createApiToken } from '../operator/gateway/tokens.ts';
 import { createLogger, KubeClient } from '../operator/runtime/index.ts';
@@ -77,7 +78,7 @@ async function ensureBuilt(what: string, check: () => boolean, script: string, l
   if (check()) return;
   log(`${what} missing: running hack/${script} (first run only, several minutes; progress follows)`);
   await new Promise<void>((resolve, reject) => {
-    const child = spawn('bash', [join(repoRoot, 'hack', script)], {
+    const child = spawnTethered('bash', [join(repoRoot, 'hack', script)], {
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     child.on('exit', (code) =>

@@ -1,10 +1,12 @@
 /**
  * Process groups, ports and waiting: the kit the local cluster, the pod runner, `modelplane
- * dev`, the tests and the benchmarks share.
+ * dev`, the tests and the benchmarks share. Every process started here is tethered to this
+ * one (see tether.ts): it does not outlive it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { spawnTethered } from './tether.ts';
 
 /** A free TCP port on 127.0.0.1 (bound, read, released). */
 export async function freePort(): Promise<number> {
@@ -70,7 +72,7 @@ export interface GroupProcessOptions {
 
 /**
  * A process that leads a process group of its own (so what it starts goes with it when the
- * group is signalled), with its output in a log file.
+ * group is signalled), with its output in a log file, tethered to this process.
  */
 export class GroupProcess {
   readonly name: string;
@@ -88,7 +90,7 @@ export class GroupProcess {
     this.logFile = opts.logFile;
     const fd = openSync(opts.logFile, 'a');
     try {
-      this.child = spawn(command, args, {
+      this.child = spawnTethered(command, args, {
         detached: true,
         stdio: ['ignore', fd, fd],
         env: opts.env ?? process.env,

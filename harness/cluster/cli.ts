@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import { groupAlive, stopGroup, waitFor } from '../processes.ts';
+import { TETHER_ENV } from '../tether.ts';
 import { type Cluster, startCluster } from './cluster.ts';
 import { GPU_PRODUCT_LABEL, GPU_RESOURCE, POOL_LABEL, type PoolSizes } from './node-pools.ts';
 import { repoRoot } from './paths.ts';
@@ -84,9 +85,13 @@ async function up(argv: string[]): Promise<number> {
   mkdirSync(stateDir, { recursive: true });
   if (!alive(current)) {
     const fd = openSync(supervisorLog, 'w');
+    // The supervisor outlives this command, so it is not tethered to it (nor to anything
+    // above it); the cluster's processes are tethered to the supervisor.
+    const { [TETHER_ENV]: _tether, ...env } = process.env;
     const child = spawn(process.execPath, [join(repoRoot, 'harness', 'cluster', 'cli.ts'), 'run', ...argv], {
       detached: true,
       stdio: ['ignore', fd, fd],
+      env,
     });
     closeSync(fd);
     child.unref();

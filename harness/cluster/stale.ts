@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { groupAlive } from '../processes.ts';
+import { tetherActive } from '../tether.ts';
 
 /** A local cluster's directory is `<tmpdir>/modelplane-cluster-XXXXXX`. */
 export const CLUSTER_DIR_PREFIX = 'modelplane-cluster-';
@@ -17,18 +18,21 @@ const KEEP_LOG_DIRS = 20;
 interface StateFile {
   owner: number;
   pgids: number[];
+  /** The processes were tethered to their owner (harness/tether.ts): they went with it. */
+  tethered?: boolean;
 }
 
 /** Records the owner (this process) and the process groups of the cluster in `dir`. */
 export function writeClusterState(dir: string, pgids: number[]): void {
-  const state: StateFile = { owner: process.pid, pgids };
+  const state: StateFile = { owner: process.pid, pgids, tethered: tetherActive() };
   writeFileSync(join(dir, 'state.json'), JSON.stringify(state));
 }
 
 /**
  * Clears what earlier runs left behind: the directory of a cluster whose owner process is gone
- * (a test run killed with SIGKILL, say), after killing the process groups it lists. Returns
- * how many clusters were cleared.
+ * (a test run killed with SIGKILL, say), after killing the process groups it lists, unless
+ * they were tethered to the owner and so went with it (their ids may belong to other
+ * processes by now). Returns how many clusters were cleared.
  */
 export function reapStaleClusters(): number {
   let reaped = 0;
@@ -46,7 +50,7 @@ export function reapStaleClusters(): number {
       continue;
     }
     if (processAlive(state.owner)) continue;
-    for (const pgid of state.pgids) {
+    for (const pgid of state.tethered ? [] : state.pgids) {
       if (!groupAlive(pgid)) continue;
       try {
         process.kill(-pgid, 'SIGKILL');
