@@ -63,7 +63,7 @@ function setpriv(): string | null {
 }
 
 /** The executable `command` resolves to (as execvp would, through `path`), or undefined. */
-export function which(command: string, path: string | undefined, cwd?: string): string | undefined {
+function which(command: string, path: string | undefined, cwd?: string): string | undefined {
   const executable = (p: string) => {
     try {
       accessSync(p, constants.X_OK);
@@ -99,6 +99,10 @@ function ensureWatchdog(): void {
   child.stdin?.on('error', () => {});
   (child.stdin as { unref?: () => void } | null)?.unref?.();
   child.on('error', () => {});
+  // Should it end while this process lives (killed by someone), the next child starts another.
+  child.once('exit', () => {
+    if (watchdog === child) watchdog = undefined;
+  });
   watchdog = child;
 }
 
