@@ -17,7 +17,6 @@ import { installCrds } from '../crds/index.ts';
 import { startCluster } from '../harness/cluster/cluster.ts';
 import { waitFor } from '../harness/processes.ts';
 import { StaticDemandSource } from '../operator/autoscaler/testing.ts';
-import { Deployments, Models, type Workload, Workloads } from '../operator/controllers/resources.ts';
 import {
   applyDefaultHardware,
   applyVersion,
@@ -25,6 +24,7 @@ import {
   startOperator,
   TEST_MANAGER,
 } from '../operator/controllers/testing.ts';
+import { Deployments, Models, type Workload, Workloads } from '../operator/resources.ts';
 import type { KubeObject } from '../operator/runtime/index.ts';
 
 const { values } = parseArgs({

@@ -5,7 +5,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { LABEL } from '../crds/index.ts';
 import { waitFor } from '../harness/processes.ts';
-import { type PodLike, PodResource, podEndpoint } from '../operator/gateway/predictions/endpoints.ts';
+import { type PodLike, PodResource, podEndpoint } from '../operator/predictions/endpoints.ts';
 import { KubeClient } from '../operator/runtime/index.ts';
 
 export interface BenchPod {

@@ -8,7 +8,7 @@
  * Usage: node bench/ready-watch.ts KUBECONFIG NAMESPACE DEPLOYMENT
  */
 import { CONDITION, LABEL } from '../crds/index.ts';
-import { PodResource, podEndpoint } from '../operator/gateway/predictions/endpoints.ts';
+import { PodResource, podEndpoint } from '../operator/predictions/endpoints.ts';
 import { clientOf } from './pods.ts';
 
 const [kubeconfig, namespace, name] = process.argv.slice(2);

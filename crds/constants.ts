@@ -123,18 +123,12 @@ export const REASON = {
 } as const;
 export type Reason = (typeof REASON)[keyof typeof REASON];
 
-/** Prediction statuses, as the prediction API reports them. `aborted` is never used. */
-export const PREDICTION_STATUSES = ['starting', 'processing', 'succeeded', 'failed', 'canceled'] as const;
-export type PredictionStatusValue = (typeof PREDICTION_STATUSES)[number];
-export const TERMINAL_PREDICTION_STATUSES: readonly PredictionStatusValue[] = [
-  'succeeded',
-  'failed',
-  'canceled',
-];
-
-/** Webhook events a caller can subscribe to (all of them when the filter is absent). */
-export const WEBHOOK_EVENTS = ['start', 'output', 'logs', 'completed'] as const;
-export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+/** The prediction vocabulary (statuses, webhook events) is lib/prediction.ts's. */
+export {
+  PREDICTION_STATUSES,
+  WEBHOOK_EVENTS,
+  type WebhookEvent,
+} from '../lib/prediction.ts';
 
 export const VISIBILITIES = ['public', 'private'] as const;
 export type Visibility = (typeof VISIBILITIES)[number];

@@ -19,8 +19,8 @@ import { binaries, repoRoot } from '../harness/cluster/paths.ts';
 import { PodRunner, runnerPools } from '../harness/podrunner/index.ts';
 import { freePort, GiveUp, GroupProcess, waitFor } from '../harness/processes.ts';
 import { spawnTethered } from '../harness/tether.ts';
-import { Deployments } from '../operator/controllers/resources.ts';
 import { createApiToken } from '../operator/gateway/tokens.ts';
+import { Deployments } from '../operator/resources.ts';
 import { createLogger, KubeClient } from '../operator/runtime/index.ts';
 
 export interface DevOptions {

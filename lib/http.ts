@@ -1,5 +1,8 @@
 /** HTTP building blocks shared by the sidecar and the gateway: JSON bodies, problem+json errors, Prefer. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Clock, realClock, type Timer } from './clock.ts';
+import type { InvalidField } from './openapi-input.ts';
+import type { StreamEvent } from './prediction.ts';
 
 export class HttpError extends Error {
   readonly status: number;
@@ -19,6 +22,28 @@ export class HttpError extends Error {
     this.extra = extra;
     this.headers = headers;
   }
+}
+
+/**
+ * A 422 problem listing `invalid_fields`; its detail defaults to the fields' descriptions.
+ * The one way the gateway and the predictions module refuse what a caller sent.
+ */
+export function invalid(fields: InvalidField[], opts: { title?: string; detail?: string } = {}): HttpError {
+  return new HttpError(
+    422,
+    opts.title ?? 'Invalid request',
+    opts.detail ?? fields.map((f) => f.description).join('; '),
+    { invalid_fields: fields },
+  );
+}
+
+/** 422 for a prediction input that breaks the model's schema. */
+export function invalidInput(fields: InvalidField[], detail?: string): HttpError {
+  return invalid(fields, {
+    title: 'Invalid input',
+    detail:
+      detail ?? (fields.map((f) => f.description).join('; ') || 'the input does not match the model schema'),
+  });
 }
 
 export function sendJson(
@@ -132,17 +157,12 @@ export async function* readSse(
   }
 }
 
-export interface SseEvent {
-  id: number;
-  event: string;
-  data: string;
-}
-
 /**
  * Answers `req` with a server-sent event stream of one prediction's events: those after
  * `Last-Event-ID` (all without it), then the live ones, with a keep-alive comment every
- * `keepAliveMs`. It ends after the `done` event, when `signal` aborts, or at once when there
- * is no live subscription to wait on (the prediction had ended, its `done` already sent).
+ * `keepAliveMs` (on `clock`, the real one by default). It ends after the `done` event, when
+ * `signal` aborts, or at once when there is no live subscription to wait on (the prediction
+ * had ended, its `done` already sent).
  */
 export function sendEventStream(
   req: IncomingMessage,
@@ -152,9 +172,10 @@ export function sendEventStream(
     /** The events after `afterId`, and a subscription that passes each later one to `send`. */
     events(
       afterId: number,
-      send: (e: SseEvent) => void,
-    ): { past: readonly SseEvent[]; unsubscribe?: () => void };
+      send: (e: StreamEvent) => void,
+    ): { past: readonly StreamEvent[]; unsubscribe?: () => void };
     signal?: AbortSignal;
+    clock?: Clock;
   },
 ): void {
   const raw = req.headers['last-event-id'];
@@ -166,11 +187,11 @@ export function sendEventStream(
     'x-accel-buffering': 'no',
   });
   res.flushHeaders();
-  let keepAlive: NodeJS.Timeout | undefined;
+  let keepAlive: Timer | undefined;
   let unsubscribe: (() => void) | undefined;
   let ended = false;
   const close = () => {
-    if (keepAlive) clearInterval(keepAlive);
+    keepAlive?.cancel();
     unsubscribe?.();
   };
   const end = () => {
@@ -179,7 +200,7 @@ export function sendEventStream(
     close();
     res.end();
   };
-  const send = (e: SseEvent) => {
+  const send = (e: StreamEvent) => {
     if (ended) return;
     res.write(sseFrame(e));
     if (e.event === 'done') end();
@@ -192,5 +213,12 @@ export function sendEventStream(
   // Without a subscription it ended before this stream opened, its done event sent earlier.
   if (!unsubscribe) end();
   if (ended) return;
-  keepAlive = setInterval(() => res.write(': keep-alive\n\n'), opts.keepAliveMs);
+  const clock = opts.clock ?? realClock;
+  const beat = () => {
+    keepAlive = clock.setTimer(() => {
+      res.write(': keep-alive\n\n');
+      beat();
+    }, opts.keepAliveMs);
+  };
+  beat();
 }

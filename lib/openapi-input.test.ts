@@ -1,5 +1,12 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { fromCogDetail, validateInput } from './openapi-input.ts';
+import {
+  fromCogDetail,
+  INPUT_CACHE_SIZE,
+  inputCheck,
+  inputCompilations,
+  validateInput,
+} from './openapi-input.ts';
 
 const schema = {
   components: {
@@ -87,5 +94,127 @@ describe('input validation against the model schema', () => {
       },
     ]);
     expect(fromCogDetail('garbage')).toHaveLength(1);
+  });
+
+  it('accepts Cog’s own keywords and leaves defaults to the model server', () => {
+    const cog = {
+      components: {
+        schemas: {
+          Input: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              prompt: { type: 'string', 'x-order': 0, title: 'Prompt' },
+              image: { type: 'string', format: 'uri', 'x-order': 1 },
+              token: { type: 'string', format: 'password', 'x-cog-secret': true },
+              steps: { type: 'integer', default: 4, 'x-cog-array-type': 'iterator' },
+            },
+          },
+        },
+      },
+    };
+    const input = { prompt: 'a cat', image: 'data:image/png;base64,AAAA', token: 'x', extra: 1 };
+    expect(validateInput(input, cog)).toEqual([]);
+    expect(input).toEqual({ prompt: 'a cat', image: 'data:image/png;base64,AAAA', token: 'x', extra: 1 });
+  });
+
+  it('reads OpenAPI 3.0: nullable without a type, boolean exclusive bounds; odd patterns pass', () => {
+    const doc = {
+      components: {
+        schemas: {
+          Input: {
+            type: 'object',
+            properties: {
+              shade: { allOf: [{ $ref: '#/components/schemas/color' }], nullable: true },
+              ratio: { type: 'number', minimum: 0, exclusiveMinimum: true },
+              odd: { type: 'string', pattern: '(?<=unclosed' },
+              either: { anyOf: [{ type: 'string' }, { $ref: '#/components/schemas/color' }] },
+              nested: { type: 'object', required: ['x'], properties: { x: { type: 'integer' } } },
+              many: { type: 'array', maxItems: 2 },
+            },
+          },
+          color: { enum: ['red', 'green'], type: 'string' },
+        },
+      },
+    };
+    expect(validateInput({ shade: null, ratio: 0.5, odd: 'anything', either: 'x' }, doc)).toEqual([]);
+    expect(
+      validateInput({ shade: 'blue', ratio: 0, either: 3, nested: { x: 'no' }, many: [1, 2, 3] }, doc),
+    ).toEqual([
+      { type: 'enum', field: 'input.shade', description: 'input.shade must be one of "red", "green"' },
+      { type: 'exclusiveMinimum', field: 'input.ratio', description: 'input.ratio must be greater than 0' },
+      { type: 'type', field: 'input.either', description: 'input.either matches none of the allowed types' },
+      { type: 'type', field: 'input.nested.x', description: 'input.nested.x must be of type integer' },
+      { type: 'maxItems', field: 'input.many', description: 'input.many must have at most 2 items' },
+    ]);
+    expect(validateInput({ nested: {}, shade: 7 }, doc)).toEqual([
+      { type: 'required', field: 'input.nested.x', description: 'input.nested.x is required' },
+      { type: 'type', field: 'input.shade', description: 'input.shade must be of type string' },
+    ]);
+  });
+
+  it('compiles a schema once: the same document, or another with the same JSON', () => {
+    const fresh = () => {
+      const doc = structuredClone(schema);
+      doc.components.schemas.Input.properties.text.maxLength = 7;
+      return doc;
+    };
+    const doc = fresh();
+    const before = inputCompilations();
+    const check = inputCheck(doc);
+    expect(check).toBeTypeOf('function');
+    expect(inputCompilations()).toBe(before + 1);
+    for (let i = 0; i < 3; i++) validateInput({ text: 'hi' }, doc);
+    expect(inputCheck(doc)).toBe(check);
+    // A watch update hands over a new object with the same schema.
+    expect(inputCheck(fresh())).toBe(check);
+    expect(inputCompilations()).toBe(before + 1);
+    // Another schema is another compilation.
+    const other = fresh();
+    other.components.schemas.Input.properties.text.maxLength = 9;
+    expect(inputCheck(other)).not.toBe(check);
+    expect(validateInput({ text: 'toolong!' }, other)).toEqual([]);
+    expect(validateInput({ text: 'toolong!' }, doc).map((f) => f.type)).toEqual(['maxLength']);
+    expect(inputCompilations()).toBe(before + 2);
+    // Nothing to compile without an Input schema.
+    expect(inputCheck({ components: { schemas: {} } })).toBeUndefined();
+    expect(inputCheck('nope')).toBeUndefined();
+  });
+
+  it('keeps a bounded number of compiled schemas', () => {
+    const doc = (n: number) => ({
+      components: {
+        schemas: { Input: { type: 'object', properties: { n: { type: 'integer', maximum: n } } } },
+      },
+    });
+    const first = inputCheck(doc(-1));
+    const before = inputCompilations();
+    for (let n = 0; n < INPUT_CACHE_SIZE; n++) inputCheck(doc(n));
+    expect(inputCompilations()).toBe(before + INPUT_CACHE_SIZE);
+    // The oldest was dropped: a new object with its JSON compiles again, and still works.
+    const again = inputCheck(doc(-1));
+    expect(again).not.toBe(first);
+    expect(inputCompilations()).toBe(before + INPUT_CACHE_SIZE + 1);
+    expect(again?.({ n: 0 })).toEqual([
+      { type: 'maximum', field: 'input.n', description: 'input.n must be at most -1' },
+    ]);
+    expect(first?.({ n: 0 })).toHaveLength(1);
+  });
+
+  it('does not compile a schema ajv refuses; the model server decides', () => {
+    const broken = {
+      components: { schemas: { Input: { type: 'object', properties: { a: { $ref: '#/nowhere' } } } } },
+    };
+    expect(validateInput({ a: 1 }, broken)).toEqual([]);
+  });
+
+  it('compiles the schema of every example Cog model', () => {
+    const dir = new URL('../examples/models/', import.meta.url);
+    const models = readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory());
+    expect(models.length).toBeGreaterThan(3);
+    for (const m of models) {
+      const doc = JSON.parse(readFileSync(new URL(`${m.name}/.cog/openapi_schema.json`, dir), 'utf8'));
+      expect(inputCheck(doc), m.name).toBeTypeOf('function');
+    }
   });
 });

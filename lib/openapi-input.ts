@@ -3,25 +3,43 @@
  * serves at /openapi.json), so that input the model server would reject with 422 is refused
  * at once, even while the prediction would otherwise wait in the local queue. The model
  * server stays the authority: its own 422 is mapped to the same shape.
+ *
+ * The check is ajv's, compiled once per OpenAPI document and cached: by the document object
+ * (a WeakMap, so a version's schema held by a cache costs one lookup per prediction), and by
+ * a hash of its JSON text in a bounded LRU (a new object with the same schema, as a watch
+ * update gives, reuses the compiled one). What the check keeps from the model server's ways:
+ * unknown fields pass (Cog drops them), defaults are not filled in (the model server does),
+ * formats are not checked (Cog's `uri` inputs take data URIs and Cog's own formats such as
+ * `password` are not JSON Schema's), Cog's own keywords (`x-order`, `x-cog-*`) are ignored,
+ * and OpenAPI 3.0's `nullable` and boolean `exclusiveMinimum`/`exclusiveMaximum` are read as
+ * OpenAPI means them. A schema ajv cannot compile is not checked here at all.
  */
+import { createHash } from 'node:crypto';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { RegExpEngine } from 'ajv/dist/types/index.js';
 
 /** One entry of a 422 problem's `invalid_fields`. */
 export interface InvalidField {
-  /** `required`, `type`, `minimum`, `maximum`, `enum`, `minLength`, `maxLength`, `pattern`, `invalid` */
+  /**
+   * The JSON Schema keyword that failed: `required`, `type`, `enum`, `const`, `minimum`,
+   * `maximum`, `exclusiveMinimum`, `exclusiveMaximum`, `multipleOf`, `minLength`, `maxLength`,
+   * `pattern`, `minItems`, `maxItems`, `uniqueItems`, `anyOf`/`oneOf` (reported as `type`), …;
+   * `invalid` for a model server's own 422.
+   */
   type: string;
-  /** Path of the field, `input.<name>`. */
+  /** Path of the field: `input.<name>`, `input.<name>[<index>]`, `input.<name>.<key>`. */
   field: string;
+  /** Names the field, e.g. `input.repeat must be at least 1`. */
   description: string;
 }
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Schema = { [k: string]: unknown };
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** The Input schema of an OpenAPI document, with `$ref`s to sibling components resolved. */
+/** The Input schema of an OpenAPI document, as written (its `$ref`s not resolved). */
 export function inputSchema(openapi: unknown): Schema | undefined {
   if (!isObject(openapi)) return undefined;
   const components = openapi.components;
@@ -30,127 +48,272 @@ export function inputSchema(openapi: unknown): Schema | undefined {
   return isObject(input) ? input : undefined;
 }
 
-function resolve(schema: Schema, all: Record<string, unknown>): Schema {
-  let out: Schema = { ...schema };
-  const ref = out.$ref;
-  if (typeof ref === 'string' && ref.startsWith('#/components/schemas/')) {
-    const target = all[ref.slice('#/components/schemas/'.length)];
-    delete out.$ref;
-    if (isObject(target)) out = { ...resolve(target, all), ...out };
+/** Checks one input (a JSON object) against a compiled Input schema. */
+export type InputCheck = (input: Record<string, unknown>) => InvalidField[];
+
+/** A pattern JavaScript cannot compile is left to the model server: it matches everything. */
+const lenientRegExp: RegExpEngine = Object.assign(
+  (pattern: string, flags: string) => {
+    try {
+      return new RegExp(pattern, flags);
+    } catch {
+      return { test: () => true };
+    }
+  },
+  { code: 'lenientRegExp' },
+);
+
+const ajv = new Ajv({
+  strict: false, // Cog's x-order, x-cog-*, OpenAPI's title/description/example…
+  allErrors: true,
+  validateFormats: false,
+  useDefaults: false,
+  addUsedSchema: false, // a schema's $id never clashes with another version's
+  code: { regExp: lenientRegExp },
+});
+
+const SCHEMA_MAPS = new Set(['properties', 'patternProperties', 'definitions', '$defs', 'dependentSchemas']);
+const SCHEMA_LISTS = new Set(['allOf', 'anyOf', 'oneOf', 'prefixItems']);
+const SCHEMA_ONE = new Set([
+  'items',
+  'additionalItems',
+  'additionalProperties',
+  'unevaluatedItems',
+  'unevaluatedProperties',
+  'not',
+  'if',
+  'then',
+  'else',
+  'contains',
+  'propertyNames',
+]);
+
+function mapValues(v: unknown, f: (x: unknown) => unknown): unknown {
+  return isObject(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, f(x)])) : v;
+}
+
+/**
+ * One OpenAPI 3.0 schema as the JSON Schema ajv reads: `nullable: true` beside `type` is
+ * ajv's own keyword; without a `type` beside it, null passes and other values meet the rest;
+ * boolean `exclusiveMinimum`/`exclusiveMaximum` move onto `minimum`/`maximum`.
+ */
+function toJsonSchema(node: unknown): unknown {
+  if (!isObject(node)) return node;
+  const out: Schema = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (SCHEMA_MAPS.has(k)) out[k] = mapValues(v, toJsonSchema);
+    else if (SCHEMA_LISTS.has(k) && Array.isArray(v)) out[k] = v.map(toJsonSchema);
+    else if (SCHEMA_ONE.has(k)) out[k] = Array.isArray(v) ? v.map(toJsonSchema) : toJsonSchema(v);
+    else out[k] = v;
   }
-  if (Array.isArray(out.allOf)) {
-    const parts = out.allOf.filter(isObject).map((p) => resolve(p, all));
-    delete out.allOf;
-    for (const p of parts) out = { ...p, ...out };
+  for (const [flag, bound] of [
+    ['exclusiveMinimum', 'minimum'],
+    ['exclusiveMaximum', 'maximum'],
+  ] as const) {
+    if (typeof out[flag] !== 'boolean') continue;
+    if (out[flag] && typeof out[bound] === 'number') {
+      out[flag] = out[bound];
+      delete out[bound];
+    } else delete out[flag];
+  }
+  if ('nullable' in out && out.type === undefined) {
+    const nullable = out.nullable === true;
+    delete out.nullable;
+    if (nullable) return { if: { type: 'null' }, else: out };
   }
   return out;
 }
 
-function typeOf(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'number';
-  return typeof v;
+interface Compiled {
+  check: InputCheck | undefined;
+  /** What ajv compiled (ajv caches it by this object until removed). */
+  root: object | undefined;
 }
 
-function matchesType(v: unknown, type: unknown): boolean {
-  if (typeof type !== 'string') return true;
-  const t = typeOf(v);
-  if (type === 'number') return t === 'number' || t === 'integer';
-  return t === type;
+const byDocument = new WeakMap<object, Compiled>();
+const byHash = new Map<string, Compiled>();
+/** How many distinct schemas stay compiled beyond the documents still referenced. */
+export const INPUT_CACHE_SIZE = 256;
+let compilations = 0;
+
+function compile(openapi: Record<string, unknown>): Compiled {
+  const input = inputSchema(openapi);
+  if (!input) return { check: undefined, root: undefined };
+  const schemas = (openapi.components as { schemas: Record<string, unknown> }).schemas;
+  // Unknown fields pass, as the Cog server drops them.
+  const top = { ...input };
+  delete top.additionalProperties;
+  delete top.unevaluatedProperties;
+  const root = {
+    $ref: '#/components/schemas/Input',
+    components: { schemas: mapValues({ ...schemas, Input: top }, toJsonSchema) },
+  };
+  let validate: ValidateFunction;
+  try {
+    validate = ajv.compile(root);
+  } catch {
+    ajv.removeSchema(root);
+    return { check: undefined, root: undefined };
+  }
+  compilations++;
+  return { check: (value) => (validate(value) ? [] : toInvalidFields(validate.errors ?? [], value)), root };
 }
 
-function checkValue(value: unknown, schema: Schema, field: string, out: InvalidField[]): void {
-  if (value === null) {
-    if (schema.nullable !== true && schema.type !== undefined) {
-      out.push({ type: 'type', field, description: `${field} must not be null` });
-    }
-    return;
+/**
+ * The compiled check of `openapi`'s Input schema, from the cache when this document (or one
+ * with the same JSON) was compiled before; undefined when it has no Input schema or ajv
+ * cannot compile it (then nothing is checked here).
+ */
+export function inputCheck(openapi: unknown): InputCheck | undefined {
+  if (!isObject(openapi)) return undefined;
+  const known = byDocument.get(openapi);
+  if (known) return known.check;
+  const key = createHash('sha256').update(JSON.stringify(openapi)).digest('base64url');
+  let compiled = byHash.get(key);
+  if (compiled) byHash.delete(key);
+  else compiled = compile(openapi);
+  byHash.set(key, compiled);
+  while (byHash.size > INPUT_CACHE_SIZE) {
+    const [oldest, entry] = byHash.entries().next().value as [string, Compiled];
+    byHash.delete(oldest);
+    if (entry.root) ajv.removeSchema(entry.root);
   }
-  if (Array.isArray(schema.anyOf)) {
-    const variants = schema.anyOf.filter(isObject);
-    const ok = variants.some((variant) => {
-      const errs: InvalidField[] = [];
-      checkValue(value, variant, field, errs);
-      return errs.length === 0;
-    });
-    if (!ok) out.push({ type: 'type', field, description: `${field} matches none of the allowed types` });
-    return;
-  }
-  if (!matchesType(value, schema.type)) {
-    out.push({ type: 'type', field, description: `${field} must be of type ${String(schema.type)}` });
-    return;
-  }
-  if (Array.isArray(schema.enum) && !schema.enum.some((e) => e === value)) {
-    const allowed = schema.enum.map((e) => JSON.stringify(e)).join(', ');
-    out.push({ type: 'enum', field, description: `${field} must be one of ${allowed}` });
-  }
-  if (typeof value === 'number') {
-    if (typeof schema.minimum === 'number' && value < schema.minimum) {
-      out.push({ type: 'minimum', field, description: `${field} must be at least ${schema.minimum}` });
-    }
-    if (typeof schema.maximum === 'number' && value > schema.maximum) {
-      out.push({ type: 'maximum', field, description: `${field} must be at most ${schema.maximum}` });
-    }
-  }
-  if (typeof value === 'string') {
-    const len = [...value].length;
-    if (typeof schema.minLength === 'number' && len < schema.minLength) {
-      out.push({
-        type: 'minLength',
-        field,
-        description: `${field} must be at least ${schema.minLength} characters`,
-      });
-    }
-    if (typeof schema.maxLength === 'number' && len > schema.maxLength) {
-      out.push({
-        type: 'maxLength',
-        field,
-        description: `${field} must be at most ${schema.maxLength} characters`,
-      });
-    }
-    if (typeof schema.pattern === 'string') {
-      let re: RegExp | undefined;
-      try {
-        re = new RegExp(schema.pattern, 'u');
-      } catch {
-        re = undefined; // a pattern JavaScript cannot compile is left to the model server
-      }
-      if (re && !re.test(value)) {
-        out.push({ type: 'pattern', field, description: `${field} must match ${schema.pattern}` });
-      }
-    }
-  }
-  if (Array.isArray(value) && isObject(schema.items)) {
-    const items = schema.items;
-    value.forEach((item, i) => {
-      checkValue(item, items, `${field}[${i}]`, out);
-    });
-  }
+  byDocument.set(openapi, compiled);
+  return compiled.check;
+}
+
+/** How many schemas have been compiled since the process started (for tests and metrics). */
+export function inputCompilations(): number {
+  return compilations;
 }
 
 /**
  * Validates `input` against the `Input` schema of `openapi`. Returns the problems, or an empty
- * list. Unknown fields pass (the Cog server drops them).
+ * list. Unknown fields pass (the Cog server drops them); no schema, nothing checked.
  */
 export function validateInput(input: unknown, openapi: unknown): InvalidField[] {
-  const raw = inputSchema(openapi);
-  if (!raw) return [];
+  const check = inputCheck(openapi);
+  if (!check) return [];
   if (!isObject(input)) {
     return [{ type: 'type', field: 'input', description: 'input must be a JSON object' }];
   }
-  const all = (openapi as { components: { schemas: Record<string, unknown> } }).components.schemas;
-  const out: InvalidField[] = [];
-  const required = Array.isArray(raw.required) ? raw.required.filter((r) => typeof r === 'string') : [];
-  for (const name of required) {
-    if (!(name in input))
-      out.push({ type: 'required', field: `input.${name}`, description: `${name} is required` });
+  return check(input);
+}
+
+/** `/tags/1` in `input` → `input.tags[1]`. */
+function fieldOf(pointer: string, input: unknown): string {
+  let field = 'input';
+  let at: unknown = input;
+  if (!pointer) return field;
+  for (const raw of pointer.slice(1).split('/')) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    field += Array.isArray(at) ? `[${key}]` : `.${key}`;
+    at = isObject(at) || Array.isArray(at) ? (at as Record<string, unknown>)[key] : undefined;
   }
-  const props = isObject(raw.properties) ? raw.properties : {};
-  for (const [name, value] of Object.entries(input)) {
-    const prop = props[name];
-    if (!isObject(prop)) continue;
-    checkValue(value as Json, resolve(prop, all), `input.${name}`, out);
+  return field;
+}
+
+function valueAt(pointer: string, input: unknown): unknown {
+  let at: unknown = input;
+  if (!pointer) return at;
+  for (const raw of pointer.slice(1).split('/')) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    at = isObject(at) || Array.isArray(at) ? (at as Record<string, unknown>)[key] : undefined;
+  }
+  return at;
+}
+
+function describe(e: ErrorObject, field: string, value: unknown): InvalidField | undefined {
+  const p = e.params as Record<string, unknown>;
+  const say = (type: string, text: string): InvalidField => ({
+    type,
+    field,
+    description: `${field} ${text}`,
+  });
+  switch (e.keyword) {
+    case 'required': {
+      const name = String(p.missingProperty);
+      // A top-level field is named bare, as the model's own docs name it.
+      const description = field === 'input' ? `${name} is required` : `${field}.${name} is required`;
+      return { type: 'required', field: `${field}.${name}`, description };
+    }
+    case 'type':
+      return value === null ? say('type', 'must not be null') : say('type', `must be of type ${p.type}`);
+    case 'anyOf':
+    case 'oneOf':
+      if (Array.isArray(p.passingSchemas)) return say('type', 'matches more than one of the allowed types');
+      return say('type', 'matches none of the allowed types');
+    case 'enum':
+      return say(
+        'enum',
+        `must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`,
+      );
+    case 'const':
+      return say('const', `must be ${JSON.stringify(p.allowedValue)}`);
+    case 'minimum':
+      return say('minimum', `must be at least ${p.limit}`);
+    case 'maximum':
+      return say('maximum', `must be at most ${p.limit}`);
+    case 'exclusiveMinimum':
+      return say('exclusiveMinimum', `must be greater than ${p.limit}`);
+    case 'exclusiveMaximum':
+      return say('exclusiveMaximum', `must be less than ${p.limit}`);
+    case 'multipleOf':
+      return say('multipleOf', `must be a multiple of ${p.multipleOf}`);
+    case 'minLength':
+      return say('minLength', `must be at least ${p.limit} characters`);
+    case 'maxLength':
+      return say('maxLength', `must be at most ${p.limit} characters`);
+    case 'pattern':
+      return say('pattern', `must match ${p.pattern}`);
+    case 'minItems':
+      return say('minItems', `must have at least ${p.limit} items`);
+    case 'maxItems':
+      return say('maxItems', `must have at most ${p.limit} items`);
+    case 'uniqueItems':
+      return say('uniqueItems', `must not repeat an item (items ${p.j} and ${p.i} are equal)`);
+    case 'additionalProperties':
+      return say('additionalProperties', `must not have the field ${JSON.stringify(p.additionalProperty)}`);
+    case 'if':
+      return undefined; // the failing branch reports itself
+    default:
+      return say(e.keyword, e.message ?? 'is invalid');
+  }
+}
+
+/**
+ * ajv's errors as `invalid_fields`: a failed anyOf/oneOf stands for what its branches said, a
+ * wrong type for anything else said of the same value; required fields first, then in the
+ * order of the input's fields.
+ */
+function toInvalidFields(errors: readonly ErrorObject[], input: Record<string, unknown>): InvalidField[] {
+  const alternatives = errors
+    .filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf')
+    .map((e) => e.instancePath);
+  const under = (path: string, base: string) => path === base || path.startsWith(`${base}/`);
+  const outcomes = errors.filter((e) => {
+    const isAlternative = e.keyword === 'anyOf' || e.keyword === 'oneOf';
+    if (!isAlternative) return !alternatives.some((a) => under(e.instancePath, a));
+    return !alternatives.some((a) => a !== e.instancePath && under(e.instancePath, a));
+  });
+  const wrongType = new Set(outcomes.filter((e) => e.keyword === 'type').map((e) => e.instancePath));
+  const kept = outcomes.filter((e) => e.keyword === 'type' || !wrongType.has(e.instancePath));
+  const order = Object.keys(input);
+  const rank = (e: ErrorObject) => {
+    if (e.keyword === 'required' && e.instancePath === '') return -1;
+    const top = (e.instancePath.split('/')[1] ?? '').replace(/~1/g, '/').replace(/~0/g, '~');
+    const i = order.indexOf(top);
+    return i < 0 ? order.length : i;
+  };
+  const seen = new Set<string>();
+  const out: InvalidField[] = [];
+  for (const e of kept.map((e, i) => ({ e, i })).sort((a, b) => rank(a.e) - rank(b.e) || a.i - b.i)) {
+    const f = describe(e.e, fieldOf(e.e.instancePath, input), valueAt(e.e.instancePath, input));
+    if (!f) continue;
+    const key = `${f.type}\0${f.field}\0${f.description}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(f);
   }
   return out;
 }

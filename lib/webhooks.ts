@@ -7,9 +7,9 @@
  * hook that gives each delivery its headers (the gateway signs them).
  */
 import type { Logger } from 'pino';
-
-export const WEBHOOK_EVENTS = ['start', 'output', 'logs', 'completed'] as const;
-export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+import { Backoff } from './backoff.ts';
+import { type Clock, realClock, sleep, type Timer } from './clock.ts';
+import type { WebhookEvent } from './prediction.ts';
 
 /** The headers of each attempt of one delivery. */
 export type AttemptHeaders = () => Record<string, string>;
@@ -26,13 +26,18 @@ export type DeliveryHeaders = (d: {
 
 export interface WebhookOptions {
   throttleMs?: number;
-  /** Delay before retry n is retryBaseMs * 2^(n-1) (default 500 ms: 7 retries span ~1 min). */
+  /** First delay before a retry, doubling (with jitter) after each (default 500 ms: 7 retries span ~1 min). */
   retryBaseMs?: number;
   retries?: number;
   timeoutMs?: number;
   /** Called after each attempt of a delivery (tests, metrics). */
   onAttempt?(e: { url: string; event: WebhookEvent; status: number; error?: string }): void;
+  /** Throttle windows and retry delays (default: real time). */
+  clock?: Clock;
 }
+
+/** Longest delay between two attempts of a delivery. */
+const RETRY_MAX_MS = 60_000;
 
 interface Target {
   url: string;
@@ -40,7 +45,7 @@ interface Target {
   headers: DeliveryHeaders | undefined;
   chain: Promise<void>;
   lastSent: number;
-  trailing: NodeJS.Timeout | undefined;
+  trailing: Timer | undefined;
   finished: boolean;
 }
 
@@ -53,6 +58,7 @@ export class WebhookSender {
   private readonly retries: number;
   private readonly timeoutMs: number;
   private readonly onAttempt: WebhookOptions['onAttempt'];
+  private readonly clock: Clock;
 
   constructor(log: Logger, opts: WebhookOptions = {}) {
     this.log = log;
@@ -61,6 +67,7 @@ export class WebhookSender {
     this.retries = opts.retries ?? 7;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.onAttempt = opts.onAttempt;
+    this.clock = opts.clock ?? realClock;
   }
 
   /** Registers a prediction's webhook; `filter` lists the events wanted. */
@@ -70,7 +77,7 @@ export class WebhookSender {
       filter: new Set(filter),
       headers,
       chain: Promise.resolve(),
-      lastSent: 0,
+      lastSent: Number.NEGATIVE_INFINITY,
       trailing: undefined,
       finished: false,
     });
@@ -82,7 +89,7 @@ export class WebhookSender {
     if (!t || t.finished) return;
     if (event === 'completed') {
       t.finished = true;
-      if (t.trailing) clearTimeout(t.trailing);
+      t.trailing?.cancel();
       t.trailing = undefined;
       if (t.filter.has('completed')) this.enqueue(t, id, event, body, true);
       // The target stays until its chain drains, then goes.
@@ -94,11 +101,11 @@ export class WebhookSender {
       this.enqueue(t, id, event, body, false);
       return;
     }
-    const wait = t.lastSent + this.throttleMs - Date.now();
+    const wait = t.lastSent + this.throttleMs - this.clock.mono();
     if (wait <= 0) {
       this.enqueue(t, id, event, body, false);
     } else if (!t.trailing) {
-      t.trailing = setTimeout(() => {
+      t.trailing = this.clock.setTimer(() => {
         t.trailing = undefined;
         if (!t.finished) this.enqueue(t, id, event, body, false);
       }, wait);
@@ -106,7 +113,7 @@ export class WebhookSender {
   }
 
   private enqueue(t: Target, id: string, event: WebhookEvent, body: () => unknown, retry: boolean): void {
-    t.lastSent = Date.now();
+    t.lastSent = this.clock.mono();
     t.chain = t.chain.then(() => this.deliver(t, id, event, body(), retry));
     this.track(t.chain);
   }
@@ -137,6 +144,7 @@ export class WebhookSender {
       }
       if (!headers) return;
     }
+    const backoff = new Backoff(this.retryBaseMs, RETRY_MAX_MS);
     for (let attempt = 0; ; attempt++) {
       let status = 0;
       let failure = '';
@@ -164,7 +172,7 @@ export class WebhookSender {
         this.log.warn({ prediction: id, event, attempts: attempt + 1, failure }, 'webhook delivery failed');
         return;
       }
-      await new Promise((r) => setTimeout(r, this.retryBaseMs * 2 ** attempt));
+      await sleep(backoff.next(), undefined, this.clock);
     }
   }
 
@@ -175,6 +183,6 @@ export class WebhookSender {
 
   /** Stops trailing timers (deliveries already under way finish). */
   close(): void {
-    for (const t of this.targets.values()) if (t.trailing) clearTimeout(t.trailing);
+    for (const t of this.targets.values()) t.trailing?.cancel();
   }
 }

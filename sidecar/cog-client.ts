@@ -1,10 +1,12 @@
 /**
  * The Cog model server's HTTP API as the sidecar uses it (the Cog container contract): the
  * health check, the OpenAPI schema, idempotent async prediction creation with a webhook,
- * cancel and shutdown. Plain node:http with a keep-alive agent: this sits on every
- * prediction's path.
+ * cancel and shutdown. `CogClient` is what the sidecar depends on (unit tests give it a fake
+ * model server); `HttpCogClient` is the real one, plain node:http with a keep-alive agent:
+ * this sits on every prediction's path.
  */
 import { Agent, request } from 'node:http';
+import { WEBHOOK_EVENTS } from '../lib/prediction.ts';
 
 export interface CogHealth {
   /** UNKNOWN, STARTING, READY, BUSY, SETUP_FAILED, DEFUNCT or UNHEALTHY. */
@@ -33,12 +35,31 @@ export class Unreachable extends Error {
   }
 }
 
+/** The model server as the sidecar calls it. */
+export interface CogClient {
+  /** `GET /health-check`; throws `Unreachable` when the server does not answer. */
+  health(timeoutMs?: number): Promise<CogHealth>;
+  /** The OpenAPI document, or undefined when the server has none (503). */
+  openapi(timeoutMs?: number): Promise<unknown>;
+  /**
+   * `PUT /predictions/{id}`: async with a `webhook` (progress comes to it), else held until
+   * the prediction ends. Throws `Unreachable` when the request did not get an answer.
+   */
+  create(id: string, input: unknown, webhook: string | undefined): Promise<CreateResult>;
+  /** True when the server knew the prediction (200), false when it did not (404). */
+  cancel(id: string, timeoutMs?: number): Promise<boolean>;
+  /** `POST /shutdown`. */
+  shutdown(timeoutMs?: number): Promise<void>;
+  /** Releases connections. */
+  close(): void;
+}
+
 interface Reply {
   status: number;
   text: string;
 }
 
-export class CogClient {
+export class HttpCogClient implements CogClient {
   readonly base: URL;
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
 
@@ -127,9 +148,8 @@ export class CogClient {
    * and answers with its final state (`finished`).
    */
   async create(id: string, input: unknown, webhook: string | undefined): Promise<CreateResult> {
-    const body = webhook
-      ? { id, input, webhook, webhook_events_filter: ['start', 'output', 'logs', 'completed'] }
-      : { id, input };
+    // Cog's webhook events have the API's names; the sidecar wants every one of them.
+    const body = webhook ? { id, input, webhook, webhook_events_filter: WEBHOOK_EVENTS } : { id, input };
     const r = await this.call(
       'PUT',
       `/predictions/${encodeURIComponent(id)}`,

@@ -2,7 +2,7 @@
  * Settings of `modelplane sidecar`: each is a flag, or an environment variable (the way the
  * operator sets them in the pod), flag first.
  */
-import { parseArgs } from 'node:util';
+import { ConfigError, formatOptions, HELP_ROW, option, parseOptions } from '../lib/config.ts';
 import { isDecimal } from './decimal.ts';
 
 /** Environment variables the sidecar reads (the pod template sets these). */
@@ -82,33 +82,228 @@ export interface SidecarConfig {
   progress: Progress;
 }
 
-export class ConfigError extends Error {}
+export { ConfigError };
 
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/** Every setting of `modelplane sidecar`, in the order --help lists them. */
 const FLAGS = {
-  host: { type: 'string' },
-  port: { type: 'string' },
-  'metrics-host': { type: 'string' },
-  'metrics-port': { type: 'string' },
-  'model-url': { type: 'string' },
-  concurrency: { type: 'string' },
-  'queue-size': { type: 'string' },
-  'setup-timeout': { type: 'string' },
-  'predict-timeout': { type: 'string' },
-  'health-interval': { type: 'string' },
-  'webhook-host': { type: 'string' },
-  'webhook-port': { type: 'string' },
-  deployment: { type: 'string' },
-  'model-version': { type: 'string' },
-  hardware: { type: 'string' },
-  'price-per-second': { type: 'string' },
-  'drain-timeout': { type: 'string' },
-  'drain-read-timeout': { type: 'string' },
-  retention: { type: 'string' },
-  'shutdown-model': { type: 'string' },
-  'log-level': { type: 'string' },
-  progress: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+  host: option({
+    flag: 'host',
+    env: ENV.host,
+    default: '0.0.0.0',
+    meta: 'ADDR',
+    help: `API address (${ENV.host}; default 0.0.0.0)`,
+  }),
+  port: option({
+    flag: 'port',
+    env: ENV.port,
+    type: 'int',
+    min: 0,
+    default: 8080,
+    meta: 'N',
+    help: `API port (${ENV.port}; default 8080)`,
+  }),
+  metricsHost: option({
+    flag: 'metrics-host',
+    env: ENV.metricsHost,
+    meta: 'ADDR',
+    help: `metrics address (${ENV.metricsHost}; default: --host)`,
+  }),
+  metricsPort: option({
+    flag: 'metrics-port',
+    env: ENV.metricsPort,
+    type: 'int',
+    min: 0,
+    default: 9090,
+    meta: 'N',
+    help: `Prometheus metrics port (${ENV.metricsPort}; default 9090)`,
+  }),
+  modelUrl: option({
+    flag: 'model-url',
+    env: ENV.modelUrl,
+    parse: (raw) => {
+      const url = raw.replace(/\/+$/, '');
+      if (!URL.canParse(url)) throw new Error(`want a URL, got "${raw}"`);
+      return url;
+    },
+    default: 'http://127.0.0.1:5000',
+    meta: 'URL',
+    help: `the Cog server (${ENV.modelUrl}; default http://127.0.0.1:5000)`,
+  }),
+  concurrency: option({
+    flag: 'concurrency',
+    env: ENV.concurrency,
+    type: 'int',
+    min: 1,
+    default: 1,
+    meta: 'N',
+    help: `predictions the model server runs at once, its slots
+(${ENV.concurrency}; default 1)`,
+  }),
+  queueSize: option({
+    flag: 'queue-size',
+    env: ENV.queueSize,
+    type: 'int',
+    min: 0,
+    default: 16,
+    meta: 'N',
+    help: `predictions that may wait for a slot (${ENV.queueSize}; default 16)`,
+  }),
+  setupTimeout: option({
+    flag: 'setup-timeout',
+    env: ENV.setupTimeout,
+    type: 'number',
+    min: 0,
+    default: 1800,
+    meta: 'SECONDS',
+    help: `not ready with reason SetupTimeout after this (${ENV.setupTimeout};
+default 1800; 0 waits forever)`,
+  }),
+  predictTimeout: option({
+    flag: 'predict-timeout',
+    env: ENV.predictTimeout,
+    type: 'number',
+    min: 0,
+    default: 0,
+    meta: 'SECONDS',
+    help: `
+cancel and fail a prediction running longer (${ENV.predictTimeout};
+default 0, no limit)`,
+  }),
+  healthInterval: option({
+    flag: 'health-interval',
+    env: ENV.healthInterval,
+    type: 'number',
+    min: 0.01,
+    default: 0.5,
+    meta: 'SECONDS',
+    help: `
+how often to check the model server (${ENV.healthInterval}; default 0.5)`,
+  }),
+  webhookHost: option({
+    flag: 'webhook-host',
+    env: ENV.webhookHost,
+    default: '127.0.0.1',
+    meta: 'ADDR',
+    help: `loopback address the model server's webhooks come to
+(${ENV.webhookHost}; default 127.0.0.1)`,
+  }),
+  webhookPort: option({
+    flag: 'webhook-port',
+    env: ENV.webhookPort,
+    type: 'int',
+    min: 0,
+    default: 0,
+    meta: 'N',
+    help: `port for those webhooks (${ENV.webhookPort}; default 0, any free one)`,
+  }),
+  deployment: option({
+    flag: 'deployment',
+    env: ENV.deployment,
+    default: '',
+    meta: 'NAME',
+    help: `metric and prediction label (${ENV.deployment})`,
+  }),
+  version: option({
+    flag: 'model-version',
+    env: ENV.version,
+    default: '',
+    meta: 'ID',
+    help: `metric and prediction label (${ENV.version})`,
+  }),
+  hardware: option({
+    flag: 'hardware',
+    env: ENV.hardware,
+    default: '',
+    meta: 'SKU',
+    help: `metric and prediction label (${ENV.hardware})`,
+  }),
+  pricePerSecond: option({
+    flag: 'price-per-second',
+    env: ENV.pricePerSecond,
+    parse: (raw) => {
+      const price = raw.trim();
+      if (!isDecimal(price) || price.startsWith('-'))
+        throw new Error(`want a non-negative decimal such as 0.000225, got "${raw}"`);
+      return price;
+    },
+    default: '0',
+    meta: 'DEC',
+    help: `price of a second of this hardware, a decimal string
+(${ENV.pricePerSecond}; default 0)`,
+  }),
+  drainTimeout: option({
+    flag: 'drain-timeout',
+    env: ENV.drainTimeout,
+    type: 'number',
+    min: 0,
+    default: 0,
+    meta: 'SECONDS',
+    help: `on SIGTERM, exit after this even if work remains
+(${ENV.drainTimeout}; default 0, finish everything)`,
+  }),
+  drainReadTimeout: option({
+    flag: 'drain-read-timeout',
+    env: ENV.drainReadTimeout,
+    type: 'number',
+    min: 0,
+    default: 10,
+    meta: 'SECONDS',
+    help: `
+on SIGTERM, once the predictions that were running or queued
+have ended, wait up to this long for their callers to read the
+final records before exiting (${ENV.drainReadTimeout}; default 10)`,
+  }),
+  retention: option({
+    flag: 'retention',
+    env: ENV.retention,
+    type: 'number',
+    min: 0,
+    default: 600,
+    meta: 'SECONDS',
+    help: `how long finished predictions stay readable (${ENV.retention};
+default 600)`,
+  }),
+  shutdownModel: option({
+    flag: 'shutdown-model',
+    env: ENV.shutdownModel,
+    type: 'bool',
+    default: true,
+    meta: 'BOOL',
+    help: `POST /shutdown to the model server on exit (${ENV.shutdownModel};
+default true)`,
+  }),
+  progress: option({
+    flag: 'progress',
+    env: ENV.progress,
+    oneOf: ['webhook', 'final'],
+    default: 'webhook',
+    meta: 'MODE',
+    help: `webhook: Cog's webhooks bring logs and output as they happen;
+final: one held request per prediction, results at the end, the
+least overhead (${ENV.progress}; default webhook)`,
+  }),
+  logLevel: option({
+    flag: 'log-level',
+    env: ENV.logLevel,
+    oneOf: LOG_LEVELS,
+    default: 'info',
+    meta: 'LEVEL',
+    help: `trace, debug, info, warn, error (${ENV.logLevel}; default info)`,
+  }),
+};
+
+/** Settings only the environment sets. */
+const ENV_ONLY = {
+  webhookToken: option({
+    env: ENV.webhookToken,
+    help: `bearer token the model server puts on its webhooks; the same
+value must be in the model container's environment`,
+  }),
+};
+
+const COLUMN = 27;
 
 export const USAGE = `Usage: modelplane sidecar [flags]
 
@@ -117,131 +312,15 @@ predictions to the server's concurrency, streams output and logs, meters runtime
 and drains on SIGTERM. Each flag can also be set by the environment variable shown.
 
 Flags:
-  --host ADDR              API address (${ENV.host}; default 0.0.0.0)
-  --port N                 API port (${ENV.port}; default 8080)
-  --metrics-host ADDR      metrics address (${ENV.metricsHost}; default: --host)
-  --metrics-port N         Prometheus metrics port (${ENV.metricsPort}; default 9090)
-  --model-url URL          the Cog server (${ENV.modelUrl}; default http://127.0.0.1:5000)
-  --concurrency N          predictions the model server runs at once, its slots
-                           (${ENV.concurrency}; default 1)
-  --queue-size N           predictions that may wait for a slot (${ENV.queueSize}; default 16)
-  --setup-timeout SECONDS  not ready with reason SetupTimeout after this (${ENV.setupTimeout};
-                           default 1800; 0 waits forever)
-  --predict-timeout SECONDS
-                           cancel and fail a prediction running longer (${ENV.predictTimeout};
-                           default 0, no limit)
-  --health-interval SECONDS
-                           how often to check the model server (${ENV.healthInterval}; default 0.5)
-  --webhook-host ADDR      loopback address the model server's webhooks come to
-                           (${ENV.webhookHost}; default 127.0.0.1)
-  --webhook-port N         port for those webhooks (${ENV.webhookPort}; default 0, any free one)
-  --deployment NAME        metric and prediction label (${ENV.deployment})
-  --model-version ID       metric and prediction label (${ENV.version})
-  --hardware SKU           metric and prediction label (${ENV.hardware})
-  --price-per-second DEC   price of a second of this hardware, a decimal string
-                           (${ENV.pricePerSecond}; default 0)
-  --drain-timeout SECONDS  on SIGTERM, exit after this even if work remains
-                           (${ENV.drainTimeout}; default 0, finish everything)
-  --drain-read-timeout SECONDS
-                           on SIGTERM, once the predictions that were running or queued
-                           have ended, wait up to this long for their callers to read the
-                           final records before exiting (${ENV.drainReadTimeout}; default 10)
-  --retention SECONDS      how long finished predictions stay readable (${ENV.retention};
-                           default 600)
-  --shutdown-model BOOL    POST /shutdown to the model server on exit (${ENV.shutdownModel};
-                           default true)
-  --progress MODE          webhook: Cog's webhooks bring logs and output as they happen;
-                           final: one held request per prediction, results at the end, the
-                           least overhead (${ENV.progress}; default webhook)
-  --log-level LEVEL        trace, debug, info, warn, error (${ENV.logLevel}; default info)
-  -h, --help               show this help
-
+${formatOptions([...Object.values(FLAGS), HELP_ROW], COLUMN)}
 Environment only:
-  ${ENV.webhookToken}       bearer token the model server puts on its webhooks; the same
-                           value must be in the model container's environment
-
+${formatOptions(Object.values(ENV_ONLY), COLUMN)}
 Endpoints: see docs/sidecar.md.
 `;
 
-function num(
-  name: string,
-  raw: string | undefined,
-  def: number,
-  opts: { min?: number; int?: boolean } = {},
-): number {
-  if (raw === undefined || raw === '') return def;
-  const v = Number(raw);
-  if (!Number.isFinite(v)) throw new ConfigError(`${name}: "${raw}" is not a number`);
-  if (opts.int && !Number.isInteger(v)) throw new ConfigError(`${name}: "${raw}" is not a whole number`);
-  if (opts.min !== undefined && v < opts.min) throw new ConfigError(`${name}: ${v} is below ${opts.min}`);
-  return v;
-}
-
-function bool(name: string, raw: string | undefined, def: boolean): boolean {
-  if (raw === undefined || raw === '') return def;
-  if (/^(1|true|yes|on)$/i.test(raw)) return true;
-  if (/^(0|false|no|off)$/i.test(raw)) return false;
-  throw new ConfigError(`${name}: "${raw}" is not true or false`);
-}
-
 /** Parses flags and environment; returns `help` when usage was asked for. */
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConfig | 'help' {
-  let values: Partial<Record<keyof typeof FLAGS, string | boolean>>;
-  try {
-    ({ values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
-  if (values.help) return 'help';
-  const pick = (flag: keyof typeof FLAGS, envName: string): string | undefined => {
-    const v = values[flag];
-    return typeof v === 'string' ? v : env[envName];
-  };
-  const host = pick('host', ENV.host) || '0.0.0.0';
-  const modelUrl = (pick('model-url', ENV.modelUrl) || 'http://127.0.0.1:5000').replace(/\/+$/, '');
-  try {
-    new URL(modelUrl);
-  } catch {
-    throw new ConfigError(`--model-url: "${modelUrl}" is not a URL`);
-  }
-  const price = pick('price-per-second', ENV.pricePerSecond) || '0';
-  if (!isDecimal(price) || price.trim().startsWith('-')) {
-    throw new ConfigError(`--price-per-second: "${price}" is not a non-negative decimal such as 0.000225`);
-  }
-  const logLevel = pick('log-level', ENV.logLevel) || 'info';
-  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(logLevel)) {
-    throw new ConfigError(`--log-level: "${logLevel}" is not one of trace, debug, info, warn, error`);
-  }
-  const progress = pick('progress', ENV.progress) || 'webhook';
-  if (progress !== 'webhook' && progress !== 'final') {
-    throw new ConfigError(`--progress: "${progress}" is not webhook or final`);
-  }
-  const token = env[ENV.webhookToken];
-  return {
-    host,
-    port: num('--port', pick('port', ENV.port), 8080, { min: 0, int: true }),
-    metricsHost: pick('metrics-host', ENV.metricsHost) || host,
-    metricsPort: num('--metrics-port', pick('metrics-port', ENV.metricsPort), 9090, { min: 0, int: true }),
-    modelUrl,
-    concurrency: num('--concurrency', pick('concurrency', ENV.concurrency), 1, { min: 1, int: true }),
-    queueSize: num('--queue-size', pick('queue-size', ENV.queueSize), 16, { min: 0, int: true }),
-    setupTimeout: num('--setup-timeout', pick('setup-timeout', ENV.setupTimeout), 1800, { min: 0 }),
-    predictTimeout: num('--predict-timeout', pick('predict-timeout', ENV.predictTimeout), 0, { min: 0 }),
-    healthInterval: num('--health-interval', pick('health-interval', ENV.healthInterval), 0.5, { min: 0.01 }),
-    webhookHost: pick('webhook-host', ENV.webhookHost) || '127.0.0.1',
-    webhookPort: num('--webhook-port', pick('webhook-port', ENV.webhookPort), 0, { min: 0, int: true }),
-    webhookToken: token ? token : undefined,
-    deployment: pick('deployment', ENV.deployment) || '',
-    version: pick('model-version', ENV.version) || '',
-    hardware: pick('hardware', ENV.hardware) || '',
-    pricePerSecond: price.trim(),
-    drainTimeout: num('--drain-timeout', pick('drain-timeout', ENV.drainTimeout), 0, { min: 0 }),
-    drainReadTimeout: num('--drain-read-timeout', pick('drain-read-timeout', ENV.drainReadTimeout), 10, {
-      min: 0,
-    }),
-    retention: num('--retention', pick('retention', ENV.retention), 600, { min: 0 }),
-    shutdownModel: bool('--shutdown-model', pick('shutdown-model', ENV.shutdownModel), true),
-    logLevel,
-    progress,
-  };
+  const v = parseOptions({ ...FLAGS, ...ENV_ONLY }, argv, env);
+  if (v === 'help') return v;
+  return { ...v, metricsHost: v.metricsHost ?? v.host, progress: v.progress as Progress };
 }

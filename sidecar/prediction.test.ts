@@ -1,17 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { type Clock, outputMode, Prediction, type StreamEvent } from './prediction.ts';
+import { FakeClock } from '../lib/clock.ts';
+import type { StreamEvent } from '../lib/prediction.ts';
+import { applyCog, outputMode } from './cog-webhooks.ts';
+import { Prediction } from './prediction.ts';
 
-function fakeClock(): Clock & { advance(ms: number): void } {
-  let wall = Date.parse('2026-01-01T00:00:00Z');
-  let mono = 1000;
-  return {
-    now: () => wall,
-    mono: () => mono,
-    advance(ms: number) {
-      wall += ms;
-      mono += ms;
-    },
-  };
+function fakeClock(): FakeClock {
+  return new FakeClock(Date.parse('2026-01-01T00:00:00Z'));
 }
 
 function record(p: Prediction): StreamEvent[] {
@@ -27,15 +21,16 @@ describe('a prediction fed by Cog webhooks', () => {
     const events = record(p);
     clock.advance(100);
     p.markStarted();
-    p.applyCog({ status: 'processing', logs: '' }, 'iterator');
-    p.applyCog({ status: 'processing', logs: 'token 0\n' }, 'iterator');
-    p.applyCog({ status: 'processing', logs: 'token 0\n', output: ['a '] }, 'iterator');
-    p.applyCog({ status: 'processing', logs: 'token 0\ntoken 1\n', output: ['a '] }, 'iterator');
+    applyCog(p, { status: 'processing', logs: '' }, 'iterator');
+    applyCog(p, { status: 'processing', logs: 'token 0\n' }, 'iterator');
+    applyCog(p, { status: 'processing', logs: 'token 0\n', output: ['a '] }, 'iterator');
+    applyCog(p, { status: 'processing', logs: 'token 0\ntoken 1\n', output: ['a '] }, 'iterator');
     // A stale snapshot arriving late changes nothing.
-    p.applyCog({ status: 'processing', logs: 'token 0\n', output: [] }, 'iterator');
+    applyCog(p, { status: 'processing', logs: 'token 0\n', output: [] }, 'iterator');
     clock.advance(400);
     // The terminal one overtakes the last progress update: its items fill in.
-    const ended = p.applyCog(
+    const ended = applyCog(
+      p,
       {
         status: 'succeeded',
         logs: 'token 0\ntoken 1\n',
@@ -46,7 +41,8 @@ describe('a prediction fed by Cog webhooks', () => {
     );
     expect(ended).toBe(true);
     expect(
-      p.applyCog(
+      applyCog(
+        p,
         { status: 'processing', logs: 'token 0\ntoken 1\nlate\n', output: ['a ', 'b ', 'c'] },
         'iterator',
       ),
@@ -71,8 +67,8 @@ describe('a prediction fed by Cog webhooks', () => {
     const p = new Prediction({ id: 'p2', input: {}, clock: fakeClock() });
     const events = record(p);
     p.markStarted();
-    p.applyCog({ status: 'processing', logs: '', output: [[0.1, 0.2]] }, 'single');
-    p.applyCog({ status: 'succeeded', output: [0.1, 0.2], metrics: { predict_time: 0.01 } }, 'single');
+    applyCog(p, { status: 'processing', logs: '', output: [[0.1, 0.2]] }, 'single');
+    applyCog(p, { status: 'succeeded', output: [0.1, 0.2], metrics: { predict_time: 0.01 } }, 'single');
     expect(events.map((e) => [e.event, e.data])).toEqual([
       ['output', '[0.1,0.2]'],
       ['done', '{}'],
@@ -83,8 +79,9 @@ describe('a prediction fed by Cog webhooks', () => {
   it('without a schema, keeps a single value that streamed in as one item from being sent twice', () => {
     const p = new Prediction({ id: 'p3', input: {}, clock: fakeClock() });
     const events = record(p);
-    p.applyCog({ status: 'processing', logs: 'hi\n', output: ['hihi'] }, 'unknown');
-    p.applyCog(
+    applyCog(p, { status: 'processing', logs: 'hi\n', output: ['hihi'] }, 'unknown');
+    applyCog(
+      p,
       { status: 'succeeded', logs: 'hi\n', output: 'hihi', metrics: { predict_time: 0.007 } },
       'unknown',
     );
@@ -100,7 +97,7 @@ describe('a prediction fed by Cog webhooks', () => {
     const failed = new Prediction({ id: 'f', input: {}, clock: fakeClock() });
     const fe = record(failed);
     failed.markStarted();
-    failed.applyCog({ status: 'failed', logs: 'about to fail\n', error: 'RuntimeError: boom' }, 'single');
+    applyCog(failed, { status: 'failed', logs: 'about to fail\n', error: 'RuntimeError: boom' }, 'single');
     expect(fe.map((e) => [e.event, e.data])).toEqual([
       ['logs', 'about to fail\n'],
       ['error', 'RuntimeError: boom'],
@@ -129,12 +126,18 @@ describe('a prediction fed by Cog webhooks', () => {
     expect(p.metrics.total_time).toBeCloseTo(1.75, 9);
   });
 
-  it('replays events after an id and resolves waiters when it ends', async () => {
-    const p = new Prediction({ id: 'r', input: {}, clock: fakeClock() });
-    p.applyCog({ status: 'processing', logs: 'one\n' }, 'iterator');
-    p.applyCog({ status: 'processing', logs: 'one\ntwo\n' }, 'iterator');
+  it('replays events after an id and resolves waiters when it ends, or at their time on the clock', async () => {
+    const clock = fakeClock();
+    const p = new Prediction({ id: 'r', input: {}, clock });
+    applyCog(p, { status: 'processing', logs: 'one\n' }, 'iterator');
+    applyCog(p, { status: 'processing', logs: 'one\ntwo\n' }, 'iterator');
     expect(p.eventsSince(1).map((e) => e.data)).toEqual(['two\n']);
-    expect(await p.waitDone(1)).toBe(false);
+    const timedOut = p.waitDone(1000);
+    clock.advance(999);
+    const early = await Promise.race([timedOut, Promise.resolve('pending')]);
+    expect(early).toBe('pending');
+    clock.advance(1);
+    expect(await timedOut).toBe(false);
     const waiting = p.waitDone(10_000);
     p.end('succeeded');
     expect(await waiting).toBe(true);

@@ -1,94 +1,25 @@
 /**
  * One prediction as the sidecar keeps it: the record callers read (shaped like the hosted
- * prediction API's object), its timestamps (the Cog server sends none), and the ordered
- * stream of `output`, `logs`, `error` and `done` events derived from the Cog server's
- * webhooks.
- *
- * Cog's webhooks carry the whole state so far (all logs, all output items), not deltas, and
- * the server sends them concurrently, so they can arrive out of order: a stale snapshot may
- * follow a newer one and the terminal one may overtake the last progress update. Events are
- * therefore derived by growth: logs that extend what is known, output items past those
- * already sent, nothing after the terminal state.
+ * prediction API's object, built by lib/prediction.ts), its timestamps (the Cog server sends
+ * none, so they come from the sidecar's clock), and the ordered stream of `output`, `logs`,
+ * `error` and `done` events. What the Cog server reports is folded in by cog-webhooks.ts.
  */
 
+import { type Clock, realClock } from '../lib/clock.ts';
 import type { InvalidField } from '../lib/openapi-input.ts';
-
-export type Status = 'starting' | 'processing' | 'succeeded' | 'failed' | 'canceled';
-export const TERMINAL: ReadonlySet<Status> = new Set(['succeeded', 'failed', 'canceled']);
-
-export function isTerminal(s: Status): boolean {
-  return TERMINAL.has(s);
-}
-
-/** A Cog server's webhook payload (and its async PUT answer). */
-export interface CogPayload {
-  id?: string;
-  status?: string;
-  output?: unknown;
-  logs?: string;
-  error?: string | null;
-  metrics?: Record<string, unknown>;
-}
-
-/**
- * How the model's output streams, from its OpenAPI `Output` schema: `iterator` (a generator:
- * each item is an `output` event), `single` (one value, sent once at the end), or `unknown`
- * (no schema: items that arrive while running are events, and the final value fills in).
- */
-export type OutputMode = 'iterator' | 'single' | 'unknown';
-
-export function outputMode(openapi: unknown): OutputMode {
-  const out = (openapi as { components?: { schemas?: { Output?: Record<string, unknown> } } } | undefined)
-    ?.components?.schemas?.Output;
-  if (!out || typeof out !== 'object') return 'unknown';
-  return out['x-cog-array-type'] === 'iterator' ? 'iterator' : 'single';
-}
-
-export type EventName = 'output' | 'logs' | 'error' | 'done';
-export interface StreamEvent {
-  /** 1, 2, 3, ... per prediction: the SSE `id:` line. */
-  id: number;
-  event: EventName;
-  data: string;
-}
-
-export interface Clock {
-  /** Wall time, epoch milliseconds: the timestamps callers see. */
-  now(): number;
-  /** Monotonic milliseconds: every duration. */
-  mono(): number;
-}
-
-export const systemClock: Clock = { now: () => Date.now(), mono: () => performance.now() };
-
-export interface PredictionMetrics {
-  /** Seconds the model ran: the model server's own figure, else the sidecar's wall clock. */
-  predict_time?: number;
-  /** Seconds from creation to completion. */
-  total_time?: number;
-  /** Seconds from creation until the model server took it (queued here or waiting for a slot). */
-  queue_time?: number;
-}
-
-function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object') return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a) && Array.isArray(b)) {
-    return a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
-  }
-  const ka = Object.keys(a as object);
-  const kb = Object.keys(b as object);
-  return (
-    ka.length === kb.length &&
-    ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
-  );
-}
-
-/** An output value as SSE data: strings as raw text, anything else as JSON. */
-export function outputText(v: unknown): string {
-  return typeof v === 'string' ? v : JSON.stringify(v);
-}
+import {
+  doneData,
+  isTerminal,
+  outputText,
+  type PredictionMetrics,
+  type PredictionObject,
+  type PredictionStatus,
+  predictionObject,
+  type StreamEvent,
+  type StreamEventName,
+  type TerminalStatus,
+  WEBHOOK_EVENTS,
+} from '../lib/prediction.ts';
 
 type Listener = (e: StreamEvent) => void;
 
@@ -106,7 +37,7 @@ export class Prediction {
   readonly input: Record<string, unknown>;
   readonly webhook: string | undefined;
   readonly webhookEventsFilter: string[];
-  status: Status = 'starting';
+  status: PredictionStatus = 'starting';
   output: unknown = null;
   logs = '';
   error: string | null = null;
@@ -130,14 +61,14 @@ export class Prediction {
   private readonly events: StreamEvent[] = [];
   private readonly listeners = new Set<Listener>();
   private readonly doneWaiters: Array<() => void> = [];
-  private readonly items: unknown[] = [];
+  private readonly sent: unknown[] = [];
 
   constructor(init: PredictionInit) {
     this.id = init.id;
     this.input = init.input;
     this.webhook = init.webhook;
-    this.webhookEventsFilter = init.webhookEventsFilter ?? ['start', 'output', 'logs', 'completed'];
-    this.clock = init.clock ?? systemClock;
+    this.webhookEventsFilter = init.webhookEventsFilter ?? [...WEBHOOK_EVENTS];
+    this.clock = init.clock ?? realClock;
     this.createdAt = this.clock.now();
     this.createdMono = this.clock.mono();
   }
@@ -162,74 +93,35 @@ export class Prediction {
     this.status = 'starting';
   }
 
-  /**
-   * Folds in one Cog webhook payload. Returns true when it ended the prediction. Payloads
-   * after the end, and stale ones, change nothing.
-   */
-  applyCog(p: CogPayload, mode: OutputMode): boolean {
-    if (this.terminal) return false;
-    const status = p.status;
-    if (status === 'processing' || status === 'starting') this.markStarted();
-    if (typeof p.logs === 'string' && p.logs.length > this.logs.length && p.logs.startsWith(this.logs)) {
-      const delta = p.logs.slice(this.logs.length);
-      this.logs = p.logs;
-      this.emit('logs', delta);
-    }
-    const final = status === 'succeeded' || status === 'failed' || status === 'canceled';
-    if (!final) {
-      if (mode !== 'single' && Array.isArray(p.output) && p.output.length > this.items.length) {
-        for (const item of p.output.slice(this.items.length)) this.pushItem(item);
-      }
-      return false;
-    }
-    this.settleOutput(p.output, mode);
-    const predictTime = p.metrics?.predict_time;
-    this.end(status, {
-      error: status === 'failed' ? (p.error ?? 'prediction failed') : null,
-      predictTime: typeof predictTime === 'number' && Number.isFinite(predictTime) ? predictTime : undefined,
-    });
-    return true;
+  /** Output items sent so far (each an `output` event). */
+  get items(): readonly unknown[] {
+    return this.sent;
   }
 
-  private pushItem(item: unknown): void {
-    this.items.push(item);
-    this.output = [...this.items];
+  /** New log text (an extension of `logs`): kept and sent as a `logs` event. */
+  appendLogs(delta: string): void {
+    if (this.terminal || !delta) return;
+    this.logs += delta;
+    this.emit('logs', delta);
+  }
+
+  /** One more output item: the output becomes the items so far, and the item is sent. */
+  pushItem(item: unknown): void {
+    this.sent.push(item);
+    this.output = [...this.sent];
     this.emit('output', outputText(item));
   }
 
-  private settleOutput(final: unknown, mode: OutputMode): void {
-    if (final === undefined || final === null) {
-      if (mode === 'iterator' || this.items.length > 0) this.output = [...this.items];
-      return;
-    }
-    if (mode === 'iterator' && Array.isArray(final)) {
-      for (const item of final.slice(this.items.length)) this.pushItem(item);
-      this.output = final;
-      return;
-    }
-    if (mode === 'single') {
-      this.output = final;
-      this.emit('output', outputText(final));
-      return;
-    }
-    // No schema: what streamed in while running decides how the final value reads.
-    const sent = this.items;
-    if (Array.isArray(final) && sent.length > 0 && sent.every((x, i) => deepEqual(x, final[i]))) {
-      for (const item of final.slice(sent.length)) this.pushItem(item);
-    } else if (!(sent.length === 1 && deepEqual(sent[0], final))) {
-      this.emit('output', outputText(final));
-    }
-    this.output = final;
+  /** Sends `value` as one `output` event (the output itself is set by the caller). */
+  sendOutput(value: unknown): void {
+    this.emit('output', outputText(value));
   }
 
   /**
    * Ends the prediction (once). `predictTime` is the model server's figure in seconds; without
    * it the sidecar's own clock from start to now stands in.
    */
-  end(
-    status: 'succeeded' | 'failed' | 'canceled',
-    opts: { error?: string | null; predictTime?: number } = {},
-  ): boolean {
+  end(status: TerminalStatus, opts: { error?: string | null; predictTime?: number } = {}): boolean {
     if (this.terminal) return false;
     this.status = status;
     this.error = status === 'failed' ? (opts.error ?? 'prediction failed') : null;
@@ -244,10 +136,7 @@ export class Prediction {
       queue_time: (queuedUntil - this.createdMono) / 1000,
     };
     if (status === 'failed') this.emit('error', this.error ?? 'prediction failed');
-    this.emit(
-      'done',
-      status === 'succeeded' ? '{}' : JSON.stringify({ reason: status === 'failed' ? 'error' : 'canceled' }),
-    );
+    this.emit('done', doneData(status));
     for (const w of this.doneWaiters.splice(0)) w();
     return true;
   }
@@ -258,7 +147,7 @@ export class Prediction {
     return ((this.completedMono ?? this.clock.mono()) - this.dispatchedMono) / 1000;
   }
 
-  private emit(event: EventName, data: string): void {
+  private emit(event: StreamEventName, data: string): void {
     const e: StreamEvent = { id: this.events.length + 1, event, data };
     this.events.push(e);
     for (const l of this.listeners) l(e);
@@ -279,13 +168,13 @@ export class Prediction {
   waitDone(ms: number): Promise<boolean> {
     if (this.terminal) return Promise.resolve(true);
     return new Promise((resolveDone) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimer(() => {
         const i = this.doneWaiters.indexOf(onDone);
         if (i >= 0) this.doneWaiters.splice(i, 1);
         resolveDone(false);
       }, ms);
       const onDone = () => {
-        clearTimeout(timer);
+        timer.cancel();
         resolveDone(true);
       };
       this.doneWaiters.push(onDone);
@@ -295,30 +184,15 @@ export class Prediction {
   /** The object callers read. `base` is the sidecar's URL, for `urls`. */
   toJSON(
     extra: { base?: string; version?: string; deployment?: string; hardware?: string } = {},
-  ): Record<string, unknown> {
-    const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
-    const out: Record<string, unknown> = {
-      id: this.id,
+  ): PredictionObject {
+    const self = extra.base ? `${extra.base}/predictions/${encodeURIComponent(this.id)}` : undefined;
+    return predictionObject({
+      ...this,
       version: extra.version ?? '',
-      input: this.input,
-      output: this.output,
-      logs: this.logs,
-      error: this.error,
-      status: this.status,
-      created_at: iso(this.createdAt),
-      started_at: iso(this.startedAt),
-      completed_at: iso(this.completedAt),
       metrics: this.metrics,
-      data_removed: false,
-      source: 'api',
-    };
-    if (extra.deployment) out.deployment = extra.deployment;
-    if (extra.hardware) out.hardware = extra.hardware;
-    if (this.cost !== undefined) out.cost = this.cost;
-    if (extra.base) {
-      const self = `${extra.base}/predictions/${encodeURIComponent(this.id)}`;
-      out.urls = { get: self, cancel: `${self}/cancel`, stream: `${self}/stream` };
-    }
-    return out;
+      deployment: extra.deployment,
+      hardware: extra.hardware,
+      urls: self ? { get: self, cancel: `${self}/cancel`, stream: `${self}/stream` } : undefined,
+    });
   }
 }

@@ -1,6 +1,7 @@
 /**
- * Time spent in each state of an instance, on one monotonic clock: the state changes at
- * instants, so the per-state totals always add up to the time since the clock started.
+ * Time spent in each state of an instance, on one monotonic clock (`now`, in ms: the
+ * sidecar's `Clock.mono`): the state changes at instants, so the per-state totals always add
+ * up to the time since the clock started.
  */
 export class StateClock<S extends string> {
   private current: S;
@@ -10,7 +11,7 @@ export class StateClock<S extends string> {
   private readonly states: readonly S[];
   private readonly now: () => number;
 
-  constructor(initial: S, states: readonly S[], now: () => number = () => performance.now()) {
+  constructor(initial: S, states: readonly S[], now: () => number) {
     this.states = states;
     this.now = now;
     this.current = initial;

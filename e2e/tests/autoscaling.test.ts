@@ -24,7 +24,7 @@ import { ANNOTATION, LABEL } from '../../crds/index.ts';
 import { type Dev, startDev } from '../../dev/dev.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
 import { waitFor } from '../../harness/processes.ts';
-import { SIDECAR_API_PORT, SIDECAR_CONTAINER } from '../../operator/controllers/workload.ts';
+import { SIDECAR_API_PORT, SIDECAR_CONTAINER } from '../../operator/controllers/pod-spec.ts';
 import { Informer, KubeClient, type KubeObject, resourceType } from '../../operator/runtime/index.ts';
 
 const NS = `autoscale-${process.pid}`;

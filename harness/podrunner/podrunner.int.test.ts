@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../crds/index.ts';
-import { Deployments, Nodes, type Pod, Pods, Secrets } from '../../operator/controllers/resources.ts';
 import {
   applyDefaultHardware,
   applyModel,
@@ -19,7 +18,9 @@ import {
   podsOf,
   startOperator,
 } from '../../operator/controllers/testing.ts';
-import { createLogger, type KubeClient, type Manager } from '../../operator/runtime/index.ts';
+import type { Operator as Manager } from '../../operator/main.ts';
+import { Deployments, Nodes, type Pod, Pods, Secrets } from '../../operator/resources.ts';
+import { createLogger, type KubeClient } from '../../operator/runtime/index.ts';
 import { LocalCluster } from '../cluster/local.ts';
 import { groupAlive, waitFor } from '../processes.ts';
 import { PodRunner, RUNNER_LABEL, runnerPools } from './runner.ts';

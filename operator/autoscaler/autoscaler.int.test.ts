@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION, installCrds } from '../../crds/index.ts';
 import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
 import { waitFor } from '../../harness/processes.ts';
-import { Deployments, Models, type Workload, Workloads } from '../controllers/resources.ts';
 import {
   applyDefaultHardware,
   applyVersion,
@@ -16,7 +15,9 @@ import {
   startOperator,
   TEST_MANAGER,
 } from '../controllers/testing.ts';
-import { Events, type Manager, ownsField } from '../runtime/index.ts';
+import type { Operator } from '../main.ts';
+import { Deployments, Models, type Workload, Workloads } from '../resources.ts';
+import { Events, ownsField } from '../runtime/index.ts';
 import { decodeState } from './decide.ts';
 import { FIELD_MANAGER, STATE_ANNOTATION } from './index.ts';
 import { StaticDemandSource } from './testing.ts';
@@ -27,14 +28,14 @@ const client = clientFor(cluster.kubeconfig);
 const NAME = 'scaler';
 const DELAY_S = 8;
 const CONTROLLER_MANAGER = 'modelplane-deployment-controller';
-let operator: Manager | undefined;
+let operator: Operator | undefined;
 const source = new StaticDemandSource();
 
 function demand(queued: number, inflight = 0, perPod: Record<string, number> = {}) {
   source.set({ namespace: ns(), name: NAME, queued, inflight, perPod, lastActivityMs: Date.now() });
 }
 
-async function start(tickMs: number): Promise<Manager> {
+async function start(tickMs: number): Promise<Operator> {
   operator = await startOperator(
     cluster.kubeconfig,
     { autoscalerTickMs: tickMs, resyncPeriodMs: 600_000 },
@@ -70,8 +71,8 @@ async function events(reason: string) {
 }
 
 /** Decisions the autoscaler made for the deployment (one per tick). */
-async function decisions(manager: Manager): Promise<number> {
-  const { values } = await (await manager.metrics.registry.getSingleMetric(
+async function decisions(operator: Operator): Promise<number> {
+  const { values } = await (await operator.manager.metrics.registry.getSingleMetric(
     'modelplane_autoscaler_decisions_total',
   ))!.get();
   return values.filter((v) => v.labels.deployment === NAME).reduce((s, v) => s + v.value, 0);
@@ -318,7 +319,7 @@ describe('the autoscaler', () => {
       },
       { timeoutMs: 20_000 },
     );
-    const op = operator as Manager;
+    const op = operator as Operator;
     const before = await decisions(op);
     await waitFor('five more ticks', async () => (await decisions(op)) >= before + 5, { timeoutMs: 10_000 });
     expect(await settled()).toBe(rv);

@@ -25,14 +25,7 @@ import {
 } from '../../crds/index.ts';
 import type { Caches } from '../controllers/caches.ts';
 import { AUTOSCALER_FIELD_MANAGER } from '../controllers/names.ts';
-import {
-  Deployments,
-  type Pod,
-  Pods,
-  type Stored,
-  type Workload,
-  Workloads,
-} from '../controllers/resources.ts';
+import { Deployments, type Pod, Pods, type Stored, type Workload, Workloads } from '../resources.ts';
 import {
   applyStatus,
   type Clock,
@@ -335,8 +328,8 @@ export class Autoscaler {
       t.applied = await client.apply(
         Workloads,
         {
-          apiVersion: Workloads.apiVersion,
-          kind: Workloads.kind,
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
           metadata: { name, namespace, annotations: { [STATE_ANNOTATION]: stateText } },
           spec: { replicas: decision.desired } as Workload['spec'],
         },

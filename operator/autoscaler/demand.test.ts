@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalDemand } from './local.ts';
 import { demandHandler, pokeHandler, tokenSubject } from './peers.ts';
@@ -131,5 +132,44 @@ describe('the demand endpoint', () => {
     expect((await post('{"namespace":"n"}')).status).toBe(422);
     leading = false;
     expect((await post('{"namespace":"n","name":"d"}')).status).toBe(409);
+  });
+
+  it('answers problem+json for a body too large, another method or path; counts by route', async () => {
+    const registry = new Registry();
+    const server = createServer(
+      pokeHandler({ poke: () => true, authenticate: async (t) => t === 'good', registry }),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    close = () => server.close();
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const auth = { authorization: 'Bearer good' };
+    const big = await fetch(`${base}/autoscaler/poke`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ namespace: 'n', name: 'x'.repeat(5000) }),
+    });
+    expect(big.status).toBe(413);
+    expect(big.headers.get('content-type')).toBe('application/problem+json');
+    expect(await big.json()).toMatchObject({ status: 413, title: 'Request body too large' });
+    const get = await fetch(`${base}/autoscaler/poke`, { headers: auth });
+    expect(get.status).toBe(405);
+    expect(get.headers.get('allow')).toBe('POST');
+    const other = await fetch(`${base}/autoscaler/other`, { headers: auth });
+    expect(other.status).toBe(404);
+    expect(await other.json()).toMatchObject({ status: 404, title: 'Not found' });
+    await fetch(`${base}/autoscaler/poke`, {
+      method: 'POST',
+      headers: auth,
+      body: '{"namespace":"n","name":"d"}',
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    const counted = (await registry.getSingleMetric('modelplane_autoscaler_peer_requests_total')?.get())
+      ?.values;
+    expect(counted?.map((v) => [v.labels.route, v.labels.code, v.value])).toEqual([
+      ['POST /autoscaler/poke', '413', 1],
+      ['unmatched', '405', 1],
+      ['unmatched', '404', 1],
+      ['POST /autoscaler/poke', '202', 1],
+    ]);
   });
 });

@@ -96,7 +96,12 @@ export function serveDemand(
 ): void {
   manager.addHttpHandler(
     DEMAND_PATH,
-    demandHandler({ demand: () => local.demand(), authenticate, identity: manager.identity }),
+    demandHandler({
+      demand: () => local.demand(),
+      authenticate,
+      identity: manager.identity,
+      registry: manager.metrics.registry,
+    }),
   );
 }
 
@@ -111,7 +116,11 @@ export function servePokes(
 ): void {
   manager.addHttpHandler(
     POKE_PATH,
-    pokeHandler({ poke: (namespace, name) => autoscaler.poke(namespace, name), authenticate }),
+    pokeHandler({
+      poke: (namespace, name) => autoscaler.poke(namespace, name),
+      authenticate,
+      registry: manager.metrics.registry,
+    }),
   );
 }
 

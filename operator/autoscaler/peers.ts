@@ -7,11 +7,25 @@
  * checks it with a TokenReview and accepts only the user it was configured with (by default
  * its own ServiceAccount, which every replica shares). A review is cached for a minute, so a
  * scrape per second costs about one TokenReview a minute per peer.
+ *
+ * Each endpoint is a small express app (lib/express.ts) mounted on the manager's server at its
+ * path: errors are problem+json, other methods 405, and requests are counted by route.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Pods } from '../controllers/resources.ts';
+import type { Express, RequestHandler } from 'express';
+import type { ITokenReview } from 'kubernetes-models/authentication.k8s.io/v1/TokenReview';
+import type { Registry } from 'prom-client';
+import {
+  createApp,
+  jsonBody,
+  methodNotAllowed,
+  notFound,
+  problemHandler,
+  routeMetrics,
+} from '../../lib/express.ts';
+import { HttpError } from '../../lib/http.ts';
+import { Pods } from '../resources.ts';
 import type { KubeClient, Logger } from '../runtime/index.ts';
 import type { DeploymentDemand } from './demand.ts';
 import { parseDemandList } from './sum.ts';
@@ -46,10 +60,6 @@ export function fileToken(path: string): () => string {
   };
 }
 
-interface TokenReview {
-  status?: { authenticated?: boolean; user?: { username?: string }; error?: string };
-}
-
 /** Checks bearer tokens with the TokenReview API. */
 export class TokenReviewAuthenticator {
   private readonly client: KubeClient;
@@ -68,7 +78,7 @@ export class TokenReviewAuthenticator {
     const key = createHash('sha256').update(token).digest('hex');
     const hit = this.cache.get(key);
     if (hit && Date.now() - hit.at < this.cacheMs) return hit.ok;
-    const review = await this.client.request<TokenReview>(
+    const review = await this.client.request<ITokenReview>(
       'POST',
       '/apis/authentication.k8s.io/v1/tokenreviews',
       {
@@ -83,35 +93,43 @@ export class TokenReviewAuthenticator {
   }
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
-
-function problem(res: ServerResponse, status: number, title: string, detail: string): void {
-  res
-    .writeHead(status, { 'content-type': 'application/problem+json' })
-    .end(JSON.stringify({ title, detail, status }));
-}
-
-/** Runs `then` for a caller whose bearer token `authenticate` accepts; answers 401/403/503 otherwise. */
-function authenticated(
-  method: string,
-  authenticate: (token: string) => Promise<boolean>,
-  then: Handler,
-): Handler {
-  return async (req, res) => {
-    if (req.method !== method) return problem(res, 405, 'Method Not Allowed', `use ${method}`);
+/** Refuses a caller without a bearer token `authenticate` accepts: 401, 403, or 503 when it cannot tell. */
+function bearerAuth(authenticate: (token: string) => Promise<boolean>): RequestHandler {
+  return async (req, _res, next) => {
     const auth = req.headers.authorization ?? '';
     const token = /^Bearer\s+(.+)$/i.exec(auth)?.[1]?.trim();
     if (!token)
-      return problem(res, 401, 'Unauthorized', 'send the operator ServiceAccount token as a bearer token');
+      throw new HttpError(401, 'Unauthorized', 'send the operator ServiceAccount token as a bearer token');
     let ok = false;
     try {
       ok = await authenticate(token);
     } catch {
-      return problem(res, 503, 'Service Unavailable', 'the token could not be reviewed; try again');
+      throw new HttpError(503, 'Service Unavailable', 'the token could not be reviewed; try again');
     }
-    if (!ok) return problem(res, 403, 'Forbidden', 'this token is not the operator ServiceAccount');
-    await then(req, res);
+    if (!ok) throw new HttpError(403, 'Forbidden', 'this token is not the operator ServiceAccount');
+    next();
   };
+}
+
+/**
+ * An app for one peer endpoint: `route` declares it; other methods are 405, other paths 404,
+ * errors problem+json; with a registry, requests are counted as
+ * `modelplane_autoscaler_peer_requests_total{route, code}` (and a duration histogram).
+ */
+function peerApp(registry: Registry | undefined, route: (app: Express) => void): Express {
+  const app = createApp();
+  if (registry)
+    app.use(
+      routeMetrics({
+        registry,
+        prefix: 'modelplane_autoscaler_peer',
+        subject: 'the autoscaler peer endpoints',
+      }),
+    );
+  route(app);
+  app.use(notFound());
+  app.use(problemHandler());
+  return app;
 }
 
 /** `GET /autoscaler/demand`: this replica's demand, for a caller the authenticator accepts. */
@@ -119,11 +137,16 @@ export function demandHandler(opts: {
   demand: () => DeploymentDemand[];
   authenticate: (token: string) => Promise<boolean>;
   identity: string;
-}): Handler {
-  return authenticated('GET', opts.authenticate, async (_req, res) => {
-    res
-      .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
-      .end(JSON.stringify({ identity: opts.identity, demand: opts.demand() }));
+  /** Where to count the requests (the manager's registry); none counted without it. */
+  registry?: Registry;
+}): Express {
+  return peerApp(opts.registry, (app) => {
+    app
+      .route(DEMAND_PATH)
+      .get(bearerAuth(opts.authenticate), (_req, res) => {
+        res.set('cache-control', 'no-store').json({ identity: opts.identity, demand: opts.demand() });
+      })
+      .all(methodNotAllowed);
   });
 }
 
@@ -135,31 +158,30 @@ export function demandHandler(opts: {
 export function pokeHandler(opts: {
   poke: (namespace: string, name: string) => boolean;
   authenticate: (token: string) => Promise<boolean>;
-}): Handler {
-  return authenticated('POST', opts.authenticate, async (req, res) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const c of req) {
-      size += (c as Buffer).length;
-      if (size > 4096) return problem(res, 413, 'Payload Too Large', 'a poke is {"namespace", "name"}');
-      chunks.push(c as Buffer);
-    }
-    let body: { namespace?: unknown; name?: unknown };
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    } catch {
-      return problem(res, 400, 'Bad Request', 'the body is not JSON');
-    }
-    if (typeof body?.namespace !== 'string' || typeof body.name !== 'string' || !body.namespace || !body.name)
-      return problem(res, 422, 'Unprocessable Entity', 'namespace and name must be non-empty strings');
-    if (!opts.poke(body.namespace, body.name))
-      return problem(
-        res,
-        409,
-        'Conflict',
-        'this replica does not run the autoscaler now (it is not the leader)',
-      );
-    res.writeHead(202, { 'content-type': 'application/json' }).end('{}');
+  /** Where to count the requests (the manager's registry); none counted without it. */
+  registry?: Registry;
+}): Express {
+  return peerApp(opts.registry, (app) => {
+    app
+      .route(POKE_PATH)
+      .post(bearerAuth(opts.authenticate), jsonBody({ limit: 4096 }), (req, res) => {
+        const body = req.body as { namespace?: unknown; name?: unknown } | null;
+        if (
+          typeof body?.namespace !== 'string' ||
+          typeof body.name !== 'string' ||
+          !body.namespace ||
+          !body.name
+        )
+          throw new HttpError(422, 'Unprocessable Entity', 'namespace and name must be non-empty strings');
+        if (!opts.poke(body.namespace, body.name))
+          throw new HttpError(
+            409,
+            'Conflict',
+            'this replica does not run the autoscaler now (it is not the leader)',
+          );
+        res.status(202).json({});
+      })
+      .all(methodNotAllowed);
   });
 }
 
@@ -181,12 +203,6 @@ export interface PeerScraperOptions {
   /** How long a peer's last answer stands in for one that fails (default 5 s). */
   staleMs?: number;
   log: Logger;
-}
-
-interface PeerPod {
-  metadata?: { name?: string; deletionTimestamp?: string };
-  spec?: { containers?: { ports?: { name?: string; containerPort: number }[] }[] };
-  status?: { podIP?: string };
 }
 
 /** Scrapes every other operator replica's demand. */
@@ -230,7 +246,7 @@ export class PeerScraper {
         namespace: this.opts.namespace,
         labelSelector: this.opts.labelSelector,
       });
-      this.peers = (items as PeerPod[])
+      this.peers = items
         .filter((p) => p.metadata?.name && p.metadata.name !== this.opts.selfPod && p.status?.podIP)
         .map((p) => {
           const named = p.spec?.containers
@@ -336,7 +352,7 @@ export class PokeForwarder {
     if (!leader) return undefined;
     const cached = this.leaderUrl;
     if (cached && cached.name === leader && Date.now() - cached.at < 30_000) return cached.url;
-    const pod = (await this.opts.client.find(Pods, leader, this.opts.namespace)) as PeerPod | undefined;
+    const pod = await this.opts.client.find(Pods, leader, this.opts.namespace);
     const ip = pod?.status?.podIP;
     if (!pod || !ip) return undefined;
     const named = pod.spec?.containers

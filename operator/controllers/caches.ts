@@ -1,6 +1,5 @@
 /** The informers the controllers share: one per kind, made once per manager. */
 import { LABEL } from '../../crds/index.ts';
-import type { Informer, Manager } from '../runtime/index.ts';
 import {
   Deployments,
   HardwareClasses,
@@ -10,8 +9,9 @@ import {
   Pods,
   type Stored,
   Workloads,
-} from './resources.ts';
-import { MANAGED_BY } from './workload.ts';
+} from '../resources.ts';
+import type { Informer, Manager } from '../runtime/index.ts';
+import { MANAGED_BY } from './pod-spec.ts';
 
 type Of<R> = R extends { readonly object?: infer T } ? NonNullable<T> : never;
 

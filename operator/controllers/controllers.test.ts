@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { HardwareClassSpecSchema, ModelVersionSpecSchema } from '../../crds/index.ts';
+import type { Node } from '../resources.ts';
 import { mergeConditions, transitions } from './conditions.ts';
 import { hardwareObservation, nodeMatches, tolerates } from './hardware-class.ts';
 import { parseQuantity } from './quantity.ts';
-import type { Node } from './resources.ts';
 import { canonicalJson, versionId } from './version-id.ts';
 
 describe('parseQuantity', () => {
@@ -94,7 +94,7 @@ describe('HardwareClass matching', () => {
     resources: { cpu: '2', memory: '4Gi' },
     pricePerSecond: '0.0001',
   });
-  const gpuTaint = { key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' };
+  const gpuTaint = { key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' } as const;
   const node = (
     name: string,
     labels: Record<string, string>,

@@ -7,9 +7,11 @@ import { installCrds } from '../../crds/index.ts';
 import { createNodePools } from '../../harness/cluster/local.ts';
 import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
 import { waitFor } from '../../harness/processes.ts';
-import { type Manager, ownsField } from '../runtime/index.ts';
+import type { Operator } from '../main.ts';
+import { Deployments, type Pod, Pods, Secrets, Workloads } from '../resources.ts';
+import { ownsField } from '../runtime/index.ts';
 import { AUTOSCALER_FIELD_MANAGER } from './names.ts';
-import { Deployments, type Pod, Pods, Secrets, Workloads } from './resources.ts';
+import { MODEL_CONTAINER, SIDECAR_CONTAINER } from './pod-spec.ts';
 import {
   applyDefaultHardware,
   applyModel,
@@ -20,12 +22,11 @@ import {
   TEST_MANAGER,
   workloadsOf,
 } from './testing.ts';
-import { MODEL_CONTAINER, SIDECAR_CONTAINER } from './workload.ts';
 
 const cluster = useCluster();
 const ns = useNamespace(cluster, 'mp-deploy');
 const client = clientFor(cluster.kubeconfig);
-let operator: Manager;
+let operator: Operator;
 const EXTRA_NODE = 'gpu-h100-extra-0';
 
 beforeAll(async () => {
@@ -224,10 +225,14 @@ describe('the Deployment controller', () => {
       version: 'rolling-v2',
       image: 'registry.example.com/models/echo:2.0',
     });
-    const start = await reconciles(operator, 'deployment');
-    await waitFor('several resyncs', async () => (await reconciles(operator, 'deployment')) >= start + 4, {
-      timeoutMs: 30_000,
-    });
+    const start = await reconciles(operator.manager, 'deployment');
+    await waitFor(
+      'several resyncs',
+      async () => (await reconciles(operator.manager, 'deployment')) >= start + 4,
+      {
+        timeoutMs: 30_000,
+      },
+    );
     const after = await client.get(Deployments, 'rolling', ns());
     const wAfter = await client.get(Workloads, 'rolling', ns());
     expect(after.status).toEqual(before);

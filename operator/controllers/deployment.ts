@@ -13,6 +13,7 @@ import {
   ModelVersionSpecSchema,
   REASON,
 } from '../../crds/index.ts';
+import { Deployments, Secrets, type Stored, type Workload, Workloads } from '../resources.ts';
 import {
   apply,
   applyStatus,
@@ -24,20 +25,11 @@ import {
 } from '../runtime/index.ts';
 import { type Caches, keysWhere } from './caches.ts';
 import { findCondition, transitions } from './conditions.ts';
+import { type Blocker, deploymentStatus } from './deployment-status.ts';
 import { AUTOSCALER_FIELD_MANAGER, CONTROLLER, fieldManager, reportingController } from './names.ts';
-import { Deployments, Secrets, type Stored, type Workload, Workloads } from './resources.ts';
+import { desiredWebhookSecret, desiredWorkload, type WorkloadInput, webhookSecretName } from './pod-spec.ts';
+import { releaseFor, releaseHash, replicasToApply } from './release.ts';
 import { versionId } from './version-id.ts';
-import {
-  type Blocker,
-  deploymentStatus,
-  desiredWebhookSecret,
-  desiredWorkload,
-  releaseFor,
-  releaseHash,
-  replicasToApply,
-  type WorkloadInput,
-  webhookSecretName,
-} from './workload.ts';
 
 export interface DeploymentControllerOptions {
   /** Image of the sidecar container (`modelplane sidecar`). */

@@ -11,13 +11,13 @@ import {
   REASON,
   type Toleration,
 } from '../../crds/index.ts';
+import { HardwareClasses, type Node } from '../resources.ts';
 import { applyStatus, type Manager, TerminalError } from '../runtime/index.ts';
 import type { Caches } from './caches.ts';
 import { mergeConditions } from './conditions.ts';
 import { CONTROLLER, fieldManager } from './names.ts';
+import { SIDECAR_REQUESTS } from './pod-spec.ts';
 import { parseQuantity } from './quantity.ts';
-import { HardwareClasses, type Node } from './resources.ts';
-import { SIDECAR_REQUESTS } from './workload.ts';
 
 type Taint = NonNullable<NonNullable<Node['spec']>['taints']>[number];
 
@@ -34,7 +34,7 @@ function allocatable(node: Node, resource: string): number {
   const q = node.status?.allocatable?.[resource];
   if (q === undefined) return 0;
   try {
-    return parseQuantity(q);
+    return parseQuantity(String(q));
   } catch {
     return 0;
   }

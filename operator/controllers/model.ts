@@ -10,11 +10,11 @@ import {
   type ModelVersionStatus,
   REASON,
 } from '../../crds/index.ts';
+import { type Meta, Models, ModelVersions } from '../resources.ts';
 import { applyStatus, type Manager, TerminalError } from '../runtime/index.ts';
 import { type Caches, keysWhere } from './caches.ts';
 import { mergeConditions, type Observation } from './conditions.ts';
 import { CONTROLLER, fieldManager } from './names.ts';
-import { type Meta, Models, ModelVersions } from './resources.ts';
 import { versionId } from './version-id.ts';
 
 interface Options {

@@ -12,8 +12,8 @@ import { installCrds } from '../../crds/index.ts';
 import { kubeconfigYaml } from '../../harness/cluster/local.ts';
 import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
 import { freePort, GroupProcess, groupAlive, stopGroup, waitFor } from '../../harness/processes.ts';
+import { Deployments, HardwareClasses, Workloads } from '../resources.ts';
 import { type KubeObject, Leases, resourceType } from '../runtime/index.ts';
-import { Deployments, HardwareClasses, Workloads } from './resources.ts';
 import { applyDefaultHardware, applyModel, clientFor, TEST_MANAGER, workloadsOf } from './testing.ts';
 
 const cluster = useCluster();

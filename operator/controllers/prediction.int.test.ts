@@ -11,12 +11,10 @@ import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
 import { waitFor } from '../../harness/processes.ts';
 import { type ModelServer, startModelServer } from '../../sidecar/testing/model-server.ts';
 import { type RunningSidecar, startSidecar } from '../../sidecar/testing/sidecar.ts';
-import { StaticCatalog } from '../gateway/predictions/catalog.ts';
-import { StaticEndpoints } from '../gateway/predictions/endpoints.ts';
-import { PredictionEngine } from '../gateway/predictions/engine.ts';
+import { PredictionEngine, StaticCatalog, StaticEndpoints } from '../predictions/index.ts';
+import { Deployments, Models, ModelVersions } from '../resources.ts';
 import { Manager } from '../runtime/index.ts';
 import { addPredictionController, Predictions } from './prediction.ts';
-import { Deployments, Models, ModelVersions } from './resources.ts';
 import { applyModel, clientFor, TEST_MANAGER } from './testing.ts';
 
 const cluster = useCluster();

@@ -1,7 +1,7 @@
 /**
- * The Prediction controller: hands each Prediction object (kubectl, GitOps) to the gateway's
- * prediction engine in this process, and writes what happens to its status (at most about
- * once a second while it runs, at once when it ends).
+ * The Prediction controller: hands each Prediction object (kubectl, GitOps) to the prediction
+ * engine (operator/predictions) in this process, and writes what happens to its status (at
+ * most about once a second while it runs, at once when it ends).
  *
  * - The target resolves to a Deployment: spec.deployment; spec.model's spec.deployment; or a
  *   Deployment running spec.version (a ModelVersion name), the Model's own first. A target
@@ -23,13 +23,12 @@ import {
   REASON,
 } from '../../crds/index.ts';
 import { HttpError } from '../../lib/http.ts';
-import type { PredictionEngine } from '../gateway/predictions/engine.ts';
-import { newPredictionId } from '../gateway/predictions/parse.ts';
-import { isTerminal, type PredictionRecord, type Status } from '../gateway/predictions/record.ts';
+import { isTerminal, newPredictionId } from '../../lib/prediction.ts';
+import type { PredictionEngine, PredictionRecord } from '../predictions/index.ts';
+import type { Deployments, Models, ModelVersions, Stored } from '../resources.ts';
 import { covers, type Informer, isNotFound, type Manager, resourceType } from '../runtime/index.ts';
 import { mergeConditions, type Observation } from './conditions.ts';
 import { CONTROLLER, fieldManager } from './names.ts';
-import type { Deployments, Models, ModelVersions, Stored } from './resources.ts';
 
 export const Predictions = resourceType<Stored<Prediction>>({
   apiVersion: API_VERSION,
@@ -270,7 +269,7 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
   const unfinished = (o: { metadata?: { namespace?: string } }) =>
     predictions
       .list(o.metadata?.namespace)
-      .filter((p) => !(p.status?.status && isTerminal(p.status.status as Status)))
+      .filter((p) => !(p.status?.status && isTerminal(p.status.status)))
       .map((p) => `${p.metadata.namespace}/${p.metadata.name}`);
   const controller = manager.addController({
     name: 'prediction',
@@ -287,7 +286,7 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
       const uid = obj.metadata.uid ?? key;
       const st = { ...(obj.status ?? {}) };
       st.id ??= ids.get(uid);
-      if (st.status && isTerminal(st.status as Status)) {
+      if (st.status && isTerminal(st.status)) {
         ids.delete(uid);
         return afterFinish(obj, st.completedAt);
       }

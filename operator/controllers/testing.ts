@@ -2,9 +2,10 @@
 import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { createOperator, type OperatorConfig, type OperatorParts } from '../main.ts';
+import type { OperatorConfig } from '../config.ts';
+import { createOperator, type Operator, type OperatorParts } from '../main.ts';
+import { Deployments, HardwareClasses, Models, ModelVersions, Pods, Workloads } from '../resources.ts';
 import { KubeClient, type KubeObject, type Manager } from '../runtime/index.ts';
-import { Deployments, HardwareClasses, Models, ModelVersions, Pods, Workloads } from './resources.ts';
 
 export const TEST_MANAGER = 'modelplane-test';
 
@@ -126,12 +127,12 @@ export async function startOperator(
   kubeconfig: string,
   overrides: Partial<OperatorConfig> = {},
   parts: OperatorParts = {},
-): Promise<Manager> {
+): Promise<Operator> {
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
-  const manager = createOperator(operatorConfig(overrides), kc, parts);
-  await manager.start();
-  return manager;
+  const operator = createOperator(operatorConfig(overrides), kc, parts);
+  await operator.start();
+  return operator;
 }
 
 /** Reconciles counted by the manager's metrics, per controller. */

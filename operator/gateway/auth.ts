@@ -17,8 +17,8 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { GROUP } from '../../crds/index.ts';
 import { HttpError } from '../../lib/http.ts';
+import type { Secret } from '../resources.ts';
 import type { Informer, KubeClient } from '../runtime/index.ts';
-import type { Secret } from './resources.ts';
 import {
   type ApiToken,
   apiTokenFromSecret,

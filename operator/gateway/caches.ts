@@ -4,8 +4,9 @@
  * every replica. Reads come from these caches; after a write, a route waits until this
  * replica's cache has seen it, so a caller reads its own writes.
  */
+
+import { Deployments, HardwareClasses, Models, ModelVersions, type Secret, Secrets } from '../resources.ts';
 import { type Informer, type KubeObject, type Manager, objectKey } from '../runtime/index.ts';
-import { Deployments, HardwareClasses, Models, ModelVersions, type Secret, Secrets } from './resources.ts';
 import { TOKEN_LABEL } from './tokens.ts';
 
 type Of<R> = R extends { readonly object?: infer T } ? NonNullable<T> : never;

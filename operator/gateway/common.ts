@@ -1,6 +1,7 @@
 /** Small helpers the gateway's routes share: body fields, visibility, the caller's namespace. */
 import type { IncomingMessage } from 'node:http';
-import { HttpError, readJson } from '../../lib/http.ts';
+import { HttpError, invalid, readJson } from '../../lib/http.ts';
+import type { InvalidField } from '../../lib/openapi-input.ts';
 import {
   ApiError,
   type Informer,
@@ -17,17 +18,8 @@ import type { RequestContext } from './types.ts';
 /** Field manager of the objects the gateway writes for its callers. */
 export const GATEWAY_FIELD_MANAGER = 'modelplane-gateway';
 
-export interface InvalidField {
-  type: string;
-  field: string;
-  description: string;
-}
-
-export function invalid(fields: InvalidField[]): HttpError {
-  return new HttpError(422, 'Invalid request', fields.map((f) => f.description).join('; '), {
-    invalid_fields: fields,
-  });
-}
+export type { InvalidField } from '../../lib/openapi-input.ts';
+export { invalid };
 
 /** The JSON object body of a request (422 when it is not an object). */
 export async function readObject(req: IncomingMessage): Promise<Record<string, unknown>> {

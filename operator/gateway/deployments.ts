@@ -6,6 +6,7 @@
  */
 import { API_VERSION, KIND } from '../../crds/index.ts';
 import { HttpError, sendJson } from '../../lib/http.ts';
+import { Deployments } from '../resources.ts';
 import { ApiError, type KubeClient } from '../runtime/index.ts';
 import { caughtUp, type GatewayCaches, type StoredDeployment } from './caches.ts';
 import {
@@ -21,7 +22,6 @@ import {
   ownerName,
   readObject,
 } from './common.ts';
-import { Deployments } from './resources.ts';
 import type { Route } from './types.ts';
 
 /**

@@ -18,11 +18,10 @@ import { kubeconfigYaml } from '../../harness/cluster/local.ts';
 import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
 import { freePort, GroupProcess, groupAlive, stopGroup, waitFor } from '../../harness/processes.ts';
 import { addControllers } from '../controllers/index.ts';
-import { Deployments, Models, ModelVersions, Workloads } from '../controllers/resources.ts';
 import { applyDefaultHardware, clientFor, TEST_MANAGER } from '../controllers/testing.ts';
+import { Deployments, Models, ModelVersions, Secrets, Workloads } from '../resources.ts';
 import { createLogger, type KubeObject, Leases, Manager, resourceType } from '../runtime/index.ts';
 import { addGateway, type Gateway } from './index.ts';
-import { Secrets } from './resources.ts';
 import { createApiToken, revokeApiToken } from './tokens.ts';
 import { webhookSecret, webhookSecretName } from './webhook-secret.ts';
 

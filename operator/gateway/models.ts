@@ -6,6 +6,7 @@
  */
 import { API_VERSION, KIND } from '../../crds/index.ts';
 import { sendJson } from '../../lib/http.ts';
+import { Models } from '../resources.ts';
 import type { KubeClient } from '../runtime/index.ts';
 import type { GatewayCaches, StoredModel, StoredModelVersion } from './caches.ts';
 import {
@@ -20,7 +21,6 @@ import {
   readObject,
 } from './common.ts';
 import { paginate } from './pagination.ts';
-import { Models } from './resources.ts';
 import type { RequestContext, Route } from './types.ts';
 
 export interface VersionView {

@@ -8,8 +8,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { GROUP, LABEL } from '../../crds/index.ts';
 import { HttpError } from '../../lib/http.ts';
+import { type Secret, Secrets } from '../resources.ts';
 import { isConflict, type KubeClient } from '../runtime/index.ts';
-import { type Secret, Secrets } from './resources.ts';
 
 export const TOKEN_PREFIX = 'mp_';
 const TOKEN_RE = /^mp_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;

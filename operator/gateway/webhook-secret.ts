@@ -10,8 +10,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { GROUP, LABEL } from '../../crds/index.ts';
+import { Secrets } from '../resources.ts';
 import { isConflict, type KubeClient } from '../runtime/index.ts';
-import { Secrets } from './resources.ts';
 
 export const WEBHOOK_SECRET_KEY = 'key';
 export const WEBHOOK_SECRET_LABEL = `${GROUP}/webhook-secret-for`;

@@ -9,38 +9,29 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
+import type { IObjectMeta } from '@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta';
+import type { IOwnerReference } from '@kubernetes-models/apimachinery/apis/meta/v1/OwnerReference';
 
-/** The fields of an object the runtime itself reads. */
+/**
+ * An object as the API server sends it: its metadata typed by `@kubernetes-models`, the rest
+ * by the kind (`ResourceType<T>`).
+ */
 export interface KubeObject {
   apiVersion?: string;
   kind?: string;
-  metadata?: {
-    name?: string;
-    namespace?: string;
-    uid?: string;
-    resourceVersion?: string;
-    generation?: number;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    ownerReferences?: OwnerReference[];
-    managedFields?: {
-      manager?: string;
-      operation?: string;
-      subresource?: string;
-      /** The fields this manager owns: `{"f:spec": {"f:replicas": {}}}`. */
-      fieldsV1?: Record<string, unknown>;
-    }[];
-  };
+  metadata?: IObjectMeta;
 }
 
-export interface OwnerReference {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  uid: string;
-  controller?: boolean;
-  blockOwnerDeletion?: boolean;
-}
+export type OwnerReference = IOwnerReference;
+
+/**
+ * A built-in kind typed by `kubernetes-models` (`Listed<IPod>`) as the API server sends it:
+ * apiVersion and kind are optional, since it leaves them out of the items of a list.
+ */
+export type Listed<T extends { apiVersion: string; kind: string }> = Omit<T, 'apiVersion' | 'kind'> & {
+  apiVersion?: T['apiVersion'];
+  kind?: T['kind'];
+};
 
 /** A kind of object and where it is served. `T` only types what the client returns. */
 export interface ResourceType<T extends KubeObject = KubeObject> {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../lib/clock.ts';
 import type { KubeObject, ResourceType } from './client.ts';
-import { FakeClock } from './clock.ts';
 import {
   Controller,
   type ControllerOptions,

@@ -11,8 +11,8 @@
  *   error is a `TerminalError`, which is logged and not retried until the object changes.
  */
 import { randomUUID } from 'node:crypto';
+import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 import { apiGroup, type KubeObject, type ResourceType } from './client.ts';
-import { type Clock, realClock, type Timer } from './clock.ts';
 import { type EventHandler, objectKey, splitKey } from './informer.ts';
 import { type Logger, silentLogger } from './log.ts';
 import type { ReconcileResultLabel, RuntimeMetrics } from './metrics.ts';

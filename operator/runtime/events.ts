@@ -7,29 +7,23 @@
  * Recording never throws: a failure to write an Event is logged and dropped.
  */
 import { randomBytes } from 'node:crypto';
-import { type KubeClient, type KubeObject, MERGE_PATCH, resourcePath, resourceType } from './client.ts';
+import type { IEvent } from 'kubernetes-models/events.k8s.io/v1/Event';
+import type { IObjectReference } from 'kubernetes-models/v1/ObjectReference';
+import {
+  type KubeClient,
+  type KubeObject,
+  type Listed,
+  MERGE_PATCH,
+  resourcePath,
+  resourceType,
+} from './client.ts';
 import { microTime } from './leader-election.ts';
 import { type Logger, silentLogger } from './log.ts';
 
-export interface ObjectReference {
-  apiVersion?: string;
-  kind?: string;
-  name?: string;
-  namespace?: string;
-  uid?: string;
-}
+export type ObjectReference = IObjectReference;
 
-export interface Event extends KubeObject {
-  eventTime?: string;
-  reportingController?: string;
-  reportingInstance?: string;
-  action?: string;
-  reason?: string;
-  note?: string;
-  type?: 'Normal' | 'Warning';
-  regarding?: ObjectReference;
-  series?: { count: number; lastObservedTime: string };
-}
+/** The Event type of events.k8s.io/v1; `type` is Normal or Warning. */
+export type Event = Listed<IEvent>;
 
 export const Events = resourceType<Event>({
   apiVersion: 'events.k8s.io/v1',
@@ -141,8 +135,8 @@ export class EventRecorder {
     };
     this.touch(key, entry);
     const event: Event = {
-      apiVersion: Events.apiVersion,
-      kind: Events.kind,
+      apiVersion: 'events.k8s.io/v1',
+      kind: 'Event',
       metadata: { name: entry.name, namespace },
       eventTime: microTime(now),
       reportingController: this.opts.reportingController,

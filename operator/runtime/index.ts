@@ -1,4 +1,6 @@
 /** The operator runtime: what controllers import. See README.md in this directory. */
+
+export { type Clock, FakeClock, realClock, sleep } from '../../lib/clock.ts';
 export { type ApplyOptions, apply, applyStatus, covers, ownsField } from './apply.ts';
 export {
   ApiError,
@@ -7,11 +9,11 @@ export {
   isNotFound,
   KubeClient,
   type KubeObject,
+  type Listed,
   type OwnerReference,
   type ResourceType,
   resourceType,
 } from './client.ts';
-export { type Clock, FakeClock, realClock, sleep } from './clock.ts';
 export {
   Controller,
   type ControllerOptions,

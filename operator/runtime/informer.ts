@@ -12,7 +12,8 @@
  *
  * Objects in the cache are shared with every handler and reader: treat them as read-only.
  */
-import { Backoff } from './backoff.ts';
+import { Backoff } from '../../lib/backoff.ts';
+import { realClock, sleep, type Timer } from '../../lib/clock.ts';
 import {
   ApiError,
   isGone,
@@ -23,7 +24,6 @@ import {
   type WatchEvent,
   type WatchStream,
 } from './client.ts';
-import { realClock, sleep, type Timer } from './clock.ts';
 import { type Logger, silentLogger } from './log.ts';
 
 export interface EventHandler<T> {

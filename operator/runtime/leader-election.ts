@@ -12,29 +12,22 @@
  *   takes over at its next retry instead of waiting for the lease to expire.
  */
 
+import type { ILease } from 'kubernetes-models/coordination.k8s.io/v1/Lease';
+import type { ILeaseSpec } from 'kubernetes-models/coordination.k8s.io/v1/LeaseSpec';
+import { sleep } from '../../lib/clock.ts';
 import {
   isConflict,
   isNotFound,
   type KubeClient,
-  type KubeObject,
+  type Listed,
   resourcePath,
   resourceType,
 } from './client.ts';
-import { sleep } from './clock.ts';
 import { type Logger, silentLogger } from './log.ts';
 import type { RuntimeMetrics } from './metrics.ts';
 
-export interface LeaseSpec {
-  holderIdentity?: string;
-  leaseDurationSeconds?: number;
-  acquireTime?: string;
-  renewTime?: string;
-  leaseTransitions?: number;
-}
-
-export interface Lease extends KubeObject {
-  spec?: LeaseSpec;
-}
+export type LeaseSpec = ILeaseSpec;
+export type Lease = Listed<ILease>;
 
 export const Leases = resourceType<Lease>({
   apiVersion: 'coordination.k8s.io/v1',

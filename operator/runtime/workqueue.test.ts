@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from './clock.ts';
+import { FakeClock } from '../../lib/clock.ts';
 import {
   defaultRateLimiter,
   ExponentialBackoff,

@@ -8,7 +8,7 @@
  * - failures are retried with per-key exponential backoff (5 ms doubling, capped at 1000 s)
  *   under an overall token bucket (10 per second, bursts of 100), the larger delay winning.
  */
-import { type Clock, realClock, type Timer } from './clock.ts';
+import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 
 /** How long to wait before retrying a key; `forget` resets a key's history. */
 export interface RateLimiter {

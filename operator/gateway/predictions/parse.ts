@@ -1,22 +1,10 @@
 /**
- * Pure parsing of what callers send with a prediction: the prediction id, `Prefer: wait`,
+ * Pure parsing of what callers send with a prediction: `Prefer: wait`,
  * `Cancel-After`, the `version` field of `POST /predictions`, the webhook events filter.
  */
-import { randomBytes } from 'node:crypto';
-import { HttpError, preferWait } from '../../../lib/http.ts';
-import { WEBHOOK_EVENTS, type WebhookEvent } from '../../../lib/webhooks.ts';
-
-const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
-
-/** A random prediction id: 26 characters of lowercase base32 (130 random bits). */
-export function newPredictionId(): string {
-  const bytes = randomBytes(26);
-  let id = '';
-  for (let i = 0; i < 26; i++) id += ID_ALPHABET[bytes[i]! & 31];
-  return id;
-}
-
-export const PREDICTION_ID = /^[a-z2-7]{26}$/;
+import { invalid, preferWait } from '../../../lib/http.ts';
+import type { InvalidField } from '../../../lib/openapi-input.ts';
+import { WEBHOOK_EVENTS, type WebhookEvent } from '../../../lib/prediction.ts';
 
 /** Longest `Prefer: wait` the gateway holds a create for, in seconds. */
 export const MAX_PREFER_WAIT = 60;
@@ -43,8 +31,9 @@ export function parseCancelAfter(header: string | string[] | undefined): number 
   const raw = (Array.isArray(header) ? header[0] : header)?.trim();
   if (raw === undefined || raw === '') return undefined;
   const bad = (why: string) =>
-    new HttpError(422, 'Invalid Cancel-After', `Cancel-After "${raw}" ${why}`, {
-      invalid_fields: [{ type: 'invalid', field: 'Cancel-After', description: why }],
+    invalid([{ type: 'invalid', field: 'Cancel-After', description: why }], {
+      title: 'Invalid Cancel-After',
+      detail: `Cancel-After "${raw}" ${why}`,
     });
   let seconds: number;
   if (/^\d+(\.\d+)?$/.test(raw)) {
@@ -70,29 +59,25 @@ const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 /** The `version` of `POST /predictions`: a 64-hex id, `owner/name:id`, or `owner/name`. */
 export function parseVersionRef(v: unknown): VersionRef {
-  const invalid = (description: string) =>
-    new HttpError(422, 'Invalid version', description, {
-      invalid_fields: [{ type: 'invalid', field: 'version', description }],
-    });
+  const bad = (description: string) =>
+    invalid([{ type: 'invalid', field: 'version', description }], { title: 'Invalid version' });
   if (typeof v !== 'string' || v === '')
-    throw invalid('version is required: a 64-character version id, owner/name:id, or owner/name');
+    throw bad('version is required: a 64-character version id, owner/name:id, or owner/name');
   if (HEX64.test(v)) return { kind: 'id', id: v };
   const m = /^([^/:]+)\/([^/:]+)(?::(.+))?$/.exec(v);
   if (!m || !NAME.test(m[1]!) || !NAME.test(m[2]!))
-    throw invalid(`version "${v}" is not a 64-character version id, owner/name:id, or owner/name`);
+    throw bad(`version "${v}" is not a 64-character version id, owner/name:id, or owner/name`);
   if (m[3] === undefined) return { kind: 'model', owner: m[1]!, name: m[2]! };
-  if (!HEX64.test(m[3])) throw invalid(`version "${v}": the part after ":" must be a 64-character hex id`);
+  if (!HEX64.test(m[3])) throw bad(`version "${v}": the part after ":" must be a 64-character hex id`);
   return { kind: 'model-version', owner: m[1]!, name: m[2]!, id: m[3] };
 }
-
-export { WEBHOOK_EVENTS, type WebhookEvent };
 
 /** A webhook URL and its events filter from a create body; 422 when malformed. */
 export function parseWebhook(
   webhook: unknown,
   filter: unknown,
 ): { webhook?: string; events: WebhookEvent[] } {
-  const fields: { type: string; field: string; description: string }[] = [];
+  const fields: InvalidField[] = [];
   let url: string | undefined;
   if (webhook !== undefined && webhook !== null && webhook !== '') {
     let ok = false;
@@ -119,9 +104,6 @@ export function parseWebhook(
       events = [...new Set(filter as WebhookEvent[])];
     }
   }
-  if (fields.length)
-    throw new HttpError(422, 'Invalid request', fields.map((f) => f.description).join('; '), {
-      invalid_fields: fields,
-    });
+  if (fields.length) throw invalid(fields);
   return { webhook: url, events };
 }

@@ -16,7 +16,6 @@ import { LocalCluster } from '../../../harness/cluster/local.ts';
 import { PodRunner, runnerPools } from '../../../harness/podrunner/runner.ts';
 import { waitFor } from '../../../harness/processes.ts';
 import { Predictions } from '../../controllers/prediction.ts';
-import { Deployments, Models } from '../../controllers/resources.ts';
 import {
   applyDefaultHardware,
   applyModel,
@@ -25,8 +24,9 @@ import {
   startOperator,
   TEST_MANAGER,
 } from '../../controllers/testing.ts';
-import { gatewayOf } from '../../main.ts';
-import { createLogger, type KubeClient, type Manager } from '../../runtime/index.ts';
+import type { Operator } from '../../main.ts';
+import { Deployments, Models } from '../../resources.ts';
+import { createLogger, type KubeClient } from '../../runtime/index.ts';
 import { createApiToken } from '../tokens.ts';
 
 const SIDECAR_IMAGE = 'ghcr.io/modelplane/modelplane:e2e';
@@ -35,7 +35,7 @@ const SYSTEM = 'modelplane-system';
 
 let cluster: LocalCluster | undefined;
 let runner: PodRunner | undefined;
-let operator: Manager | undefined;
+let operator: Operator | undefined;
 let client: KubeClient;
 let replicate: Replicate;
 
@@ -74,7 +74,7 @@ beforeAll(async () => {
     resyncPeriodMs: 60_000,
     gateway: { ...base.gateway, tokenNamespace: SYSTEM },
   });
-  const gateway = gatewayOf(operator)!;
+  const gateway = operator.gateway!;
   const { token } = await createApiToken(client, { name: 'e2e', namespaces: [NS], tokenNamespace: SYSTEM });
   replicate = new Replicate({ auth: token, baseUrl: `${gateway.url}/v1` });
   await waitFor('the gateway to accept the API token', async () => {
@@ -94,7 +94,7 @@ afterAll(async () => {
 describe('predictions on pods found by the Pod watch', () => {
   it('holds a prediction until the new Deployment’s pod is Ready, then runs it there', async () => {
     await applyModel(client, NS, 'echo', { hardware: 'gpu-t4', image: 'modelplane.local/echo:dev' });
-    const gateway = gatewayOf(operator!)!;
+    const gateway = operator!.gateway!;
     await waitFor('the gateway to see the Deployment', () => gateway.caches.deployments.get('echo', NS));
     const p = await replicate.deployments.predictions.create(NS, 'echo', { input: { text: 'first' } });
     expect(p.status).toBe('starting');
@@ -119,7 +119,7 @@ describe('predictions on pods found by the Pod watch', () => {
     });
     await waitFor(
       'the gateway to see the model’s deployment',
-      () => gatewayOf(operator!)!.caches.models.get('echo', NS)?.spec.deployment,
+      () => operator!.gateway!.caches.models.get('echo', NS)?.spec.deployment,
     );
     expect(await replicate.run(`${NS}/echo`, { input: { text: 'by model' } })).toBe('by model');
     expect(await replicate.run(`${NS}/echo:${versionId}`, { input: { text: 'id', repeat: 2 } })).toBe('idid');

@@ -14,21 +14,21 @@ import { waitFor } from '../../../harness/processes.ts';
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
 import { type RunningSidecar, startSidecar } from '../../../sidecar/testing/sidecar.ts';
 import { addControllers } from '../../controllers/index.ts';
-import { Deployments, Models, ModelVersions, Workloads } from '../../controllers/resources.ts';
 import { applyDefaultHardware, clientFor, TEST_MANAGER } from '../../controllers/testing.ts';
+import { InformerCatalog, PredictionEngine, StaticEndpoints } from '../../predictions/index.ts';
+import { Deployments, Models, ModelVersions, Workloads } from '../../resources.ts';
 import { createLogger, Manager } from '../../runtime/index.ts';
 import { addGateway, type Gateway } from '../index.ts';
 import { createApiToken } from '../tokens.ts';
-import { InformerCatalog } from './catalog.ts';
-import { StaticEndpoints } from './endpoints.ts';
-import { PredictionEngine } from './engine.ts';
 import { predictionRoutes } from './routes.ts';
+import { StreamTokens } from './stream-token.ts';
 
 const cluster = useCluster();
 const ns = useNamespace(cluster, 'mp-rep');
 const tokenNs = useNamespace(cluster, 'mp-rep-system');
 const admin = clientFor(cluster.kubeconfig);
 const endpoints = new StaticEndpoints();
+const tokens = new StreamTokens();
 const servers: ModelServer[] = [];
 const sidecars: RunningSidecar[] = [];
 const versionIds: Record<string, string> = {};
@@ -125,9 +125,10 @@ beforeAll(async () => {
         catalog,
         endpoints,
         log: manager.log,
+        streamUrl: (rec) => tokens.url(rec),
         secretFor: (namespace) => gw.webhookSecrets.get(namespace),
       });
-      return predictionRoutes({ engine, catalog });
+      return predictionRoutes({ engine, catalog, tokens });
     },
   });
   await manager.start();

@@ -3,13 +3,13 @@
  * deployment), list, get, cancel, and the signed event stream.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError, readJson, sendEventStream, sendJson } from '../../../lib/http.ts';
+import { HttpError, invalid, readJson, sendEventStream, sendJson } from '../../../lib/http.ts';
+import { isTerminal } from '../../../lib/prediction.ts';
+import type { Catalog, DeploymentView, PredictionEngine, PredictionRecord } from '../../predictions/index.ts';
 import { paginate } from '../pagination.ts';
 import type { RequestContext, Route } from '../types.ts';
-import type { Catalog, DeploymentView } from './catalog.ts';
-import type { PredictionEngine } from './engine.ts';
 import { parseCancelAfter, parsePreferWait, parseVersionRef, parseWebhook } from './parse.ts';
-import { isTerminal, type PredictionRecord } from './record.ts';
+import type { StreamTokens } from './stream-token.ts';
 
 /** Largest create body (inputs may carry data: URIs). */
 export const MAX_BODY = 16 * 1024 * 1024;
@@ -19,14 +19,14 @@ const KEEP_ALIVE_MS = 15_000;
 export interface PredictionRoutesOptions {
   engine: PredictionEngine;
   catalog: Catalog;
+  /** Checks the token of a stream URL (the engine's `streamUrl` made it). */
+  tokens: StreamTokens;
   /** Seconds between SSE keep-alive comments (default 15). */
   keepAliveMs?: number;
 }
 
-function unprocessable(detail: string, field = 'version'): HttpError {
-  return new HttpError(422, 'Unprocessable', detail, {
-    invalid_fields: [{ type: 'invalid', field, description: detail }],
-  });
+function unprocessable(detail: string): HttpError {
+  return invalid([{ type: 'invalid', field: 'version', description: detail }], { title: 'Unprocessable' });
 }
 
 /** The best of several deployments running one version: the model's own, then the most ready. */
@@ -54,7 +54,7 @@ function header(req: IncomingMessage, name: string): string | undefined {
 }
 
 export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
-  const { engine, catalog } = opts;
+  const { engine, catalog, tokens } = opts;
   const keepAliveMs = opts.keepAliveMs ?? KEEP_ALIVE_MS;
 
   /** The deployment serving model `owner/name` (its spec.deployment). */
@@ -189,7 +189,7 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
       path: '/predictions',
       async handle(_req, res, ctx) {
         const namespaces = await ctx.namespacesFor('list', 'predictions');
-        const all = engine.store.list({ namespaces, limit: Number.POSITIVE_INFINITY }).items;
+        const all = engine.list({ namespaces, limit: Number.POSITIVE_INFINITY }).items;
         const page = paginate(all, {
           url: ctx.url,
           // Newest first: creation time (fixed width), then id.
@@ -226,7 +226,7 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
       auth: false,
       async handle(req, res, ctx, params) {
         const id = params.id!;
-        if (!engine.verifyStreamToken(id, ctx.url.searchParams.get('token')) || !engine.get(id))
+        if (!tokens.verify(id, ctx.url.searchParams.get('token')) || !engine.get(id))
           throw new HttpError(
             404,
             'Stream not found',
@@ -234,7 +234,7 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
           );
         sendEventStream(req, res, {
           keepAliveMs,
-          events: (afterId, send) => engine.events(id, afterId, send),
+          events: (afterId, send) => engine.stream(id, afterId, send),
           signal: ctx.signal,
         });
       },

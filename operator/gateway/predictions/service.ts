@@ -1,16 +1,21 @@
 /**
- * The prediction engine and routes as the operator runs them: deployments, models and
- * versions from informers, instances from a watch on model Pods.
+ * The prediction engine and its routes as the operator runs them: deployments, models and
+ * versions from informers, instances from a watch on model Pods, stream URLs signed here.
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import {
+  type CatalogInformers,
+  InformerCatalog,
+  PodEndpoints,
+  type PodLike,
+  PredictionEngine,
+  type PredictionStore,
+} from '../../predictions/index.ts';
 import type { Informer } from '../../runtime/index.ts';
 import type { Route } from '../types.ts';
-import { type CatalogInformers, InformerCatalog } from './catalog.ts';
-import { PodEndpoints, type PodLike } from './endpoints.ts';
-import { PredictionEngine } from './engine.ts';
 import { predictionRoutes } from './routes.ts';
-import type { PredictionStore } from './store.ts';
+import { StreamTokens } from './stream-token.ts';
 
 export interface PredictionServiceOptions extends CatalogInformers {
   /** Pods labelled `modelplane.dev/deployment` (every namespace). */
@@ -34,6 +39,7 @@ export interface PredictionService {
 export function predictionService(opts: PredictionServiceOptions): PredictionService {
   const catalog = new InformerCatalog(opts);
   const endpoints = new PodEndpoints(opts.pods);
+  const tokens = new StreamTokens(opts.streamKey);
   const engine = new PredictionEngine({
     catalog,
     endpoints,
@@ -41,7 +47,7 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     registry: opts.registry,
     secretFor: opts.secretFor,
     store: opts.store,
-    streamKey: opts.streamKey,
+    streamUrl: (rec) => tokens.url(rec),
   });
-  return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog }) };
+  return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog, tokens }) };
 }

@@ -7,8 +7,9 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type DeliveryHeaders, WebhookSender as Sender, type WebhookOptions } from '../../../lib/webhooks.ts';
-import type { WebhookEvent } from './parse.ts';
+import { type Clock, realClock } from '../../lib/clock.ts';
+import type { WebhookEvent } from '../../lib/prediction.ts';
+import { type DeliveryHeaders, WebhookSender as Sender, type WebhookOptions } from '../../lib/webhooks.ts';
 
 /** The key a `whsec_...` secret signs with: the base64-decoded part after `whsec_`. */
 export function secretKey(secret: string): Buffer {
@@ -49,9 +50,11 @@ export interface WebhookSenderOptions extends WebhookOptions {
 export class WebhookSender {
   private readonly sender: Sender;
   private readonly opts: WebhookSenderOptions;
+  private readonly clock: Clock;
 
   constructor(opts: WebhookSenderOptions) {
     this.opts = opts;
+    this.clock = opts.clock ?? realClock;
     this.sender = new Sender(opts.log, opts);
   }
 
@@ -76,7 +79,7 @@ export class WebhookSender {
       const msgId = newMessageId();
       return () => ({
         'user-agent': 'modelplane-webhooks',
-        ...signedHeaders(secret, msgId, Math.floor(Date.now() / 1000), body),
+        ...signedHeaders(secret, msgId, Math.floor(this.clock.now() / 1000), body),
       });
     };
   }

@@ -1,4 +1,7 @@
-/** Exponential backoff with jitter, for reconnecting to the API server after an error. */
+/**
+ * Exponential backoff with jitter: every retry of the operator and the sidecar (reconnecting
+ * to the API server, to a model server, redelivering a webhook) waits by one of these.
+ */
 export class Backoff {
   private readonly initialMs: number;
   private readonly maxMs: number;

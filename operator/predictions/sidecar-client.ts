@@ -3,23 +3,20 @@
  * by id), read it, cancel it, and follow its server-sent events.
  */
 import { Agent, request } from 'node:http';
-import { readSse } from '../../../lib/http.ts';
-import type { InvalidField } from '../../../lib/openapi-input.ts';
+import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
+import { readSse } from '../../lib/http.ts';
+import type { InvalidField } from '../../lib/openapi-input.ts';
+import { type PredictionObject, STREAM_EVENTS, type StreamEvent } from '../../lib/prediction.ts';
 
-export interface SidecarPrediction {
-  id: string;
-  status: string;
-  output?: unknown;
-  logs?: string;
-  error?: string | null;
-  started_at?: string | null;
-  completed_at?: string | null;
-  metrics?: { predict_time?: number; total_time?: number; queue_time?: number };
-  cost?: string;
-}
+/**
+ * A prediction as an instance's sidecar answers it: the API's prediction object, of which only
+ * `id` and `status` are relied on being there.
+ */
+export type InstancePrediction = Pick<PredictionObject, 'id' | 'status'> &
+  Partial<Omit<PredictionObject, 'id' | 'status'>>;
 
 export type CreateResult =
-  | { kind: 'accepted'; body: SidecarPrediction }
+  | { kind: 'accepted'; body: InstancePrediction }
   /** Refused before taking it (429 busy, 503 not ready or draining): send it elsewhere. */
   | { kind: 'refused'; status: number; detail: string; retryAfterMs: number }
   /** No answer: connection refused, reset, timed out. */
@@ -28,16 +25,13 @@ export type CreateResult =
   | { kind: 'error'; status: number; detail: string };
 
 export type GetResult =
-  | { kind: 'ok'; body: SidecarPrediction }
+  | { kind: 'ok'; body: InstancePrediction }
   | { kind: 'not-found' }
   | { kind: 'unreachable'; error: string }
   | { kind: 'error'; status: number; detail: string };
 
-export interface SseEvent {
-  id: number;
-  event: string;
-  data: string;
-}
+const isStreamEvent = (name: string): name is StreamEvent['event'] =>
+  (STREAM_EVENTS as readonly string[]).includes(name);
 
 function describe(err: unknown): string {
   const e = err as { message?: string; code?: string; cause?: { code?: string; message?: string } };
@@ -68,19 +62,25 @@ interface Answer {
  */
 function exchange(
   agent: Agent,
+  clock: Clock,
   method: string,
   url: string,
   timeoutMs: number,
   body?: unknown,
 ): Promise<Answer> {
   const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
+  const timeout = new AbortController();
+  const timer = clock.setTimer(
+    () => timeout.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')),
+    timeoutMs,
+  );
+  const answer = new Promise<Answer>((resolve, reject) => {
     const req = request(
       url,
       {
         method,
         agent,
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: timeout.signal,
         headers: data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {},
       },
       (res) => {
@@ -100,6 +100,28 @@ function exchange(
     req.on('error', reject);
     req.end(data);
   });
+  return answer.finally(() => timer.cancel());
+}
+
+/** What the engine asks of an instance: `SidecarClient` over HTTP, a fake in unit tests. */
+export interface InstanceClient {
+  /** Hands it prediction `id` (idempotent by id). */
+  create(base: string, id: string, input: Record<string, unknown>): Promise<CreateResult>;
+  /** Reads its record of prediction `id`. */
+  get(base: string, id: string): Promise<GetResult>;
+  /** Asks it to cancel; resolves with whether it answered. */
+  cancel(base: string, id: string): Promise<boolean>;
+  /**
+   * Follows the prediction's events after `lastEventId` until `done` ('done'), the stream
+   * ends without it or `signal` aborts ('ended'); throws when the stream breaks.
+   */
+  stream(
+    base: string,
+    id: string,
+    lastEventId: number,
+    onEvent: (e: StreamEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<'done' | 'ended'>;
 }
 
 export interface SidecarClientOptions {
@@ -107,29 +129,36 @@ export interface SidecarClientOptions {
   timeoutMs?: number;
   /** A stream that brings nothing, not even a keep-alive, this long is dropped (default 45 s). */
   streamIdleMs?: number;
+  /** The time limits' clock (default: real time). */
+  clock?: Clock;
 }
 
-export class SidecarClient {
+export class SidecarClient implements InstanceClient {
   private readonly timeoutMs: number;
   private readonly streamIdleMs: number;
+  private readonly clock: Clock;
   private readonly agent = new Agent({ keepAlive: true });
 
   constructor(opts: SidecarClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.streamIdleMs = opts.streamIdleMs ?? 45_000;
+    this.clock = opts.clock ?? realClock;
   }
 
   async create(base: string, id: string, input: Record<string, unknown>): Promise<CreateResult> {
     let res: Answer;
     try {
-      res = await exchange(this.agent, 'POST', `${base}/predictions`, this.timeoutMs, { id, input });
+      res = await exchange(this.agent, this.clock, 'POST', `${base}/predictions`, this.timeoutMs, {
+        id,
+        input,
+      });
     } catch (err) {
       return { kind: 'unreachable', error: describe(err) };
     }
     const body = res.body;
     const detail = typeof body.detail === 'string' ? body.detail : `HTTP ${res.status}`;
     if (res.status === 200 || res.status === 201)
-      return { kind: 'accepted', body: body as unknown as SidecarPrediction };
+      return { kind: 'accepted', body: body as unknown as InstancePrediction };
     if (res.status === 429 || res.status === 503) {
       const ra = Number(res.retryAfter);
       return {
@@ -150,12 +179,13 @@ export class SidecarClient {
     try {
       const res = await exchange(
         this.agent,
+        this.clock,
         'GET',
         `${base}/predictions/${encodeURIComponent(id)}`,
         this.timeoutMs,
       );
       const body = res.body;
-      if (res.status === 200) return { kind: 'ok', body: body as unknown as SidecarPrediction };
+      if (res.status === 200) return { kind: 'ok', body: body as unknown as InstancePrediction };
       if (res.status === 404) return { kind: 'not-found' };
       return { kind: 'error', status: res.status, detail: String(body.detail ?? `HTTP ${res.status}`) };
     } catch (err) {
@@ -168,6 +198,7 @@ export class SidecarClient {
     try {
       const res = await exchange(
         this.agent,
+        this.clock,
         'POST',
         `${base}/predictions/${encodeURIComponent(id)}/cancel`,
         this.timeoutMs,
@@ -187,18 +218,18 @@ export class SidecarClient {
     base: string,
     id: string,
     lastEventId: number,
-    onEvent: (e: SseEvent) => void,
+    onEvent: (e: StreamEvent) => void,
     signal?: AbortSignal,
   ): Promise<'done' | 'ended'> {
     const abort = new AbortController();
     const onOuter = () => abort.abort(signal?.reason);
     signal?.addEventListener('abort', onOuter, { once: true });
-    let idle: NodeJS.Timeout | undefined;
+    let idle: Timer | undefined;
     let idled = false;
     let done = false;
     const arm = () => {
-      if (idle) clearTimeout(idle);
-      idle = setTimeout(() => {
+      idle?.cancel();
+      idle = this.clock.setTimer(() => {
         idled = true;
         abort.abort();
       }, this.streamIdleMs);
@@ -218,7 +249,7 @@ export class SidecarClient {
       }
       for await (const block of readSse(res.body, arm)) {
         const eid = block.id === undefined ? undefined : Number(block.id);
-        if (eid === undefined || !Number.isFinite(eid)) continue;
+        if (eid === undefined || !Number.isFinite(eid) || !isStreamEvent(block.event)) continue;
         onEvent({ id: eid, event: block.event, data: block.data ?? '' });
         if (block.event === 'done') {
           // Closing the connection makes leaving the loop throw the abort: that is the end.
@@ -234,7 +265,7 @@ export class SidecarClient {
       if (signal?.aborted) return 'ended';
       throw new Error(describe(err));
     } finally {
-      if (idle) clearTimeout(idle);
+      idle?.cancel();
       signal?.removeEventListener('abort', onOuter);
     }
   }

@@ -1,7 +1,10 @@
-/** The gateway's prediction metrics, on the operator's registry. */
+/**
+ * The prediction engine's metrics, on the operator's registry. Their names keep the
+ * `modelplane_gateway_` prefix they were published under (docs/gateway.md).
+ */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
-export interface GatewayMetrics {
+export interface EngineMetrics {
   queueDepth: Gauge<'deployment'>;
   predictions: Counter<'deployment' | 'status'>;
   held: Histogram<'deployment'>;
@@ -13,7 +16,7 @@ function existing<T>(registry: Registry, name: string): T | undefined {
   return registry.getSingleMetric(name) as T | undefined;
 }
 
-export function gatewayMetrics(registry: Registry): GatewayMetrics {
+export function engineMetrics(registry: Registry): EngineMetrics {
   const registers = [registry];
   return {
     queueDepth:

@@ -1,18 +1,12 @@
+/** The parts of the predictions module that are pure logic: choice of instance, pod endpoints, the
+ * object callers read, the memory store, webhook signing and delivery. */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HttpError } from '../../../lib/http.ts';
+import { FakeClock } from '../../lib/clock.ts';
 import { notReadyReason } from './catalog.ts';
-import { leastOutstanding, podEndpoint } from './endpoints.ts';
-import {
-  newPredictionId,
-  PREDICTION_ID,
-  parseCancelAfter,
-  parsePreferWait,
-  parseVersionRef,
-  parseWebhook,
-} from './parse.ts';
+import { leastOutstanding, type PodLike, podEndpoint } from './endpoints.ts';
 import { type PredictionRecord, toView } from './record.ts';
 import { MemoryStore } from './store.ts';
 import { sign, WebhookSender } from './webhooks.ts';
@@ -38,88 +32,6 @@ function record(id: string, over: Partial<PredictionRecord> = {}): PredictionRec
   };
 }
 
-describe('prediction ids', () => {
-  it('are 26 characters of lowercase base32 and differ', () => {
-    const ids = new Set(Array.from({ length: 1000 }, newPredictionId));
-    expect(ids.size).toBe(1000);
-    for (const id of ids) expect(id).toMatch(PREDICTION_ID);
-  });
-});
-
-describe('Prefer: wait', () => {
-  it('reads bare wait as 60 and clamps wait=N to 1..60', () => {
-    expect(parsePreferWait(undefined)).toBeUndefined();
-    expect(parsePreferWait('respond-async')).toBeUndefined();
-    expect(parsePreferWait('wait')).toBe(60);
-    expect(parsePreferWait('wait=5')).toBe(5);
-    expect(parsePreferWait('wait=0')).toBe(1);
-    expect(parsePreferWait('wait=600')).toBe(60);
-    expect(parsePreferWait('respond-async, wait=10')).toBe(10);
-  });
-});
-
-describe('Cancel-After', () => {
-  it('parses durations', () => {
-    expect(parseCancelAfter(undefined)).toBeUndefined();
-    expect(parseCancelAfter('30s')).toBe(30_000);
-    expect(parseCancelAfter('5m')).toBe(300_000);
-    expect(parseCancelAfter('1h30m')).toBe(5_400_000);
-    expect(parseCancelAfter('1h2m3s')).toBe(3_723_000);
-    expect(parseCancelAfter('90')).toBe(90_000);
-    expect(parseCancelAfter('1.5m')).toBe(90_000);
-  });
-  it('refuses malformed values and anything under 5 s with 422', () => {
-    for (const bad of ['4s', 'soon', '5x', '1h30', '-5s', 'm']) {
-      const err = (() => {
-        try {
-          parseCancelAfter(bad);
-        } catch (e) {
-          return e;
-        }
-      })();
-      expect(err, bad).toBeInstanceOf(HttpError);
-      expect((err as HttpError).status).toBe(422);
-    }
-    expect(() => parseCancelAfter('4s')).toThrow(/at least 5s/);
-  });
-});
-
-describe('the version of POST /predictions', () => {
-  const id = 'ab'.repeat(32);
-  it('reads an id, owner/name:id and owner/name', () => {
-    expect(parseVersionRef(id)).toEqual({ kind: 'id', id });
-    expect(parseVersionRef(`acme/llm:${id}`)).toEqual({
-      kind: 'model-version',
-      owner: 'acme',
-      name: 'llm',
-      id,
-    });
-    expect(parseVersionRef('acme/llm')).toEqual({ kind: 'model', owner: 'acme', name: 'llm' });
-  });
-  it('refuses anything else with 422 naming the field', () => {
-    for (const bad of [undefined, '', 'abc', 'acme/llm:xyz', 'a/b/c', 'ACME/llm', 42]) {
-      expect(() => parseVersionRef(bad), String(bad)).toThrow(HttpError);
-    }
-    try {
-      parseVersionRef('nope');
-    } catch (e) {
-      expect((e as HttpError).extra.invalid_fields).toEqual([expect.objectContaining({ field: 'version' })]);
-    }
-  });
-});
-
-describe('webhook fields', () => {
-  it('defaults the filter to every event and checks the URL and events', () => {
-    expect(parseWebhook('https://example.com/hook', undefined)).toEqual({
-      webhook: 'https://example.com/hook',
-      events: ['start', 'output', 'logs', 'completed'],
-    });
-    expect(parseWebhook(undefined, ['completed']).events).toEqual(['completed']);
-    expect(() => parseWebhook('ftp://x', undefined)).toThrow(/http\(s\) URL/);
-    expect(() => parseWebhook('https://x', ['done'])).toThrow(/webhook_events_filter/);
-  });
-});
-
 describe('least outstanding', () => {
   const eps = [
     { id: 'a', url: 'http://127.0.0.1:1' },
@@ -143,7 +55,7 @@ describe('least outstanding', () => {
 });
 
 describe('pod endpoints', () => {
-  const pod = {
+  const pod: PodLike = {
     metadata: { name: 'llm-abc', namespace: 'ns', labels: { 'modelplane.dev/deployment': 'llm' } },
     spec: {
       containers: [
@@ -250,18 +162,18 @@ describe('the memory store', () => {
   });
 
   it('expires finished predictions after the TTL, never unfinished ones', () => {
-    let now = 0;
-    const s = new MemoryStore({ ttlMs: 1000, now: () => now });
+    const clock = new FakeClock();
+    const s = new MemoryStore({ ttlMs: 1000, clock });
     s.put(record('done', { status: 'succeeded', idempotencyKey: 'k' }));
     s.put(record('running', { status: 'processing' }));
-    now = 999;
-    expect(s.expire(now)).toBe(0);
-    now = 1000;
-    expect(s.expire(now)).toBe(1);
+    clock.advance(999);
+    expect(s.expire(clock.now())).toBe(0);
+    clock.advance(1);
+    expect(s.expire(clock.now())).toBe(1);
     expect(s.get('done')).toBeUndefined();
     expect(s.findByIdempotencyKey('ns', 'k')).toBeUndefined();
-    now = 100_000;
-    expect(s.expire(now)).toBe(0);
+    clock.advance(99_000);
+    expect(s.expire(clock.now())).toBe(0);
     expect(s.get('running')).toBeDefined();
   });
 

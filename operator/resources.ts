@@ -1,8 +1,12 @@
 /**
- * The kinds the controllers read and write, as runtime ResourceTypes, with the few fields of
- * the built-in kinds they use typed here (objects travel as plain JSON).
+ * The kinds the controllers read and write, as runtime ResourceTypes: modelplane's own typed
+ * by the zod schemas of crds/, the built-in kinds by the `kubernetes-models` package (types
+ * only: objects travel as plain JSON).
  */
-import type { V1DeploymentSpec, V1PodSpec } from '@kubernetes/client-node';
+import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
+import type { INode } from 'kubernetes-models/v1/Node';
+import type { IPod } from 'kubernetes-models/v1/Pod';
+import type { ISecret } from 'kubernetes-models/v1/Secret';
 import {
   API_VERSION,
   type Deployment,
@@ -11,14 +15,11 @@ import {
   type Model,
   type ModelVersion,
   PLURAL,
-} from '../../crds/index.ts';
-import { type KubeObject, resourceType } from '../runtime/index.ts';
+} from '../crds/index.ts';
+import { type KubeObject, type Listed, resourceType } from './runtime/index.ts';
 
-/** Object metadata with the timestamps the controllers read (RFC 3339 strings). */
-export type Meta = NonNullable<KubeObject['metadata']> & {
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-};
+/** Object metadata (ObjectMeta: timestamps are RFC 3339 strings). */
+export type Meta = NonNullable<KubeObject['metadata']>;
 
 /** What the informer's cache holds: the object as the API server stores it (defaults applied). */
 export type Stored<T> = KubeObject & Omit<T, 'metadata'> & { metadata: Meta };
@@ -48,26 +49,8 @@ export const Deployments = resourceType<Stored<Deployment>>({
   namespaced: true,
 });
 
-export interface WorkloadCondition {
-  type: string;
-  status: string;
-  reason?: string;
-  message?: string;
-}
-
 /** An apps/v1 Deployment: the workload that runs a modelplane Deployment's pods. */
-export interface Workload extends KubeObject {
-  spec?: V1DeploymentSpec;
-  status?: {
-    observedGeneration?: number;
-    replicas?: number;
-    updatedReplicas?: number;
-    readyReplicas?: number;
-    availableReplicas?: number;
-    unavailableReplicas?: number;
-    conditions?: WorkloadCondition[];
-  };
-}
+export type Workload = Listed<IDeployment>;
 export const Workloads = resourceType<Workload>({
   apiVersion: 'apps/v1',
   kind: 'Deployment',
@@ -75,28 +58,12 @@ export const Workloads = resourceType<Workload>({
   namespaced: true,
 });
 
-export interface Pod extends KubeObject {
-  metadata?: Meta;
-  spec?: Pick<V1PodSpec, 'nodeName'>;
-  status?: {
-    phase?: string;
-    conditions?: WorkloadCondition[];
-    containerStatuses?: {
-      name: string;
-      ready?: boolean;
-      state?: { waiting?: { reason?: string; message?: string } };
-    }[];
-  };
-}
+/** A Pod: the informers and the status of a Deployment read its phase, conditions and containers. */
+export type Pod = Listed<IPod>;
 export const Pods = resourceType<Pod>({ apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true });
 
-export interface Node extends KubeObject {
-  spec?: {
-    unschedulable?: boolean;
-    taints?: { key: string; value?: string; effect: string }[];
-  };
-  status?: { allocatable?: Record<string, string> };
-}
+/** A Node: the HardwareClass controller reads its labels, taints and allocatable resources. */
+export type Node = Listed<INode>;
 export const Nodes = resourceType<Node>({
   apiVersion: 'v1',
   kind: 'Node',
@@ -108,11 +75,7 @@ export const Nodes = resourceType<Node>({
  * A Secret: the controllers read only its metadata (they never log or compare its data);
  * the gateway writes API tokens and webhook signing secrets.
  */
-export interface Secret extends KubeObject {
-  type?: string;
-  data?: Record<string, string>;
-  stringData?: Record<string, string>;
-}
+export type Secret = Listed<ISecret>;
 export const Secrets = resourceType<Secret>({
   apiVersion: 'v1',
   kind: 'Secret',

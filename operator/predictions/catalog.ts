@@ -3,8 +3,8 @@
  * runs, its input schema, concurrency and queue bounds, why it has no ready instance; which
  * deployment serves a model. Read from informers in the operator; given directly in tests.
  */
-import { CONDITION, type Deployment, type Model, type ModelVersion } from '../../../crds/index.ts';
-import type { Informer, KubeObject } from '../../runtime/index.ts';
+import { CONDITION, type Deployment, type Model, type ModelVersion } from '../../crds/index.ts';
+import type { Informer, KubeObject } from '../runtime/index.ts';
 
 export interface DeploymentView {
   namespace: string;

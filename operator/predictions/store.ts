@@ -5,7 +5,9 @@
  * has not finished. Another implementation (a shared database) can back several gateway
  * replicas behind the same interface.
  */
-import { isTerminal, type PredictionRecord } from './record.ts';
+import { type Clock, realClock } from '../../lib/clock.ts';
+import { isTerminal } from '../../lib/prediction.ts';
+import type { PredictionRecord } from './record.ts';
 
 export interface ListOptions {
   namespaces: 'all' | readonly string[];
@@ -40,7 +42,8 @@ export interface MemoryStoreOptions {
   ttlMs?: number;
   /** Most predictions kept (default 100 000). */
   maxRecords?: number;
-  now?: () => number;
+  /** When a prediction finished is read from it. */
+  clock?: Clock;
 }
 
 function encodeCursor(rec: { createdAt: number; id: string }): string {
@@ -64,12 +67,12 @@ export class MemoryStore implements PredictionStore {
   private readonly keys = new Map<string, string>();
   private readonly ttlMs: number;
   private readonly maxRecords: number;
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
   constructor(opts: MemoryStoreOptions = {}) {
     this.ttlMs = opts.ttlMs ?? 3_600_000;
     this.maxRecords = opts.maxRecords ?? 100_000;
-    this.now = opts.now ?? Date.now;
+    this.clock = opts.clock ?? realClock;
   }
 
   get size(): number {
@@ -80,7 +83,7 @@ export class MemoryStore implements PredictionStore {
     const known = this.records.has(rec.id);
     this.records.set(rec.id, rec);
     if (rec.idempotencyKey) this.keys.set(`${rec.namespace}\n${rec.idempotencyKey}`, rec.id);
-    if (isTerminal(rec.status) && !this.finished.has(rec.id)) this.finished.set(rec.id, this.now());
+    if (isTerminal(rec.status) && !this.finished.has(rec.id)) this.finished.set(rec.id, this.clock.now());
     if (!known && this.records.size > this.maxRecords) this.evict();
   }
 

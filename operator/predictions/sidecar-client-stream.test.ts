@@ -2,7 +2,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SidecarClient, type SseEvent } from './sidecar-client.ts';
+import type { StreamEvent } from '../../lib/prediction.ts';
+import { SidecarClient } from './sidecar-client.ts';
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -26,7 +27,7 @@ async function streaming(frames: string[]): Promise<string> {
 describe('SidecarClient.stream', () => {
   it('resolves done after the done event, with every event before it', async () => {
     const base = await streaming(['id: 1\nevent: output\ndata: x\n\n', 'id: 2\nevent: done\ndata: {}\n\n']);
-    const seen: SseEvent[] = [];
+    const seen: StreamEvent[] = [];
     await expect(new SidecarClient().stream(base, 'p1', 0, (e) => seen.push(e))).resolves.toBe('done');
     expect(seen.map((e) => e.event)).toEqual(['output', 'done']);
   });

@@ -3,8 +3,10 @@
  * URL of the sidecar's API. The dispatcher only reads this interface, so it runs the same
  * against pods found by a Pod watch and against sidecars a test started itself.
  */
-import { CONDITION, LABEL } from '../../../crds/index.ts';
-import { type Informer, type KubeObject, resourceType } from '../../runtime/index.ts';
+
+import type { IPod } from 'kubernetes-models/v1/Pod';
+import { CONDITION, LABEL } from '../../crds/index.ts';
+import { type Informer, type Listed, resourceType } from '../runtime/index.ts';
 
 export interface Endpoint {
   /** Names the instance in errors and metrics: the pod's name. */
@@ -39,12 +41,8 @@ export class StaticEndpoints implements EndpointSource {
   }
 }
 
-/** The few fields of a Pod the endpoint watch reads. */
-export interface PodLike extends KubeObject {
-  metadata?: KubeObject['metadata'] & { deletionTimestamp?: string };
-  spec?: { containers?: { name: string; ports?: { name?: string; containerPort: number }[] }[] };
-  status?: { podIP?: string; phase?: string; conditions?: { type: string; status: string }[] };
-}
+/** A Pod, as the endpoint watch reads it. */
+export type PodLike = Listed<IPod>;
 
 export const SIDECAR_CONTAINER = 'sidecar';
 export const SIDECAR_PORT_NAME = 'api';

@@ -1,9 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from './main.ts';
+import { ConfigError, OPTIONS, type OperatorConfig, parseConfig, USAGE } from './config.ts';
+
+/** The settings of `argv` and `env`, not help. */
+function config(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
+  const c = parseConfig(argv, env);
+  if (c === 'help') throw new Error('want settings, got help');
+  return c;
+}
 
 describe('modelplane operator flags', () => {
   it('runs the controllers and the gateway by default, the gateway on 0.0.0.0:8000', () => {
-    const c = parseConfig([], {});
+    const c = config([], {});
     expect(c.roles).toEqual(['controllers', 'gateway']);
     expect(c.gateway).toEqual({
       address: { host: '0.0.0.0', port: 8000 },
@@ -16,7 +23,7 @@ describe('modelplane operator flags', () => {
   });
 
   it('reads the gateway flags, and their variables when a flag is absent', () => {
-    const c = parseConfig(
+    const c = config(
       [
         '--roles=gateway',
         '--gateway-address=127.0.0.1:9000',
@@ -44,5 +51,24 @@ describe('modelplane operator flags', () => {
     expect(() => parseConfig(['--public-url=ftp://x'], {})).toThrow('--public-url');
     expect(() => parseConfig(['--gateway-address=off'], {})).toThrow('--gateway-address: want HOST:PORT');
     expect(() => parseConfig(['--roles=webhook'], {})).toThrow('the webhook role is not in this build');
+  });
+
+  it('names the variable a bad value came from', () => {
+    expect(() => parseConfig([], { MODELPLANE_WORKERS: '0' })).toThrow(
+      '--workers: want a whole number from 1 to 64, got "0" (from MODELPLANE_WORKERS)',
+    );
+    expect(config(['--workers=8'], { MODELPLANE_WORKERS: '0' }).workers).toBe(8);
+  });
+
+  it('answers --help whatever else is set', () => {
+    expect(parseConfig(['--help'], { MODELPLANE_WORKERS: 'many' })).toBe('help');
+    expect(parseConfig(['-h'], {})).toBe('help');
+  });
+
+  it('documents every flag with its variable in --help', () => {
+    for (const o of Object.values(OPTIONS)) {
+      expect(USAGE).toContain(`--${o.flag}`);
+      expect(o.help).toContain(o.env[0]);
+    }
   });
 });

@@ -11,6 +11,7 @@ import { Registry } from 'prom-client';
 import { validateWebhook } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, waitFor } from '../../../harness/processes.ts';
+import { PREDICTION_ID } from '../../../lib/prediction.ts';
 import { call, metricValue } from '../../../sidecar/testing/client.ts';
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
 import {
@@ -20,12 +21,15 @@ import {
   startSidecar,
 } from '../../../sidecar/testing/sidecar.ts';
 import { openSse } from '../../../sidecar/testing/sse.ts';
-import { type DeploymentView, StaticCatalog } from './catalog.ts';
-import { StaticEndpoints } from './endpoints.ts';
-import { PredictionEngine } from './engine.ts';
-import { PREDICTION_ID } from './parse.ts';
-import type { PredictionView } from './record.ts';
+import {
+  type DeploymentView,
+  PredictionEngine,
+  type PredictionView,
+  StaticCatalog,
+  StaticEndpoints,
+} from '../../predictions/index.ts';
 import { predictionRoutes } from './routes.ts';
+import { StreamTokens } from './stream-token.ts';
 import { serveRoutes, type TestServer } from './testing.ts';
 
 const NS = 'team';
@@ -43,6 +47,7 @@ const catalog = new StaticCatalog();
 const endpoints = new StaticEndpoints();
 const registry = new Registry();
 const pokes: string[] = [];
+const tokens = new StreamTokens();
 let engine: PredictionEngine;
 let gw: TestServer;
 const sc: Record<string, RunningSidecar> = {};
@@ -131,12 +136,13 @@ beforeAll(async () => {
     catalog,
     endpoints,
     registry,
+    streamUrl: (rec) => tokens.url(rec),
     log: pino({ level: 'silent' }),
     secretFor: () => SECRET,
     webhookOptions: { retryBaseMs: 50 },
   });
   engine.onPoke((ns, name) => pokes.push(`${ns}/${name}`));
-  gw = await serveRoutes(predictionRoutes({ engine, catalog, keepAliveMs: 200 }));
+  gw = await serveRoutes(predictionRoutes({ engine, catalog, tokens, keepAliveMs: 200 }));
 }, 240_000);
 
 afterAll(async () => {

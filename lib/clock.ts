@@ -1,7 +1,12 @@
-/** Time as the runtime sees it: real in production, a hand-driven fake in unit tests. */
+/**
+ * Time as the operator and the sidecar see it: real in production, a hand-driven fake in
+ * unit tests. Every timer, deadline and timestamp goes through one of these.
+ */
 export interface Clock {
-  /** Milliseconds since the epoch. */
+  /** Wall time, milliseconds since the epoch: the timestamps callers see. */
   now(): number;
+  /** Monotonic milliseconds: every duration. */
+  mono(): number;
   /** Runs `fn` once, `ms` from now. */
   setTimer(fn: () => void, ms: number): Timer;
 }
@@ -12,6 +17,7 @@ export interface Timer {
 
 export const realClock: Clock = {
   now: () => Date.now(),
+  mono: () => performance.now(),
   setTimer(fn, ms) {
     const t = setTimeout(fn, Math.max(0, ms));
     return { cancel: () => clearTimeout(t) };
@@ -52,6 +58,11 @@ export class FakeClock implements Clock {
   }
 
   now(): number {
+    return this.time;
+  }
+
+  /** The same as `now()`: a fake clock's time only moves forward. */
+  mono(): number {
     return this.time;
   }
 

@@ -1,0 +1,446 @@
+/**
+ * Settings of `modelplane operator`: each is a flag, or an environment variable (the way the
+ * chart sets them), flag first; the defaults, the checks and the --help text.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { ConfigError, formatOptions, HELP_ROW, option, parseOptions } from '../lib/config.ts';
+import { DEFAULT_PEER_SELECTOR, SA_TOKEN_FILE } from './autoscaler/peers.ts';
+import { DEFAULT_RESYNC_MS } from './controllers/index.ts';
+
+export { ConfigError };
+
+export const ROLES = ['controllers', 'gateway', 'webhook'] as const;
+export type Role = (typeof ROLES)[number];
+/** Roles this build can run. */
+export const AVAILABLE_ROLES: readonly Role[] = ['controllers', 'gateway'];
+/** Roles run when none are named. */
+export const DEFAULT_ROLES: readonly Role[] = ['controllers', 'gateway'];
+
+const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+export const ENV = {
+  kubeconfig: 'KUBECONFIG',
+  roles: 'MODELPLANE_ROLES',
+  leaderElect: 'MODELPLANE_LEADER_ELECT',
+  leaseName: 'MODELPLANE_LEASE_NAME',
+  leaseNamespace: 'MODELPLANE_LEASE_NAMESPACE',
+  leaseDuration: 'MODELPLANE_LEASE_DURATION',
+  renewDeadline: 'MODELPLANE_RENEW_DEADLINE',
+  retryPeriod: 'MODELPLANE_RETRY_PERIOD',
+  httpAddress: 'MODELPLANE_HTTP_ADDRESS',
+  logLevel: 'MODELPLANE_LOG_LEVEL',
+  sidecarImage: 'MODELPLANE_SIDECAR_IMAGE',
+  workers: 'MODELPLANE_WORKERS',
+  resyncPeriod: 'MODELPLANE_RESYNC_PERIOD',
+  identity: 'MODELPLANE_IDENTITY',
+  shutdownTimeout: 'MODELPLANE_SHUTDOWN_TIMEOUT',
+  autoscalerTick: 'MODELPLANE_AUTOSCALER_TICK',
+  autoscalerPeers: 'MODELPLANE_AUTOSCALER_PEERS',
+  autoscalerPeerPort: 'MODELPLANE_AUTOSCALER_PEER_PORT',
+  autoscalerPeerTokenFile: 'MODELPLANE_AUTOSCALER_PEER_TOKEN_FILE',
+  gatewayAddress: 'MODELPLANE_GATEWAY_ADDRESS',
+  publicUrl: 'MODELPLANE_PUBLIC_URL',
+  trustForwardedHeaders: 'MODELPLANE_TRUST_FORWARDED_HEADERS',
+  tokenNamespace: 'MODELPLANE_TOKEN_NAMESPACE',
+  allowAnonymous: 'MODELPLANE_ALLOW_ANONYMOUS',
+  tokenReviewAudiences: 'MODELPLANE_TOKEN_REVIEW_AUDIENCES',
+} as const;
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+export function defaultSidecarImage(): string {
+  return `ghcr.io/modelplane/modelplane:${packageVersion()}`;
+}
+
+function defaultNamespace(): string {
+  try {
+    if (existsSync(SA_NAMESPACE_FILE)) return readFileSync(SA_NAMESPACE_FILE, 'utf8').trim() || 'default';
+  } catch {}
+  return 'default';
+}
+
+export interface Address {
+  host: string;
+  port: number;
+}
+
+/** HOST:PORT, :PORT or PORT (host 0.0.0.0); `"off"` too where `off` is allowed. */
+function address(raw: string, off: boolean): Address | false {
+  if (raw === 'off' && off) return false;
+  const colon = raw.lastIndexOf(':');
+  const host = colon > 0 ? raw.slice(0, colon) : '0.0.0.0';
+  const port = Number(colon >= 0 ? raw.slice(colon + 1) : raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`want HOST:PORT${off ? ' or "off"' : ''}, got "${raw}"`);
+  return { host: host.replace(/^\[|\]$/g, ''), port };
+}
+
+/** An absolute http(s) URL without query or fragment, its trailing slashes and /v1 removed. */
+function publicUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`want an absolute http(s) URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new Error(`want an absolute http(s) URL, got "${raw}"`);
+  if (url.search || url.hash) throw new Error(`no query or fragment, got "${raw}"`);
+  return url.toString().replace(/\/+$/, '').replace(/\/v1$/, '');
+}
+
+function checkRoles(roles: string[]): string | undefined {
+  for (const r of roles) {
+    if (!(ROLES as readonly string[]).includes(r))
+      return `unknown role "${r}"; roles are ${ROLES.join(', ')}`;
+    if (!AVAILABLE_ROLES.includes(r as Role))
+      return `the ${r} role is not in this build; run --roles=${AVAILABLE_ROLES.join(',')}`;
+  }
+  return roles.length ? undefined : 'name at least one role';
+}
+
+/** The settings of every replica, in the order --help lists them. */
+const GENERAL = {
+  kubeconfig: option({
+    flag: 'kubeconfig',
+    env: ENV.kubeconfig,
+    meta: 'PATH',
+    help: `kubeconfig to use (${ENV.kubeconfig}; default: the pod's service
+account in a cluster, else ~/.kube/config)`,
+  }),
+  roles: option({
+    flag: 'roles',
+    env: ENV.roles,
+    type: 'list',
+    default: () => [...DEFAULT_ROLES],
+    check: checkRoles,
+    meta: 'LIST',
+    help: `comma-separated roles to run: controllers, gateway (${ENV.roles};
+default controllers,gateway; webhook is not in this build)`,
+  }),
+  leaderElect: option({
+    flag: 'leader-elect',
+    env: ENV.leaderElect,
+    type: 'bool',
+    default: true,
+    meta: 'BOOL',
+    help: `hold a Lease before running controllers (${ENV.leaderElect};
+default true; false only with a single replica)`,
+  }),
+  leaseName: option({
+    flag: 'lease-name',
+    env: ENV.leaseName,
+    default: 'modelplane-operator',
+    meta: 'NAME',
+    help: `the Lease's name (${ENV.leaseName}; default modelplane-operator)`,
+  }),
+  leaseNamespace: option({
+    flag: 'lease-namespace',
+    env: [ENV.leaseNamespace, 'POD_NAMESPACE'],
+    default: defaultNamespace,
+    meta: 'NS',
+    help: `the Lease's namespace (${ENV.leaseNamespace}; default: the pod's
+namespace in a cluster, else default)`,
+  }),
+  leaseDurationMs: option({
+    flag: 'lease-duration',
+    env: ENV.leaseDuration,
+    type: 'duration',
+    min: 0.1,
+    default: 15_000,
+    meta: 'SECONDS',
+    help: `how long a Lease holds without renewal (${ENV.leaseDuration}; default 15)`,
+  }),
+  renewDeadlineMs: option({
+    flag: 'renew-deadline',
+    env: ENV.renewDeadline,
+    type: 'duration',
+    min: 0.1,
+    default: 10_000,
+    meta: 'SECONDS',
+    help: `how long the leader keeps trying to renew before it steps down
+(${ENV.renewDeadline}; default 10)`,
+  }),
+  retryPeriodMs: option({
+    flag: 'retry-period',
+    env: ENV.retryPeriod,
+    type: 'duration',
+    min: 0.05,
+    default: 2_000,
+    meta: 'SECONDS',
+    help: `pause between tries to acquire or renew (${ENV.retryPeriod}; default 2)`,
+  }),
+  http: option({
+    flag: 'http-address',
+    env: ENV.httpAddress,
+    parse: (raw) => address(raw, true),
+    default: () => ({ host: '0.0.0.0', port: 8081 }),
+    meta: 'HOST:PORT',
+    help: `health (/healthz, /readyz) and metrics (/metrics) server
+(${ENV.httpAddress}; default 0.0.0.0:8081; "off" for none)`,
+  }),
+  logLevel: option({
+    flag: 'log-level',
+    env: [ENV.logLevel, 'LOG_LEVEL'],
+    default: 'info',
+    meta: 'LEVEL',
+    help: `trace, debug, info, warn, error (${ENV.logLevel}, or LOG_LEVEL; default info)`,
+  }),
+  sidecarImage: option({
+    flag: 'sidecar-image',
+    env: ENV.sidecarImage,
+    default: defaultSidecarImage,
+    meta: 'IMAGE',
+    help: `image of the sidecar container in model pods (${ENV.sidecarImage};
+default ${defaultSidecarImage()})`,
+  }),
+  workers: option({
+    flag: 'workers',
+    env: ENV.workers,
+    type: 'int',
+    min: 1,
+    max: 64,
+    default: 4,
+    meta: 'N',
+    help: `concurrent reconciles per controller (${ENV.workers}; default 4)`,
+  }),
+  resyncPeriodMs: option({
+    flag: 'resync-period',
+    env: ENV.resyncPeriod,
+    type: 'duration',
+    min: 0,
+    default: DEFAULT_RESYNC_MS,
+    meta: 'SECONDS',
+    help: `reconcile every object this often even without a change
+(${ENV.resyncPeriod}; default ${DEFAULT_RESYNC_MS / 1000}; 0 = never)`,
+  }),
+  identity: option({
+    flag: 'identity',
+    env: [ENV.identity, 'POD_NAME'],
+    meta: 'NAME',
+    help: `this replica among the Lease candidates (${ENV.identity}, or
+POD_NAME; default: the host name and a random suffix)`,
+  }),
+  shutdownTimeoutMs: option({
+    flag: 'shutdown-timeout',
+    env: ENV.shutdownTimeout,
+    type: 'duration',
+    min: 0,
+    default: 30_000,
+    meta: 'SECONDS',
+    help: `how long running reconciles and gateway requests may finish
+after SIGTERM (${ENV.shutdownTimeout}; default 30)`,
+  }),
+};
+
+/** The gateway role's settings. */
+const GATEWAY = {
+  gatewayAddress: option({
+    flag: 'gateway-address',
+    env: ENV.gatewayAddress,
+    parse: (raw) => address(raw, false) as Address,
+    default: () => ({ host: '0.0.0.0', port: 8000 }),
+    meta: 'HOST:PORT',
+    help: `the prediction API server (${ENV.gatewayAddress};
+default 0.0.0.0:8000)`,
+  }),
+  publicUrl: option({
+    flag: 'public-url',
+    env: ENV.publicUrl,
+    parse: publicUrl,
+    meta: 'URL',
+    help: `base URL callers reach the API at, without /v1, used in the
+absolute URLs the API returns (${ENV.publicUrl}; default: from each
+request's Host header)`,
+  }),
+  trustForwardedHeaders: option({
+    flag: 'trust-forwarded-headers',
+    env: ENV.trustForwardedHeaders,
+    type: 'bool',
+    default: false,
+    meta: 'BOOL',
+    help: `build URLs from X-Forwarded-Proto/-Host; only behind a proxy
+that sets them (${ENV.trustForwardedHeaders}; default false)`,
+  }),
+  tokenNamespace: option({
+    flag: 'token-namespace',
+    env: ENV.tokenNamespace,
+    meta: 'NS',
+    help: `namespace of the API token Secrets and webhook signing Secrets
+(${ENV.tokenNamespace}; default: the lease namespace)`,
+  }),
+  allowAnonymous: option({
+    flag: 'allow-anonymous',
+    env: ENV.allowAnonymous,
+    type: 'list',
+    meta: 'LIST',
+    help: `namespaces callers without a token may act in, comma-separated
+(${ENV.allowAnonymous}; default none: every request needs a token)`,
+  }),
+  tokenReviewAudiences: option({
+    flag: 'token-review-audiences',
+    env: ENV.tokenReviewAudiences,
+    type: 'list',
+    meta: 'LIST',
+    help: `audiences Kubernetes tokens must be for, comma-separated
+(${ENV.tokenReviewAudiences}; default: the API server's)`,
+  }),
+};
+
+/** The autoscaler's settings (it runs with the controllers). */
+const AUTOSCALER = {
+  autoscalerTickMs: option({
+    flag: 'autoscaler-tick',
+    env: ENV.autoscalerTick,
+    type: 'duration',
+    min: 0.05,
+    default: 1_000,
+    meta: 'SECONDS',
+    help: `time between scaling decisions (${ENV.autoscalerTick}; default 1;
+a gateway holding a request with no ready instance also
+triggers one at once)`,
+  }),
+  autoscalerPeers: option({
+    flag: 'autoscaler-peers',
+    env: ENV.autoscalerPeers,
+    default: 'auto',
+    meta: 'MODE',
+    help: `gather demand from the other operator replicas: "auto" (on when
+running in a pod with a ServiceAccount token and the HTTP
+server on), "off", or the
+label selector of the operator's pods (${ENV.autoscalerPeers};
+default auto; auto selects
+${DEFAULT_PEER_SELECTOR}).
+Each replica serves GET /autoscaler/demand (and the leader
+POST /autoscaler/poke) on the --http-address server to
+callers whose bearer token a TokenReview finds to be this
+operator's own ServiceAccount`,
+  }),
+  autoscalerPeerPort: option({
+    flag: 'autoscaler-peer-port',
+    env: ENV.autoscalerPeerPort,
+    type: 'int',
+    min: 1,
+    max: 65535,
+    meta: 'N',
+    help: `the peers' --http-address port, unless their pod names a
+container port "metrics" (${ENV.autoscalerPeerPort}; default: the
+port of --http-address)`,
+  }),
+  autoscalerPeerTokenFile: option({
+    flag: 'autoscaler-peer-token-file',
+    env: ENV.autoscalerPeerTokenFile,
+    default: SA_TOKEN_FILE,
+    meta: 'PATH',
+    help: `
+the token sent to peers, and whose subject peers accept
+(${ENV.autoscalerPeerTokenFile}; default ${SA_TOKEN_FILE})`,
+  }),
+};
+
+/** Every setting of `modelplane operator`. */
+export const OPTIONS = { ...GENERAL, ...GATEWAY, ...AUTOSCALER };
+
+const COLUMN = 29;
+
+export const USAGE = `Usage: modelplane operator [flags]
+
+Runs the modelplane operator. The controllers (HardwareClass, Model, ModelVersion,
+Deployment, Prediction) and the autoscaler run only in the replica that holds the leader
+Lease; the gateway (the prediction API under /v1) and /healthz, /readyz and /metrics are
+served by every
+replica. Each flag can also be set by the environment variable shown; a flag wins over its
+variable.
+
+Flags:
+${formatOptions(Object.values(GENERAL), COLUMN)}
+Gateway flags (role gateway):
+${formatOptions(Object.values(GATEWAY), COLUMN)}
+Autoscaler (runs with the controllers, on the Lease holder):
+${formatOptions([...Object.values(AUTOSCALER), HELP_ROW], COLUMN)}`;
+
+export interface OperatorConfig {
+  kubeconfig: string | undefined;
+  roles: Role[];
+  leaderElect: boolean;
+  leaseName: string;
+  leaseNamespace: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  http: Address | false;
+  logLevel: string;
+  sidecarImage: string;
+  workers: number;
+  resyncPeriodMs: number;
+  identity: string | undefined;
+  shutdownTimeoutMs: number;
+  autoscalerTickMs: number;
+  /** Demand across replicas: off, or the operator pods' selector and how to reach and trust them. */
+  autoscalerPeers: false | { labelSelector: string; port: number; tokenFile: string; namespace: string };
+  gateway: {
+    address: Address;
+    publicUrl: string | undefined;
+    trustForwardedHeaders: boolean;
+    tokenNamespace: string;
+    allowAnonymous: string[];
+    tokenReviewAudiences: string[];
+  };
+}
+
+/**
+ * The settings of `argv` and `env` (flags first, then the environment, then defaults), or
+ * `'help'` when asked for. Throws ConfigError on a bad value.
+ */
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig | 'help' {
+  const v = parseOptions(OPTIONS, argv, env);
+  if (v === 'help') return v;
+  const { http, autoscalerPeerTokenFile: tokenFile } = v;
+  const mode = v.autoscalerPeers;
+  let autoscalerPeers: OperatorConfig['autoscalerPeers'] = false;
+  // auto: on in a pod (it has a ServiceAccount token) that serves HTTP.
+  if (mode !== 'off' && !(mode === 'auto' && (!existsSync(tokenFile) || !http))) {
+    if (!http)
+      throw new ConfigError(
+        '--autoscaler-peers needs the HTTP server: set --http-address, or --autoscaler-peers=off',
+      );
+    autoscalerPeers = {
+      labelSelector: mode === 'auto' ? DEFAULT_PEER_SELECTOR : mode,
+      port: v.autoscalerPeerPort ?? http.port,
+      tokenFile,
+      namespace: env.POD_NAMESPACE || defaultNamespace(),
+    };
+  }
+  return {
+    kubeconfig: v.kubeconfig,
+    roles: v.roles as Role[],
+    leaderElect: v.leaderElect,
+    leaseName: v.leaseName,
+    leaseNamespace: v.leaseNamespace,
+    leaseDurationMs: v.leaseDurationMs,
+    renewDeadlineMs: v.renewDeadlineMs,
+    retryPeriodMs: v.retryPeriodMs,
+    http,
+    logLevel: v.logLevel,
+    sidecarImage: v.sidecarImage,
+    workers: v.workers,
+    resyncPeriodMs: v.resyncPeriodMs,
+    identity: v.identity,
+    shutdownTimeoutMs: v.shutdownTimeoutMs,
+    autoscalerTickMs: v.autoscalerTickMs,
+    autoscalerPeers,
+    gateway: {
+      address: v.gatewayAddress,
+      publicUrl: v.publicUrl,
+      trustForwardedHeaders: v.trustForwardedHeaders,
+      tokenNamespace: v.tokenNamespace ?? v.leaseNamespace,
+      allowAnonymous: v.allowAnonymous,
+      tokenReviewAudiences: v.tokenReviewAudiences,
+    },
+  };
+}

@@ -1,0 +1,310 @@
+/**
+ * The pods of a modelplane Deployment, as pure functions: the apps/v1 Deployment that runs
+ * them (the pod template: the model container, the sidecar, the hardware's resources,
+ * placement and tolerations) and the Secret with the webhook token the two containers share.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IObjectMeta } from '@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
+import type { ISecret } from 'kubernetes-models/v1/Secret';
+import type { IToleration } from 'kubernetes-models/v1/Toleration';
+import {
+  ANNOTATION,
+  API_VERSION,
+  type DeploymentSpec,
+  GPU,
+  type HardwareClassSpec,
+  KIND,
+  LABEL,
+  type ModelVersionSpec,
+} from '../../crds/index.ts';
+import type { Workload } from '../resources.ts';
+
+export const MODEL_CONTAINER = 'model';
+export const SIDECAR_CONTAINER = 'sidecar';
+/** Port of the Cog server in the model container ($PORT). */
+export const MODEL_PORT = 5000;
+export const SIDECAR_API_PORT = 8080;
+export const SIDECAR_METRICS_PORT = 9090;
+/**
+ * Seconds a terminating pod gets beyond the predict timeout to finish its last prediction:
+ * the sidecar's drain timeout takes a third of it, its drain read timeout (10 s by default)
+ * fits in the rest.
+ */
+export const TERMINATION_MARGIN_SECONDS = 30;
+export const MANAGED_BY = 'modelplane';
+/** What the sidecar container requests, beside the hardware's own CPU and memory. */
+export const SIDECAR_REQUESTS = { cpu: '50m', memory: '64Mi' } as const;
+
+/** Environment variables modelplane sets on the model container; a version's env cannot override them. */
+export const RESERVED_MODEL_ENV = [
+  'PORT',
+  'COG_MAX_CONCURRENCY',
+  'COG_SETUP_TIMEOUT',
+  'WEBHOOK_AUTH_TOKEN',
+] as const;
+
+/**
+ * How the model container runs: the Cog server, as a Cog image's CMD does, but ignoring
+ * SIGTERM (`--await-explicit-shutdown true`), so deleting a pod does not kill the predictions
+ * it runs; the sidecar drains, then stops it with `POST /shutdown`.
+ */
+export const MODEL_ARGS = ['python', '-m', 'cog.server.http', '--await-explicit-shutdown', 'true'];
+
+/** Key, in the webhook token Secret, of the bearer token the Cog server puts on its webhooks. */
+export const WEBHOOK_TOKEN_KEY = 'token';
+
+/** Name of the Secret holding the webhook token shared by a Deployment's model and sidecar containers. */
+export function webhookSecretName(deployment: string): string {
+  return `${deployment}-webhook-token`;
+}
+
+function webhookTokenEnv(deployment: string): IEnvVar {
+  return {
+    name: 'WEBHOOK_AUTH_TOKEN',
+    valueFrom: { secretKeyRef: { name: webhookSecretName(deployment), key: WEBHOOK_TOKEN_KEY } },
+  };
+}
+
+/** A Secret as the Deployment controller writes it: the fields it always sets. */
+export type WebhookSecret = ISecret & {
+  metadata: Required<Pick<IObjectMeta, 'name' | 'namespace' | 'labels' | 'ownerReferences'>>;
+  type: 'Opaque';
+  data: Record<string, string>;
+};
+
+/**
+ * The webhook token Secret of a modelplane Deployment, with a new random token (32 bytes,
+ * hex). The controller creates it once and never rewrites it: pods keep their token.
+ */
+export function desiredWebhookSecret(
+  owner: { name: string; namespace: string; uid: string },
+  token: string = randomBytes(32).toString('hex'),
+): WebhookSecret {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: webhookSecretName(owner.name),
+      namespace: owner.namespace,
+      labels: {
+        [LABEL.appPartOf]: 'modelplane',
+        [LABEL.appManagedBy]: MANAGED_BY,
+        [LABEL.deployment]: owner.name,
+      },
+      ownerReferences: [
+        {
+          apiVersion: API_VERSION,
+          kind: KIND.Deployment,
+          name: owner.name,
+          uid: owner.uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
+    },
+    type: 'Opaque',
+    data: { [WEBHOOK_TOKEN_KEY]: Buffer.from(token, 'utf8').toString('base64') },
+  };
+}
+export interface WorkloadInput {
+  /** The modelplane Deployment: its name, namespace and uid (the owner) and its parsed spec. */
+  owner: { name: string; namespace: string; uid: string };
+  spec: DeploymentSpec;
+  version: { name: string; id: string; spec: ModelVersionSpec };
+  hardware: { name: string; spec: HardwareClassSpec };
+  release: number;
+  releaseHash: string;
+  sidecarImage: string;
+  /**
+   * `spec.replicas` to apply, or undefined to leave the field to the autoscaler. The
+   * controller sets it only when it creates the workload (and until the autoscaler has taken
+   * the field over); see `replicasToApply`.
+   */
+  replicas?: number;
+}
+export function selectorLabels(deployment: string): Record<string, string> {
+  return { [LABEL.deployment]: deployment };
+}
+
+export function workloadLabels(input: WorkloadInput): Record<string, string> {
+  return {
+    [LABEL.appName]: input.spec.model,
+    [LABEL.appInstance]: input.owner.name,
+    [LABEL.appVersion]: input.version.name,
+    [LABEL.appComponent]: 'model',
+    [LABEL.appPartOf]: 'modelplane',
+    [LABEL.appManagedBy]: MANAGED_BY,
+    [LABEL.deployment]: input.owner.name,
+    [LABEL.version]: input.version.name,
+    [LABEL.release]: String(input.release),
+    [LABEL.model]: input.spec.model,
+    [LABEL.hardware]: input.hardware.name,
+  };
+}
+
+function modelEnv(version: ModelVersionSpec, deployment: string): IEnvVar[] {
+  const reserved = new Set<string>(RESERVED_MODEL_ENV);
+  const own: IEnvVar[] = (version.env ?? [])
+    .filter((e) => !reserved.has(e.name))
+    .map((e) => {
+      if (e.value !== undefined) return { name: e.name, value: e.value };
+      const from = e.valueFrom;
+      if (from?.secretKeyRef) return { name: e.name, valueFrom: { secretKeyRef: { ...from.secretKeyRef } } };
+      if (from?.configMapKeyRef)
+        return { name: e.name, valueFrom: { configMapKeyRef: { ...from.configMapKeyRef } } };
+      return { name: e.name, value: '' };
+    });
+  return [
+    ...own,
+    { name: 'PORT', value: String(MODEL_PORT) },
+    { name: 'COG_MAX_CONCURRENCY', value: String(version.maxConcurrency) },
+    { name: 'COG_SETUP_TIMEOUT', value: String(version.setupTimeoutSeconds) },
+    webhookTokenEnv(deployment),
+  ];
+}
+
+function tolerations(hw: HardwareClassSpec): IToleration[] | undefined {
+  if (!hw.tolerations?.length) return undefined;
+  return hw.tolerations.map((t) => {
+    const out: IToleration = { operator: t.operator };
+    if (t.key !== undefined) out.key = t.key;
+    if (t.value !== undefined && t.operator !== 'Exists') out.value = t.value;
+    if (t.effect !== undefined) out.effect = t.effect;
+    if (t.tolerationSeconds !== undefined) out.tolerationSeconds = t.tolerationSeconds;
+    return out;
+  });
+}
+
+export function podSpec(input: WorkloadInput): IPodSpec {
+  const { version, hardware } = input;
+  const hw = hardware.spec;
+  const resources: Record<string, string> = { cpu: hw.resources.cpu, memory: hw.resources.memory };
+  if (hw.gpu) resources[hw.gpu.resourceName] = String(hw.gpu.count);
+  const predictTimeout = version.spec.predictTimeoutSeconds;
+  const model: IContainer = {
+    name: MODEL_CONTAINER,
+    image: version.spec.image,
+    // The model server ignores SIGTERM; the sidecar shuts it down once it has drained
+    // (MODELPLANE_SHUTDOWN_MODEL), so it keeps serving the predictions still running.
+    args: [...MODEL_ARGS],
+    env: modelEnv(version.spec, input.owner.name),
+    ports: [{ name: 'model', containerPort: MODEL_PORT, protocol: 'TCP' }],
+    resources: { requests: { ...resources }, limits: { ...resources } },
+  };
+  const sidecar: IContainer = {
+    name: SIDECAR_CONTAINER,
+    image: input.sidecarImage,
+    args: ['sidecar'],
+    env: [
+      { name: 'MODELPLANE_DEPLOYMENT', value: `${input.owner.namespace}/${input.owner.name}` },
+      { name: 'MODELPLANE_MODEL_VERSION', value: version.id },
+      { name: 'MODELPLANE_HARDWARE', value: hardware.name },
+      { name: 'MODELPLANE_PRICE_PER_SECOND', value: hw.pricePerSecond },
+      { name: 'MODELPLANE_MODEL_URL', value: `http://127.0.0.1:${MODEL_PORT}` },
+      { name: 'MODELPLANE_SIDECAR_PORT', value: String(SIDECAR_API_PORT) },
+      { name: 'MODELPLANE_METRICS_PORT', value: String(SIDECAR_METRICS_PORT) },
+      { name: 'COG_MAX_CONCURRENCY', value: String(version.spec.maxConcurrency) },
+      { name: 'MODELPLANE_SETUP_TIMEOUT', value: String(version.spec.setupTimeoutSeconds) },
+      { name: 'MODELPLANE_PREDICT_TIMEOUT', value: String(predictTimeout) },
+      { name: 'MODELPLANE_DRAIN_TIMEOUT', value: String(predictTimeout + TERMINATION_MARGIN_SECONDS / 3) },
+      { name: 'MODELPLANE_SHUTDOWN_MODEL', value: 'true' },
+      webhookTokenEnv(input.owner.name),
+    ],
+    ports: [
+      { name: 'api', containerPort: SIDECAR_API_PORT, protocol: 'TCP' },
+      { name: 'metrics', containerPort: SIDECAR_METRICS_PORT, protocol: 'TCP' },
+    ],
+    readinessProbe: {
+      httpGet: { path: '/ready', port: 'api' },
+      periodSeconds: 2,
+      failureThreshold: 1,
+      successThreshold: 1,
+      timeoutSeconds: 1,
+    },
+    livenessProbe: {
+      httpGet: { path: '/live', port: 'api' },
+      periodSeconds: 10,
+      failureThreshold: 3,
+      timeoutSeconds: 2,
+    },
+    resources: { requests: { ...SIDECAR_REQUESTS }, limits: { memory: '256Mi' } },
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+  };
+  const spec: IPodSpec = {
+    containers: [model, sidecar],
+    terminationGracePeriodSeconds: predictTimeout + TERMINATION_MARGIN_SECONDS,
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+  };
+  if (hw.gpu) {
+    spec.affinity = {
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: {
+          nodeSelectorTerms: [
+            { matchExpressions: [{ key: GPU.productLabel, operator: 'In', values: [...hw.gpu.products] }] },
+          ],
+        },
+      },
+    };
+  }
+  if (hw.nodeSelector && Object.keys(hw.nodeSelector).length) spec.nodeSelector = { ...hw.nodeSelector };
+  const tol = tolerations(hw);
+  if (tol) spec.tolerations = tol;
+  if (version.spec.imagePullSecrets?.length)
+    spec.imagePullSecrets = version.spec.imagePullSecrets.map((s) => ({ name: s.name }));
+  return spec;
+}
+
+/** The apps/v1 Deployment that runs the pods of one release of a modelplane Deployment. */
+export function desiredWorkload(input: WorkloadInput): Workload {
+  const labels = workloadLabels(input);
+  const rollout = input.spec.rollout;
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name: input.owner.name,
+      namespace: input.owner.namespace,
+      labels,
+      annotations: { [ANNOTATION.releaseHash]: input.releaseHash },
+      ownerReferences: [
+        {
+          apiVersion: API_VERSION,
+          kind: KIND.Deployment,
+          name: input.owner.name,
+          uid: input.owner.uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
+    },
+    spec: {
+      ...(input.replicas === undefined ? {} : { replicas: input.replicas }),
+      selector: { matchLabels: selectorLabels(input.owner.name) },
+      strategy:
+        rollout.strategy === 'Recreate'
+          ? { type: 'Recreate' }
+          : {
+              type: 'RollingUpdate',
+              rollingUpdate: { maxSurge: rollout.maxSurge, maxUnavailable: rollout.maxUnavailable },
+            },
+      progressDeadlineSeconds: rollout.progressDeadlineSeconds,
+      revisionHistoryLimit: 2,
+      template: {
+        metadata: { labels, annotations: { [ANNOTATION.versionId]: input.version.id } },
+        spec: podSpec(input),
+      },
+    },
+  };
+}

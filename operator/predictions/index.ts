@@ -1,0 +1,34 @@
+/**
+ * Predictions: one FIFO queue per deployment in front of its ready instances, following each
+ * prediction on its instance to the end, with the store, webhooks to callers and drain.
+ * `PredictionEngine` (engine.ts) is the facade the gateway's routes and the Prediction
+ * controller use; neither reaches past it.
+ */
+export {
+  type Catalog,
+  type CatalogInformers,
+  type DeploymentView,
+  InformerCatalog,
+  StaticCatalog,
+} from './catalog.ts';
+export {
+  type Endpoint,
+  type EndpointSource,
+  POD_SELECTOR,
+  PodEndpoints,
+  type PodLike,
+  PodResource,
+  StaticEndpoints,
+} from './endpoints.ts';
+export { type CreateRequest, type EngineOptions, PredictionEngine } from './engine.ts';
+export { type PredictionRecord, type PredictionView, toView } from './record.ts';
+export {
+  type CreateResult,
+  type GetResult,
+  type InstanceClient,
+  type InstancePrediction,
+  SidecarClient,
+  type SidecarClientOptions,
+} from './sidecar-client.ts';
+export { type ListOptions, type ListPage, MemoryStore, type PredictionStore } from './store.ts';
+export { sign, signedHeaders, WebhookSender } from './webhooks.ts';

@@ -1,0 +1,353 @@
+/**
+ * The lifecycle of a prediction through the engine, with scripted instances on a fake clock:
+ * queued → dispatched → streamed → finished; cancel at each step; the Cancel-After deadline;
+ * an instance lost or restarted mid-stream; a stream that drops and is followed again;
+ * re-attaching after a restart; drain; expiry from the store.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { StreamEvent } from '../../lib/prediction.ts';
+import { engineOnFakeClock, type FakeEngine, NS, T0 } from './testing.ts';
+
+let t: FakeEngine | undefined;
+afterEach(() => t?.engine.close());
+
+const A = { id: 'a', url: 'http://a' };
+const B = { id: 'b', url: 'http://b' };
+
+function setup(opts: Parameters<typeof engineOnFakeClock>[0] = {}): FakeEngine {
+  t = engineOnFakeClock(opts);
+  return t;
+}
+
+/** The events a subscriber to the prediction's stream receives from now on. */
+function subscribe(t: FakeEngine, id: string): StreamEvent[] {
+  const got: StreamEvent[] = [];
+  const { past } = t.engine.stream(id, 0, (e) => got.push(e));
+  got.push(...past);
+  return got;
+}
+
+describe('a prediction from queue to end', () => {
+  it('is held, dispatched when an instance is ready, streamed, and finished with the final record', async () => {
+    const { engine, endpoints, instances, create, settle, advance } = setup();
+    const { record } = await create({ text: 'hi' }, { webhookEvents: ['completed'] });
+    const id = record.id;
+    const events = subscribe(t!, id);
+    const done = engine.waitDone(id, 60_000);
+    expect(record).toMatchObject({ status: 'starting', createdAt: T0, model: `${NS}/m` });
+    expect(engine.demand()).toEqual([expect.objectContaining({ queued: 1, inflight: 0 })]);
+
+    // Queued → dispatched: an instance becomes ready 3 s later.
+    await advance(3000);
+    endpoints.set(NS, 'd', [A]);
+    await settle();
+    expect(instances.calls).toEqual([`create http://a ${id}`, `stream http://a ${id} 0`]);
+    expect(engine.get(id)).toMatchObject({ status: 'starting', instance: 'a' });
+    expect(engine.demand()[0]).toMatchObject({ queued: 0, inflight: 1, perPod: { a: 1 } });
+
+    // Streamed: logs and output as the model makes them.
+    await advance(500);
+    instances.log(id, 'loading\n');
+    await settle();
+    expect(engine.get(id)).toMatchObject({ status: 'processing', startedAt: T0 + 3500, logs: 'loading\n' });
+    instances.output(id, 'hello');
+    await settle();
+    expect(engine.get(id)?.output).toEqual(['hello']);
+
+    // Finished: the final record brings output, logs and the model's own predict time.
+    await advance(1500);
+    instances.end(id, { status: 'succeeded', output: ['hello', 'world'], metrics: { predict_time: 1.25 } });
+    await settle();
+    expect(await done).toBe(true);
+    const rec = engine.get(id)!;
+    expect(rec).toMatchObject({
+      status: 'succeeded',
+      output: ['hello', 'world'],
+      error: null,
+      predictTime: 1.25,
+      completedAt: T0 + 5000,
+    });
+    expect(engine.view(rec)).toMatchObject({
+      status: 'succeeded',
+      created_at: new Date(T0).toISOString(),
+      started_at: new Date(T0 + 3500).toISOString(),
+      completed_at: new Date(T0 + 5000).toISOString(),
+      metrics: { predict_time: 1.25, total_time: 5 },
+    });
+    expect(events.map((e) => `${e.id} ${e.event} ${e.data}`)).toEqual([
+      '1 logs loading\n',
+      '2 output hello',
+      '3 done {}',
+    ]);
+    expect(engine.demand()[0]).toMatchObject({
+      queued: 0,
+      inflight: 0,
+      perPod: {},
+      lastActivityMs: T0 + 5000,
+    });
+    // A late subscriber gets every event and no subscription.
+    expect(engine.stream(id, 1, () => {})).toEqual({ past: rec.events.slice(1) });
+  });
+
+  it('resumes a stream that dropped from the last event it had, while the instance still runs it', async () => {
+    const { engine, endpoints, instances, create, settle, advance } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const { record } = await create();
+    await settle();
+    instances.log(record.id, 'one ');
+    await settle();
+    instances.dropStream(record.id);
+    await settle();
+    // The engine reads the record (still running), then follows again after a short pause.
+    expect(instances.count('stream')).toBe(1);
+    instances.log(record.id, 'two ');
+    await advance(200);
+    expect(instances.calls.at(-1)).toBe(`stream http://a ${record.id} 1`);
+    expect(engine.get(record.id)?.logs).toBe('one two ');
+    instances.end(record.id, { status: 'succeeded' });
+    await settle();
+    expect(engine.get(record.id)?.status).toBe('succeeded');
+  });
+});
+
+describe('canceling', () => {
+  it('cancels a queued prediction at once', async () => {
+    const { engine, endpoints, instances, create, settle } = setup();
+    endpoints.set(NS, 'd', [A]);
+    await create(); // takes a's slot
+    const { record } = await create();
+    const events = subscribe(t!, record.id);
+    const canceled = await engine.cancel(record.id);
+    expect(canceled).toMatchObject({ status: 'canceled', error: null, completedAt: T0 });
+    expect(events.map((e) => `${e.event} ${e.data}`)).toEqual(['done {"reason":"canceled"}']);
+    await settle();
+    expect(instances.calls.filter((c) => c.includes(record.id))).toEqual([]);
+    expect(engine.demand()[0]).toMatchObject({ queued: 0, inflight: 1 });
+  });
+
+  it('cancels one held while the deployment starts, and never sends it', async () => {
+    const { engine, endpoints, instances, create, settle, advance } = setup();
+    const { record } = await create();
+    await advance(10_000);
+    expect((await engine.cancel(record.id))?.status).toBe('canceled');
+    endpoints.set(NS, 'd', [A]);
+    await settle();
+    expect(instances.calls).toEqual([]);
+    // Its hold timer is gone with it.
+    await advance(60_000);
+    expect(engine.get(record.id)).toMatchObject({ status: 'canceled', error: null });
+  });
+
+  it('cancels one being handed to an instance as soon as the instance takes it', async () => {
+    const { engine, endpoints, instances, create, settle } = setup();
+    endpoints.set(NS, 'd', [A]);
+    instances.answers.set('http://a', 'hold');
+    const created = create();
+    await settle();
+    const id = instances.calls[0]!.split(' ')[2]!;
+    const during = await engine.cancel(id);
+    expect(during?.status).toBe('starting');
+    instances.release(id);
+    await settle();
+    expect((await created).record.id).toBe(id);
+    expect(instances.calls).toContain(`cancel http://a ${id}`);
+    expect(engine.get(id)?.status).toBe('canceled');
+    expect(engine.demand()[0]).toMatchObject({ inflight: 0 });
+  });
+
+  it('cancels one an instance has taken, on the instance', async () => {
+    const { engine, endpoints, instances, create, settle } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const { record } = await create();
+    await settle();
+    const after = await engine.cancel(record.id);
+    expect(instances.calls).toContain(`cancel http://a ${record.id}`);
+    expect(after?.status).toBe('canceled');
+    await settle();
+    expect(engine.demand()[0]).toMatchObject({ inflight: 0, perPod: {} });
+  });
+
+  it('cancels one while it streams, keeping what it wrote', async () => {
+    const { engine, endpoints, instances, create, settle } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const { record } = await create();
+    await settle();
+    instances.log(record.id, 'working\n');
+    await settle();
+    expect(engine.get(record.id)?.status).toBe('processing');
+    const after = await engine.cancel(record.id);
+    expect(after).toMatchObject({ status: 'canceled', logs: 'working\n', error: null });
+    expect(after?.events.at(-1)).toMatchObject({ event: 'done', data: '{"reason":"canceled"}' });
+  });
+
+  it('gives up waiting after a second when the instance does not confirm, and ends when it does', async () => {
+    const { engine, endpoints, instances, create, settle, advance } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const { record } = await create();
+    await settle();
+    instances.cancel = async () => false; // the instance does not answer the cancel
+    const canceling = engine.cancel(record.id);
+    await advance(1000);
+    expect((await canceling)?.status).toBe('starting');
+    instances.end(record.id, { status: 'canceled' });
+    await settle();
+    expect(engine.get(record.id)?.status).toBe('canceled');
+  });
+});
+
+describe('Cancel-After', () => {
+  it('cancels a running prediction on its instance at the deadline', async () => {
+    const { engine, endpoints, instances, create, settle, advance } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const { record } = await create({}, { cancelAfterMs: 5000 });
+    expect(record.deadline).toBe(T0 + 5000);
+    await settle();
+    await advance(4999);
+    expect(engine.get(record.id)?.status).toBe('starting');
+    await advance(1);
+    expect(instances.calls).toContain(`cancel http://a ${record.id}`);
+    expect(engine.get(record.id)).toMatchObject({ status: 'canceled', completedAt: T0 + 5000 });
+  });
+
+  it('cancels a prediction still waiting for an instance at the deadline', async () => {
+    const { engine, create, advance } = setup();
+    const { record } = await create({}, { cancelAfterMs: 5000 });
+    await advance(5000);
+    expect(engine.get(record.id)).toMatchObject({ status: 'canceled', completedAt: T0 + 5000 });
+    expect(engine.demand()[0]).toMatchObject({ queued: 0 });
+  });
+
+  it('counts from a given creation time (a Prediction object created earlier)', async () => {
+    const { engine, create, advance } = setup();
+    const { record } = await create({}, { cancelAfterMs: 5000, createdAt: T0 - 4000 });
+    await advance(1000);
+    expect(engine.get(record.id)?.status).toBe('canceled');
+  });
+});
+
+describe('an instance that goes away', () => {
+  it('fails the prediction naming the instance when it is lost mid-stream', async () => {
+    const { engine, endpoints, instances, create, settle, advance } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const { record } = await create();
+    await settle();
+    instances.log(record.id, 'half way\n');
+    await settle();
+    instances.kill('http://a');
+    await settle();
+    // Three more reads over about 1.5 s (backoff), then it gives up.
+    expect(engine.get(record.id)?.status).toBe('processing');
+    await advance(199);
+    expect(instances.count('get')).toBe(1);
+    await advance(1800);
+    expect(instances.count('get')).toBe(4);
+    const rec = engine.get(record.id)!;
+    expect(rec).toMatchObject({ status: 'failed', logs: 'half way\n' });
+    expect(rec.error).toBe(
+      'instance a (http://a) went away while running the prediction: connect ECONNREFUSED; its event stream broke: read ECONNRESET',
+    );
+    expect(rec.events.slice(-2).map((e) => e.event)).toEqual(['error', 'done']);
+    expect(engine.demand()[0]).toMatchObject({ inflight: 0, perPod: {} });
+  });
+
+  it('fails the prediction when its instance restarted and no longer knows it', async () => {
+    const { engine, endpoints, instances, create, settle } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const { record } = await create();
+    await settle();
+    instances.restart('http://a');
+    await settle();
+    expect(engine.get(record.id)).toMatchObject({
+      status: 'failed',
+      error: 'instance a no longer knows the prediction (it restarted while running it)',
+    });
+  });
+
+  it('sends a prediction to another instance when the first cannot be reached before taking it', async () => {
+    const { engine, endpoints, instances, create } = setup();
+    endpoints.set(NS, 'd', [A, B]);
+    instances.kill('http://a');
+    const { record } = await create();
+    expect(engine.get(record.id)).toMatchObject({ instance: 'b' });
+  });
+});
+
+describe('re-attaching', () => {
+  it('finds a prediction on an instance by id and follows it there', async () => {
+    const first = setup();
+    first.endpoints.set(NS, 'd', [A]);
+    const { record } = await first.create();
+    await first.settle();
+    first.instances.log(record.id, 'x');
+    first.engine.close();
+    // A new engine (the operator restarted) over the same instance.
+    const { engine, endpoints, instances, settle } = setup({ instances: first.instances });
+    endpoints.set(NS, 'd', [A]);
+    const req = { namespace: NS, deployment: 'd', input: {}, baseUrl: 'http://gw/v1' };
+    expect(await engine.attach({ ...req, id: 'unknown' })).toBeUndefined();
+    const again = await engine.attach({ ...req, id: record.id });
+    expect(again).toMatchObject({ id: record.id, status: 'processing', instance: 'a', logs: 'x' });
+    expect(engine.demand()[0]).toMatchObject({ inflight: 1, perPod: { a: 1 } });
+    await settle();
+    instances.end(record.id, { status: 'succeeded', output: 'done' });
+    await settle();
+    expect(engine.get(record.id)).toMatchObject({ status: 'succeeded', output: 'done' });
+  });
+});
+
+describe('drain', () => {
+  it('refuses new predictions, lets running ones finish, fails waiting ones, then stops', async () => {
+    const { engine, endpoints, instances, create, settle, advance } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const running = (await create()).record;
+    const waiting = (await create()).record;
+    await settle();
+    const drained = engine.drain(10_000);
+    await expect(create()).rejects.toMatchObject({ status: 503, headers: { 'retry-after': '1' } });
+    await advance(3000);
+    instances.end(running.id, { status: 'succeeded', output: 'ok' });
+    await settle();
+    // The waiting one got the freed slot and runs now; the drain waits for it too.
+    expect(engine.get(waiting.id)?.instance).toBe('a');
+    instances.end(waiting.id, { status: 'succeeded' });
+    await settle();
+    await drained;
+    expect(engine.get(running.id)?.status).toBe('succeeded');
+    expect(engine.get(waiting.id)?.status).toBe('succeeded');
+  });
+
+  it('fails what still waits for an instance at the timeout, and leaves running ones to their instance', async () => {
+    const { engine, endpoints, instances, create, settle, advance } = setup();
+    endpoints.set(NS, 'd', [A]);
+    const running = (await create()).record;
+    const waiting = (await create()).record;
+    await settle();
+    let finished = false;
+    const drained = engine.drain(5000).then(() => {
+      finished = true;
+    });
+    await advance(4999);
+    expect(finished).toBe(false);
+    await advance(1);
+    await drained;
+    expect(engine.get(waiting.id)).toMatchObject({
+      status: 'failed',
+      error: 'the gateway shut down before an instance took the prediction',
+    });
+    expect(engine.get(running.id)?.status).toBe('starting');
+    expect(instances.followed()).toEqual([]);
+    expect(t!.clock.pending).toBe(0);
+  });
+});
+
+describe('the store', () => {
+  it('drops finished predictions an hour after they ended, checked every 30 s', async () => {
+    const { engine, create, advance } = setup();
+    const { record } = await create();
+    expect((await engine.cancel(record.id))?.status).toBe('canceled');
+    await advance(3_600_000 - 1);
+    expect(engine.get(record.id)).toBeDefined();
+    await advance(1);
+    expect(engine.get(record.id)).toBeUndefined();
+  });
+});

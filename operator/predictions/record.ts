@@ -1,0 +1,68 @@
+/** A prediction as the predictions module keeps it, and the object callers read. */
+import {
+  type PredictionObject,
+  type PredictionStatus,
+  predictionObject,
+  type StreamEvent,
+  type WebhookEvent,
+} from '../../lib/prediction.ts';
+
+export interface PredictionRecord {
+  id: string;
+  /** The namespace (the "owner") the prediction runs in. */
+  namespace: string;
+  /** Name of the Deployment that runs it. */
+  deployment: string;
+  /** True when created through `/deployments/...`: the object then names its deployment. */
+  viaDeployment: boolean;
+  /** `owner/name` of the model. */
+  model: string;
+  /** The 64-hex version id. */
+  version: string;
+  input: Record<string, unknown>;
+  output: unknown;
+  logs: string;
+  error: string | null;
+  status: PredictionStatus;
+  /** Epoch ms. */
+  createdAt: number;
+  startedAt?: number;
+  completedAt?: number;
+  /** Seconds the model ran (the sidecar's figure). */
+  predictTime?: number;
+  /** Exact cost from the instance, a decimal string. */
+  cost?: string;
+  /** The instance (pod) that ran it. */
+  instance?: string;
+  webhook?: string;
+  webhookEvents: WebhookEvent[];
+  idempotencyKey?: string;
+  /** Epoch ms at which it is canceled (Cancel-After). */
+  deadline?: number;
+  /** Absolute API base URL (`.../v1`) its urls are built from. */
+  baseUrl: string;
+  /** Where it came from: the HTTP API, or a Prediction object (`namespace/name`). */
+  origin?: string;
+  /** Its stream events, for SSE and resume. */
+  events: StreamEvent[];
+}
+
+/** The prediction object as the API returns it, with `urls` and the record's `model`. */
+export type PredictionView = PredictionObject & Required<Pick<PredictionObject, 'model' | 'urls'>>;
+
+/** The prediction object as the API returns it. `streamUrl` is the stream URL (the HTTP side signs it). */
+export function toView(rec: PredictionRecord, streamUrl?: string): PredictionView {
+  const self = `${rec.baseUrl}/predictions/${rec.id}`;
+  const urls: PredictionView['urls'] = { get: self, cancel: `${self}/cancel` };
+  if (streamUrl) urls.stream = streamUrl;
+  const metrics: PredictionView['metrics'] = {};
+  if (rec.predictTime !== undefined) metrics.predict_time = rec.predictTime;
+  if (rec.completedAt !== undefined) metrics.total_time = (rec.completedAt - rec.createdAt) / 1000;
+  return predictionObject({
+    ...rec,
+    urls,
+    metrics,
+    cost: undefined,
+    deployment: rec.viaDeployment ? `${rec.namespace}/${rec.deployment}` : undefined,
+  }) as PredictionView;
+}

@@ -1,0 +1,210 @@
+/**
+ * The routes of the pod's prediction API (`:8080`): create, get, cancel and stream
+ * predictions, readiness, liveness, load, status and the model's schema. Only HTTP lives
+ * here (parsing, checking the request, `Prefer: wait`, answering); what a route does is the
+ * `PredictionService`'s.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Clock } from '../lib/clock.ts';
+import { HttpError, invalidInput, preferWait, readJson, sendEventStream, sendJson } from '../lib/http.ts';
+import { type InvalidField, validateInput } from '../lib/openapi-input.ts';
+import { newPredictionId, type PredictionObject, WEBHOOK_EVENTS } from '../lib/prediction.ts';
+import type { Prediction } from './prediction.ts';
+
+const MAX_BODY = 64 * 1024 * 1024;
+const MAX_WAIT_SECONDS = 600;
+const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export interface NewPrediction {
+  id: string;
+  input: Record<string, unknown>;
+  webhook?: string | undefined;
+  webhookEventsFilter?: string[] | undefined;
+}
+
+/** What the routes call. */
+export interface PredictionService {
+  /** The prediction with this id, while it is kept. */
+  get(id: string): Prediction | undefined;
+  /** Throws a 503 problem while the instance takes no predictions (not ready, draining). */
+  checkAccepting(): void;
+  /** The model server's OpenAPI document, once it has served one. */
+  openapi(): unknown;
+  /**
+   * Takes a new prediction (429 when the queue is full). `refused` holds why the model server
+   * refused its input, when it did at once (the prediction is then not kept).
+   */
+  create(req: NewPrediction): Promise<{ prediction: Prediction; refused?: InvalidField[] }>;
+  /** Cancels it: a queued one at once, a running one on the model server. */
+  cancel(p: Prediction): Promise<void>;
+  /** A caller has read the final record of `p`. */
+  read(p: Prediction): void;
+  view(p: Prediction, base?: string): PredictionObject;
+  readiness(): { ready: boolean; reason: string; message: string };
+  setupLogs(): string;
+  live(): boolean;
+  load(): Record<string, unknown>;
+  status(): Record<string, unknown>;
+}
+
+export class ApiRoutes {
+  private readonly service: PredictionService;
+  private readonly clock: Clock;
+  private readonly keepAliveMs: number;
+  /** The sidecar's own address, for `urls` when a request has no Host. */
+  private readonly fallbackHost: string;
+  private readonly streams = new Set<ServerResponse>();
+
+  constructor(service: PredictionService, opts: { clock: Clock; keepAliveMs: number; fallbackHost: string }) {
+    this.service = service;
+    this.clock = opts.clock;
+    this.keepAliveMs = opts.keepAliveMs;
+    this.fallbackHost = opts.fallbackHost;
+  }
+
+  /** Answers one request (errors are thrown as `HttpError`s). */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://sidecar');
+    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    const method = req.method ?? 'GET';
+    const route = `${method} /${parts.map((p, i) => (i === 1 && parts[0] === 'predictions' ? ':id' : p)).join('/')}`;
+    const s = this.service;
+    switch (route) {
+      case 'POST /predictions':
+        return this.create(req, res);
+      case 'GET /predictions/:id':
+        return this.get(req, res, parts[1]!);
+      case 'POST /predictions/:id/cancel':
+        return this.cancel(req, res, parts[1]!);
+      case 'GET /predictions/:id/stream':
+        return this.stream(req, res, parts[1]!);
+      case 'GET /ready': {
+        const r = s.readiness();
+        const body = r.ready ? r : { ...r, setup_logs: s.setupLogs() || undefined };
+        return sendJson(res, r.ready ? 200 : 503, body);
+      }
+      case 'GET /live':
+        return sendJson(res, s.live() ? 200 : 503, { live: s.live() });
+      case 'GET /load':
+        return sendJson(res, 200, s.load());
+      case 'GET /status':
+        return sendJson(res, 200, s.status());
+      case 'GET /openapi.json': {
+        const doc = s.openapi();
+        if (!doc) throw new HttpError(503, 'No schema', 'the model server has not served an OpenAPI schema');
+        return sendJson(res, 200, doc);
+      }
+      default:
+        throw new HttpError(404, 'Not found', `no route for ${method} ${url.pathname}`);
+    }
+  }
+
+  /** Ends every open event stream. */
+  closeStreams(): void {
+    for (const res of this.streams) res.end();
+  }
+
+  private base(req: IncomingMessage): string {
+    return `http://${req.headers.host ?? this.fallbackHost}`;
+  }
+
+  private find(id: string): Prediction {
+    const p = this.service.get(id);
+    if (!p) throw new HttpError(404, 'Prediction not found', `no prediction "${id}" on this instance`);
+    return p;
+  }
+
+  /**
+   * Answers with `p`; when the answer holds its final state, notes (once the answer has gone
+   * out) that its caller has read it.
+   */
+  private answer(
+    res: ServerResponse,
+    status: number,
+    p: Prediction,
+    base: string,
+    headers: Record<string, string> = {},
+  ): void {
+    if (p.terminal) res.once('finish', () => this.service.read(p));
+    sendJson(res, status, this.service.view(p, base), headers);
+  }
+
+  private async create(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJson(req, MAX_BODY);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new HttpError(400, 'Bad request', 'the body must be a JSON object');
+    }
+    const b = body as Record<string, unknown>;
+    const wait = preferWait(req.headers.prefer, MAX_WAIT_SECONDS);
+    const applied: Record<string, string> =
+      wait !== undefined ? { 'preference-applied': `wait=${wait}` } : {};
+    const base = this.base(req);
+    const id = b.id === undefined ? newPredictionId() : b.id;
+    if (typeof id !== 'string' || !ID.test(id)) {
+      throw new HttpError(400, 'Bad request', 'id must be 1-128 letters, digits, "_", "-" or "."');
+    }
+    const existing = this.service.get(id);
+    if (existing) {
+      // Idempotent: the same id answers with the prediction already made.
+      if (wait !== undefined) await existing.waitDone(wait * 1000);
+      this.answer(res, 200, existing, base, applied);
+      return;
+    }
+    this.service.checkAccepting();
+    const input = b.input ?? {};
+    if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+      throw invalidInput([{ type: 'type', field: 'input', description: 'input must be a JSON object' }]);
+    }
+    const problems = validateInput(input, this.service.openapi());
+    if (problems.length) throw invalidInput(problems);
+    const webhook = b.webhook;
+    if (webhook !== undefined && (typeof webhook !== 'string' || !/^https?:\/\//.test(webhook))) {
+      throw new HttpError(400, 'Bad request', 'webhook must be an http(s) URL');
+    }
+    const filter = b.webhook_events_filter;
+    if (
+      filter !== undefined &&
+      (!Array.isArray(filter) || !filter.every((f) => (WEBHOOK_EVENTS as readonly unknown[]).includes(f)))
+    ) {
+      throw new HttpError(
+        400,
+        'Bad request',
+        'webhook_events_filter may hold start, output, logs and completed',
+      );
+    }
+    const { prediction: p, refused } = await this.service.create({
+      id,
+      input: input as Record<string, unknown>,
+      webhook: webhook as string | undefined,
+      webhookEventsFilter: filter as string[] | undefined,
+    });
+    if (refused) throw invalidInput(refused);
+    if (wait !== undefined) await p.waitDone(wait * 1000);
+    this.answer(res, 201, p, base, applied);
+  }
+
+  private async get(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const p = this.find(id);
+    const wait = preferWait(req.headers.prefer, MAX_WAIT_SECONDS);
+    if (wait !== undefined) await p.waitDone(wait * 1000);
+    this.answer(res, 200, p, this.base(req));
+  }
+
+  private async cancel(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const p = this.find(id);
+    await this.service.cancel(p);
+    this.answer(res, 200, p, this.base(req));
+  }
+
+  private async stream(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const p = this.find(id);
+    this.streams.add(res);
+    res.on('close', () => this.streams.delete(res));
+    sendEventStream(req, res, {
+      keepAliveMs: this.keepAliveMs,
+      clock: this.clock,
+      // A stream stays open until its done event, even one opened after that event.
+      events: (afterId, send) => ({ past: p.eventsSince(afterId), unsubscribe: p.subscribe(send) }),
+    });
+  }
+}
