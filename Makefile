@@ -36,9 +36,10 @@ python: ## the Python environment of the example Cog models (cog pinned; cached 
 	@hack/python.sh
 
 .PHONY: lint
-lint: $(DEPS_STAMP) ## lint, check formatting, type-check
+lint: $(DEPS_STAMP) ## lint, check formatting, type-check, check the direction of imports
 	biome check .
 	tsc -p tsconfig.json --noEmit
+	node hack/check-imports.ts
 
 .PHONY: format
 format: $(DEPS_STAMP) ## rewrite files in the project's format
