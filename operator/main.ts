@@ -27,9 +27,6 @@ import { POD_SELECTOR, PodResource } from './predictions/index.ts';
 import { Deployments, Models, ModelVersions } from './resources.ts';
 import { createLogger, type Logger, Manager } from './runtime/index.ts';
 
-export const summary =
-  'run the controllers (leader-elected) and the gateway, with health and metrics endpoints';
-
 /** What a caller embedding the operator can add: demand sources, autoscaler settings for tests. */
 export interface OperatorParts {
   /** In-process demand sources (the gateway's queues when the gateway runs in this process). */
