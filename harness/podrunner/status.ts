@@ -3,6 +3,7 @@
  * container: pure functions, so the rules (phase, readiness, transition times) are
  * unit-tested without processes.
  */
+import { exponentialDelay } from '../../lib/backoff.ts';
 
 export interface WaitingState {
   reason: string;
@@ -203,5 +204,5 @@ export function shouldRestart(restartPolicy: string, exitCode: number): boolean 
  */
 export function restartDelay(restarts: number, opts: { initialMs: number; maxMs: number }): number {
   if (restarts <= 0) return 0;
-  return Math.min(opts.maxMs, opts.initialMs * 2 ** (restarts - 1));
+  return exponentialDelay(restarts - 1, opts.initialMs, opts.maxMs);
 }
