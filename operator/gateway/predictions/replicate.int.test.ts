@@ -128,7 +128,7 @@ beforeAll(async () => {
         streamUrl: (rec) => tokens.url(rec),
         secretFor: (namespace) => gw.webhookSecrets.get(namespace),
       });
-      return predictionRoutes({ engine, catalog, tokens });
+      return [predictionRoutes({ engine, catalog, tokens })];
     },
   });
   await manager.start();
