@@ -3,6 +3,9 @@ import type { V1PodSpec } from '@kubernetes/client-node';
 import { type KubeObject, resourceType } from '../../operator/runtime/index.ts';
 import type { PodCondition } from './status.ts';
 
+export { Nodes } from '../../operator/resources.ts';
+export { Leases } from '../../operator/runtime/index.ts';
+
 /** Field manager of the runner's writes (pod and node status, leases). */
 export const FIELD_MANAGER = 'modelplane-pod-runner';
 /** The runner's nodes' address, and every pod's host IP. */
@@ -29,18 +32,6 @@ export const Pods = resourceType<PodObject>({
   apiVersion: 'v1',
   kind: 'Pod',
   plural: 'pods',
-  namespaced: true,
-});
-export const Nodes = resourceType<KubeObject & { status?: Record<string, unknown> }>({
-  apiVersion: 'v1',
-  kind: 'Node',
-  plural: 'nodes',
-  namespaced: false,
-});
-export const Leases = resourceType<KubeObject>({
-  apiVersion: 'coordination.k8s.io/v1',
-  kind: 'Lease',
-  plural: 'leases',
   namespaced: true,
 });
 export const Secrets = resourceType<KubeObject & { data?: Record<string, string> }>({
