@@ -12,7 +12,9 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
+import { Nodes } from '../../operator/resources.ts';
+import { KubeClient } from '../../operator/runtime/index.ts';
 import { groupAlive, stopGroup, waitFor } from '../processes.ts';
 import { TETHER_ENV } from '../tether.ts';
 import { type Cluster, startCluster } from './cluster.ts';
@@ -174,20 +176,15 @@ async function status(): Promise<number> {
   console.log(`export KUBECONFIG=${s.kubeconfig}`);
   const kc = new KubeConfig();
   kc.loadFromFile(s.kubeconfig);
-  const api = kc.makeApiClient(KubernetesObjectApi);
-  type Node = {
-    metadata: { name: string; labels?: Record<string, string> };
-    status?: { allocatable?: Record<string, string>; conditions?: { type: string; status: string }[] };
-  };
-  const nodes = (await api.list<Node>('v1', 'Node')).items;
+  const nodes = (await new KubeClient(kc).list(Nodes)).items;
   const pools = new Map<string, { nodes: number; ready: number; gpus: number; product: string }>();
   for (const n of nodes) {
-    const pool = n.metadata.labels?.[POOL_LABEL] ?? '(other)';
+    const pool = n.metadata?.labels?.[POOL_LABEL] ?? '(other)';
     const p = pools.get(pool) ?? {
       nodes: 0,
       ready: 0,
       gpus: 0,
-      product: n.metadata.labels?.[GPU_PRODUCT_LABEL] ?? '-',
+      product: n.metadata?.labels?.[GPU_PRODUCT_LABEL] ?? '-',
     };
     p.nodes++;
     if (n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) p.ready++;

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
+import { Nodes } from '../../operator/resources.ts';
+import { KubeClient } from '../../operator/runtime/index.ts';
 import { freePort, GiveUp, GroupProcess, waitFor } from '../processes.ts';
 import {
   KWOK_NODE_ANNOTATION,
@@ -316,10 +318,11 @@ export class LocalCluster {
     kc.loadFromFile(this.kubeconfig);
     const api = kc.makeApiClient(KubernetesObjectApi);
     if (opts.waitForNodes !== false && total > 0) {
+      const client = new KubeClient(kc);
       await waitFor(
         `${total} nodes to be Ready (kwok)`,
         async () => {
-          const list = await api.list<NodeLike>('v1', 'Node');
+          const list = await client.list(Nodes);
           const ready = list.items.filter((n) =>
             n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
           ).length;
@@ -355,11 +358,6 @@ export class LocalCluster {
     await Promise.all(etcd.map((p) => p.stop()));
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-interface NodeLike {
-  metadata?: { name?: string };
-  status?: { conditions?: { type: string; status: string }[] };
 }
 
 /** Creates the pools' Node objects (in parallel batches; scale tests ask for hundreds). */

@@ -5,13 +5,12 @@
  */
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import type { IContainer } from 'kubernetes-models/v1/Container';
 import { repoRoot } from '../cluster/paths.ts';
 import type { ImagePlan } from './images.ts';
 
-export interface ContainerCommand {
-  command?: string[];
-  args?: string[];
-}
+/** What a container runs: its command and args. */
+export type ContainerCommand = Pick<IContainer, 'command' | 'args'>;
 
 /** A container's process: what to run, where, with what environment. */
 export interface Launch {
@@ -29,7 +28,7 @@ export interface Launch {
  */
 export function containerLaunch(
   plan: Exclude<ImagePlan, { kind: 'unknown' }>,
-  c: ContainerCommand & { ports?: { containerPort: number }[] },
+  c: Pick<IContainer, 'command' | 'args' | 'ports'>,
   env: Record<string, string>,
   pod: { ip: string; name: string },
   venv: () => string,

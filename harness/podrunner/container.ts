@@ -5,13 +5,17 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { V1Container, V1PodSpec } from '@kubernetes/client-node';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IContainerStateTerminated } from 'kubernetes-models/v1/ContainerStateTerminated';
+import type { ILifecycleHandler } from 'kubernetes-models/v1/LifecycleHandler';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
+import type { IProbe } from 'kubernetes-models/v1/Probe';
 import type { Logger } from '../../operator/runtime/index.ts';
 import { GroupProcess, groupAlive } from '../processes.ts';
 import { awaitsExplicitShutdown, containerLaunch, type Launch } from './commands.ts';
 import { EnvConfigError, type PodFields, resolveEnv } from './env.ts';
 import { type ImagePlan, type ImageRules, resolveImage } from './images.ts';
-import { ProbeResult, type ProbeSpec, probeTiming, resolvePort, runProbe } from './probes.ts';
+import { ProbeResult, probeTiming, resolvePort, runProbe } from './probes.ts';
 import {
   type ContainerState,
   type ContainerView,
@@ -19,7 +23,6 @@ import {
   kubeTime,
   restartDelay,
   shouldRestart,
-  type TerminatedState,
   terminationReason,
 } from './status.ts';
 
@@ -42,7 +45,7 @@ export interface ContainerPod {
   readonly namespace: string;
   readonly name: string;
   readonly ip: string | undefined;
-  readonly spec: V1PodSpec;
+  readonly spec: IPodSpec;
   readonly log: Logger;
   /** Where the pod's container logs go. */
   readonly logDir: string;
@@ -65,9 +68,9 @@ interface Running {
 /** One container as processes: started, probed, restarted with back-off, stopped. */
 export class ContainerRunner {
   private readonly pod: ContainerPod;
-  private readonly spec: V1Container;
+  private readonly spec: IContainer;
   private state: ContainerState = { waiting: { reason: 'ContainerCreating' } };
-  private lastTerminated: TerminatedState | undefined;
+  private lastTerminated: IContainerStateTerminated | undefined;
   private restartCount: number;
   private running: Running | undefined;
   private plan: ImagePlan | undefined;
@@ -79,7 +82,7 @@ export class ContainerRunner {
   private probeTimers: NodeJS.Timeout[] = [];
   private ranBefore = false;
 
-  constructor(pod: ContainerPod, spec: V1Container, restartCount: number) {
+  constructor(pod: ContainerPod, spec: IContainer, restartCount: number) {
     this.pod = pod;
     this.spec = spec;
     this.restartCount = restartCount;
@@ -148,7 +151,7 @@ export class ContainerRunner {
 
   private async start(): Promise<void> {
     const c = this.spec;
-    const wasPullFailure = 'waiting' in this.state && /ImagePull/.test(this.state.waiting.reason);
+    const wasPullFailure = 'waiting' in this.state && /ImagePull/.test(this.state.waiting.reason ?? '');
     this.plan = resolveImage(c.image, this.runner.imageRules);
     if (this.plan.kind === 'unknown') {
       // First ErrImagePull, then ImagePullBackOff between attempts, as the kubelet shows them.
@@ -162,7 +165,7 @@ export class ContainerRunner {
     let env: Record<string, string>;
     const cancelled = () => this.stopping || this.pod.isTerminating;
     try {
-      env = await resolveEnv(c as never, this.pod.fields(), (kind, name) =>
+      env = await resolveEnv(c, this.pod.fields(), (kind, name) =>
         this.runner.readData(kind, name, this.pod.namespace),
       );
     } catch (err) {
@@ -235,7 +238,7 @@ export class ContainerRunner {
       } catch {}
     }
     const finishedAt = kubeTime(new Date());
-    const terminated: TerminatedState = {
+    const terminated: IContainerStateTerminated = {
       exitCode,
       reason: message ? 'StartError' : terminationReason(exitCode),
       ...(message ? { message } : {}),
@@ -268,8 +271,8 @@ export class ContainerRunner {
 
   private startProbes(): void {
     this.readiness = undefined;
-    const ready = this.spec.readinessProbe as ProbeSpec | undefined;
-    const live = this.spec.livenessProbe as ProbeSpec | undefined;
+    const ready = this.spec.readinessProbe;
+    const live = this.spec.livenessProbe;
     if (ready) {
       const t = probeTiming(ready);
       const result = new ProbeResult(t.successThreshold, t.failureThreshold, false);
@@ -301,7 +304,7 @@ export class ContainerRunner {
   }
 
   private loopProbe(
-    probe: ProbeSpec,
+    probe: IProbe,
     t: ReturnType<typeof probeTiming>,
     onResult: (ok: boolean, message: string) => void,
   ): void {
@@ -334,16 +337,12 @@ export class ContainerRunner {
     if (preStop) {
       const left = deadline - Date.now();
       this.pod.log.info({ container: this.spec.name }, 'running the preStop hook');
-      await Promise.race([this.runPreStop(preStop as never), sleep(Math.max(0, left)), r.exit]);
+      await Promise.race([this.runPreStop(preStop), sleep(Math.max(0, left)), r.exit]);
     }
     await this.signalAndWait(r, deadline);
   }
 
-  private async runPreStop(hook: {
-    sleep?: { seconds: number };
-    httpGet?: { path?: string; port: number | string; host?: string };
-    exec?: unknown;
-  }): Promise<void> {
+  private async runPreStop(hook: ILifecycleHandler): Promise<void> {
     try {
       if (hook.sleep) await sleep(hook.sleep.seconds * 1000);
       else if (hook.httpGet) {

@@ -3,13 +3,9 @@
  * taken over when they carry the runner's label), their status reported on a period, and
  * their Leases in kube-node-lease renewed.
  */
-import {
-  isConflict,
-  isNotFound,
-  type KubeClient,
-  type KubeObject,
-  type Logger,
-} from '../../operator/runtime/index.ts';
+import type { INode } from 'kubernetes-models/v1/Node';
+import type { INodeStatus } from 'kubernetes-models/v1/NodeStatus';
+import { isConflict, isNotFound, type KubeClient, type Logger } from '../../operator/runtime/index.ts';
 import {
   type NodeOwner,
   type NodePool,
@@ -49,7 +45,7 @@ function microTime(d: Date): string {
 interface RunnerNode {
   name: string;
   uid?: string;
-  manifest: Record<string, unknown>;
+  manifest: INode;
 }
 
 export interface RunnerNodesOptions {
@@ -78,7 +74,7 @@ export class RunnerNodes {
     const owner = runnerOwner(runner);
     for (const pool of pools) {
       for (const manifest of poolNodeManifests(pool, owner)) {
-        this.nodes.push({ name: (manifest.metadata as { name: string }).name, manifest });
+        this.nodes.push({ name: manifest.metadata?.name ?? '', manifest });
       }
     }
   }
@@ -132,12 +128,10 @@ export class RunnerNodes {
   }
 
   private async register(node: RunnerNode): Promise<void> {
-    const manifest = structuredClone(node.manifest) as Record<string, unknown> & {
-      status: Record<string, unknown>;
-    };
-    Object.assign(manifest.status, this.statusFields(node.name, new Date()));
+    const manifest = structuredClone(node.manifest);
+    manifest.status = { ...manifest.status, ...this.statusFields(node.name, new Date()) };
     try {
-      const created = await this.client.create(Nodes, manifest as KubeObject, {
+      const created = await this.client.create(Nodes, manifest, {
         fieldManager: FIELD_MANAGER,
       });
       node.uid = created.metadata?.uid;
@@ -154,7 +148,7 @@ export class RunnerNodes {
     await this.reportStatus(node);
   }
 
-  private statusFields(name: string, now: Date): Record<string, unknown> {
+  private statusFields(name: string, now: Date): INodeStatus {
     const heartbeat = kubeTime(now);
     const cond = (type: string, status: string, reason: string, message: string) => ({
       type,
@@ -186,16 +180,16 @@ export class RunnerNodes {
 
   private async reportStatus(node: RunnerNode): Promise<void> {
     if (this.stopped) return;
-    const base = node.manifest as { status: Record<string, unknown> };
-    const status = {
-      capacity: base.status.capacity,
-      allocatable: base.status.allocatable,
-      nodeInfo: base.status.nodeInfo,
+    const base = node.manifest.status;
+    const status: INodeStatus = {
+      capacity: base?.capacity,
+      allocatable: base?.allocatable,
+      nodeInfo: base?.nodeInfo,
       ...this.statusFields(node.name, new Date()),
     };
     await this.client.apply(
       Nodes,
-      { apiVersion: 'v1', kind: 'Node', metadata: { name: node.name }, status } as KubeObject,
+      { apiVersion: 'v1', kind: 'Node', metadata: { name: node.name }, status },
       { fieldManager: FIELD_MANAGER, force: true, subresource: 'status' },
     );
   }
@@ -219,7 +213,7 @@ export class RunnerNodes {
           leaseDurationSeconds: LEASE_SECONDS,
           renewTime: microTime(new Date()),
         },
-      } as KubeObject,
+      },
       { fieldManager: FIELD_MANAGER, force: true },
     );
   }

@@ -3,13 +3,19 @@
  * the kubelet writes it, and its termination (preStop hooks, grace period, removal).
  */
 import { join } from 'node:path';
-import type { V1PodSpec } from '@kubernetes/client-node';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { isConflict, isNotFound, type Logger } from '../../operator/runtime/index.ts';
 import { type ContainerHost, ContainerRunner } from './container.ts';
 import type { PodFields } from './env.ts';
 import type { IpAllocator } from './ips.ts';
-import { HOST_IP, type PodObject } from './kube.ts';
-import { buildPodStatus, type ContainerView, kubeTime, type PodCondition } from './status.ts';
+import { HOST_IP, type Pod } from './kube.ts';
+import {
+  buildPodStatus,
+  type ContainerView,
+  kubeTime,
+  type PodCondition,
+  type PodStatusOut,
+} from './status.ts';
 
 /** What a pod needs from the runner that runs it. */
 export interface PodHost extends ContainerHost {
@@ -19,9 +25,9 @@ export interface PodHost extends ContainerHost {
   readonly ips: IpAllocator;
   /** True once the runner is stopping. */
   readonly stopped: boolean;
-  allocateIp(uid: string, spec: V1PodSpec): Promise<string>;
-  writePodStatus(pod: PodObject, status: unknown): Promise<void>;
-  removePod(pod: PodObject): Promise<void>;
+  allocateIp(uid: string, spec: IPodSpec): Promise<string>;
+  writePodStatus(pod: Pod, status: PodStatusOut): Promise<void>;
+  removePod(pod: Pod): Promise<void>;
 }
 
 /** Runs one pod: its address, its containers, its status, its termination. Syncs are serialized. */
@@ -30,7 +36,7 @@ export class PodWorker {
   readonly namespace: string;
   readonly name: string;
   ip: string | undefined;
-  private pod: PodObject;
+  private pod: Pod;
   private readonly runner: PodHost;
   private readonly onDone: () => void;
   private readonly containers = new Map<string, ContainerRunner>();
@@ -45,7 +51,7 @@ export class PodWorker {
   private readonly ended: boolean;
   readonly log: Logger;
 
-  constructor(runner: PodHost, pod: PodObject, onDone: () => void) {
+  constructor(runner: PodHost, pod: Pod, onDone: () => void) {
     this.runner = runner;
     this.pod = pod;
     this.onDone = onDone;
@@ -62,11 +68,11 @@ export class PodWorker {
     if (prev && runner.ips.claim(this.uid, prev)) this.ip = prev;
   }
 
-  get spec(): V1PodSpec {
+  get spec(): IPodSpec {
     return this.pod.spec ?? { containers: [] };
   }
 
-  get object(): PodObject {
+  get object(): Pod {
     return this.pod;
   }
 
@@ -74,7 +80,7 @@ export class PodWorker {
     return join(this.runner.logDir, `${this.namespace}_${this.name}_${this.uid}`);
   }
 
-  update(pod: PodObject): void {
+  update(pod: Pod): void {
     this.pod = pod;
     this.poke();
   }

@@ -11,8 +11,8 @@ import { mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { V1PodSpec } from '@kubernetes/client-node';
 import { KubeConfig } from '@kubernetes/client-node';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { resourcePath } from '../../operator/runtime/client.ts';
 import {
   createLogger,
@@ -27,11 +27,21 @@ import { repoRoot } from '../cluster/paths.ts';
 import { pythonEnv } from '../python.ts';
 import type { ImageRules } from './images.ts';
 import { IpAllocator } from './ips.ts';
-import { ConfigMaps, FIELD_MANAGER, HOST_IP, type PodObject, Pods, Secrets } from './kube.ts';
+import {
+  type ConfigMap,
+  ConfigMaps,
+  FIELD_MANAGER,
+  HOST_IP,
+  type Pod,
+  Pods,
+  type Secret,
+  Secrets,
+} from './kube.ts';
 import { RunnerNodes, runnerPools } from './nodes.ts';
 import { PodWorker } from './pod.ts';
+import type { PodStatusOut } from './status.ts';
 
-export { FIELD_MANAGER, HOST_IP, type PodObject } from './kube.ts';
+export { FIELD_MANAGER, HOST_IP } from './kube.ts';
 export { RUNNER_LABEL, runnerOwner, runnerPools } from './nodes.ts';
 
 /** The operator's default sidecar image is `ghcr.io/modelplane/modelplane:<version>`: any tag runs. */
@@ -88,7 +98,7 @@ export class PodRunner {
     >
   > & { pythonEnv?: string };
   private readonly nodes: RunnerNodes;
-  private readonly informers: Informer<PodObject>[] = [];
+  private readonly informers: Informer<Pod>[] = [];
   private readonly workers = new Map<string, PodWorker>();
   private resync: NodeJS.Timeout | undefined;
   private started = false;
@@ -143,7 +153,7 @@ export class PodRunner {
       for (const w of this.workers.values()) w.poke();
     }, this.opts.resyncMs);
     for (const node of this.nodeNames) {
-      const informer = new Informer<PodObject>(this.client, Pods, {
+      const informer = new Informer<Pod>(this.client, Pods, {
         fieldSelector: `spec.nodeName=${node}`,
         log: this.log,
         silenceTimeoutMs: 90_000,
@@ -202,7 +212,7 @@ export class PodRunner {
 
   // --- pods ---
 
-  private observe(pod: PodObject): void {
+  private observe(pod: Pod): void {
     if (this.stopping) return;
     const uid = pod.metadata?.uid;
     if (!uid) return;
@@ -214,7 +224,7 @@ export class PodRunner {
     w.update(pod);
   }
 
-  private observeGone(pod: PodObject): void {
+  private observeGone(pod: Pod): void {
     const uid = pod.metadata?.uid;
     const w = uid ? this.workers.get(uid) : undefined;
     w?.markGone();
@@ -224,7 +234,7 @@ export class PodRunner {
    * A pod IP whose container ports nothing on the machine holds yet (another runner's pod,
    * or a process listening on every address); an address found taken is never used.
    */
-  async allocateIp(uid: string, spec: V1PodSpec): Promise<string> {
+  async allocateIp(uid: string, spec: IPodSpec): Promise<string> {
     const ports = spec.containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort));
     for (let i = 0; i < 64; i++) {
       const ip = this.ips.allocate(uid);
@@ -238,13 +248,17 @@ export class PodRunner {
 
   /** Decoded data of a Secret or ConfigMap, or undefined when it does not exist. */
   async readData(kind: 'Secret' | 'ConfigMap', name: string, namespace: string) {
-    const obj = await this.client.find(kind === 'Secret' ? Secrets : ConfigMaps, name, namespace);
+    const obj = await this.client.find<Secret | ConfigMap>(
+      kind === 'Secret' ? Secrets : ConfigMaps,
+      name,
+      namespace,
+    );
     if (!obj) return undefined;
     const data: Record<string, string> = {};
     for (const [k, v] of Object.entries(obj.data ?? {}))
       data[k] = kind === 'Secret' ? Buffer.from(v, 'base64').toString('utf8') : v;
     if (kind === 'ConfigMap') {
-      const bin = (obj as { binaryData?: Record<string, string> }).binaryData ?? {};
+      const bin = (obj as ConfigMap).binaryData ?? {};
       for (const [k, v] of Object.entries(bin)) data[k] = Buffer.from(v, 'base64').toString('utf8');
     }
     return data;
@@ -256,7 +270,7 @@ export class PodRunner {
   }
 
   /** Writes a pod's status (server-side apply on pods/status, with the uid as a precondition). */
-  async writePodStatus(pod: PodObject, status: unknown): Promise<void> {
+  async writePodStatus(pod: Pod, status: PodStatusOut): Promise<void> {
     await this.client.apply(
       Pods,
       {
@@ -264,13 +278,13 @@ export class PodRunner {
         kind: 'Pod',
         metadata: { name: pod.metadata?.name, namespace: pod.metadata?.namespace, uid: pod.metadata?.uid },
         status,
-      } as PodObject,
+      } as Pod,
       { fieldManager: FIELD_MANAGER, force: true, subresource: 'status' },
     );
   }
 
   /** Deletes a pod whose processes are gone, as the kubelet does: grace 0, uid precondition. */
-  async removePod(pod: PodObject): Promise<void> {
+  async removePod(pod: Pod): Promise<void> {
     const path = resourcePath(Pods, { namespace: pod.metadata?.namespace, name: pod.metadata?.name ?? '' });
     try {
       await this.client.request('DELETE', path, {
