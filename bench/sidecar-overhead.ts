@@ -4,19 +4,32 @@
  * synchronous) and through `modelplane sidecar` (separate processes, `POST /predictions`
  * with `Prefer: wait`), once per progress mode (`webhook`: async create plus Cog's webhooks;
  * `final`: one held request), in alternating rounds, at concurrency 1 and 8. Prints p50/p99
- * of each path, the latency the sidecar adds, and the throughput ratio.
+ * of each path, the latency the sidecar adds, the throughput ratio, and the CPU time the
+ * sidecar process spends per prediction (its threads' run time from /proc, which a busy
+ * machine does not inflate as it does latencies).
  *
- * Usage: node bench/sidecar-overhead.ts [--requests N] [--rounds N]   (or `make bench`)
+ * `--baseline DIR` adds the sidecar of another checkout (its `cli/modelplane.ts`, its
+ * dependencies installed) as more paths in the same alternating rounds: a before/after
+ * comparison under the same load.
+ *
+ * Usage: node bench/sidecar-overhead.ts [--requests N] [--rounds N] [--baseline DIR]   (or `make bench`)
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { waitFor } from '../harness/processes.ts';
 import { startModelServer } from '../sidecar/testing/model-server.ts';
 import { spawnSidecar } from '../sidecar/testing/sidecar.ts';
 
 const { values } = parseArgs({
-  options: { requests: { type: 'string', default: '300' }, rounds: { type: 'string', default: '6' } },
+  options: {
+    requests: { type: 'string', default: '300' },
+    rounds: { type: 'string', default: '6' },
+    baseline: { type: 'string' },
+  },
 });
+const baselineCli = values.baseline ? resolve(values.baseline, 'cli/modelplane.ts') : undefined;
 const perRound = Number(values.requests);
 const rounds = Number(values.rounds);
 // More slots than the highest concurrency, so the direct path never meets a busy (409) server.
@@ -83,6 +96,19 @@ async function block(url: URL, headers: Record<string, string>, n: number, concu
   return { latencies, seconds: (performance.now() - t0) / 1000 };
 }
 
+/** CPU time of every thread of process `pid` so far, in ns (Linux: /proc/<pid>/task/<tid>/schedstat). */
+function cpuNs(pid: number): number {
+  let total = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // the thread ended
+    }
+  }
+  return total;
+}
+
 function quantile(sorted: number[], q: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
   return sorted[i]!;
@@ -93,46 +119,48 @@ const sidecars: Array<Awaited<ReturnType<typeof spawnSidecar>>> = [];
 try {
   await ms.waitFor(['READY'], 120_000);
   const modes = ['webhook', 'final'] as const;
-  for (const mode of modes) {
-    const sc = await spawnSidecar([
-      '--model-url',
-      ms.url,
-      '--concurrency',
-      String(SLOTS),
-      '--queue-size',
-      '64',
-      '--progress',
-      mode,
-      '--shutdown-model',
-      'false',
-    ]);
-    sidecars.push(sc);
-    await waitFor('the sidecar to be ready', async () => (await fetch(`${sc.api}/ready`)).ok, {
-      timeoutMs: 60_000,
-    });
-  }
+  const variants = baselineCli
+    ? [
+        { label: 'sidecar', cli: undefined },
+        { label: 'baseline', cli: baselineCli },
+      ]
+    : [{ label: 'sidecar', cli: undefined }];
   const direct = new URL(`${ms.url}/predictions`);
   const wait = { prefer: 'wait=60' };
-  const paths = [
+  const paths: Array<{ name: string; url: URL; headers: Record<string, string>; pid?: number }> = [
     { name: 'direct', url: direct, headers: {} },
-    ...modes.map((mode, i) => ({
-      name: `sidecar --progress ${mode}`,
-      url: new URL(`${sidecars[i]!.api}/predictions`),
-      headers: wait,
-    })),
   ];
+  for (const mode of modes) {
+    for (const v of variants) {
+      const args = ['--model-url', ms.url, '--concurrency', String(SLOTS), '--queue-size', '64'];
+      args.push('--progress', mode, '--shutdown-model', 'false');
+      const sc = await spawnSidecar(args, {}, { cli: v.cli });
+      sidecars.push(sc);
+      await waitFor('the sidecar to be ready', async () => (await fetch(`${sc.api}/ready`)).ok, {
+        timeoutMs: 60_000,
+      });
+      const url = new URL(`${sc.api}/predictions`);
+      paths.push({ name: `${v.label} --progress ${mode}`, url, headers: wait, pid: sc.process.pid });
+    }
+  }
 
   process.stdout.write(
-    `sidecar overhead: echo on a Cog server (${SLOTS} slots); each path gets ${rounds} rounds x ${perRound} requests per concurrency, rounds alternating\n\n`,
+    `sidecar overhead: echo on a Cog server (${SLOTS} slots); each path gets ${rounds} rounds x ${perRound} requests per concurrency, rounds alternating\n` +
+      (baselineCli ? `baseline: ${baselineCli}\n\n` : '\n'),
   );
   const f = (x: number) => x.toFixed(2).padStart(6);
   for (const concurrency of [1, 8]) {
     for (const p of paths) await block(p.url, p.headers, 100, concurrency); // warm up
     const lat = paths.map(() => [] as number[]);
     const secs = paths.map(() => 0);
+    const cpu = paths.map(() => 0);
     for (let r = 0; r < rounds; r++) {
-      for (const [i, p] of paths.entries()) {
+      // Every other round runs the paths in reverse order, so that none always goes first.
+      const order = r % 2 ? [...paths.entries()].reverse() : [...paths.entries()];
+      for (const [i, p] of order) {
+        const cpu0 = p.pid ? cpuNs(p.pid) : 0;
         const b = await block(p.url, p.headers, perRound, concurrency);
+        if (p.pid) cpu[i]! += cpuNs(p.pid) - cpu0;
         lat[i]!.push(...b.latencies);
         secs[i]! += b.seconds;
       }
@@ -148,9 +176,9 @@ try {
       const s = lat[i]!;
       const rate = s.length / secs[i]!;
       process.stdout.write(
-        `  ${p.name.padEnd(26)} p50 ${f(quantile(s, 0.5))} ms, p99 ${f(quantile(s, 0.99))} ms; ` +
+        `  ${p.name.padEnd(27)} p50 ${f(quantile(s, 0.5))} ms, p99 ${f(quantile(s, 0.99))} ms; ` +
           `added p50 ${f(quantile(s, 0.5) - quantile(d, 0.5))} ms, p99 ${f(quantile(s, 0.99) - quantile(d, 0.99))} ms; ` +
-          `throughput ratio ${(rate / dRate).toFixed(3)}\n`,
+          `throughput ratio ${(rate / dRate).toFixed(3)}; sidecar CPU ${(cpu[i]! / 1000 / s.length).toFixed(0)} µs/prediction\n`,
       );
     }
   }

@@ -1,5 +1,35 @@
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { preferWait, readSse, sseFrame } from './http.ts';
+import { preferWait, readJson, readSse, sseFrame } from './http.ts';
+
+function body(chunks: string[], headers: Record<string, string> = {}): IncomingMessage {
+  return Object.assign(Readable.from(chunks.map((c) => Buffer.from(c))), {
+    headers,
+  }) as unknown as IncomingMessage;
+}
+
+describe('readJson', () => {
+  it('reads JSON in chunks, an empty body as {}', async () => {
+    expect(await readJson(body(['{"a":', '[1, 2]}']), 100)).toEqual({ a: [1, 2] });
+    expect(await readJson(body([]), 100)).toEqual({});
+    expect(await readJson(body([' \n']), 100)).toEqual({});
+  });
+
+  it('refuses a body over the limit (413) and one that is not JSON (400)', async () => {
+    await expect(readJson(body(['{"a":', '"0123456789"}']), 10)).rejects.toMatchObject({
+      status: 413,
+      title: 'Request body too large',
+      message: 'the body is over 10 bytes',
+    });
+    // Declared over the limit: refused before a byte is read.
+    await expect(readJson(body([], { 'content-length': '11' }), 10)).rejects.toMatchObject({ status: 413 });
+    await expect(readJson(body(['{"a":']), 100)).rejects.toMatchObject({
+      status: 400,
+      title: 'Malformed JSON',
+    });
+  });
+});
 
 describe('Prefer: wait', () => {
   it('reads bare wait as the maximum and wait=N clamped', () => {

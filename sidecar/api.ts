@@ -1,12 +1,14 @@
 /**
  * The routes of the pod's prediction API (`:8080`): create, get, cancel and stream
  * predictions, readiness, liveness, load, status and the model's schema. Only HTTP lives
- * here (parsing, checking the request, `Prefer: wait`, answering); what a route does is the
- * `PredictionService`'s.
+ * here (checking the request, `Prefer: wait`, answering); what a route does is the
+ * `PredictionService`'s. The routes are declared on an express app (lib/express.ts) that
+ * listeners.ts makes and ends with the 404 and problem+json handlers.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Express, Request, Response } from 'express';
 import type { Clock } from '../lib/clock.ts';
-import { HttpError, invalidInput, preferWait, readJson, sendEventStream, sendJson } from '../lib/http.ts';
+import { jsonBody, methodNotAllowed } from '../lib/express.ts';
+import { HttpError, invalidInput, preferWait, sendEventStream, sendJson } from '../lib/http.ts';
 import { type InvalidField, validateInput } from '../lib/openapi-input.ts';
 import { newPredictionId, type PredictionObject, WEBHOOK_EVENTS } from '../lib/prediction.ts';
 import type { Prediction } from './prediction.ts';
@@ -53,7 +55,7 @@ export class ApiRoutes {
   private readonly keepAliveMs: number;
   /** The sidecar's own address, for `urls` when a request has no Host. */
   private readonly fallbackHost: string;
-  private readonly streams = new Set<ServerResponse>();
+  private readonly streams = new Set<Response>();
 
   constructor(service: PredictionService, opts: { clock: Clock; keepAliveMs: number; fallbackHost: string }) {
     this.service = service;
@@ -62,41 +64,56 @@ export class ApiRoutes {
     this.fallbackHost = opts.fallbackHost;
   }
 
-  /** Answers one request (errors are thrown as `HttpError`s). */
-  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://sidecar');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
-    const method = req.method ?? 'GET';
-    const route = `${method} /${parts.map((p, i) => (i === 1 && parts[0] === 'predictions' ? ':id' : p)).join('/')}`;
+  /**
+   * Declares the API's routes on `app`; another method on one of their paths is a 405.
+   * Handlers throw `HttpError`s (express passes them to the app's error handler).
+   */
+  declare(app: Express): void {
     const s = this.service;
-    switch (route) {
-      case 'POST /predictions':
-        return this.create(req, res);
-      case 'GET /predictions/:id':
-        return this.get(req, res, parts[1]!);
-      case 'POST /predictions/:id/cancel':
-        return this.cancel(req, res, parts[1]!);
-      case 'GET /predictions/:id/stream':
-        return this.stream(req, res, parts[1]!);
-      case 'GET /ready': {
+    app
+      .route('/predictions')
+      .post(jsonBody({ limit: MAX_BODY }), (req, res) => this.create(req, res))
+      .all(methodNotAllowed);
+    app
+      .route('/predictions/:id')
+      .get((req, res) => this.get(req, res))
+      .all(methodNotAllowed);
+    app
+      .route('/predictions/:id/cancel')
+      .post((req, res) => this.cancel(req, res))
+      .all(methodNotAllowed);
+    app
+      .route('/predictions/:id/stream')
+      .get((req, res) => this.stream(req, res))
+      .all(methodNotAllowed);
+    app
+      .route('/ready')
+      .get((_req, res) => {
         const r = s.readiness();
         const body = r.ready ? r : { ...r, setup_logs: s.setupLogs() || undefined };
-        return sendJson(res, r.ready ? 200 : 503, body);
-      }
-      case 'GET /live':
-        return sendJson(res, s.live() ? 200 : 503, { live: s.live() });
-      case 'GET /load':
-        return sendJson(res, 200, s.load());
-      case 'GET /status':
-        return sendJson(res, 200, s.status());
-      case 'GET /openapi.json': {
+        sendJson(res, r.ready ? 200 : 503, body);
+      })
+      .all(methodNotAllowed);
+    app
+      .route('/live')
+      .get((_req, res) => sendJson(res, s.live() ? 200 : 503, { live: s.live() }))
+      .all(methodNotAllowed);
+    app
+      .route('/load')
+      .get((_req, res) => sendJson(res, 200, s.load()))
+      .all(methodNotAllowed);
+    app
+      .route('/status')
+      .get((_req, res) => sendJson(res, 200, s.status()))
+      .all(methodNotAllowed);
+    app
+      .route('/openapi.json')
+      .get((_req, res) => {
         const doc = s.openapi();
         if (!doc) throw new HttpError(503, 'No schema', 'the model server has not served an OpenAPI schema');
-        return sendJson(res, 200, doc);
-      }
-      default:
-        throw new HttpError(404, 'Not found', `no route for ${method} ${url.pathname}`);
-    }
+        sendJson(res, 200, doc);
+      })
+      .all(methodNotAllowed);
   }
 
   /** Ends every open event stream. */
@@ -104,7 +121,7 @@ export class ApiRoutes {
     for (const res of this.streams) res.end();
   }
 
-  private base(req: IncomingMessage): string {
+  private base(req: Request): string {
     return `http://${req.headers.host ?? this.fallbackHost}`;
   }
 
@@ -119,7 +136,7 @@ export class ApiRoutes {
    * out) that its caller has read it.
    */
   private answer(
-    res: ServerResponse,
+    res: Response,
     status: number,
     p: Prediction,
     base: string,
@@ -129,8 +146,8 @@ export class ApiRoutes {
     sendJson(res, status, this.service.view(p, base), headers);
   }
 
-  private async create(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJson(req, MAX_BODY);
+  private async create(req: Request, res: Response): Promise<void> {
+    const body: unknown = req.body;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new HttpError(400, 'Bad request', 'the body must be a JSON object');
     }
@@ -183,21 +200,21 @@ export class ApiRoutes {
     this.answer(res, 201, p, base, applied);
   }
 
-  private async get(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    const p = this.find(id);
+  private async get(req: Request<{ id: string }>, res: Response): Promise<void> {
+    const p = this.find(req.params.id);
     const wait = preferWait(req.headers.prefer, MAX_WAIT_SECONDS);
     if (wait !== undefined) await p.waitDone(wait * 1000);
     this.answer(res, 200, p, this.base(req));
   }
 
-  private async cancel(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    const p = this.find(id);
+  private async cancel(req: Request<{ id: string }>, res: Response): Promise<void> {
+    const p = this.find(req.params.id);
     await this.service.cancel(p);
     this.answer(res, 200, p, this.base(req));
   }
 
-  private async stream(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-    const p = this.find(id);
+  private stream(req: Request<{ id: string }>, res: Response): void {
+    const p = this.find(req.params.id);
     this.streams.add(res);
     res.on('close', () => this.streams.delete(res));
     sendEventStream(req, res, {

@@ -2,14 +2,25 @@
  * The sidecar's three HTTP listeners: the prediction API (`:8080`, its routes in api.ts),
  * the Prometheus metrics (`:9090`, `GET /metrics`), and the listener on loopback where the
  * Cog server sends its webhooks (`POST /cog/{id}`, with the pod's bearer token).
+ *
+ * Each is an express app (lib/express.ts) that answers alike: other methods on a route are
+ * 405, other paths 404, and every error is `application/problem+json`.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Express, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
-import { HttpError, sendProblem } from '../lib/http.ts';
+import { createApp, httpErrorOf, methodNotAllowed, notFound, problemHandler } from '../lib/express.ts';
+import { HttpError, readJson } from '../lib/http.ts';
 import type { CogPayload } from './cog-webhooks.ts';
+
+/**
+ * The most a Cog webhook may carry: it holds the whole output so far, file outputs included
+ * as data URLs when the model server has no upload URL.
+ */
+const MAX_COG_PAYLOAD = 256 * 1024 * 1024;
 
 export interface Listening {
   api: string;
@@ -29,8 +40,8 @@ export interface ListenerSettings {
 }
 
 export interface ListenerHandlers {
-  /** The prediction API. */
-  api(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /** Declares the prediction API's routes on `app`. */
+  api(app: Express): void;
   /** The metrics text and its content type. */
   metrics(): Promise<{ contentType: string; text: string }>;
   /** One webhook of the Cog server, for prediction `id`. */
@@ -54,21 +65,19 @@ export class Listeners {
   /** Opens the three listeners; answers their URLs. */
   async open(): Promise<Listening> {
     const s = this.settings;
-    const webhookServer = createServer((req, res) => this.onCogWebhook(req, res));
+    const webhookServer = createServer(
+      this.app('no such endpoint; webhooks go to POST /cog/{id}', (app) => this.cogWebhookRoute(app)),
+    );
     this.servers.push(webhookServer);
     const hook = await listen(webhookServer, s.webhookHost, s.webhookPort);
     if (!isLoopback(s.webhookHost)) {
       this.log.warn({ webhookHost: s.webhookHost }, 'the webhook listener is not on a loopback address');
     }
-    const api = createServer((req, res) => {
-      this.handlers.api(req, res).catch((err: unknown) => this.fail(res, err));
-    });
+    const api = createServer(this.app('no such endpoint', (app) => this.handlers.api(app)));
     api.keepAliveTimeout = 65_000;
     this.servers.push(api);
     const apiAddress = await listen(api, s.host, s.port);
-    const metrics = createServer((req, res) => {
-      this.onMetrics(req, res).catch((err: unknown) => this.fail(res, err));
-    });
+    const metrics = createServer(this.app('metrics are at GET /metrics', (app) => this.metricsRoute(app)));
     this.servers.push(metrics);
     const met = await listen(metrics, s.metricsHost, s.metricsPort);
     return {
@@ -95,62 +104,65 @@ export class Listeners {
     );
   }
 
-  private fail(res: ServerResponse, err: unknown): void {
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    if (err instanceof HttpError) {
-      sendProblem(res, err);
-      return;
-    }
-    this.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'request failed');
-    sendProblem(res, new HttpError(500, 'Internal error', (err as Error).message));
+  /** An app with the routes `declare` makes; other paths are 404 with `detail`. */
+  private app(detail: string, declare: (app: Express) => void): Express {
+    const app = createApp();
+    declare(app);
+    app.use(notFound(detail));
+    app.use(problemHandler({ log: this.log, toProblem }));
+    return app;
   }
 
-  private async onMetrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://sidecar').pathname;
-    if (req.method !== 'GET' || path !== '/metrics') {
-      throw new HttpError(404, 'Not found', 'metrics are at GET /metrics');
-    }
-    const { contentType, text } = await this.handlers.metrics();
-    res.writeHead(200, { 'content-type': contentType });
-    res.end(text);
+  private metricsRoute(app: Express): void {
+    app
+      .route('/metrics')
+      .get(async (_req, res) => {
+        const { contentType, text } = await this.handlers.metrics();
+        res.writeHead(200, { 'content-type': contentType });
+        res.end(text);
+      })
+      .all(methodNotAllowed);
   }
 
-  private authorized(req: IncomingMessage): boolean {
+  private cogWebhookRoute(app: Express): void {
+    app
+      .route('/cog/:id')
+      .post(this.bearer(), async (req, res) => {
+        // Three or more of these a prediction: the light reader costs less than jsonBody.
+        const payload = (await readJson(req, MAX_COG_PAYLOAD)) as CogPayload;
+        res.writeHead(200, { 'content-length': '0' }).end();
+        this.handlers.cogWebhook(req.params.id, payload);
+      })
+      .all(methodNotAllowed);
+  }
+
+  /** Refuses (401) a webhook without the pod's bearer token, before its body is read. */
+  private bearer(): RequestHandler {
     const token = this.settings.webhookToken;
-    if (!token) return true;
-    const got = Buffer.from(req.headers.authorization ?? '');
     const want = Buffer.from(`Bearer ${token}`);
-    return got.length === want.length && timingSafeEqual(got, want);
-  }
-
-  private onCogWebhook(req: IncomingMessage, res: ServerResponse): void {
-    if (req.method !== 'POST' || !req.url?.startsWith('/cog/')) {
-      res.writeHead(404).end();
-      return;
-    }
-    if (!this.authorized(req)) {
+    return (req, _res, next) => {
+      if (!token) return next();
+      const got = Buffer.from(req.headers.authorization ?? '');
+      if (got.length === want.length && timingSafeEqual(got, want)) return next();
       this.log.warn('rejected a webhook without the right bearer token');
-      res.writeHead(401).end();
-      return;
-    }
-    const id = decodeURIComponent(req.url.slice('/cog/'.length).split('?')[0] ?? '');
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      res.writeHead(200, { 'content-length': '0' }).end();
-      let payload: CogPayload;
-      try {
-        payload = JSON.parse(Buffer.concat(chunks).toString('utf8')) as CogPayload;
-      } catch {
-        this.log.warn({ prediction: id }, 'unreadable webhook from the model server');
-        return;
-      }
-      this.handlers.cogWebhook(id, payload);
-    });
+      next(new HttpError(401, 'Unauthorized', "webhooks need the pod's bearer token (WEBHOOK_AUTH_TOKEN)"));
+    };
   }
+}
+
+/**
+ * The sidecar's errors as callers have always seen them: `HttpError`s and body errors as
+ * lib/express.ts makes them, a 4xx raised by express itself (a path that does not decode)
+ * with its status, anything else a 500 `Internal error` with its message.
+ */
+function toProblem(err: unknown): HttpError {
+  const known = httpErrorOf(err);
+  if (known) return known;
+  const status = (err as { status?: unknown } | null)?.status;
+  const message = err instanceof Error ? err.message : String(err);
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return new HttpError(status, 'Bad request', message);
+  return new HttpError(500, 'Internal error', message);
 }
 
 function isLoopback(host: string): boolean {

@@ -134,7 +134,7 @@ export class Sidecar implements PredictionService {
     this.listeners = new Listeners(
       { settings: config, log, clock },
       {
-        api: (req, res) => this.routes.handle(req, res),
+        api: (app) => this.routes.declare(app),
         metrics: async () => ({
           contentType: this.metrics.registry.contentType,
           text: await this.metrics.registry.metrics(),

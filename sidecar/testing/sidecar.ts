@@ -67,8 +67,15 @@ export interface SidecarProcess {
   metrics: string;
 }
 
-/** Runs `modelplane sidecar` as its own process on free ports of 127.0.0.1. */
-export async function spawnSidecar(args: string[], env: NodeJS.ProcessEnv = {}): Promise<SidecarProcess> {
+/**
+ * Runs `modelplane sidecar` as its own process on free ports of 127.0.0.1; `opts.cli` runs
+ * another checkout's `cli/modelplane.ts` (a benchmark's baseline).
+ */
+export async function spawnSidecar(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  opts: { cli?: string } = {},
+): Promise<SidecarProcess> {
   const port = await freePort();
   const metricsPort = await freePort();
   const logFile = join(mkdtempSync(join(tmpdir(), 'modelplane-sidecar-')), 'sidecar.log');
@@ -76,7 +83,7 @@ export async function spawnSidecar(args: string[], env: NodeJS.ProcessEnv = {}):
     'modelplane sidecar',
     process.execPath,
     [
-      cli,
+      opts.cli ?? cli,
       'sidecar',
       '--host',
       '127.0.0.1',
