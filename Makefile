@@ -10,6 +10,10 @@ export PATH := $(NODE_DIR):$(CURDIR)/node_modules/.bin:$(PATH)
 export npm_config_loglevel ?= error
 
 DEPS_STAMP := node_modules/.modelplane-deps
+# Prefix of the long-running commands: they die with make, even when make is killed outright
+# (util-linux setpriv; nothing where there is none). What they start dies with them
+# (harness/tether.ts).
+TETHER := $(shell setpriv --pdeathsig SIGKILL -- true 2>/dev/null && echo setpriv --pdeathsig SIGKILL --)
 
 .PHONY: help
 help: ## list the targets
@@ -32,9 +36,10 @@ python: ## the Python environment of the example Cog models (cog pinned; cached 
 	@hack/python.sh
 
 .PHONY: lint
-lint: $(DEPS_STAMP) ## lint, check formatting, type-check
+lint: $(DEPS_STAMP) ## lint, check formatting, type-check, check the direction of imports
 	biome check .
 	tsc -p tsconfig.json --noEmit
+	node hack/check-imports.ts
 
 .PHONY: format
 format: $(DEPS_STAMP) ## rewrite files in the project's format
@@ -55,51 +60,51 @@ build: $(DEPS_STAMP) ## compile to dist/
 
 .PHONY: test
 test: cluster-bin python $(DEPS_STAMP) ## run every test: unit, then against a real local control plane
-	vitest run --project unit --project cluster
+	$(TETHER) vitest run --project unit --project cluster
 
 .PHONY: test-unit
 test-unit: cluster-bin python $(DEPS_STAMP) ## run the unit tests only
-	vitest run --project unit
+	$(TETHER) vitest run --project unit
 
 .PHONY: test-cluster
 test-cluster: cluster-bin python $(DEPS_STAMP) ## run the cluster tests only
-	vitest run --project cluster
+	$(TETHER) vitest run --project cluster
 
 .PHONY: bench
 bench: bench-sidecar bench-autoscaler bench-activation bench-gateway ## every benchmark
 
 .PHONY: bench-sidecar
 bench-sidecar: python $(DEPS_STAMP) ## benchmark: the sidecar's added latency over a real Cog server
-	node bench/sidecar-overhead.ts
+	$(TETHER) node bench/sidecar-overhead.ts
 
 .PHONY: bench-autoscaler
 bench-autoscaler: cluster-bin $(DEPS_STAMP) ## benchmark: a burst's time to the child replicas in the API server
-	node bench/autoscaler.ts
+	$(TETHER) node bench/autoscaler.ts
 
 .PHONY: bench-activation
 bench-activation: cluster-bin python $(DEPS_STAMP) ## benchmark: a model pod turning Ready → its first held prediction dispatched
-	node bench/activation.ts
+	$(TETHER) node bench/activation.ts
 
 .PHONY: bench-gateway
 bench-gateway: cluster-bin python $(DEPS_STAMP) ## benchmark: predictions/s through the gateway and the sidecars against the Cog servers directly
-	node bench/gateway.ts
+	$(TETHER) node bench/gateway.ts
 
 .PHONY: dev
 dev: cluster-bin python $(DEPS_STAMP) ## run it all here: control plane, operator, pod runner, example models; Ctrl-C stops it
-	@node cli/modelplane.ts dev $(DEV_FLAGS)
+	@$(TETHER) node cli/modelplane.ts dev $(DEV_FLAGS)
 
 .PHONY: cluster-up
 cluster-up: cluster-bin $(DEPS_STAMP) ## start a local control plane with GPU node pools in the background
-	@node e2e/cluster/cli.ts up $(POOLS)
+	@node harness/cluster/cli.ts up $(POOLS)
 
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane
-	@node e2e/cluster/cli.ts down
+	@node harness/cluster/cli.ts down
 
 .PHONY: pod-runner
 pod-runner: python $(DEPS_STAMP) ## run the local pod runner (a T4 and a CPU node that run model pods) in the foreground
-	@node e2e/podrunner/cli.ts $(RUNNER)
+	@$(TETHER) node harness/podrunner/cli.ts $(RUNNER)
 
 .PHONY: cluster-status
 cluster-status: ## show the local control plane and its node pools
-	@node e2e/cluster/cli.ts status
+	@node harness/cluster/cli.ts status

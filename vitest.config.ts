@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 // Two projects: `unit` (pure logic, no processes) and `cluster` (a real control plane,
-// started once per run by e2e/cluster/global-setup.ts and shared through `inject`).
+// started once per run by harness/cluster/global-setup.ts and shared through `inject`).
 export default defineConfig({
   test: {
     reporters: ['default', './hack/vitest-summary.ts'],
@@ -20,7 +20,7 @@ export default defineConfig({
           include: ['**/*.int.test.ts', 'e2e/tests/**/*.test.ts'],
           exclude: ['node_modules/**', 'dist/**'],
           environment: 'node',
-          globalSetup: ['e2e/cluster/global-setup.ts'],
+          globalSetup: ['harness/cluster/global-setup.ts'],
           // One machine, one control plane: cluster files run one after another.
           fileParallelism: false,
           testTimeout: 120_000,

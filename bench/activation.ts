@@ -19,8 +19,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { waitFor } from '../e2e/cluster/testing.ts';
-import { kubectl, startDev } from '../e2e/dev/dev.ts';
+import { kubectl, startDev } from '../dev/dev.ts';
+import { waitFor } from '../harness/processes.ts';
 
 const { values } = parseArgs({ options: { repeats: { type: 'string', default: '8' } } });
 const REPEATS = Number(values.repeats);

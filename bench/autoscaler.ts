@@ -14,8 +14,8 @@
  */
 import { parseArgs } from 'node:util';
 import { installCrds } from '../crds/index.ts';
-import { startCluster } from '../e2e/cluster/cluster.ts';
-import { waitFor } from '../e2e/cluster/testing.ts';
+import { startCluster } from '../harness/cluster/cluster.ts';
+import { waitFor } from '../harness/processes.ts';
 import { StaticDemandSource } from '../operator/autoscaler/testing.ts';
 import {
   applyDefaultHardware,

@@ -27,7 +27,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startDev } from '../e2e/dev/dev.ts';
+import { startDev } from '../dev/dev.ts';
 import { readPods } from './pods.ts';
 
 const { values } = parseArgs({

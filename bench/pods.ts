@@ -4,7 +4,7 @@
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import { LABEL } from '../crds/index.ts';
-import { waitFor } from '../e2e/cluster/testing.ts';
+import { waitFor } from '../harness/processes.ts';
 import { type PodLike, PodResource, podEndpoint } from '../operator/predictions/endpoints.ts';
 import { KubeClient } from '../operator/runtime/index.ts';
 

@@ -18,8 +18,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { waitFor } from '../harness/processes.ts';
 import { startModelServer } from '../sidecar/testing/model-server.ts';
-import { waitFor } from '../sidecar/testing/processes.ts';
 import { spawnSidecar } from '../sidecar/testing/sidecar.ts';
 
 const { values } = parseArgs({

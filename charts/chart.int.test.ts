@@ -15,7 +15,8 @@ import { ApiException, ApiextensionsV1Api, RbacAuthorizationV1Api } from '@kuber
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP } from '../crds/constants.ts';
 import { crds } from '../crds/crd.ts';
-import { useCluster, useNamespace, waitFor } from '../e2e/cluster/testing.ts';
+import { useCluster, useNamespace } from '../harness/cluster/testing.ts';
+import { waitFor } from '../harness/processes.ts';
 import { DEFAULT_PEER_SELECTOR } from '../operator/autoscaler/peers.ts';
 import { chartPath, parseManifests, runHelm, templateArgs } from './testing.ts';
 

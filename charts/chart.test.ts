@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { generatedDir } from '../crds/generate.ts';
-import { repoRoot } from '../e2e/cluster/paths.ts';
+import { repoRoot } from '../harness/cluster/paths.ts';
 import { DEFAULT_PEER_SELECTOR } from '../operator/autoscaler/peers.ts';
 import { ENV, parseConfig } from '../operator/config.ts';
 import { chartDrift, rbacPath } from './generate.ts';

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { binaries, repoRoot, versions } from '../e2e/cluster/paths.ts';
+import { binaries, repoRoot, versions } from '../harness/cluster/paths.ts';
 
 const run = promisify(execFile);
 

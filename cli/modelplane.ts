@@ -5,24 +5,32 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import * as token from '../operator/gateway/token-cli.ts';
-import * as operator from '../operator/main.ts';
-import * as sidecar from '../sidecar/main.ts';
 
 export interface Subcommand {
   summary: string;
   run(argv: string[]): Promise<number>;
 }
 
-/** Registered subcommands. */
+/**
+ * Registered subcommands. Each is loaded when it runs, so `--help` and `--version` read no
+ * more than package.json.
+ */
 export const subcommands: Record<string, Subcommand> = {
-  operator: { summary: operator.summary, run: operator.run },
-  sidecar: { summary: sidecar.summary, run: sidecar.run },
-  token: { summary: token.summary, run: token.run },
-  // From a checkout only: it runs the local cluster harness of e2e/, loaded when asked for.
+  operator: {
+    summary: 'run the controllers (leader-elected) and the gateway, with health and metrics endpoints',
+    run: async (argv) => (await import('../operator/main.ts')).run(argv),
+  },
+  sidecar: {
+    summary: 'serve one model pod: prediction API over its Cog server, metering, metrics',
+    run: async (argv) => (await import('../sidecar/main.ts')).run(argv),
+  },
+  token: {
+    summary: 'create, list and revoke API tokens for the gateway',
+    run: async (argv) => (await import('../operator/gateway/token-cli.ts')).run(argv),
+  },
   dev: {
     summary: 'run modelplane on this machine: control plane, operator, pod runner, example models',
-    run: async (argv) => (await import('../e2e/dev/main.ts')).run(argv),
+    run: async (argv) => (await import('../dev/main.ts')).run(argv),
   },
 };
 

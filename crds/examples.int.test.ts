@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { ApiException, type KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { useCluster, useNamespace } from '../e2e/cluster/testing.ts';
+import { useCluster, useNamespace } from '../harness/cluster/testing.ts';
 import { KIND } from './constants.ts';
 import { installCrds } from './install.ts';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiextensionsV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useCluster, useNamespace } from '../e2e/cluster/testing.ts';
+import { useCluster, useNamespace } from '../harness/cluster/testing.ts';
 import { API_VERSION, GROUP, RESOURCE } from './constants.ts';
 import { type CustomResourceDefinition, crds } from './crd.ts';
 import { ScalingSchema } from './deployment.ts';

@@ -10,7 +10,7 @@ import {
   ServerConfiguration,
 } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { useCluster, useNamespace } from '../e2e/cluster/testing.ts';
+import { useCluster, useNamespace } from '../harness/cluster/testing.ts';
 import { KIND } from './constants.ts';
 import { installCrds } from './install.ts';
 import { invalid, type Obj, valid } from './testdata/objects.ts';

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { binaries } from '../e2e/cluster/paths.ts';
+import { binaries } from '../harness/cluster/paths.ts';
 
 const run = promisify(execFile);
 const script = fileURLToPath(new URL('./cluster-bin.sh', import.meta.url));

@@ -1,7 +1,15 @@
 /**
- * Exponential backoff with jitter: every retry of the operator and the sidecar (reconnecting
- * to the API server, to a model server, redelivering a webhook) waits by one of these.
+ * Exponential backoff: every retry of the operator, the sidecar and the harness (reconnecting
+ * to the API server, to a model server, redelivering a webhook, requeueing a key, restarting
+ * a container) waits by this formula.
  */
+
+/** The delay before retry number `attempt` (0 = the first): `initialMs * 2^attempt`, at most `maxMs`. */
+export function exponentialDelay(attempt: number, initialMs: number, maxMs: number): number {
+  return Math.min(initialMs * 2 ** attempt, maxMs);
+}
+
+/** Successive delays with up to 20% jitter added, for one thing being retried. */
 export class Backoff {
   private readonly initialMs: number;
   private readonly maxMs: number;
@@ -16,7 +24,7 @@ export class Backoff {
 
   /** The next delay: `initial * 2^attempt` capped at `max`, then up to 20% jitter added. */
   next(): number {
-    const base = Math.min(this.initialMs * 2 ** this.attempt, this.maxMs);
+    const base = exponentialDelay(this.attempt, this.initialMs, this.maxMs);
     this.attempt++;
     return Math.round(base * (1 + 0.2 * this.random()));
   }

@@ -99,25 +99,18 @@ export interface PredictionObject {
   cost?: string;
 }
 
-/** What a prediction object is built from: times as epoch milliseconds. */
-export interface PredictionFields {
-  id: string;
-  model?: string;
-  version: string;
-  input: Record<string, unknown>;
-  output: unknown;
-  logs: string;
-  error: string | null;
-  status: PredictionStatus;
+/** The fields of a prediction that every copy of it holds, times as epoch milliseconds. */
+export interface PredictionCore
+  extends Pick<PredictionObject, 'id' | 'version' | 'input' | 'output' | 'logs' | 'error' | 'status'> {
   createdAt: number;
   startedAt?: number | undefined;
   completedAt?: number | undefined;
-  metrics: PredictionMetrics;
-  urls?: PredictionObject['urls'];
-  deployment?: string | undefined;
-  hardware?: string | undefined;
-  cost?: string | undefined;
 }
+
+/** What a prediction object is built from. */
+export interface PredictionFields
+  extends PredictionCore,
+    Pick<PredictionObject, 'model' | 'metrics' | 'urls' | 'deployment' | 'hardware' | 'cost'> {}
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
 

@@ -20,15 +20,12 @@ import {
 import { ConfigError, type OperatorConfig, parseConfig, USAGE } from './config.ts';
 import { addControllers } from './controllers/index.ts';
 import { addPredictionController } from './controllers/prediction.ts';
-import { addGateway, type Gateway, type Route } from './gateway/index.ts';
+import { addGateway, type Gateway, type Routes } from './gateway/index.ts';
 import { type PredictionService, predictionService } from './gateway/predictions/index.ts';
 import { WebhookSecrets } from './gateway/webhook-secret.ts';
 import { POD_SELECTOR, PodResource } from './predictions/index.ts';
 import { Deployments, Models, ModelVersions } from './resources.ts';
 import { createLogger, type Logger, Manager } from './runtime/index.ts';
-
-export const summary =
-  'run the controllers (leader-elected) and the gateway, with health and metrics endpoints';
 
 /** What a caller embedding the operator can add: demand sources, autoscaler settings for tests. */
 export interface OperatorParts {
@@ -38,8 +35,8 @@ export interface OperatorParts {
   autoscaler?: Omit<AutoscalerSetup, 'local'>;
   /** How `/autoscaler/demand` checks a peer's token (default: a TokenReview of the token file's subject). */
   authenticatePeer?: (token: string) => Promise<boolean>;
-  /** More gateway routes (the prediction endpoints), or a function of the gateway that makes them. */
-  gatewayRoutes?: Route[] | ((gateway: Gateway) => Route[]);
+  /** More gateway route groups, or a function of the gateway that makes them. */
+  gatewayRoutes?: Routes[] | ((gateway: Gateway) => Routes[]);
 }
 
 /** An operator made by `createOperator`: its manager and the parts registered on it. */
@@ -166,7 +163,7 @@ export function createOperator(
       allowAnonymous: g.allowAnonymous,
       tokenReviewAudiences: g.tokenReviewAudiences,
       routes: (gw) => [
-        ...predictions.routes,
+        predictions.routes,
         ...(typeof parts.gatewayRoutes === 'function'
           ? parts.gatewayRoutes(gw)
           : (parts.gatewayRoutes ?? [])),

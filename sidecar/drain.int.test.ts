@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../harness/processes.ts';
 import { call } from './testing/client.ts';
 import { type ModelServer, startModelServer } from './testing/model-server.ts';
-import { waitFor } from './testing/processes.ts';
 import { type RunningSidecar, type SidecarProcess, spawnSidecar, startSidecar } from './testing/sidecar.ts';
 import { openSse } from './testing/sse.ts';
 

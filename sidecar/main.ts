@@ -2,8 +2,6 @@
 import { ConfigError, parseConfig, USAGE } from './config.ts';
 import { Sidecar } from './sidecar.ts';
 
-export const summary = 'serve one model pod: prediction API over its Cog server, metering, metrics';
-
 export async function run(argv: string[]): Promise<number> {
   let config: ReturnType<typeof parseConfig>;
   try {

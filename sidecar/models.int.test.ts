@@ -2,7 +2,8 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MODELS, type ModelServer, modelsDir, pythonEnv, startModelServer } from './testing/model-server.ts';
+import { pythonEnv } from '../harness/python.ts';
+import { MODELS, type ModelServer, modelsDir, startModelServer } from './testing/model-server.ts';
 
 const started: ModelServer[] = [];
 afterAll(async () => {

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, waitFor } from '../harness/processes.ts';
 import type { SidecarConfig } from './config.ts';
 import { format, fromNumber, multiply, parseDecimal } from './decimal.ts';
 import type { SidecarOptions } from './sidecar.ts';
@@ -17,7 +18,6 @@ import {
   modelsDir,
   startModelServer,
 } from './testing/model-server.ts';
-import { freePort, waitFor } from './testing/processes.ts';
 import { type RunningSidecar, startSidecar } from './testing/sidecar.ts';
 import { openSse } from './testing/sse.ts';
 

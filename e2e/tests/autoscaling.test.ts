@@ -21,11 +21,11 @@ import { KubeConfig } from '@kubernetes/client-node';
 import Replicate from 'replicate';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION, LABEL } from '../../crds/index.ts';
+import { type Dev, startDev } from '../../dev/dev.ts';
+import { repoRoot } from '../../harness/cluster/paths.ts';
+import { waitFor } from '../../harness/processes.ts';
 import { SIDECAR_API_PORT, SIDECAR_CONTAINER } from '../../operator/controllers/pod-spec.ts';
 import { Informer, KubeClient, type KubeObject, resourceType } from '../../operator/runtime/index.ts';
-import { repoRoot } from '../cluster/paths.ts';
-import { waitFor } from '../cluster/processes.ts';
-import { type Dev, startDev } from '../dev/dev.ts';
 
 const NS = `autoscale-${process.pid}`;
 const NAME = 'sleep';

@@ -4,14 +4,15 @@
  * kubectl on the printed kubeconfig, then Ctrl-C (SIGINT), after which nothing it started
  * runs.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot } from '../cluster/paths.ts';
-import { freePort, waitFor } from '../cluster/processes.ts';
-import { kubectl } from '../dev/dev.ts';
+import { kubectl } from '../../dev/dev.ts';
+import { repoRoot } from '../../harness/cluster/paths.ts';
+import { freePort, waitFor } from '../../harness/processes.ts';
+import { spawnTethered } from '../../harness/tether.ts';
 
 const NS = 'dev-e2e';
 let child: ChildProcess;
@@ -46,7 +47,7 @@ function workloadReplicas(name: string): number {
 describe('modelplane dev', () => {
   beforeAll(async () => {
     const port = await freePort();
-    child = spawn(
+    child = spawnTethered(
       process.execPath,
       [join(repoRoot, 'cli', 'modelplane.ts'), 'dev', `--port=${port}`, `--namespace=${NS}`],
       {

@@ -25,6 +25,7 @@ import {
 } from '../../crds/index.ts';
 import type { Caches } from '../controllers/caches.ts';
 import { AUTOSCALER_FIELD_MANAGER } from '../controllers/names.ts';
+import type { DeploymentDemand } from '../predictions/demand.ts';
 import { Deployments, type Pod, Pods, type Stored, type Workload, Workloads } from '../resources.ts';
 import {
   applyStatus,
@@ -47,7 +48,6 @@ import {
   type Sample,
   type WindowState,
 } from './decide.ts';
-import type { DeploymentDemand } from './demand.ts';
 import type { LocalDemand } from './local.ts';
 import { sumDemand } from './sum.ts';
 

@@ -1,13 +1,13 @@
 /** The autoscaler, registered on a manager: see autoscaler.ts and docs/autoscaler.md. */
 import { caches } from '../controllers/caches.ts';
+import type { DemandSource } from '../predictions/demand.ts';
 import type { Clock, Manager } from '../runtime/index.ts';
 import { Autoscaler, REPORTING_CONTROLLER } from './autoscaler.ts';
-import type { DemandSource } from './demand.ts';
 import { LocalDemand } from './local.ts';
 import { DEMAND_PATH, demandHandler, PeerScraper, POKE_PATH, PokeForwarder, pokeHandler } from './peers.ts';
 
+export type { DemandSource, DeploymentDemand } from '../predictions/demand.ts';
 export { Autoscaler, FIELD_MANAGER, STATE_ANNOTATION } from './autoscaler.ts';
-export type { DemandSource, DeploymentDemand } from './demand.ts';
 export { LocalDemand } from './local.ts';
 export {
   DEFAULT_PEER_SELECTOR,

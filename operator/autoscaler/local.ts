@@ -2,7 +2,7 @@
  * The demand sources of this process (the gateway's, when it runs here), merged: what the
  * autoscaler reads locally and what `/autoscaler/demand` serves to the leader.
  */
-import type { DemandSource, DeploymentDemand } from './demand.ts';
+import type { DemandSource, DeploymentDemand } from '../predictions/demand.ts';
 import { sumDemand } from './sum.ts';
 
 export type PokeListener = (namespace: string, name: string) => void;

@@ -25,9 +25,9 @@ import {
   routeMetrics,
 } from '../../lib/express.ts';
 import { HttpError } from '../../lib/http.ts';
+import type { DeploymentDemand } from '../predictions/demand.ts';
 import { Pods } from '../resources.ts';
 import type { KubeClient, Logger } from '../runtime/index.ts';
-import type { DeploymentDemand } from './demand.ts';
 import { parseDemandList } from './sum.ts';
 
 export const DEMAND_PATH = '/autoscaler/demand';

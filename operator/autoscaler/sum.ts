@@ -1,5 +1,5 @@
 /** Demand from several gateway replicas, summed per deployment; a peer's answer, checked. */
-import type { DeploymentDemand } from './demand.ts';
+import type { DeploymentDemand } from '../predictions/demand.ts';
 
 /** `namespace/name`, the key demand is summed under. */
 export function demandKey(d: { namespace: string; name: string }): string {

@@ -1,5 +1,5 @@
 /** What the autoscaler's tests and the benchmark drive it with. */
-import type { DemandSource, DeploymentDemand } from './demand.ts';
+import type { DemandSource, DeploymentDemand } from '../predictions/demand.ts';
 import { demandKey } from './sum.ts';
 
 /**

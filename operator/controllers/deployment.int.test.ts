@@ -4,8 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../crds/index.ts';
-import { createNodePools } from '../../e2e/cluster/local.ts';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { createNodePools } from '../../harness/cluster/local.ts';
+import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
+import { waitFor } from '../../harness/processes.ts';
 import type { Operator } from '../main.ts';
 import { Deployments, type Pod, Pods, Secrets, Workloads } from '../resources.ts';
 import { ownsField } from '../runtime/index.ts';

@@ -9,15 +9,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { installCrds } from '../../crds/index.ts';
-import { kubeconfigYaml } from '../../e2e/cluster/local.ts';
-import {
-  freePort,
-  type GroupProcess,
-  groupAlive,
-  startGroupProcess,
-  stopGroup,
-} from '../../e2e/cluster/processes.ts';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { kubeconfigYaml } from '../../harness/cluster/local.ts';
+import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
+import { freePort, GroupProcess, groupAlive, stopGroup, waitFor } from '../../harness/processes.ts';
 import { Deployments, HardwareClasses, Workloads } from '../resources.ts';
 import { type KubeObject, Leases, resourceType } from '../runtime/index.ts';
 import { applyDefaultHardware, applyModel, clientFor, TEST_MANAGER, workloadsOf } from './testing.ts';
@@ -73,7 +67,7 @@ interface Operator {
 
 async function startOperatorProcess(identity: string, workers = 4): Promise<Operator> {
   const port = await freePort();
-  const process_ = startGroupProcess(
+  const process_ = new GroupProcess(
     identity,
     bin,
     [
@@ -91,8 +85,7 @@ async function startOperatorProcess(identity: string, workers = 4): Promise<Oper
       '--sidecar-image=registry.example.com/modelplane:test',
       '--log-level=info',
     ],
-    join(dir, `${identity}.log`),
-    { ...process.env, KUBECONFIG: '' },
+    { logFile: join(dir, `${identity}.log`), env: { ...process.env, KUBECONFIG: '' } },
   );
   running.push(process_);
   const metrics = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

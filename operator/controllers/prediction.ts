@@ -13,6 +13,7 @@
  * - spec.cancel: true cancels it; deleting the object cancels it too.
  * - ttlSecondsAfterFinished deletes the object that long after it finished.
  */
+
 import {
   API_VERSION,
   CONDITION,
@@ -22,6 +23,7 @@ import {
   type PredictionStatus,
   REASON,
 } from '../../crds/index.ts';
+import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 import { HttpError } from '../../lib/http.ts';
 import { isTerminal, newPredictionId } from '../../lib/prediction.ts';
 import type { PredictionEngine, PredictionRecord } from '../predictions/index.ts';
@@ -60,7 +62,8 @@ export interface PredictionControllerOptions {
   statusIntervalMs?: number;
   /** How long a target that does not resolve is retried (default 60 s). */
   resolveGraceMs?: number;
-  now?: () => Date;
+  /** Timestamps and the status throttle's timers (the real clock by default). */
+  clock?: Clock;
 }
 
 type Target = { deployment: string; target: string } | { error: string; reason: string; target: string };
@@ -145,7 +148,8 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
   const { engine } = opts;
   const client = manager.client;
   const predictions = opts.predictions ?? manager.informer(Predictions);
-  const now = opts.now ?? (() => new Date());
+  const clock = opts.clock ?? realClock;
+  const now = () => new Date(clock.now());
   const interval = opts.statusIntervalMs ?? 1000;
   const grace = opts.resolveGraceMs ?? 60_000;
   const baseUrl = opts.apiBaseUrl ?? '';
@@ -374,15 +378,15 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
 
   // Status follows the engine: at once when a prediction ends, else at most every interval.
   const last = new Map<string, number>();
-  const timers = new Map<string, NodeJS.Timeout>();
+  const timers = new Map<string, Timer>();
   engine.onChange((rec) => {
     if (!rec.origin?.startsWith(ORIGIN)) return;
     const key = rec.origin.slice(ORIGIN.length);
-    const t = Date.now();
+    const t = clock.now();
     const since = t - (last.get(key) ?? 0);
     if (isTerminal(rec.status) || since >= interval) {
       const timer = timers.get(key);
-      if (timer) clearTimeout(timer);
+      timer?.cancel();
       timers.delete(key);
       last.set(key, t);
       if (isTerminal(rec.status)) last.delete(key);
@@ -390,9 +394,9 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
     } else if (!timers.has(key)) {
       timers.set(
         key,
-        setTimeout(() => {
+        clock.setTimer(() => {
           timers.delete(key);
-          last.set(key, Date.now());
+          last.set(key, clock.now());
           controller.enqueue(key);
         }, interval - since),
       );

@@ -2,31 +2,33 @@
  * The account-level endpoints: `/hardware`, `/account`, `/webhooks/default/secret`, and
  * `/files` (not offered: a 501, so clients send files inline as data URIs instead).
  */
+import { methodNotAllowed } from '../../lib/express.ts';
 import { HttpError, sendJson } from '../../lib/http.ts';
 import type { GatewayCaches } from './caches.ts';
 import { callerNamespace } from './common.ts';
-import type { Route } from './types.ts';
+import { context } from './server.ts';
+import type { Routes } from './types.ts';
 import type { WebhookSecrets } from './webhook-secret.ts';
 
-export function accountRoutes(deps: { caches: GatewayCaches; webhookSecrets: WebhookSecrets }): Route[] {
+export function accountRoutes(deps: { caches: GatewayCaches; webhookSecrets: WebhookSecrets }): Routes {
   const { caches, webhookSecrets } = deps;
-  return [
-    {
-      method: 'GET',
-      path: '/hardware',
+  return (api, { authenticated }) => {
+    api
+      .route('/hardware')
       // Every authenticated caller may see what hardware exists (HardwareClasses are cluster-wide).
-      async handle(_req, res) {
+      .get(authenticated, (_req, res) => {
         const list = caches.hardwareClasses
           .list()
           .map((h) => ({ sku: h.metadata.name ?? '', name: h.spec.displayName || h.metadata.name || '' }))
           .sort((a, b) => a.sku.localeCompare(b.sku));
         sendJson(res, 200, list);
-      },
-    },
-    {
-      method: 'GET',
-      path: '/account',
-      async handle(_req, res, ctx) {
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/account')
+      .get(authenticated, async (_req, res) => {
+        const ctx = context(res);
         const ns = await callerNamespace(ctx);
         sendJson(
           res,
@@ -35,12 +37,13 @@ export function accountRoutes(deps: { caches: GatewayCaches; webhookSecrets: Web
             ? { type: 'organization', username: ns, name: ns }
             : { type: 'user', username: ctx.principal.name, name: ctx.principal.name },
         );
-      },
-    },
-    {
-      method: 'GET',
-      path: '/webhooks/default/secret',
-      async handle(_req, res, ctx) {
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/webhooks/default/secret')
+      .get(authenticated, async (_req, res) => {
+        const ctx = context(res);
         const ns = await callerNamespace(ctx);
         if (!ns)
           throw new HttpError(
@@ -51,18 +54,18 @@ export function accountRoutes(deps: { caches: GatewayCaches; webhookSecrets: Web
         // The key signs webhooks of predictions: whoever may create predictions there may know it.
         await ctx.authorize('create', 'predictions', ns);
         sendJson(res, 200, { key: await webhookSecrets.get(ns) });
-      },
-    },
-    {
-      method: 'POST',
-      path: '/files',
-      async handle() {
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/files')
+      .post(authenticated, () => {
         throw new HttpError(
           501,
           'Not implemented',
           'file uploads are not offered by this server: send files inline as data URIs',
         );
-      },
-    },
-  ];
+      })
+      .all(methodNotAllowed);
+  };
 }

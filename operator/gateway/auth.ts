@@ -13,9 +13,11 @@
  * - Without an Authorization header a request is refused (401) unless anonymous access is
  *   allowed for some namespaces; the anonymous caller then acts in those namespaces only.
  */
+
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { GROUP } from '../../crds/index.ts';
+import { type Clock, realClock } from '../../lib/clock.ts';
 import { HttpError } from '../../lib/http.ts';
 import type { Secret } from '../resources.ts';
 import type { Informer, KubeClient } from '../runtime/index.ts';
@@ -55,7 +57,8 @@ export interface AuthenticatorOptions {
   cacheTtlMs?: number;
   /** Most answers kept per cache (default 10 000). */
   maxCacheEntries?: number;
-  now?: () => number;
+  /** When cached answers expire (the real clock by default). */
+  clock?: Clock;
 }
 
 const READ_VERBS: readonly Verb[] = ['get', 'list'];
@@ -80,18 +83,18 @@ export class TtlCache<V> {
   private readonly entries = new Map<string, { value: V; expires: number }>();
   private readonly ttlMs: number;
   private readonly max: number;
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
-  constructor(ttlMs: number, max: number, now: () => number = Date.now) {
+  constructor(ttlMs: number, max: number, clock: Clock = realClock) {
     this.ttlMs = ttlMs;
     this.max = max;
-    this.now = now;
+    this.clock = clock;
   }
 
   get(key: string): V | undefined {
     const e = this.entries.get(key);
     if (!e) return undefined;
-    if (e.expires <= this.now()) {
+    if (e.expires <= this.clock.now()) {
       this.entries.delete(key);
       return undefined;
     }
@@ -105,7 +108,7 @@ export class TtlCache<V> {
       if (oldest === undefined) break;
       this.entries.delete(oldest);
     }
-    this.entries.set(key, { value, expires: this.now() + this.ttlMs });
+    this.entries.set(key, { value, expires: this.clock.now() + this.ttlMs });
   }
 
   delete(key: string): void {
@@ -157,8 +160,8 @@ export class Authenticator {
     this.opts = opts;
     const ttl = opts.cacheTtlMs ?? 10_000;
     const max = opts.maxCacheEntries ?? 10_000;
-    this.reviews = new TtlCache(ttl, max, opts.now);
-    this.access = new TtlCache(ttl, max, opts.now);
+    this.reviews = new TtlCache(ttl, max, opts.clock);
+    this.access = new TtlCache(ttl, max, opts.clock);
     const index = (s: Secret) => {
       const t = apiTokenFromSecret(s);
       if (t) this.byId.set(t.id, t);

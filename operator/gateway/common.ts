@@ -1,6 +1,6 @@
 /** Small helpers the gateway's routes share: body fields, visibility, the caller's namespace. */
-import type { IncomingMessage } from 'node:http';
-import { HttpError, invalid, readJson } from '../../lib/http.ts';
+import type { Request } from 'express';
+import { HttpError, invalid } from '../../lib/http.ts';
 import type { InvalidField } from '../../lib/openapi-input.ts';
 import {
   ApiError,
@@ -12,7 +12,6 @@ import {
 import { serviceAccountNamespace } from './auth.ts';
 import { caughtUp, type GatewayCaches, newestFirst } from './caches.ts';
 import { type Page, paginate } from './pagination.ts';
-import { DEFAULT_MAX_BODY_BYTES } from './server.ts';
 import type { RequestContext } from './types.ts';
 
 /** Field manager of the objects the gateway writes for its callers. */
@@ -21,9 +20,9 @@ export const GATEWAY_FIELD_MANAGER = 'modelplane-gateway';
 export type { InvalidField } from '../../lib/openapi-input.ts';
 export { invalid };
 
-/** The JSON object body of a request (422 when it is not an object). */
-export async function readObject(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const body = await readJson(req, DEFAULT_MAX_BODY_BYTES);
+/** The JSON object body of a request, as the `json` middleware read it (422 when it is not an object). */
+export function objectBody(req: Request): Record<string, unknown> {
+  const body: unknown = req.body;
   if (body === null || typeof body !== 'object' || Array.isArray(body))
     throw invalid([{ type: 'type', field: '(body)', description: 'the body must be a JSON object' }]);
   return body as Record<string, unknown>;

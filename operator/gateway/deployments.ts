@@ -5,6 +5,7 @@
  * never forcing ownership and writing nothing when nothing changes), and deletes them.
  */
 import { API_VERSION, KIND } from '../../crds/index.ts';
+import { methodNotAllowed } from '../../lib/express.ts';
 import { HttpError, sendJson } from '../../lib/http.ts';
 import { Deployments } from '../resources.ts';
 import { ApiError, type KubeClient } from '../runtime/index.ts';
@@ -19,10 +20,11 @@ import {
   invalid,
   newestFirstPage,
   notFound,
+  objectBody,
   ownerName,
-  readObject,
 } from './common.ts';
-import type { Route } from './types.ts';
+import { context } from './server.ts';
+import type { Routes } from './types.ts';
 
 /**
  * The release a caller sees: `status.release`, or one more than it while the operator has
@@ -75,7 +77,7 @@ export function deploymentRoutes(deps: {
   caches: GatewayCaches;
   client: KubeClient;
   pageSize?: number;
-}): Route[] {
+}): Routes {
   const { caches, client, pageSize } = deps;
 
   /** Names of the version (by id) and hardware (by SKU or alias) a body asks for. */
@@ -103,24 +105,20 @@ export function deploymentRoutes(deps: {
     return d;
   };
 
-  return [
-    {
-      method: 'GET',
-      path: '/deployments',
-      async handle(_req, res, ctx) {
+  return (api, { authenticated, json }) => {
+    api
+      .route('/deployments')
+      .get(authenticated, async (_req, res) => {
+        const ctx = context(res);
         const allowed = await ctx.namespacesFor('list', 'deployments');
         const visible = caches.deployments
           .list()
           .filter((d) => allowed === 'all' || allowed.includes(d.metadata.namespace ?? ''));
         const page = newestFirstPage(visible, ctx.url, pageSize);
         sendJson(res, 200, { ...page, results: page.results.map((d) => deploymentView(d, caches)) });
-      },
-    },
-    {
-      method: 'POST',
-      path: '/deployments',
-      async handle(req, res, ctx) {
-        const body = await readObject(req);
+      })
+      .post(authenticated, json, async (req, res) => {
+        const body = objectBody(req);
         const bad: InvalidField[] = [];
         checkName(body, bad);
         const model = ownerName(body.model);
@@ -139,7 +137,7 @@ export function deploymentRoutes(deps: {
           });
         if (!model) throw invalid(bad);
         const { owner } = model;
-        await ctx.authorize('create', 'deployments', owner);
+        await context(res).authorize('create', 'deployments', owner);
         if (!caches.models.get(model.name, owner)) throw notFound(`the model ${owner}/${model.name}`);
         const { version, hardware } = resolve(owner, model.name, body, bad);
         if (bad.length || !version || !hardware) throw invalid(bad);
@@ -157,32 +155,30 @@ export function deploymentRoutes(deps: {
           `the deployment ${owner}/${name}`,
         );
         sendJson(res, 200, deploymentView(created, caches));
-      },
-    },
-    {
-      method: 'GET',
-      path: '/deployments/:owner/:name',
-      async handle(_req, res, ctx, { owner, name }) {
-        await ctx.authorize('get', 'deployments', owner!);
-        sendJson(res, 200, deploymentView(await current(owner!, name!), caches));
-      },
-    },
-    {
-      method: 'PATCH',
-      path: '/deployments/:owner/:name',
-      async handle(req, res, ctx, { owner, name }) {
-        const body = await readObject(req);
-        await ctx.authorize('patch', 'deployments', owner!);
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/deployments/:owner/:name')
+      .get(authenticated, async (req, res) => {
+        const { owner, name } = req.params;
+        await context(res).authorize('get', 'deployments', owner);
+        sendJson(res, 200, deploymentView(await current(owner, name), caches));
+      })
+      .patch(authenticated, json, async (req, res) => {
+        const { owner, name } = req.params;
+        const body = objectBody(req);
+        await context(res).authorize('patch', 'deployments', owner);
         // Read fresh and patch conditionally on that resourceVersion; when something else
         // wrote in between (the operator writes status), read again and recompute.
         let out: StoredDeployment | undefined;
         for (let attempt = 1; !out; attempt++) {
-          const d = await client.find(Deployments, name!, owner);
+          const d = await client.find(Deployments, name, owner);
           if (!d) throw notFound(`the deployment ${owner}/${name}`);
           const bad: InvalidField[] = [];
           const min = instances(body, 'min_instances', bad);
           const max = instances(body, 'max_instances', bad);
-          const { version, hardware } = resolve(owner!, d.spec.model, body, bad);
+          const { version, hardware } = resolve(owner, d.spec.model, body, bad);
           const wantMin = min ?? d.spec.minInstances ?? 0;
           const wantMax = max ?? d.spec.maxInstances ?? 1;
           if (!bad.length && wantMin > wantMax)
@@ -204,7 +200,7 @@ export function deploymentRoutes(deps: {
           try {
             out = await client.mergePatch(
               Deployments,
-              name!,
+              name,
               owner,
               { metadata: { resourceVersion: d.metadata.resourceVersion }, spec: patch },
               { fieldManager: GATEWAY_FIELD_MANAGER },
@@ -221,22 +217,19 @@ export function deploymentRoutes(deps: {
           if (out) await caughtUp(caches.deployments, `${owner}/${name}`, out.metadata.resourceVersion);
         }
         sendJson(res, 200, deploymentView(out, caches));
-      },
-    },
-    {
-      method: 'DELETE',
-      path: '/deployments/:owner/:name',
-      async handle(_req, res, ctx, { owner, name }) {
-        await ctx.authorize('delete', 'deployments', owner!);
+      })
+      .delete(authenticated, async (req, res) => {
+        const { owner, name } = req.params;
+        await context(res).authorize('delete', 'deployments', owner);
         try {
-          await client.delete(Deployments, name!, owner);
+          await client.delete(Deployments, name, owner);
         } catch (err) {
           if (err instanceof ApiError && err.code === 404) throw notFound(`the deployment ${owner}/${name}`);
           throw err;
         }
         await caughtUp(caches.deployments, `${owner}/${name}`, undefined);
         res.writeHead(204).end();
-      },
-    },
-  ];
+      })
+      .all(methodNotAllowed);
+  };
 }

@@ -14,9 +14,9 @@ import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { installCrds } from '../../crds/index.ts';
-import { kubeconfigYaml } from '../../e2e/cluster/local.ts';
-import { freePort, groupAlive, startGroupProcess, stopGroup } from '../../e2e/cluster/processes.ts';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { kubeconfigYaml } from '../../harness/cluster/local.ts';
+import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
+import { freePort, GroupProcess, groupAlive, stopGroup, waitFor } from '../../harness/processes.ts';
 import { addControllers } from '../controllers/index.ts';
 import { applyDefaultHardware, clientFor, TEST_MANAGER } from '../controllers/testing.ts';
 import { Deployments, Models, ModelVersions, Secrets, Workloads } from '../resources.ts';
@@ -613,7 +613,7 @@ describe('modelplane operator --roles=gateway', () => {
     const health = await freePort();
     const logFile = join(dir, 'gateway.log');
     const bin = new URL('../../bin/modelplane', import.meta.url).pathname;
-    const proc = startGroupProcess(
+    const proc = new GroupProcess(
       'gateway',
       bin,
       [
@@ -627,8 +627,7 @@ describe('modelplane operator --roles=gateway', () => {
         '--public-url=https://models.example.com',
         '--log-level=debug',
       ],
-      logFile,
-      { ...process.env, KUBECONFIG: '' },
+      { logFile, env: { ...process.env, KUBECONFIG: '' } },
     );
     try {
       await waitFor(

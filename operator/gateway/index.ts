@@ -14,7 +14,7 @@ import { GatewayCaches } from './caches.ts';
 import { deploymentRoutes } from './deployments.ts';
 import { modelRoutes } from './models.ts';
 import { GatewayServer } from './server.ts';
-import type { Route } from './types.ts';
+import type { Routes } from './types.ts';
 import { setWebhookSecrets, WebhookSecrets } from './webhook-secret.ts';
 
 export interface GatewayOptions {
@@ -30,8 +30,8 @@ export interface GatewayOptions {
   allowAnonymous?: string[];
   /** Audiences Kubernetes tokens must carry (TokenReview); default: the API server's. */
   tokenReviewAudiences?: string[];
-  /** More routes, e.g. the prediction endpoints. */
-  routes?: Route[] | ((gateway: Gateway) => Route[]);
+  /** More route groups, e.g. the prediction endpoints. */
+  routes?: Routes[] | ((gateway: Gateway) => Routes[]);
   /** How long in-flight requests may finish on shutdown (default: the manager's timeout). */
   shutdownTimeoutMs?: number;
   maxBodyBytes?: number;
@@ -83,10 +83,10 @@ export function addGateway(manager: Manager, opts: GatewayOptions): Gateway {
     },
   };
   const extra = typeof opts.routes === 'function' ? opts.routes(gateway) : (opts.routes ?? []);
-  const routes = [
-    ...modelRoutes({ caches, client, pageSize: opts.pageSize }),
-    ...deploymentRoutes({ caches, client, pageSize: opts.pageSize }),
-    ...accountRoutes({ caches, webhookSecrets }),
+  const routes: Routes[] = [
+    modelRoutes({ caches, client, pageSize: opts.pageSize }),
+    deploymentRoutes({ caches, client, pageSize: opts.pageSize }),
+    accountRoutes({ caches, webhookSecrets }),
     ...extra,
   ];
   server = new GatewayServer({
@@ -122,6 +122,6 @@ export function addGateway(manager: Manager, opts: GatewayOptions): Gateway {
 export { Authenticator, type Caller } from './auth.ts';
 export { GatewayCaches } from './caches.ts';
 export { type Page, paginate } from './pagination.ts';
-export { GatewayServer, Router } from './server.ts';
-export type { Principal, RequestContext, Route, Verb } from './types.ts';
+export { context, GatewayServer } from './server.ts';
+export type { Principal, RequestContext, RouteMiddleware, Routes, Verb } from './types.ts';
 export { webhookSecret } from './webhook-secret.ts';

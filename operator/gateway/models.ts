@@ -5,6 +5,7 @@
  * caller; a private one by callers who may `get` (`list` for lists) models in its namespace.
  */
 import { API_VERSION, KIND } from '../../crds/index.ts';
+import { methodNotAllowed } from '../../lib/express.ts';
 import { sendJson } from '../../lib/http.ts';
 import { Models } from '../resources.ts';
 import type { KubeClient } from '../runtime/index.ts';
@@ -18,10 +19,11 @@ import {
   isDnsLabel,
   newestFirstPage,
   notFound,
-  readObject,
+  objectBody,
 } from './common.ts';
 import { paginate } from './pagination.ts';
-import type { RequestContext, Route } from './types.ts';
+import { context } from './server.ts';
+import type { RequestContext, Routes } from './types.ts';
 
 export interface VersionView {
   id: string;
@@ -85,13 +87,13 @@ const URL_FIELDS = [
   ['cover_image_url', 'coverImageUrl'],
 ] as const;
 
-export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; pageSize?: number }): Route[] {
+export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; pageSize?: number }): Routes {
   const { caches, client, pageSize } = deps;
-  return [
-    {
-      method: 'GET',
-      path: '/models',
-      async handle(_req, res, ctx) {
+  return (api, { authenticated, json }) => {
+    api
+      .route('/models')
+      .get(authenticated, async (_req, res) => {
+        const ctx = context(res);
         const allowed = await ctx.namespacesFor('list', 'models');
         const visible = caches.models
           .list()
@@ -103,13 +105,10 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; p
           );
         const page = newestFirstPage(visible, ctx.url, pageSize);
         sendJson(res, 200, { ...page, results: page.results.map((m) => modelView(m, caches, ctx.baseUrl)) });
-      },
-    },
-    {
-      method: 'POST',
-      path: '/models',
-      async handle(req, res, ctx) {
-        const body = await readObject(req);
+      })
+      .post(authenticated, json, async (req, res) => {
+        const ctx = context(res);
+        const body = objectBody(req);
         const bad: InvalidField[] = [];
         if (!isDnsLabel(body.owner))
           bad.push({ type: 'format', field: 'owner', description: 'owner must be a namespace name' });
@@ -153,38 +152,43 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; p
           `the model ${owner}/${name}`,
         );
         sendJson(res, 201, modelView(created, caches, ctx.baseUrl));
-      },
-    },
-    {
-      method: 'GET',
-      path: '/models/:owner/:name',
-      async handle(_req, res, ctx, { owner, name }) {
-        const m = await readableModel(ctx, caches, owner!, name!);
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/models/:owner/:name')
+      .get(authenticated, async (req, res) => {
+        const ctx = context(res);
+        const { owner, name } = req.params;
+        const m = await readableModel(ctx, caches, owner, name);
         sendJson(res, 200, modelView(m, caches, ctx.baseUrl));
-      },
-    },
-    {
-      method: 'GET',
-      path: '/models/:owner/:name/versions',
-      async handle(_req, res, ctx, { owner, name }) {
-        await readableModel(ctx, caches, owner!, name!);
-        const page = paginate(caches.versionsOf(owner!, name!), {
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/models/:owner/:name/versions')
+      .get(authenticated, async (req, res) => {
+        const ctx = context(res);
+        const { owner, name } = req.params;
+        await readableModel(ctx, caches, owner, name);
+        const page = paginate(caches.versionsOf(owner, name), {
           url: ctx.url,
           key: (v) => `${v.metadata.creationTimestamp ?? ''}|${v.metadata.name}`,
           pageSize,
         });
         sendJson(res, 200, { ...page, results: page.results.map(versionView) });
-      },
-    },
-    {
-      method: 'GET',
-      path: '/models/:owner/:name/versions/:id',
-      async handle(_req, res, ctx, { owner, name, id }) {
-        await readableModel(ctx, caches, owner!, name!);
-        const v = caches.versionById(owner!, id!, name);
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/models/:owner/:name/versions/:id')
+      .get(authenticated, async (req, res) => {
+        const { owner, name, id } = req.params;
+        await readableModel(context(res), caches, owner, name);
+        const v = caches.versionById(owner, id, name);
         if (!v) throw notFound(`the version ${id} of ${owner}/${name}`);
         sendJson(res, 200, versionView(v));
-      },
-    },
-  ];
+      })
+      .all(methodNotAllowed);
+  };
 }

@@ -1,12 +1,18 @@
 import type { IncomingMessage } from 'node:http';
 import { Writable } from 'node:stream';
+import express, { type RequestHandler } from 'express';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { methodNotAllowed } from '../../lib/express.ts';
 import { HttpError, sendJson } from '../../lib/http.ts';
 import { createLogger } from '../runtime/index.ts';
+import { accountRoutes } from './account.ts';
 import type { Caller } from './auth.ts';
-import { GatewayServer, Router } from './server.ts';
-import type { Route } from './types.ts';
+import { deploymentRoutes } from './deployments.ts';
+import { modelRoutes } from './models.ts';
+import { predictionRoutes } from './predictions/routes.ts';
+import { context, GatewayServer } from './server.ts';
+import type { Routes } from './types.ts';
 
 type Json = {
   [k: string]: unknown;
@@ -18,57 +24,39 @@ type Json = {
 };
 const json = async (r: Response | Promise<Response>): Promise<Json> => (await (await r).json()) as Json;
 
-const noop: Route['handle'] = async (_req, res) => {
-  res.writeHead(204).end();
-};
-
-describe('the router', () => {
-  const routes: Route[] = [
-    { method: 'GET', path: '/predictions', handle: noop },
-    { method: 'POST', path: '/predictions', handle: noop },
-    { method: 'GET', path: '/predictions/:id', handle: noop },
-    { method: 'POST', path: '/predictions/:id/cancel', handle: noop },
-    { method: 'GET', path: '/models/:owner/:name', handle: noop },
-    { method: 'GET', path: '/models/:owner/:name/versions/:id', handle: noop },
-    { method: 'GET', path: '/:a/:b/:c', handle: noop },
-    { method: 'GET', path: '/deployments/:owner/:name/predictions', handle: noop },
+describe("the gateway's routes", () => {
+  // The real route groups, mounted with marker middleware so that their chains can be read.
+  const authenticated: RequestHandler = (_req, _res, next) => next();
+  const body: RequestHandler = (_req, _res, next) => next();
+  const api = express.Router();
+  const none = {} as never;
+  const groups: Routes[] = [
+    modelRoutes({ caches: none, client: none }),
+    deploymentRoutes({ caches: none, client: none }),
+    accountRoutes({ caches: none, webhookSecrets: none }),
+    predictionRoutes({ engine: none, catalog: none, tokens: none }),
   ];
-  const router = new Router(routes);
+  for (const add of groups) add(api, { authenticated, json: body });
+  type Layer = { method?: string; handle: unknown };
+  const routes = (api.stack as { route?: { path: string; stack: Layer[] } }[]).flatMap((l) =>
+    l.route ? [l.route] : [],
+  );
 
-  it('matches literal paths and binds :params, decoded', () => {
-    const m = router.match('GET', '/models/acme/my%2Dmodel/versions/abc');
-    expect(m.kind).toBe('found');
-    if (m.kind !== 'found') return;
-    expect(m.route.path).toBe('/models/:owner/:name/versions/:id');
-    expect(m.params).toEqual({ owner: 'acme', name: 'my-model', id: 'abc' });
-    const trailing = router.match('GET', '/predictions/');
-    expect(trailing.kind === 'found' && trailing.route.path).toBe('/predictions');
-  });
-
-  it('prefers literal segments over parameters', () => {
-    const m = router.match('GET', '/deployments/acme/llm/predictions');
-    expect(m.kind === 'found' && m.route.path).toBe('/deployments/:owner/:name/predictions');
-    const other = router.match('GET', '/x/y/z');
-    expect(other.kind === 'found' && other.route.path).toBe('/:a/:b/:c');
-  });
-
-  it('tells an unknown path (404) from an unknown method (405 with the allowed ones)', () => {
-    expect(router.match('GET', '/nothing').kind).toBe('not-found');
-    expect(router.match('GET', '/predictions/1/cancel/more').kind).toBe('not-found');
-    expect(router.match('DELETE', '/predictions')).toEqual({
-      kind: 'method-not-allowed',
-      allow: ['GET', 'POST'],
+  it('authenticate every caller, except on the stream URL that carries its own token', () => {
+    const unauthenticated = routes.flatMap((r) => {
+      const methods = new Set(r.stack.flatMap((l) => (l.method && l.method !== '_all' ? [l.method] : [])));
+      return [...methods]
+        .filter((m) => !r.stack.some((l) => l.method === m && l.handle === authenticated))
+        .map((m) => `${m.toUpperCase()} ${r.path}`);
     });
+    expect(routes.length).toBeGreaterThan(10);
+    expect(unauthenticated).toEqual(['GET /predictions/:id/stream']);
   });
 
-  it('refuses two routes for the same method and path shape', () => {
-    expect(
-      () =>
-        new Router([
-          { method: 'GET', path: '/a/:x', handle: noop },
-          { method: 'GET', path: '/a/:y', handle: noop },
-        ]),
-    ).toThrow('two routes for GET /a/:y');
+  it('declare each path once, ending with a 405 for other methods', () => {
+    const shapes = routes.map((r) => r.path.replace(/:\w+/g, ':'));
+    expect(new Set(shapes).size).toBe(shapes.length);
+    for (const r of routes) expect(r.stack.at(-1)?.handle).toBe(methodNotAllowed);
   });
 });
 
@@ -100,7 +88,7 @@ describe('the gateway server', () => {
     server = undefined;
   });
 
-  async function start(routes: Route[], opts: { publicUrl?: string; trust?: boolean } = {}) {
+  async function start(routes: Routes[], opts: { publicUrl?: string; trust?: boolean } = {}) {
     const out = new Lines();
     const registry = new Registry();
     server = new GatewayServer({
@@ -120,21 +108,24 @@ describe('the gateway server', () => {
     return { url: server.url, out, registry };
   }
 
-  const echo: Route = {
-    method: 'GET',
-    path: '/echo/:owner',
-    async handle(_req, res, ctx, params) {
-      await ctx.authorize('get', 'models', params.owner!);
-      sendJson(res, 200, { baseUrl: ctx.baseUrl, principal: ctx.principal.name, owner: params.owner });
-    },
+  const echo: Routes = (api, { authenticated, json }) => {
+    api
+      .route('/echo/:owner')
+      .get(authenticated, async (req, res) => {
+        const ctx = context(res);
+        await ctx.authorize('get', 'models', req.params.owner);
+        sendJson(res, 200, { baseUrl: ctx.baseUrl, principal: ctx.principal.name, owner: req.params.owner });
+      })
+      .post(authenticated, json, (req, res) => {
+        sendJson(res, 200, { body: req.body as unknown });
+      })
+      .all(methodNotAllowed);
   };
   const auth = { authorization: `Bearer ${SECRET}` };
-  const withUrl: Route = {
-    method: 'GET',
-    path: '/url',
-    async handle(_req, res, ctx) {
-      sendJson(res, 200, { url: ctx.url.toString() });
-    },
+  const withUrl: Routes = (api, { authenticated }) => {
+    api.get('/url', authenticated, (_req, res) => {
+      sendJson(res, 200, { url: context(res).url.toString() });
+    });
   };
 
   it('runs a route with the caller and an absolute base URL from the Host header', async () => {
@@ -142,6 +133,17 @@ describe('the gateway server', () => {
     const res = await fetch(`${url}/v1/echo/mine`, { headers: auth });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ baseUrl: `${url}/v1`, principal: 'token:ns/test', owner: 'mine' });
+  });
+
+  it('binds :params decoded, takes a trailing slash, and matches paths case by case', async () => {
+    const { url } = await start([echo]);
+    const a = await json(fetch(`${url}/v1/echo/mi%6Ee/`, { headers: auth }));
+    expect(a.owner).toBe('mine');
+    expect((await fetch(`${url}/V1/echo/mine`, { headers: auth })).status).toBe(404);
+    expect((await fetch(`${url}/v1/ECHO/mine`, { headers: auth })).status).toBe(404);
+    const bad = await fetch(`${url}/v1/echo/%E0%A4%A`, { headers: auth });
+    expect(bad.status).toBe(404);
+    expect(bad.headers.get('content-type')).toBe('application/problem+json');
   });
 
   it('builds the base URL from --public-url, or X-Forwarded-* only when trusted', async () => {
@@ -164,9 +166,8 @@ describe('the gateway server', () => {
     expect(c.baseUrl).toBe('https://api.example.com/v1');
   });
 
-  it('answers problem+json: 401 with WWW-Authenticate, 403, 404, 405 and 413', async () => {
-    const post: Route = { method: 'POST', path: '/echo/:owner', handle: noop };
-    const { url } = await start([echo, post]);
+  it('answers problem+json: 401 with WWW-Authenticate, 403, 404, 405, 400 and 413', async () => {
+    const { url } = await start([echo]);
     const unauth = await fetch(`${url}/v1/echo/mine`);
     expect(unauth.status).toBe(401);
     expect(unauth.headers.get('content-type')).toBe('application/problem+json');
@@ -177,24 +178,50 @@ describe('the gateway server', () => {
     expect((await json(denied)).detail).toBe('may not get models in theirs');
     const missing = await fetch(`${url}/v1/nothing`, { headers: auth });
     expect(missing.status).toBe(404);
-    expect((await json(missing)).title).toBe('Not found');
+    expect(await missing.json()).toEqual({ title: 'Not found', detail: 'no such endpoint', status: 404 });
     const outside = await fetch(`${url}/echo/mine`, { headers: auth });
     expect(outside.status).toBe(404);
+    expect((await json(outside)).detail).toBe('no such endpoint: the API is served under /v1');
     const method = await fetch(`${url}/v1/echo/mine`, { method: 'DELETE', headers: auth });
     expect(method.status).toBe(405);
     expect(method.headers.get('allow')).toBe('GET, POST');
-    const big = await fetch(`${url}/v1/echo/mine`, { method: 'POST', headers: auth, body: 'x'.repeat(2048) });
-    expect(big.status).toBe(413);
-    expect(await big.json()).toMatchObject({ status: 413 });
+    expect(await method.json()).toEqual({
+      title: 'Method not allowed',
+      detail: 'this endpoint answers GET, POST, not DELETE',
+      status: 405,
+    });
+    const post = (body: string, headers: Record<string, string> = auth) =>
+      fetch(`${url}/v1/echo/mine`, { method: 'POST', headers, body });
+    expect(await json(post('{"a":1}'))).toEqual({ body: { a: 1 } });
+    const malformed = await post('{"a":');
+    expect(malformed.status).toBe(400);
+    expect((await json(malformed)).title).toBe('Malformed JSON');
+    // A body declared over the limit is refused before the caller is looked up.
+    for (const headers of [auth, {}]) {
+      const big = await post('x'.repeat(2048), headers);
+      expect(big.status).toBe(413);
+      expect(await big.json()).toEqual({
+        title: 'Request body too large',
+        detail: 'the body is over 1024 bytes',
+        status: 413,
+      });
+    }
+    // One that turns out over it as it is read, too.
+    const chunked = await fetch(`${url}/v1/echo/mine`, {
+      method: 'POST',
+      headers: auth,
+      body: new Blob(['{"a":"', 'x'.repeat(2048), '"}']).stream(),
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect((await json(chunked)).detail).toBe('the body is over 1024 bytes');
   });
 
   it('answers 500 without internals for a route that throws, and logs no token or path', async () => {
-    const boom: Route = {
-      method: 'GET',
-      path: '/boom/:token',
-      async handle() {
+    const boom: Routes = (api, { authenticated }) => {
+      api.get('/boom/:token', authenticated, () => {
         throw new Error('internal detail');
-      },
+      });
     };
     const { url, out, registry } = await start([boom]);
     const res = await fetch(`${url}/v1/boom/streamtoken123?sig=abc`, { headers: auth });
@@ -203,31 +230,38 @@ describe('the gateway server', () => {
     expect(body.title).toBe('Internal server error');
     expect(JSON.stringify(body)).not.toContain('internal detail');
     await fetch(`${url}/v1/boom/x`);
+    await fetch(`${url}/v1/nothing/here`);
     const log = out.lines.join('\n');
     expect(log).toContain('"route":"/boom/:token"');
+    expect(log).toContain('"principal":"token:ns/test"');
+    expect(log).toContain('internal detail');
     expect(log).not.toContain(SECRET);
     expect(log).not.toContain('streamtoken123');
     expect(log).not.toContain('sig=abc');
+    expect(log).not.toContain('nothing/here');
     const metrics = await registry.metrics();
     expect(metrics).toContain('modelplane_gateway_requests_total{route="GET /boom/:token",code="500"} 1');
     expect(metrics).toContain('modelplane_gateway_requests_total{route="GET /boom/:token",code="401"} 1');
+    expect(metrics).toContain('modelplane_gateway_requests_total{route="unmatched",code="404"} 1');
     expect(metrics).toContain(
       'modelplane_gateway_request_duration_seconds_count{route="GET /boom/:token"} 2',
     );
   });
 
-  it('skips authentication for a route with auth: false', async () => {
-    const open: Route = {
-      method: 'GET',
-      path: '/open',
-      auth: false,
-      async handle(_req, res, ctx) {
-        sendJson(res, 200, { principal: ctx.principal.kind });
-      },
+  it('leaves the caller anonymous, able to do nothing, on a route without authentication', async () => {
+    const open: Routes = (api) => {
+      api.get('/open', async (_req, res) => {
+        const ctx = context(res);
+        const may = await ctx.authorize('get', 'models', 'mine').then(
+          () => true,
+          () => false,
+        );
+        sendJson(res, 200, { principal: ctx.principal.kind, may });
+      });
     };
     const { url } = await start([open]);
     const res = await fetch(`${url}/v1/open`);
-    expect(await res.json()).toEqual({ principal: 'anonymous' });
+    expect(await res.json()).toEqual({ principal: 'anonymous', may: false });
   });
 
   it('on close ends event streams, lets other requests finish, and refuses new connections', async () => {
@@ -236,29 +270,21 @@ describe('the gateway server', () => {
     const inHandler = new Promise<void>((r) => {
       entered = r;
     });
-    const slow: Route = {
-      method: 'GET',
-      path: '/slow',
-      auth: false,
-      async handle(_req, res) {
+    const routes: Routes = (api) => {
+      api.get('/slow', async (_req, res) => {
         await new Promise<void>((r) => {
           release = r;
           entered();
         });
         sendJson(res, 200, { done: true });
-      },
-    };
-    const stream: Route = {
-      method: 'GET',
-      path: '/stream',
-      auth: false,
-      async handle(_req, res, ctx) {
+      });
+      api.get('/stream', (_req, res) => {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         res.write(': hello\n\n');
-        expect(ctx.signal?.aborted).toBe(false);
-      },
+        expect(context(res).signal?.aborted).toBe(false);
+      });
     };
-    const { url } = await start([slow, stream]);
+    const { url } = await start([routes]);
     const streamRes = await fetch(`${url}/v1/stream`);
     const reader = streamRes.body!.getReader();
     await reader.read();

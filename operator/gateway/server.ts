@@ -1,8 +1,10 @@
 /**
- * The gateway's HTTP server: mounts `Route[]` under `/v1`, authenticates each request,
- * answers errors as `application/problem+json`, counts requests in Prometheus metrics, and
- * shuts down gracefully (stops accepting, ends event streams, lets in-flight requests finish
- * up to a timeout; routes that hold requests see `ctx.signal` abort).
+ * The gateway's HTTP server, on express (lib/express.ts): the route groups are mounted on one
+ * express Router at `/v1`; each route authenticates its caller with the `authenticated`
+ * middleware and reads a JSON body with `json`; every error is answered as
+ * `application/problem+json`; requests are counted in Prometheus metrics by route template;
+ * and it shuts down gracefully (stops accepting, ends event streams, lets in-flight requests
+ * finish up to a timeout; routes that hold requests see `ctx.signal` abort).
  *
  * Logs carry the route's template, never the raw path or query (stream URLs carry their own
  * credential) and never a header.
@@ -10,88 +12,36 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Histogram, type Registry } from 'prom-client';
-import { HttpError, sendProblem } from '../../lib/http.ts';
+import express, {
+  type ErrorRequestHandler,
+  type Request,
+  type RequestHandler,
+  type Response,
+  type Router,
+} from 'express';
+import { Registry } from 'prom-client';
+import {
+  createApp,
+  httpErrorOf,
+  jsonBody,
+  notFound,
+  problemHandler,
+  type RouteMetrics,
+  routeLabel,
+  routeMetricsOn,
+} from '../../lib/express.ts';
+import { HttpError } from '../../lib/http.ts';
 import { ApiError, type Logger } from '../runtime/index.ts';
 import type { Caller } from './auth.ts';
-import type { RequestContext, Route } from './types.ts';
+import type { Principal, RequestContext, Routes, Verb } from './types.ts';
 
 export const API_PREFIX = '/v1';
 /** Largest request body by default (prediction inputs may carry data URIs). */
 export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
 
-type Method = Route['method'];
-
-interface Compiled {
-  route: Route;
-  segments: string[];
-  /** How many segments are literal: the more, the more specific. */
-  literals: number;
-}
-
-export type Match =
-  | { kind: 'found'; route: Route; params: Record<string, string> }
-  | { kind: 'not-found' }
-  | { kind: 'method-not-allowed'; allow: Method[] };
-
-function split(path: string): string[] {
-  return path.split('/').filter((s) => s !== '');
-}
-
-/** Matches a method and a path (below `/v1`) to a route, with `:param` segments. */
-export class Router {
-  private readonly compiled: Compiled[];
-
-  constructor(routes: readonly Route[]) {
-    const seen = new Set<string>();
-    this.compiled = routes.map((route) => {
-      const segments = split(route.path);
-      const shape = `${route.method} /${segments.map((s) => (s.startsWith(':') ? ':' : s)).join('/')}`;
-      if (seen.has(shape)) throw new Error(`two routes for ${route.method} ${route.path}`);
-      seen.add(shape);
-      return { route, segments, literals: segments.filter((s) => !s.startsWith(':')).length };
-    });
-  }
-
-  get routes(): Route[] {
-    return this.compiled.map((c) => c.route);
-  }
-
-  match(method: string, path: string): Match {
-    let parts: string[];
-    try {
-      parts = split(path).map(decodeURIComponent);
-    } catch {
-      return { kind: 'not-found' };
-    }
-    const candidates: { c: Compiled; params: Record<string, string> }[] = [];
-    for (const c of this.compiled) {
-      if (c.segments.length !== parts.length) continue;
-      const params: Record<string, string> = {};
-      let ok = true;
-      for (let i = 0; i < parts.length && ok; i++) {
-        const seg = c.segments[i]!;
-        if (seg.startsWith(':')) params[seg.slice(1)] = parts[i]!;
-        else ok = seg === parts[i];
-      }
-      if (ok) candidates.push({ c, params });
-    }
-    if (!candidates.length) return { kind: 'not-found' };
-    // Literal segments win over parameters: /predictions/:id/cancel before /:a/:b/:c.
-    const forMethod = candidates
-      .filter((x) => x.c.route.method === method)
-      .sort((a, b) => b.c.literals - a.c.literals);
-    const best = forMethod[0];
-    if (best) return { kind: 'found', route: best.c.route, params: best.params };
-    return {
-      kind: 'method-not-allowed',
-      allow: [...new Set(candidates.map((x) => x.c.route.method))].sort(),
-    };
-  }
-}
-
 export interface GatewayServerOptions {
-  routes: readonly Route[];
+  /** The route groups, each adding its endpoints to the router mounted at `/v1`. */
+  routes: readonly Routes[];
   authenticate(req: IncomingMessage): Promise<Caller>;
   log: Logger;
   /** Where the API is reached from outside, e.g. `https://models.example.com` (without `/v1`). */
@@ -105,46 +55,26 @@ export interface GatewayServerOptions {
   ready?: () => Promise<void>;
 }
 
-class GatewayMetrics {
-  readonly requests: Counter<'route' | 'code'>;
-  readonly duration: Histogram<'route'>;
-
-  constructor(registry: Registry | undefined) {
-    const registers = registry ? [registry] : [];
-    const existingCounter = registry?.getSingleMetric('modelplane_gateway_requests_total');
-    const existingHistogram = registry?.getSingleMetric('modelplane_gateway_request_duration_seconds');
-    this.requests =
-      (existingCounter as Counter<'route' | 'code'> | undefined) ??
-      new Counter({
-        name: 'modelplane_gateway_requests_total',
-        help: 'HTTP requests the gateway answered, by route (method and path template) and status code',
-        labelNames: ['route', 'code'],
-        registers,
-      });
-    this.duration =
-      (existingHistogram as Histogram<'route'> | undefined) ??
-      new Histogram({
-        name: 'modelplane_gateway_request_duration_seconds',
-        help: 'Time from request to the end of the response, by route (streams included)',
-        labelNames: ['route'],
-        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
-        registers,
-      });
-  }
+/** The API server refused what the gateway sent on the caller's behalf: the caller's problem. */
+function apiProblem(err: unknown): HttpError | undefined {
+  if (!(err instanceof ApiError)) return undefined;
+  if (err.code === 404) return new HttpError(404, 'Not found', 'the object does not exist');
+  if (err.code === 409) return new HttpError(409, 'Conflict', apiMessage(err));
+  if (err.code === 422 || err.code === 400) return new HttpError(422, 'Invalid request', apiMessage(err));
+  if (err.code === 429)
+    return new HttpError(429, 'Too many requests', 'the API server is busy', {}, { 'retry-after': '1' });
+  return undefined;
 }
 
 /** The error a caller sees for anything a route throws. */
 export function problemFor(err: unknown): HttpError {
-  if (err instanceof HttpError) return err;
-  if (err instanceof ApiError) {
-    // The API server refused what the gateway sent on the caller's behalf.
-    if (err.code === 404) return new HttpError(404, 'Not found', 'the object does not exist');
-    if (err.code === 409) return new HttpError(409, 'Conflict', apiMessage(err));
-    if (err.code === 422 || err.code === 400) return new HttpError(422, 'Invalid request', apiMessage(err));
-    if (err.code === 429)
-      return new HttpError(429, 'Too many requests', 'the API server is busy', {}, { 'retry-after': '1' });
-  }
-  return new HttpError(500, 'Internal server error', 'the gateway failed to answer; see its logs');
+  // A path segment that is not valid percent-encoding names no endpoint.
+  if (err instanceof URIError) return new HttpError(404, 'Not found', 'no such endpoint');
+  return (
+    apiProblem(err) ??
+    httpErrorOf(err) ??
+    new HttpError(500, 'Internal server error', 'the gateway failed to answer; see its logs')
+  );
 }
 
 /** The API server's own message, without the method and path the client prefixed it with. */
@@ -155,23 +85,121 @@ function apiMessage(err: ApiError): string {
 
 const HOST_RE = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
 
+const UNAUTHENTICATED: Caller = {
+  principal: { kind: 'anonymous', name: 'anonymous' },
+  authorize: async (verb, resource, namespace) => {
+    throw new HttpError(
+      403,
+      'Forbidden',
+      `this URL grants no access to ${verb} ${resource} in "${namespace}"`,
+    );
+  },
+  namespacesFor: async () => [],
+};
+
+const CONTEXT = 'modelplaneGateway';
+
+/**
+ * One request's context, made when it arrives; what costs something (the base URL, the
+ * request's URL, a child logger) is made when first asked for. Its caller is anonymous, able
+ * to do nothing, until the `authenticated` middleware sets it.
+ */
+class Exchange implements RequestContext {
+  caller: Caller = UNAUTHENTICATED;
+  private base: string | undefined;
+  private absolute: URL | undefined;
+  private logger: Logger | undefined;
+  private readonly server: GatewayServer;
+  private readonly req: Request;
+  private readonly id: string;
+
+  constructor(server: GatewayServer, req: Request, id: string) {
+    this.server = server;
+    this.req = req;
+    this.id = id;
+  }
+
+  get principal(): Principal {
+    return this.caller.principal;
+  }
+
+  authorize(verb: Verb, resource: string, namespace: string): Promise<void> {
+    return this.caller.authorize(verb, resource, namespace);
+  }
+
+  namespacesFor(verb: Verb, resource: string): Promise<'all' | string[]> {
+    return this.caller.namespacesFor(verb, resource);
+  }
+
+  get baseUrl(): string {
+    this.base ??= this.server.baseUrl(this.req);
+    return this.base;
+  }
+
+  /** The request's absolute URL as the caller reached it (behind --public-url's path too). */
+  get url(): URL {
+    this.absolute ??= new URL(`${this.baseUrl}${this.req.originalUrl.slice(API_PREFIX.length)}`);
+    return this.absolute;
+  }
+
+  /** The gateway's logger with the request's id, its route template and caller once known. */
+  get log(): Logger {
+    if (this.logger) return this.logger;
+    const route = (this.req.route as { path?: unknown } | undefined)?.path;
+    const bindings: Record<string, unknown> = { request: this.id };
+    if (typeof route === 'string') {
+      bindings.method = this.req.method;
+      bindings.route = route;
+    }
+    if (this.caller !== UNAUTHENTICATED) bindings.principal = this.caller.principal.name;
+    this.logger = this.server.log.child(bindings);
+    return this.logger;
+  }
+
+  get signal(): AbortSignal {
+    return this.server.signal;
+  }
+}
+
+/** The context of a request the gateway serves: its caller, URLs, logger and shutdown signal. */
+export function context(res: Response): RequestContext {
+  return exchange(res);
+}
+
+function exchange(res: Response): Exchange {
+  const x = res.locals[CONTEXT] as Exchange | undefined;
+  if (!x) throw new Error('not a request of the gateway server');
+  return x;
+}
+
 export class GatewayServer {
-  readonly router: Router;
+  /** The gateway's logger; each request logs with a child of it (`context(res).log`). */
+  readonly log: Logger;
   private readonly opts: GatewayServerOptions;
-  private readonly metrics: GatewayMetrics;
+  private readonly metrics: RouteMetrics;
   private readonly server: Server;
   private readonly inflight = new Set<ServerResponse>();
   private readonly shutdown = new AbortController();
-  private readonly log: Logger;
+  private readonly maxBodyBytes: number;
 
   constructor(opts: GatewayServerOptions) {
     this.opts = opts;
-    this.router = new Router(opts.routes);
-    this.metrics = new GatewayMetrics(opts.registry);
     this.log = opts.log.child({ component: 'gateway' });
-    this.server = createServer((req, res) => {
-      void this.handle(req, res);
-    });
+    this.maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.metrics = routeMetricsOn(opts.registry ?? new Registry(), 'modelplane_gateway', 'the gateway');
+    const api: Router = express.Router({ caseSensitive: true });
+    const middleware = {
+      authenticated: this.authenticated,
+      json: jsonBody({ limit: this.maxBodyBytes }),
+    };
+    for (const add of opts.routes) add(api, middleware);
+    const app = createApp();
+    app.enable('case sensitive routing');
+    app.use(this.track);
+    app.use(API_PREFIX, api, notFound());
+    app.use(notFound(`no such endpoint: the API is served under ${API_PREFIX}`));
+    app.use(this.refused, problemHandler());
+    this.server = createServer(app);
   }
 
   get address(): AddressInfo | undefined {
@@ -185,6 +213,11 @@ export class GatewayServer {
     if (!a) throw new Error('the gateway is not listening');
     const host = a.address === '0.0.0.0' || a.address === '::' ? '127.0.0.1' : a.address;
     return `http://${host.includes(':') ? `[${host}]` : host}:${a.port}`;
+  }
+
+  /** Aborted when the server begins to shut down. */
+  get signal(): AbortSignal {
+    return this.shutdown.signal;
   }
 
   listen(port: number, host = '0.0.0.0'): Promise<void> {
@@ -220,7 +253,8 @@ export class GatewayServer {
     await closed;
   }
 
-  private baseUrl(req: IncomingMessage): string {
+  /** Absolute base URL of the API for a request, `/v1` included. */
+  baseUrl(req: IncomingMessage): string {
     if (this.opts.publicUrl) return `${this.opts.publicUrl.replace(/\/+$/, '')}${API_PREFIX}`;
     const first = (h: string | string[] | undefined) => (Array.isArray(h) ? h[0] : h)?.split(',')[0]?.trim();
     const trust = this.opts.trustForwardedHeaders === true;
@@ -235,83 +269,46 @@ export class GatewayServer {
     return `${proto}://${host}${API_PREFIX}`;
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * The first middleware: gives the request its context, keeps it among those in flight, and
+   * when it closes counts it by route and status and logs it once.
+   */
+  private readonly track: RequestHandler = (req, res, next) => {
     const started = process.hrtime.bigint();
-    const method = req.method ?? 'GET';
-    let routeLabel = 'unmatched';
+    const x = new Exchange(this, req, randomUUID());
+    res.locals[CONTEXT] = x;
     this.inflight.add(res);
-    const requestId = randomUUID();
-    let log = this.log.child({ request: requestId });
-    res.on('close', () => {
+    res.once('close', () => {
       this.inflight.delete(res);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      this.metrics.requests.inc({ route: routeLabel, code: String(res.statusCode) });
-      this.metrics.duration.observe({ route: routeLabel }, seconds);
-      log.info({ status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+      const route = routeLabel(req, res);
+      this.metrics.requests.inc({ route, code: String(res.statusCode) });
+      this.metrics.duration.observe({ route }, seconds);
+      x.log.info({ status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
     });
     if (this.shutdown.signal.aborted) res.setHeader('connection', 'close');
-    try {
-      const pathname = (req.url ?? '/').split('?')[0] ?? '/';
-      if (pathname !== API_PREFIX && !pathname.startsWith(`${API_PREFIX}/`))
-        throw new HttpError(404, 'Not found', `no such endpoint: the API is served under ${API_PREFIX}`);
-      const m = this.router.match(method, pathname.slice(API_PREFIX.length));
-      if (m.kind === 'not-found') throw new HttpError(404, 'Not found', 'no such endpoint');
-      if (m.kind === 'method-not-allowed')
-        throw new HttpError(
-          405,
-          'Method not allowed',
-          `this endpoint answers ${m.allow.join(', ')}, not ${method}`,
-          {},
-          { allow: m.allow.join(', ') },
-        );
-      const { route, params } = m;
-      routeLabel = `${route.method} ${route.path}`;
-      log = log.child({ method, route: route.path });
-      const max = this.opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-      const length = Number(req.headers['content-length'] ?? 0);
-      if (length > max) throw new HttpError(413, 'Request body too large', `the body is over ${max} bytes`);
-      const baseUrl = this.baseUrl(req);
-      // The request's absolute URL as the caller reached it (behind --public-url's path too).
-      const url = new URL(`${baseUrl}${(req.url ?? API_PREFIX).slice(API_PREFIX.length)}`);
-      let caller: Caller = UNAUTHENTICATED;
-      if (route.auth !== false) {
-        if (this.opts.ready) await this.opts.ready();
-        caller = await this.opts.authenticate(req);
-        log = log.child({ principal: caller.principal.name });
-      }
-      const ctx: RequestContext = {
-        principal: caller.principal,
-        authorize: caller.authorize,
-        namespacesFor: caller.namespacesFor,
-        baseUrl,
-        url,
-        log,
-        signal: this.shutdown.signal,
-      };
-      await route.handle(req, res, ctx, params);
-    } catch (err) {
-      const problem = problemFor(err);
-      if (problem.status >= 500) log.error({ err }, 'request failed');
-      else log.debug({ status: problem.status, detail: problem.message }, 'request refused');
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      // The body of a refused request is not read: close the connection rather than drain it.
-      if (!req.complete) res.setHeader('connection', 'close');
-      sendProblem(res, problem);
-    }
-  }
-}
+    next();
+  };
 
-const UNAUTHENTICATED: Caller = {
-  principal: { kind: 'anonymous', name: 'anonymous' },
-  authorize: async (verb, resource, namespace) => {
-    throw new HttpError(
-      403,
-      'Forbidden',
-      `this URL grants no access to ${verb} ${resource} in "${namespace}"`,
-    );
-  },
-  namespacesFor: async () => [],
-};
+  /**
+   * A route's middleware: refuses a body declared over the limit (413, before anything is
+   * looked up or read), waits until the gateway is ready, then authenticates the caller (401).
+   */
+  private readonly authenticated: RequestHandler = async (req, res, next) => {
+    const length = req.headers['content-length'];
+    if (length !== undefined && Number(length) > this.maxBodyBytes)
+      throw new HttpError(413, 'Request body too large', `the body is over ${this.maxBodyBytes} bytes`);
+    if (this.opts.ready) await this.opts.ready();
+    exchange(res).caller = await this.opts.authenticate(req);
+    next();
+  };
+
+  /** Before the problem handler: maps an error to the caller's problem and logs it. */
+  private readonly refused: ErrorRequestHandler = (err, _req, res, next) => {
+    const problem = problemFor(err);
+    const log = exchange(res).log;
+    if (problem.status >= 500) log.error({ err }, 'request failed');
+    else log.debug({ status: problem.status, detail: problem.message }, 'request refused');
+    next(problem);
+  };
+}

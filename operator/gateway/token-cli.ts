@@ -7,8 +7,6 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../runtime/index.ts';
 import { createApiToken, listApiTokens, parseNamespaces, revokeApiToken } from './tokens.ts';
 
-export const summary = 'create, list and revoke API tokens for the gateway';
-
 export const DEFAULT_TOKEN_NAMESPACE = 'modelplane-system';
 
 export const USAGE = `Usage:

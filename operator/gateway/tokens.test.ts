@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../lib/clock.ts';
 import { TtlCache } from './auth.ts';
 import { decodeCursor, encodeCursor, paginate } from './pagination.ts';
 import {
@@ -83,21 +84,21 @@ describe('the Authorization header', () => {
 
 describe('the review cache', () => {
   it('expires entries after the TTL and keeps at most max, dropping the oldest', async () => {
-    let now = 0;
-    const cache = new TtlCache<number>(10_000, 2, () => now);
+    const clock = new FakeClock(0);
+    const cache = new TtlCache<number>(10_000, 2, clock);
     cache.set('a', 1);
     cache.set('b', 2);
     cache.set('c', 3);
     expect(cache.size).toBe(2);
     expect(cache.get('a')).toBeUndefined();
     expect(cache.get('c')).toBe(3);
-    now = 10_000;
+    clock.advance(10_000);
     expect(cache.get('c')).toBeUndefined();
     let loads = 0;
     const load = async () => ++loads;
     expect(await cache.through('k', load)).toBe(1);
     expect(await cache.through('k', load)).toBe(1);
-    now = 20_001;
+    clock.advance(10_001);
     expect(await cache.through('k', load)).toBe(2);
   });
 });

@@ -1,9 +1,10 @@
 /**
  * What the gateway's HTTP server gives every route: the authenticated caller, a way to check
  * what it may do, and the absolute base URL of the API. Routes are grouped by area (models,
- * deployments, predictions, ...) and mounted under `/v1` by the server.
+ * deployments, predictions, ...); each group adds its routes to the express Router that the
+ * server mounts at `/v1`.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestHandler, Router } from 'express';
 import type { Logger } from 'pino';
 
 export type Verb = 'get' | 'list' | 'create' | 'update' | 'patch' | 'delete';
@@ -35,19 +36,21 @@ export interface RequestContext {
   signal?: AbortSignal;
 }
 
-export interface Route {
-  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-  /** Path under `/v1` with `:name` parameters, e.g. `/predictions/:id/cancel`. */
-  path: string;
+/** The middleware a route group puts in front of its handlers. */
+export interface RouteMiddleware {
   /**
-   * false for a route that carries its own credential (the SSE stream URL with its signed
-   * token): the server then neither requires nor checks the Authorization header.
+   * Refuses a body declared over the limit (413), waits for the gateway's caches (503), then
+   * authenticates the caller (401); `context(res)` then carries the caller. Every route has
+   * it except one that carries its own credential (the SSE stream URL with its signed token).
    */
-  auth?: boolean;
-  handle(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ctx: RequestContext,
-    params: Record<string, string>,
-  ): Promise<void>;
+  authenticated: RequestHandler;
+  /** Reads a JSON body under the server's byte limit into `req.body` (413, or 400 for bad JSON). */
+  json: RequestHandler;
 }
+
+/**
+ * A group of routes: adds them to `api`, the Router at `/v1`, with paths such as
+ * `/predictions/:id/cancel`; each path's chain ends with `methodNotAllowed` (lib/express.ts).
+ * A handler reads its request's context with `context(res)` (server.ts).
+ */
+export type Routes = (api: Router, middleware: RouteMiddleware) => void;

@@ -24,8 +24,8 @@ import {
   WEBHOOK_EVENTS,
   type WebhookEvent,
 } from '../../lib/prediction.ts';
-import type { DemandSource, DeploymentDemand } from '../autoscaler/demand.ts';
 import type { Catalog, DeploymentView } from './catalog.ts';
+import type { DemandSource, DeploymentDemand } from './demand.ts';
 import type { EndpointSource } from './endpoints.ts';
 import { Follower } from './follower.ts';
 import { Lanes } from './lanes.ts';

@@ -13,8 +13,8 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../../lib/clock.ts';
 import { isTerminal } from '../../lib/prediction.ts';
-import type { DeploymentDemand } from '../autoscaler/demand.ts';
 import { type Catalog, notReadyReason } from './catalog.ts';
+import type { DeploymentDemand } from './demand.ts';
 import { type Endpoint, type EndpointSource, leastOutstanding } from './endpoints.ts';
 import type { Follower } from './follower.ts';
 import type { Lifecycle } from './lifecycle.ts';

@@ -1,14 +1,13 @@
 /** A prediction as the predictions module keeps it, and the object callers read. */
 import {
+  type PredictionCore,
   type PredictionObject,
-  type PredictionStatus,
   predictionObject,
   type StreamEvent,
   type WebhookEvent,
 } from '../../lib/prediction.ts';
 
-export interface PredictionRecord {
-  id: string;
+export interface PredictionRecord extends PredictionCore {
   /** The namespace (the "owner") the prediction runs in. */
   namespace: string;
   /** Name of the Deployment that runs it. */
@@ -17,17 +16,6 @@ export interface PredictionRecord {
   viaDeployment: boolean;
   /** `owner/name` of the model. */
   model: string;
-  /** The 64-hex version id. */
-  version: string;
-  input: Record<string, unknown>;
-  output: unknown;
-  logs: string;
-  error: string | null;
-  status: PredictionStatus;
-  /** Epoch ms. */
-  createdAt: number;
-  startedAt?: number;
-  completedAt?: number;
   /** Seconds the model ran (the sidecar's figure). */
   predictTime?: number;
   /** Exact cost from the instance, a decimal string. */

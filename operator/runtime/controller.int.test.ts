@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
+import { waitFor } from '../../harness/processes.ts';
 import { apply, applyStatus } from './apply.ts';
 import { KubeClient, type KubeObject, resourceType } from './client.ts';
 import { type Event, Events } from './events.ts';

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
+import { waitFor } from '../../harness/processes.ts';
 import { KubeClient, type KubeObject, resourceType } from './client.ts';
 import { Informer } from './informer.ts';
 import { createLogger } from './log.ts';

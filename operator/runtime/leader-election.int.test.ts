@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
+import { waitFor } from '../../harness/processes.ts';
 import { KubeClient, type KubeObject, resourceType } from './client.ts';
 import { type Lease, Leases } from './leader-election.ts';
 import { createLogger } from './log.ts';

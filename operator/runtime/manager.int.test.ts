@@ -3,7 +3,8 @@
  * does run the informers asked for with `everyReplica` and its runnables (the gateway).
  */
 import { describe, expect, it } from 'vitest';
-import { useCluster, useNamespace, waitFor } from '../../e2e/cluster/testing.ts';
+import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
+import { waitFor } from '../../harness/processes.ts';
 import { KubeClient, type KubeObject, resourceType } from './client.ts';
 import { Leases, microTime } from './leader-election.ts';
 import { Manager } from './manager.ts';

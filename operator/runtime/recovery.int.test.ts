@@ -2,8 +2,8 @@
 // kube-apiserver, which would disturb every other test file.
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../../e2e/cluster/local.ts';
-import { waitFor } from '../../e2e/cluster/processes.ts';
+import { LocalCluster } from '../../harness/cluster/local.ts';
+import { waitFor } from '../../harness/processes.ts';
 import { apply } from './apply.ts';
 import { KubeClient, type KubeObject, resourceType } from './client.ts';
 import { Informer, splitKey } from './informer.ts';

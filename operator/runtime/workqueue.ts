@@ -8,6 +8,7 @@
  * - failures are retried with per-key exponential backoff (5 ms doubling, capped at 1000 s)
  *   under an overall token bucket (10 per second, bursts of 100), the larger delay winning.
  */
+import { exponentialDelay } from '../../lib/backoff.ts';
 import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 
 /** How long to wait before retrying a key; `forget` resets a key's history. */
@@ -31,7 +32,7 @@ export class ExponentialBackoff implements RateLimiter {
   when(key: string): number {
     const n = this.failures.get(key) ?? 0;
     this.failures.set(key, n + 1);
-    return Math.min(this.baseMs * 2 ** n, this.maxMs);
+    return exponentialDelay(n, this.baseMs, this.maxMs);
   }
 
   forget(key: string): void {

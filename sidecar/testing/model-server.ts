@@ -2,36 +2,17 @@
  * Runs the example Cog models of examples/models/ as real Cog servers (`python -m
  * cog.server.http` from the venv that hack/python.sh installs) on 127.0.0.1.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, GroupProcess, waitFor } from './processes.ts';
+import { freePort, GroupProcess, waitFor } from '../../harness/processes.ts';
+import { pythonEnv } from '../../harness/python.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const modelsDir = join(root, 'examples', 'models');
 export const MODELS = ['echo', 'sleep', 'fail', 'stream', 'setup-fail', 'embed'] as const;
 export type ModelName = (typeof MODELS)[number];
-
-let venv: string | undefined;
-
-/** The venv of hack/python.sh; throws saying to run `make python` when it is not installed. */
-export function pythonEnv(): string {
-  if (venv) return venv;
-  try {
-    venv = execFileSync('bash', [join(root, 'hack', 'python.sh'), '--check'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }).trim();
-  } catch (err) {
-    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
-    throw new Error(
-      `the Python environment of the example Cog models is missing: run \`make python\` (hack/python.sh)${stderr ? `\n${stderr}` : ''}`,
-    );
-  }
-  return venv;
-}
 
 /** `predict.py:Runner`, from the model's cog.yaml. */
 export function predictorRef(model: string): string {

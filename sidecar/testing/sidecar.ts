@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
+import { freePort, GroupProcess, waitFor } from '../../harness/processes.ts';
 import { parseConfig, type SidecarConfig } from '../config.ts';
 import { Sidecar, type SidecarOptions } from '../sidecar.ts';
-import { freePort, GroupProcess, waitFor } from './processes.ts';
 
 const cli = fileURLToPath(new URL('../../cli/modelplane.ts', import.meta.url));
 

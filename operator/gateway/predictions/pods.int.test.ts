@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../../crds/index.ts';
-import { LocalCluster } from '../../../e2e/cluster/local.ts';
-import { waitFor } from '../../../e2e/cluster/processes.ts';
-import { PodRunner, runnerPools } from '../../../e2e/podrunner/runner.ts';
+import { LocalCluster } from '../../../harness/cluster/local.ts';
+import { PodRunner, runnerPools } from '../../../harness/podrunner/runner.ts';
+import { waitFor } from '../../../harness/processes.ts';
 import { Predictions } from '../../controllers/prediction.ts';
 import {
   applyDefaultHardware,

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../../crds/index.ts';
-import { useCluster, useNamespace, waitFor } from '../../../e2e/cluster/testing.ts';
+import { useCluster, useNamespace } from '../../../harness/cluster/testing.ts';
+import { waitFor } from '../../../harness/processes.ts';
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
 import { type RunningSidecar, startSidecar } from '../../../sidecar/testing/sidecar.ts';
 import { addControllers } from '../../controllers/index.ts';
@@ -127,7 +128,7 @@ beforeAll(async () => {
         streamUrl: (rec) => tokens.url(rec),
         secretFor: (namespace) => gw.webhookSecrets.get(namespace),
       });
-      return predictionRoutes({ engine, catalog, tokens });
+      return [predictionRoutes({ engine, catalog, tokens })];
     },
   });
   await manager.start();

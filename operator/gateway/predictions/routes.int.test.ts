@@ -10,10 +10,10 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { validateWebhook } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, waitFor } from '../../../harness/processes.ts';
 import { PREDICTION_ID } from '../../../lib/prediction.ts';
 import { call, metricValue } from '../../../sidecar/testing/client.ts';
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
-import { freePort, waitFor } from '../../../sidecar/testing/processes.ts';
 import {
   type RunningSidecar,
   type SidecarProcess,

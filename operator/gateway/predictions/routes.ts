@@ -2,17 +2,17 @@
  * The prediction routes of the gateway (mounted under `/v1`): create (by version, model or
  * deployment), list, get, cancel, and the signed event stream.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError, invalid, readJson, sendEventStream, sendJson } from '../../../lib/http.ts';
+import type { Request, Response } from 'express';
+import { methodNotAllowed } from '../../../lib/express.ts';
+import { HttpError, invalid, sendEventStream, sendJson } from '../../../lib/http.ts';
 import { isTerminal } from '../../../lib/prediction.ts';
 import type { Catalog, DeploymentView, PredictionEngine, PredictionRecord } from '../../predictions/index.ts';
 import { paginate } from '../pagination.ts';
-import type { RequestContext, Route } from '../types.ts';
+import { context } from '../server.ts';
+import type { RequestContext, Routes } from '../types.ts';
 import { parseCancelAfter, parsePreferWait, parseVersionRef, parseWebhook } from './parse.ts';
 import type { StreamTokens } from './stream-token.ts';
 
-/** Largest create body (inputs may carry data: URIs). */
-export const MAX_BODY = 16 * 1024 * 1024;
 const PAGE_SIZE = 100;
 const KEEP_ALIVE_MS = 15_000;
 
@@ -41,19 +41,20 @@ function pick(candidates: DeploymentView[], preferred?: string): DeploymentView 
   )[0];
 }
 
-async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const b = await readJson(req, MAX_BODY);
+/** The JSON object body the `json` middleware read (400 when it is not an object). */
+function body(req: Request): Record<string, unknown> {
+  const b: unknown = req.body;
   if (typeof b !== 'object' || b === null || Array.isArray(b))
     throw new HttpError(400, 'Bad request', 'the body must be a JSON object');
   return b as Record<string, unknown>;
 }
 
-function header(req: IncomingMessage, name: string): string | undefined {
+function header(req: Request, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
 
-export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
+export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
   const { engine, catalog, tokens } = opts;
   const keepAliveMs = opts.keepAliveMs ?? KEEP_ALIVE_MS;
 
@@ -73,8 +74,8 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
   }
 
   async function create(
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: Request,
+    res: Response,
     ctx: RequestContext,
     b: Record<string, unknown>,
     target: { namespace: string; deployment: string; viaDeployment: boolean },
@@ -121,12 +122,12 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
     return rec;
   }
 
-  return [
-    {
-      method: 'POST',
-      path: '/predictions',
-      async handle(req, res, ctx) {
-        const b = await body(req);
+  return (api, { authenticated, json }) => {
+    api
+      .route('/predictions')
+      .post(authenticated, json, async (req, res) => {
+        const ctx = context(res);
+        const b = body(req);
         const ref = parseVersionRef(b.version);
         if (ref.kind === 'model') {
           await ctx.authorize('create', 'predictions', ref.owner);
@@ -158,36 +159,9 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
           );
         await ctx.authorize('create', 'predictions', d.namespace);
         return create(req, res, ctx, b, { namespace: d.namespace, deployment: d.name, viaDeployment: false });
-      },
-    },
-    {
-      method: 'POST',
-      path: '/models/:owner/:name/predictions',
-      async handle(req, res, ctx, params) {
-        const owner = params.owner!;
-        await ctx.authorize('create', 'predictions', owner);
-        const b = await body(req);
-        const deployment = modelDeployment(owner, params.name!);
-        return create(req, res, ctx, b, { namespace: owner, deployment, viaDeployment: false });
-      },
-    },
-    {
-      method: 'POST',
-      path: '/deployments/:owner/:name/predictions',
-      async handle(req, res, ctx, params) {
-        const owner = params.owner!;
-        const name = params.name!;
-        await ctx.authorize('create', 'predictions', owner);
-        const b = await body(req);
-        if (!catalog.deployment(owner, name))
-          throw new HttpError(404, 'Deployment not found', `deployment ${owner}/${name} does not exist`);
-        return create(req, res, ctx, b, { namespace: owner, deployment: name, viaDeployment: true });
-      },
-    },
-    {
-      method: 'GET',
-      path: '/predictions',
-      async handle(_req, res, ctx) {
+      })
+      .get(authenticated, async (_req, res) => {
+        const ctx = context(res);
         const namespaces = await ctx.namespacesFor('list', 'predictions');
         const all = engine.list({ namespaces, limit: Number.POSITIVE_INFINITY }).items;
         const page = paginate(all, {
@@ -200,32 +174,60 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
           ...page,
           results: page.results.map((r) => engine.view(engine.get(r.id) ?? r, ctx.baseUrl)),
         });
-      },
-    },
-    {
-      method: 'GET',
-      path: '/predictions/:id',
-      async handle(_req, res, ctx, params) {
-        const rec = await visible(ctx, params.id!, 'get');
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/models/:owner/:name/predictions')
+      .post(authenticated, json, async (req, res) => {
+        const ctx = context(res);
+        const { owner, name } = req.params;
+        await ctx.authorize('create', 'predictions', owner);
+        const b = body(req);
+        const deployment = modelDeployment(owner, name);
+        return create(req, res, ctx, b, { namespace: owner, deployment, viaDeployment: false });
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/deployments/:owner/:name/predictions')
+      .post(authenticated, json, async (req, res) => {
+        const ctx = context(res);
+        const { owner, name } = req.params;
+        await ctx.authorize('create', 'predictions', owner);
+        const b = body(req);
+        if (!catalog.deployment(owner, name))
+          throw new HttpError(404, 'Deployment not found', `deployment ${owner}/${name} does not exist`);
+        return create(req, res, ctx, b, { namespace: owner, deployment: name, viaDeployment: true });
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/predictions/:id')
+      .get(authenticated, async (req, res) => {
+        const ctx = context(res);
+        const rec = await visible(ctx, req.params.id, 'get');
         sendJson(res, 200, engine.view(rec, ctx.baseUrl));
-      },
-    },
-    {
-      method: 'POST',
-      path: '/predictions/:id/cancel',
-      async handle(_req, res, ctx, params) {
-        const rec = await visible(ctx, params.id!, 'get');
+      })
+      .all(methodNotAllowed);
+
+    api
+      .route('/predictions/:id/cancel')
+      .post(authenticated, async (req, res) => {
+        const ctx = context(res);
+        const rec = await visible(ctx, req.params.id, 'get');
         await ctx.authorize('create', 'predictions', rec.namespace);
         const after = (await engine.cancel(rec.id)) ?? rec;
         sendJson(res, 200, engine.view(after, ctx.baseUrl));
-      },
-    },
-    {
-      method: 'GET',
-      path: '/predictions/:id/stream',
-      auth: false,
-      async handle(req, res, ctx, params) {
-        const id = params.id!;
+      })
+      .all(methodNotAllowed);
+
+    // The stream URL carries its own credential (a signed token): no Authorization header.
+    api
+      .route('/predictions/:id/stream')
+      .get((req, res) => {
+        const ctx = context(res);
+        const { id } = req.params;
         if (!tokens.verify(id, ctx.url.searchParams.get('token')) || !engine.get(id))
           throw new HttpError(
             404,
@@ -237,7 +239,7 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Route[] {
           events: (afterId, send) => engine.stream(id, afterId, send),
           signal: ctx.signal,
         });
-      },
-    },
-  ];
+      })
+      .all(methodNotAllowed);
+  };
 }

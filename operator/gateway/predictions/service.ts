@@ -13,7 +13,7 @@ import {
   type PredictionStore,
 } from '../../predictions/index.ts';
 import type { Informer } from '../../runtime/index.ts';
-import type { Route } from '../types.ts';
+import type { Routes } from '../types.ts';
 import { predictionRoutes } from './routes.ts';
 import { StreamTokens } from './stream-token.ts';
 
@@ -33,7 +33,8 @@ export interface PredictionService {
   engine: PredictionEngine;
   catalog: InformerCatalog;
   endpoints: PodEndpoints;
-  routes: Route[];
+  /** The prediction endpoints, to mount on the gateway. */
+  routes: Routes;
 }
 
 export function predictionService(opts: PredictionServiceOptions): PredictionService {

@@ -3,23 +3,7 @@
  * (later wins), with `$(VAR)` references expanded and `valueFrom` read from Secrets,
  * ConfigMaps and the pod's own fields.
  */
-
-export interface EnvVarSpec {
-  name: string;
-  value?: string;
-  valueFrom?: {
-    secretKeyRef?: { name?: string; key: string; optional?: boolean };
-    configMapKeyRef?: { name?: string; key: string; optional?: boolean };
-    fieldRef?: { fieldPath: string };
-    resourceFieldRef?: unknown;
-  };
-}
-
-export interface EnvFromSpec {
-  prefix?: string;
-  secretRef?: { name?: string; optional?: boolean };
-  configMapRef?: { name?: string; optional?: boolean };
-}
+import type { IContainer } from 'kubernetes-models/v1/Container';
 
 export interface PodFields {
   name: string;
@@ -83,7 +67,7 @@ export function expandRefs(value: string, vars: Record<string, string>): string 
 }
 
 export async function resolveEnv(
-  container: { env?: EnvVarSpec[]; envFrom?: EnvFromSpec[] },
+  container: Pick<IContainer, 'env' | 'envFrom'>,
   pod: PodFields,
   lookup: DataLookup,
 ): Promise<Record<string, string>> {

@@ -1,5 +1,5 @@
 /**
- * Demand: what the gateway tells the autoscaler. Every gateway replica implements
+ * Demand: what the prediction engine tells the autoscaler. Every gateway replica implements
  * `DemandSource` over its own queues; the autoscaler (on the Lease holder) sums them.
  */
 

@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { KubeConfig, VersionApi } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
+import { groupAlive } from '../processes.ts';
 import { LocalCluster } from './local.ts';
 import { standardPools } from './node-pools.ts';
-import { groupAlive } from './processes.ts';
 
 // A cluster of its own (beside the shared one), so its whole life can be watched.
 describe('the local cluster harness', () => {

@@ -3,10 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { AppsV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, inject } from 'vitest';
+import { waitFor } from '../processes.ts';
 import { binaries } from './paths.ts';
-import { waitFor } from './processes.ts';
-
-export { waitFor } from './processes.ts';
 
 const run = promisify(execFile);
 

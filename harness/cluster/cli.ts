@@ -1,9 +1,9 @@
 /**
  * `make cluster-up | cluster-down | cluster-status`: a long-lived local cluster for people.
  *
- *   node e2e/cluster/cli.ts up [--t4 N --a100 N --h100 N --cpu N]
- *   node e2e/cluster/cli.ts down
- *   node e2e/cluster/cli.ts status
+ *   node harness/cluster/cli.ts up [--t4 N --a100 N --h100 N --cpu N]
+ *   node harness/cluster/cli.ts down
+ *   node harness/cluster/cli.ts status
  *
  * `up` starts a supervisor in the background (`run`), which owns the cluster and tears it
  * down on SIGTERM/SIGINT; its state (pid, kubeconfig, logs) is kept in the state directory.
@@ -12,11 +12,14 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
+import { Nodes } from '../../operator/resources.ts';
+import { KubeClient } from '../../operator/runtime/index.ts';
+import { groupAlive, stopGroup, waitFor } from '../processes.ts';
+import { TETHER_ENV } from '../tether.ts';
 import { type Cluster, startCluster } from './cluster.ts';
 import { GPU_PRODUCT_LABEL, GPU_RESOURCE, POOL_LABEL, type PoolSizes } from './node-pools.ts';
 import { repoRoot } from './paths.ts';
-import { groupAlive, stopGroup, waitFor } from './processes.ts';
 
 const stateDir = process.env.MODELPLANE_STATE ?? join(repoRoot, '.modelplane', 'cluster');
 const stateFile = join(stateDir, 'state.json');
@@ -84,9 +87,13 @@ async function up(argv: string[]): Promise<number> {
   mkdirSync(stateDir, { recursive: true });
   if (!alive(current)) {
     const fd = openSync(supervisorLog, 'w');
-    const child = spawn(process.execPath, [join(repoRoot, 'e2e', 'cluster', 'cli.ts'), 'run', ...argv], {
+    // The supervisor outlives this command, so it is not tethered to it (nor to anything
+    // above it); the cluster's processes are tethered to the supervisor.
+    const { [TETHER_ENV]: _tether, ...env } = process.env;
+    const child = spawn(process.execPath, [join(repoRoot, 'harness', 'cluster', 'cli.ts'), 'run', ...argv], {
       detached: true,
       stdio: ['ignore', fd, fd],
+      env,
     });
     closeSync(fd);
     child.unref();
@@ -169,20 +176,15 @@ async function status(): Promise<number> {
   console.log(`export KUBECONFIG=${s.kubeconfig}`);
   const kc = new KubeConfig();
   kc.loadFromFile(s.kubeconfig);
-  const api = kc.makeApiClient(KubernetesObjectApi);
-  type Node = {
-    metadata: { name: string; labels?: Record<string, string> };
-    status?: { allocatable?: Record<string, string>; conditions?: { type: string; status: string }[] };
-  };
-  const nodes = (await api.list<Node>('v1', 'Node')).items;
+  const nodes = (await new KubeClient(kc).list(Nodes)).items;
   const pools = new Map<string, { nodes: number; ready: number; gpus: number; product: string }>();
   for (const n of nodes) {
-    const pool = n.metadata.labels?.[POOL_LABEL] ?? '(other)';
+    const pool = n.metadata?.labels?.[POOL_LABEL] ?? '(other)';
     const p = pools.get(pool) ?? {
       nodes: 0,
       ready: 0,
       gpus: 0,
-      product: n.metadata.labels?.[GPU_PRODUCT_LABEL] ?? '-',
+      product: n.metadata?.labels?.[GPU_PRODUCT_LABEL] ?? '-',
     };
     p.nodes++;
     if (n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) p.ready++;

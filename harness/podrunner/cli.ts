@@ -1,5 +1,5 @@
 /**
- * `node e2e/podrunner/cli.ts [flags]`: runs the local pod runner in the foreground until
+ * `node harness/podrunner/cli.ts [flags]`: runs the local pod runner in the foreground until
  * SIGINT or SIGTERM, then stops every process it started and removes its nodes.
  */
 import { existsSync } from 'node:fs';
@@ -10,7 +10,7 @@ import type { PoolSizes } from '../cluster/node-pools.ts';
 import { repoRoot } from '../cluster/paths.ts';
 import { DEFAULT_MODELPLANE_IMAGES, DEFAULT_POD_CIDR, PodRunner, runnerPools } from './runner.ts';
 
-export const USAGE = `Usage: node e2e/podrunner/cli.ts [flags]
+export const USAGE = `Usage: node harness/podrunner/cli.ts [flags]
 
 Plays the kubelet for nodes of its own in a local cluster: runs each pod bound to them as
 processes on a loopback address of the pod's own (modelplane.local/<name> images as the

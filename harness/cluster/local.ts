@@ -1,20 +1,13 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
-import type { Cluster } from './cluster.ts';
+import { Nodes } from '../../operator/resources.ts';
+import { KubeClient } from '../../operator/runtime/index.ts';
+import { freePort, GiveUp, GroupProcess, waitFor } from '../processes.ts';
 import {
   KWOK_NODE_ANNOTATION,
   KWOK_NODE_ANNOTATION_VALUE,
@@ -22,19 +15,7 @@ import {
   nodeManifests,
 } from './node-pools.ts';
 import { binaries } from './paths.ts';
-import {
-  freePort,
-  type GroupProcess,
-  groupAlive,
-  startGroupProcess,
-  stopGroup,
-  waitFor,
-} from './processes.ts';
-
-const DIR_PREFIX = 'modelplane-cluster-';
-/** Component logs outlive the cluster so a failing test can point at them; the newest few are kept. */
-const LOG_ROOT = join(tmpdir(), 'modelplane-logs');
-const KEEP_LOG_DIRS = 20;
+import { CLUSTER_DIR_PREFIX, LOG_ROOT, pruneLogDirs, reapStaleClusters, writeClusterState } from './stale.ts';
 
 export interface LocalClusterOptions {
   pools: NodePool[];
@@ -48,13 +29,12 @@ export interface LocalClusterOptions {
 
 type Ports = Record<'etcdPort' | 'etcdPeerPort' | 'apiPort' | 'cmPort' | 'schedPort' | 'kwokPort', number>;
 
-interface StateFile {
-  owner: number;
-  pgids: number[];
-}
-
-/** An admin-ready control plane on 127.0.0.1: etcd, apiserver, controller manager, scheduler, kwok. */
-export class LocalCluster implements Cluster {
+/**
+ * An admin-ready control plane on 127.0.0.1: etcd, apiserver, controller manager, scheduler,
+ * kwok. It is a `Cluster` of cluster.ts (checked where `startCluster` returns it; cluster.ts
+ * imports this file, not the other way round).
+ */
+export class LocalCluster {
   readonly provider = 'local' as const;
   readonly logs: Record<string, string> = {};
   readonly kubeconfig: string;
@@ -92,7 +72,7 @@ export class LocalCluster implements Cluster {
     const log = opts.log ?? (() => {});
     reapStaleClusters();
     pruneLogDirs();
-    const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
+    const dir = mkdtempSync(join(tmpdir(), CLUSTER_DIR_PREFIX));
     const logDir = join(LOG_ROOT, basename(dir));
     mkdirSync(logDir, { recursive: true });
     const ports: Ports = {
@@ -122,7 +102,7 @@ export class LocalCluster implements Cluster {
   private spawn(name: string, command: string, args: string[]): GroupProcess {
     const logFile = join(this.logDir, `${name}.log`);
     this.logs[name] = logFile;
-    const proc = startGroupProcess(name, command, args, logFile);
+    const proc = new GroupProcess(name, command, args, { logFile });
     this.procs.push(proc);
     this.saveState();
     return proc;
@@ -137,15 +117,14 @@ export class LocalCluster implements Cluster {
     const api = this.apiServer;
     const old = this.procs.find((p) => p.name === 'kube-apiserver');
     if (!api || !old || this.stopped) throw new Error('the cluster is not running');
-    await stopGroup(old.pid);
+    await old.stop();
     this.procs.splice(this.procs.indexOf(old), 1);
     const proc = this.spawn('kube-apiserver', binaries()['kube-apiserver'], api.args);
     await this.waitUp(proc, 'kube-apiserver /readyz after a restart', api.ready);
   }
 
   private saveState(): void {
-    const state: StateFile = { owner: process.pid, pgids: this.pgids };
-    writeFileSync(join(this.dir, 'state.json'), JSON.stringify(state));
+    writeClusterState(this.dir, this.pgids);
   }
 
   /**
@@ -166,26 +145,19 @@ export class LocalCluster implements Cluster {
     return revision;
   }
 
-  /** Waits for `check`, failing early with the component's log tail if the process dies. */
+  /** Waits for `check`, failing at once with the component's log tail if the process dies. */
   private async waitUp(proc: GroupProcess, what: string, check: () => Promise<boolean>, timeoutMs = 90_000) {
     await waitFor(
       what,
       async () => {
-        if (proc.hasExited()) {
-          const tail = readFileSync(proc.logFile, 'utf8').split('\n').slice(-15).join('\n');
-          throw new Error(`${proc.name} exited during start-up; the end of ${proc.logFile}:\n${tail}`);
-        }
+        if (!proc.running)
+          throw new GiveUp(
+            `${proc.name} exited during start-up; the end of ${proc.logFile}:\n${proc.logTail()}`,
+          );
         return check();
       },
       { timeoutMs, intervalMs: 200 },
-    ).catch((err: Error) => {
-      // Surface a crashed process instead of a generic timeout.
-      if (proc.hasExited()) {
-        const tail = readFileSync(proc.logFile, 'utf8').split('\n').slice(-15).join('\n');
-        throw new Error(`${proc.name} exited during start-up; the end of ${proc.logFile}:\n${tail}`);
-      }
-      throw err;
-    });
+    );
   }
 
   private async boot(
@@ -346,10 +318,11 @@ export class LocalCluster implements Cluster {
     kc.loadFromFile(this.kubeconfig);
     const api = kc.makeApiClient(KubernetesObjectApi);
     if (opts.waitForNodes !== false && total > 0) {
+      const client = new KubeClient(kc);
       await waitFor(
         `${total} nodes to be Ready (kwok)`,
         async () => {
-          const list = await api.list<NodeLike>('v1', 'Node');
+          const list = await client.list(Nodes);
           const ready = list.items.filter((n) =>
             n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
           ).length;
@@ -381,15 +354,10 @@ export class LocalCluster implements Cluster {
     this.stopped = true;
     const byName = (n: string) => this.procs.filter((p) => p.name === n);
     const etcd = byName('etcd');
-    await Promise.all(this.procs.filter((p) => p.name !== 'etcd').map((p) => stopGroup(p.pid)));
-    await Promise.all(etcd.map((p) => stopGroup(p.pid)));
+    await Promise.all(this.procs.filter((p) => p.name !== 'etcd').map((p) => p.stop()));
+    await Promise.all(etcd.map((p) => p.stop()));
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-interface NodeLike {
-  metadata?: { name?: string };
-  status?: { conditions?: { type: string; status: string }[] };
 }
 
 /** Creates the pools' Node objects (in parallel batches; scale tests ask for hundreds). */
@@ -459,53 +427,4 @@ export function httpsGet(
     req.on('error', reject);
     req.end();
   });
-}
-
-/**
- * Kills what earlier runs left behind: a cluster directory whose owner process is gone
- * (a test run killed with SIGKILL, say) still lists the process groups it started.
- */
-export function reapStaleClusters(): number {
-  let reaped = 0;
-  for (const name of readdirSync(tmpdir())) {
-    if (!name.startsWith(DIR_PREFIX)) continue;
-    const dir = join(tmpdir(), name);
-    let state: StateFile;
-    try {
-      state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as StateFile;
-    } catch {
-      // No state yet: leave a directory younger than a minute to the run still starting it.
-      try {
-        if (Date.now() - statSync(dir).mtimeMs > 60_000) rmSync(dir, { recursive: true, force: true });
-      } catch {}
-      continue;
-    }
-    if (processAlive(state.owner)) continue;
-    for (const pgid of state.pgids) {
-      if (!groupAlive(pgid)) continue;
-      try {
-        process.kill(-pgid, 'SIGKILL');
-      } catch {}
-    }
-    rmSync(dir, { recursive: true, force: true });
-    reaped++;
-  }
-  return reaped;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function pruneLogDirs(): void {
-  if (!existsSync(LOG_ROOT)) return;
-  const dirs = readdirSync(LOG_ROOT)
-    .map((n) => ({ path: join(LOG_ROOT, n), mtime: statSync(join(LOG_ROOT, n)).mtimeMs }))
-    .sort((a, b) => b.mtime - a.mtime);
-  for (const d of dirs.slice(KEEP_LOG_DIRS)) rmSync(d.path, { recursive: true, force: true });
 }

@@ -1,6 +1,7 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { useCluster, useNamespace, waitFor } from './testing.ts';
+import { waitFor } from '../processes.ts';
+import { useCluster, useNamespace } from './testing.ts';
 
 const cluster = useCluster();
 const ns = useNamespace(cluster, 'controllers');

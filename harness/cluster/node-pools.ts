@@ -3,6 +3,8 @@
  * labelled, tainted and sized like GPU nodes running NVIDIA's device plugin and GPU Feature
  * Discovery, and kept alive by kwok (which manages only nodes annotated `kwok.x-k8s.io/node`).
  */
+import type { INode } from 'kubernetes-models/v1/Node';
+import type { ITaint } from 'kubernetes-models/v1/Taint';
 
 /** Annotation kwok is told to select the nodes it manages by. */
 export const KWOK_NODE_ANNOTATION = 'kwok.x-k8s.io/node';
@@ -99,13 +101,13 @@ export const KWOK_OWNER: NodeOwner = {
 };
 
 /** The Node objects of a pool that kwok keeps alive (status included: nodes accept it on create). */
-export function nodeManifests(pool: NodePool): Record<string, unknown>[] {
+export function nodeManifests(pool: NodePool): INode[] {
   return poolNodeManifests(pool, KWOK_OWNER);
 }
 
 /** The Node objects of a pool, marked for `owner` (kwok, or another stand-in kubelet). */
-export function poolNodeManifests(pool: NodePool, owner: NodeOwner): Record<string, unknown>[] {
-  const nodes: Record<string, unknown>[] = [];
+export function poolNodeManifests(pool: NodePool, owner: NodeOwner): INode[] {
+  const nodes: INode[] = [];
   for (let i = 0; i < pool.count; i++) {
     const name = `${pool.name}-${i}`;
     const labels: Record<string, string> = {
@@ -123,7 +125,7 @@ export function poolNodeManifests(pool: NodePool, owner: NodeOwner): Record<stri
       pods: '110',
       'ephemeral-storage': '500Gi',
     };
-    const taints: Record<string, string>[] = [];
+    const taints: ITaint[] = [];
     if (pool.gpu) {
       Object.assign(labels, {
         'nvidia.com/gpu.present': 'true',

@@ -1,7 +1,8 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../processes.ts';
 import { GPU_PRODUCT_LABEL, GPU_RESOURCE } from './node-pools.ts';
-import { useCluster, useNamespace, waitFor } from './testing.ts';
+import { useCluster, useNamespace } from './testing.ts';
 
 const H100 = 'NVIDIA-H100-80GB-HBM3';
 const cluster = useCluster();

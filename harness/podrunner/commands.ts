@@ -3,11 +3,67 @@
  * pod's containers. Every pod shares one machine, so what a container would bind or dial on
  * its own loopback (127.0.0.1, localhost, 0.0.0.0) is moved to the pod's own address.
  */
-import { basename } from 'node:path';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import { repoRoot } from '../cluster/paths.ts';
+import type { ImagePlan } from './images.ts';
 
-export interface ContainerCommand {
-  command?: string[];
-  args?: string[];
+/** What a container runs: its command and args. */
+export type ContainerCommand = Pick<IContainer, 'command' | 'args'>;
+
+/** A container's process: what to run, where, with what environment. */
+export interface Launch {
+  command: string;
+  args: string[];
+  cwd?: string;
+  env: Record<string, string>;
+}
+
+/**
+ * The process of a container that can run here: a Cog image as the Cog server of its predictor
+ * directory (with the Python of the venv `venv()` names), the modelplane image as this
+ * checkout's `modelplane` CLI. `env` is the container's resolved environment. Throws when the
+ * container asks for something the runner cannot run.
+ */
+export function containerLaunch(
+  plan: Exclude<ImagePlan, { kind: 'unknown' }>,
+  c: Pick<IContainer, 'command' | 'args' | 'ports'>,
+  env: Record<string, string>,
+  pod: { ip: string; name: string },
+  venv: () => string,
+): Launch {
+  const base: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/tmp',
+    TMPDIR: process.env.TMPDIR ?? tmpdir(),
+    HOSTNAME: pod.name,
+  };
+  if (plan.kind === 'cog') {
+    const dir = venv();
+    const port = env.PORT ?? String(c.ports?.[0]?.containerPort ?? 5000);
+    return {
+      command: join(dir, 'bin', 'python'),
+      args: cogServerArgs(c, pod.ip),
+      cwd: plan.dir,
+      env: {
+        ...base,
+        // The Cog server starts its worker as `python` from PATH: the venv's comes first.
+        PATH: `${join(dir, 'bin')}:${base.PATH}`,
+        VIRTUAL_ENV: dir,
+        PYTHONUNBUFFERED: '1',
+        COG_PREDICT_TYPE_STUB: plan.predictor,
+        ...env,
+        PORT: port,
+      },
+    };
+  }
+  const rewritten = rewriteModelplane(modelplaneArgs(c), env, pod.ip);
+  return {
+    command: process.execPath,
+    args: [join(repoRoot, 'cli', 'modelplane.ts'), ...rewritten.args],
+    env: { ...base, ...rewritten.env },
+  };
 }
 
 /** Cog images run `python -m cog.server.http` (under tini) when no command or args are given. */

@@ -6,21 +6,22 @@
  *
  * `startDev` is what the end-to-end test runs too; `stop` ends everything it started.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { parseAllDocuments } from 'yaml';
-import { CONDITION, installCrds } from '../../crds/index.ts';
-import { createApiToken } from '../../operator/gateway/tokens.ts';
-import { Deployments } from '../../operator/resources.ts';
-import { createLogger, KubeClient } from '../../operator/runtime/index.ts';
-import { LocalCluster } from '../cluster/local.ts';
-import { type NodePool, standardPools } from '../cluster/node-pools.ts';
-import { binaries, repoRoot } from '../cluster/paths.ts';
-import { freePort, type GroupProcess, startGroupProcess, stopGroup } from '../cluster/processes.ts';
-import { PodRunner, runnerPools } from '../podrunner/index.ts';
+import { CONDITION, installCrds } from '../crds/index.ts';
+import { LocalCluster } from '../harness/cluster/local.ts';
+import { type NodePool, standardPools } from '../harness/cluster/node-pools.ts';
+import { binaries, repoRoot } from '../harness/cluster/paths.ts';
+import { PodRunner, runnerPools } from '../harness/podrunner/index.ts';
+import { freePort, GiveUp, GroupProcess, waitFor } from '../harness/processes.ts';
+import { spawnTethered } from '../harness/tether.ts';
+import { createApiToken } from '../operator/gateway/tokens.ts';
+import { Deployments } from '../operator/resources.ts';
+import { createLogger, KubeClient } from '../operator/runtime/index.ts';
 
 export interface DevOptions {
   /** Namespace the example models go to, and that the API token acts in (default `default`). */
@@ -77,7 +78,7 @@ async function ensureBuilt(what: string, check: () => boolean, script: string, l
   if (check()) return;
   log(`${what} missing: running hack/${script} (first run only, several minutes; progress follows)`);
   await new Promise<void>((resolve, reject) => {
-    const child = spawn('bash', [join(repoRoot, 'hack', script)], {
+    const child = spawnTethered('bash', [join(repoRoot, 'hack', script)], {
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     child.on('exit', (code) =>
@@ -122,34 +123,6 @@ export function kubectl(kubeconfig: string, args: string[]): string {
 async function readyCondition(client: KubeClient, namespace: string, name: string) {
   const d = await client.get(Deployments, name, namespace);
   return d?.status?.conditions?.find((c) => c.type === CONDITION.Ready);
-}
-
-/**
- * Polls `check` until it is true; throws at the deadline (with the last error) or as soon as
- * `fatal` names a reason to give up.
- */
-async function until(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  fatal: () => string | undefined,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError = '';
-  for (;;) {
-    const reason = fatal();
-    if (reason) throw new Error(reason);
-    try {
-      if (await check()) return;
-    } catch (err) {
-      lastError = (err as Error).message;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs / 1000} s waiting for ${what}${lastError ? `: ${lastError}` : ''}`,
-      );
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 export async function startDev(opts: DevOptions = {}): Promise<Dev> {
@@ -217,7 +190,7 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
     step(
       `starting the operator (controllers, autoscaler, gateway on 127.0.0.1:${gatewayPort}); log: ${operatorLog}`,
     );
-    const operator: GroupProcess = startGroupProcess(
+    const operator = new GroupProcess(
       'operator',
       process.execPath,
       [
@@ -232,21 +205,22 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
         `--http-address=127.0.0.1:${httpPort}`,
         ...(opts.operatorFlags ?? []),
       ],
-      operatorLog,
+      { logFile: operatorLog },
     );
-    cleanups.push({ what: 'the operator', run: () => stopGroup(operator.pid, 35_000) });
+    cleanups.push({ what: 'the operator', run: () => operator.stop(35_000) });
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
-    const fatal = () =>
-      opts.signal?.aborted
-        ? 'interrupted'
-        : operator.hasExited()
-          ? `the operator exited; see ${operatorLog}`
-          : undefined;
-    await until(
+    // Stops a wait at once when there is no point in waiting any longer.
+    const carryOn = () => {
+      if (opts.signal?.aborted) throw new GiveUp('interrupted');
+      if (!operator.running) throw new GiveUp(`the operator exited; see ${operatorLog}`);
+    };
+    await waitFor(
       'the operator to be ready',
-      async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok,
-      60_000,
-      fatal,
+      async () => {
+        carryOn();
+        return (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok;
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
     );
 
     const { token } = await createApiToken(client, {
@@ -269,9 +243,10 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
       const [ns, name] = key.split('/') as [string, string];
       step(`waiting for deployment ${name} to be ready (its model server starts on this machine)`);
       let last = '';
-      await until(
+      await waitFor(
         `deployment ${key} to be Ready`,
         async () => {
+          carryOn();
           const c = await readyCondition(client, ns, name);
           const line = c ? `${c.reason}: ${c.message}` : 'no status yet';
           if (line !== last) {
@@ -280,8 +255,7 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
           }
           return c?.status === 'True';
         },
-        600_000,
-        fatal,
+        { timeoutMs: 600_000, intervalMs: 250 },
       );
     }
     const httpUrl = `http://127.0.0.1:${httpPort}`;

@@ -9,6 +9,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../crds/index.ts';
 import {
@@ -20,9 +22,9 @@ import {
 } from '../../operator/controllers/testing.ts';
 import type { Operator as Manager } from '../../operator/main.ts';
 import { Deployments, Nodes, type Pod, Pods, Secrets } from '../../operator/resources.ts';
-import { createLogger, type KubeClient } from '../../operator/runtime/index.ts';
+import { createLogger, type KubeClient, Leases } from '../../operator/runtime/index.ts';
 import { LocalCluster } from '../cluster/local.ts';
-import { groupAlive, waitFor } from '../cluster/processes.ts';
+import { groupAlive, waitFor } from '../processes.ts';
 import { PodRunner, RUNNER_LABEL, runnerPools } from './runner.ts';
 
 const SIDECAR_IMAGE = 'ghcr.io/modelplane/modelplane:e2e';
@@ -33,27 +35,14 @@ let runner: PodRunner | undefined;
 let operator: Manager | undefined;
 let client: KubeClient;
 
-interface PodStatusLike {
-  podIP?: string;
-  phase?: string;
-  conditions?: { type: string; status: string }[];
-  containerStatuses?: {
-    name: string;
-    ready: boolean;
-    restartCount: number;
-    state?: { waiting?: { reason?: string; message?: string }; running?: unknown };
-  }[];
-}
-type FullPod = Omit<Pod, 'status'> & { metadata: { uid?: string; name?: string }; status?: PodStatusLike };
-
-const isReady = (p: FullPod | undefined) =>
+const isReady = (p: Pod | undefined) =>
   p?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
-async function onePod(deployment: string): Promise<FullPod> {
+async function onePod(deployment: string): Promise<Pod> {
   return waitFor(
     `a pod of ${deployment}`,
     async () => {
-      const pods = (await podsOf(client, NS, deployment)) as unknown as FullPod[];
+      const pods = await podsOf(client, NS, deployment);
       return pods.length === 1 ? pods[0] : undefined;
     },
     { timeoutMs: 30_000, intervalMs: 100 },
@@ -147,33 +136,24 @@ describe('the local pod runner', () => {
       'modelplane.dev/pool': 'e2e-gpu-t4',
     });
     expect(node.metadata?.annotations?.['kwok.x-k8s.io/node']).toBeUndefined();
-    const status = node.status as {
-      allocatable?: Record<string, string>;
-      conditions?: { type: string; status: string }[];
-      addresses?: { type: string; address: string }[];
-    };
-    expect(status.allocatable?.['nvidia.com/gpu']).toBe('4');
-    expect(status.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
-    expect(status.addresses).toContainEqual({ type: 'InternalIP', address: '127.0.0.1' });
-    const lease = await client.get(
-      { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', plural: 'leases', namespaced: true },
-      'e2e-gpu-t4-0',
-      'kube-node-lease',
-    );
-    const renewed = Date.parse((lease as { spec?: { renewTime?: string } }).spec?.renewTime ?? '');
+    expect(node.status?.allocatable?.['nvidia.com/gpu']).toBe('4');
+    expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    expect(node.status?.addresses).toContainEqual({ type: 'InternalIP', address: '127.0.0.1' });
+    const lease = await client.get(Leases, 'e2e-gpu-t4-0', 'kube-node-lease');
+    const renewed = Date.parse(lease.spec?.renewTime ?? '');
     expect(Date.now() - renewed).toBeLessThan(30_000);
   });
 
   it('runs a Deployment of modelplane.local/echo on its T4 node: Ready once the model is, then serving', async () => {
     await applyModel(client, NS, 'echo', { hardware: 'gpu-t4', image: 'modelplane.local/echo:dev' });
     const pod = await onePod('echo');
-    const uid = pod.metadata.uid ?? '';
+    const uid = pod.metadata?.uid ?? '';
     // Sample the pod's Ready condition and the Cog server's health until the pod is Ready.
     const samples: { ready: boolean; ip?: string; health: string }[] = [];
     const readyPod = await waitFor(
       'the echo pod to be Ready',
       async () => {
-        const p = (await client.get(Pods, pod.metadata.name ?? '', NS)) as unknown as FullPod;
+        const p = await client.get(Pods, pod.metadata?.name ?? '', NS);
         const ip = p.status?.podIP;
         const h = ip ? await health(ip) : 'NO_IP';
         samples.push({ ready: isReady(p), ip, health: h });
@@ -191,13 +171,11 @@ describe('the local pod runner', () => {
     // Ready is the sidecar's /ready, over a model server that is READY.
     expect((await fetch(`http://${ip}:8080/ready`)).status).toBe(200);
     expect(await health(ip)).toBe('READY');
-    const full = (await client.get(Pods, readyPod.metadata.name ?? '', NS)) as unknown as FullPod & {
-      status: { hostIP?: string; podIPs?: { ip: string }[] };
-    };
-    expect(full.status.phase).toBe('Running');
-    expect(full.status.hostIP).toBe('127.0.0.1');
-    expect(full.status.podIPs).toEqual([{ ip }]);
-    expect(full.status.containerStatuses?.map((c) => [c.name, c.ready, c.restartCount])).toEqual([
+    const full = await client.get(Pods, readyPod.metadata?.name ?? '', NS);
+    expect(full.status?.phase).toBe('Running');
+    expect(full.status?.hostIP).toBe('127.0.0.1');
+    expect(full.status?.podIPs).toEqual([{ ip }]);
+    expect(full.status?.containerStatuses?.map((c) => [c.name, c.ready, c.restartCount])).toEqual([
       ['model', true, 0],
       ['sidecar', true, 0],
     ]);
@@ -228,7 +206,7 @@ describe('the local pod runner', () => {
     const waiting = await waitFor(
       'the ghost model container to wait on its image',
       async () => {
-        const p = (await client.get(Pods, pod.metadata.name ?? '', NS)) as unknown as FullPod;
+        const p = await client.get(Pods, pod.metadata?.name ?? '', NS);
         const w = p.status?.containerStatuses?.find((c) => c.name === 'model')?.state?.waiting;
         return w?.reason && /ImagePull/.test(w.reason) ? { p, w } : undefined;
       },
@@ -247,19 +225,22 @@ describe('the local pod runner', () => {
   });
 
   it('restarts crashing and unhealthy containers with back-off; a pod that ends for good is Failed', async () => {
-    const pod = (name: string, restartPolicy: string, container: Record<string, unknown>) =>
-      ({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name, namespace: NS },
-        spec: {
-          restartPolicy,
-          nodeSelector: { [RUNNER_LABEL]: 'e2e' },
-          tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
-          terminationGracePeriodSeconds: 2,
-          containers: [{ name: 'main', image: SIDECAR_IMAGE, ...container }],
-        },
-      }) as never;
+    const pod = (
+      name: string,
+      restartPolicy: IPodSpec['restartPolicy'],
+      container: Omit<IContainer, 'name'>,
+    ): Pod => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: NS },
+      spec: {
+        restartPolicy,
+        nodeSelector: { [RUNNER_LABEL]: 'e2e' },
+        tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+        terminationGracePeriodSeconds: 2,
+        containers: [{ name: 'main', image: SIDECAR_IMAGE, ...container }],
+      },
+    });
     // `modelplane no-such-command` exits 2.
     await client.create(Pods, pod('crashloop', 'Always', { args: ['no-such-command'] }));
     await client.create(Pods, pod('once', 'Never', { args: ['no-such-command'] }));
@@ -271,13 +252,9 @@ describe('the local pod runner', () => {
         livenessProbe: { httpGet: { path: '/live', port: 8081 }, periodSeconds: 1, failureThreshold: 2 },
       }),
     );
-    type Status = NonNullable<PodStatusLike['containerStatuses']>[number] & {
-      lastState?: { terminated?: { exitCode: number } };
-      state?: { terminated?: { exitCode: number } };
-    };
     const main = async (name: string) => {
-      const p = (await client.get(Pods, name, NS)) as unknown as FullPod;
-      return { phase: p.status?.phase, c: p.status?.containerStatuses?.[0] as Status | undefined };
+      const p = await client.get(Pods, name, NS);
+      return { phase: p.status?.phase, c: p.status?.containerStatuses?.[0] };
     };
     const crash = await waitFor(
       'crashloop to be restarted and back off',
@@ -334,12 +311,12 @@ describe('the local pod runner', () => {
           },
         ],
       },
-    } as never);
+    });
     const running = await waitFor('hooked to run', async () => {
-      const p = (await client.get(Pods, 'hooked', NS)) as unknown as FullPod;
+      const p = await client.get(Pods, 'hooked', NS);
       return p.status?.containerStatuses?.[0]?.state?.running ? p : undefined;
     });
-    const [group] = runner!.processGroupsOf(running.metadata.uid ?? '');
+    const [group] = runner!.processGroupsOf(running.metadata?.uid ?? '');
     expect(group).toBeDefined();
     const deletedAt = Date.now();
     await client.delete(Pods, 'hooked', NS);
@@ -369,11 +346,11 @@ describe('the local pod runner', () => {
         tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
         containers: [{ name: 'main', image: SIDECAR_IMAGE, args: ['--version'] }],
       },
-    } as never);
+    });
     const done = await waitFor(
       'the pod created after the restart to succeed',
       async () => {
-        const p = (await client.get(Pods, 'after-restart', NS)) as unknown as FullPod;
+        const p = await client.get(Pods, 'after-restart', NS);
         return p.status?.phase === 'Succeeded' ? p : undefined;
       },
       { timeoutMs: 60_000 },
@@ -386,12 +363,12 @@ describe('the local pod runner', () => {
   it('drains a deleted pod: the running prediction finishes, then the processes exit and the pod goes', async () => {
     await applyModel(client, NS, 'sleepy', { hardware: 'gpu-t4', image: 'modelplane.local/sleep:dev' });
     const pod = await onePod('sleepy');
-    const name = pod.metadata.name ?? '';
-    const uid = pod.metadata.uid ?? '';
+    const name = pod.metadata?.name ?? '';
+    const uid = pod.metadata?.uid ?? '';
     const ready = await waitFor(
       'the sleepy pod to be Ready',
       async () => {
-        const p = (await client.get(Pods, name, NS)) as unknown as FullPod;
+        const p = await client.get(Pods, name, NS);
         return isReady(p) ? p : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 100 },

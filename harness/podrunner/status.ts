@@ -3,50 +3,41 @@
  * container: pure functions, so the rules (phase, readiness, transition times) are
  * unit-tested without processes.
  */
+import type { IContainerState } from 'kubernetes-models/v1/ContainerState';
+import type { IContainerStateTerminated } from 'kubernetes-models/v1/ContainerStateTerminated';
+import type { IContainerStatus } from 'kubernetes-models/v1/ContainerStatus';
+import type { IPodCondition } from 'kubernetes-models/v1/PodCondition';
+import type { IPodStatus } from 'kubernetes-models/v1/PodStatus';
+import { exponentialDelay } from '../../lib/backoff.ts';
 
-export interface WaitingState {
-  reason: string;
-  message?: string;
-}
-export interface RunningState {
-  startedAt: string;
-}
-export interface TerminatedState {
-  exitCode: number;
-  signal?: number;
-  reason: string;
-  message?: string;
-  startedAt: string;
-  finishedAt: string;
-  containerID?: string;
-}
+/** A container's state: exactly one of `waiting`, `running` and `terminated`, as the API has it. */
 export type ContainerState =
-  | { waiting: WaitingState }
-  | { running: RunningState }
-  | { terminated: TerminatedState };
+  | Required<Pick<IContainerState, 'waiting'>>
+  | Required<Pick<IContainerState, 'running'>>
+  | Required<Pick<IContainerState, 'terminated'>>;
 
-/** What the runner knows of one container. */
-export interface ContainerView {
-  name: string;
-  image: string;
-  imageID: string;
-  containerID?: string;
+/**
+ * What the runner knows of one container: its container status less `started` (which follows
+ * from `state`); `ready` is running with its readiness probe (if any) passing.
+ */
+export type ContainerView = Pick<
+  IContainerStatus,
+  'name' | 'image' | 'imageID' | 'containerID' | 'restartCount' | 'ready'
+> & {
   state: ContainerState;
-  lastState?: { terminated: TerminatedState };
-  restartCount: number;
-  /** Running, and its readiness probe (if any) passes. */
-  ready: boolean;
-}
+  lastState?: { terminated: IContainerStateTerminated };
+};
 
-export interface PodCondition {
-  type: string;
-  status: 'True' | 'False';
-  reason?: string;
-  message?: string;
-  lastTransitionTime: string;
-  lastProbeTime: null;
-}
+/**
+ * A pod condition as the kubelet writes it: `lastProbeTime` is null (Go's zero metav1.Time),
+ * as the API server also returns it, which IPodCondition's type leaves out.
+ */
+export type PodCondition = Omit<IPodCondition, 'lastProbeTime'> & { lastProbeTime?: string | null };
 
+/** A pod's phase. */
+export type PodPhase = NonNullable<IPodStatus['phase']>;
+
+/** What the status is built from: the pod's addresses, start time and restart policy, and its containers. */
 export interface PodView {
   podIP?: string;
   hostIP: string;
@@ -55,26 +46,11 @@ export interface PodView {
   containers: ContainerView[];
 }
 
-export interface PodStatusOut {
-  phase: string;
-  conditions: PodCondition[];
-  hostIP: string;
-  hostIPs: { ip: string }[];
-  podIP?: string;
-  podIPs?: { ip: string }[];
-  startTime: string;
-  containerStatuses: {
-    name: string;
-    image: string;
-    imageID: string;
-    containerID?: string;
-    state: ContainerState;
-    lastState: { terminated?: TerminatedState };
-    ready: boolean;
-    started: boolean;
-    restartCount: number;
-  }[];
-}
+/** The status the runner writes: phase, conditions, addresses and container statuses always set. */
+export type PodStatusOut = Omit<IPodStatus, 'conditions'> &
+  Required<Pick<IPodStatus, 'phase' | 'hostIP' | 'hostIPs' | 'startTime' | 'containerStatuses'>> & {
+    conditions: PodCondition[];
+  };
 
 /** RFC 3339 to the second, as Kubernetes writes metav1.Time. */
 export function kubeTime(d: Date): string {
@@ -86,7 +62,7 @@ export function kubeTime(d: Date): string {
  * Running while one runs or (with restartPolicy Always, or OnFailure and a failure) will be
  * restarted; Succeeded when all exited 0; Failed when all exited and one failed for good.
  */
-export function podPhase(containers: readonly ContainerView[], restartPolicy: string): string {
+export function podPhase(containers: readonly ContainerView[], restartPolicy: string): PodPhase {
   let waiting = 0;
   let running = 0;
   let stopped = 0;
@@ -203,5 +179,5 @@ export function shouldRestart(restartPolicy: string, exitCode: number): boolean 
  */
 export function restartDelay(restarts: number, opts: { initialMs: number; maxMs: number }): number {
   if (restarts <= 0) return 0;
-  return Math.min(opts.maxMs, opts.initialMs * 2 ** (restarts - 1));
+  return exponentialDelay(restarts - 1, opts.initialMs, opts.maxMs);
 }

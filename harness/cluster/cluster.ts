@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig, VersionApi } from '@kubernetes/client-node';
+import { freePort, GroupProcess, waitFor } from '../processes.ts';
 import { createNodePools, LocalCluster } from './local.ts';
 import {
   KWOK_NODE_ANNOTATION,
@@ -10,7 +11,6 @@ import {
   standardPools,
 } from './node-pools.ts';
 import { binaries } from './paths.ts';
-import { freePort, startGroupProcess, stopGroup, waitFor } from './processes.ts';
 
 /** A Kubernetes cluster the tests and `make cluster-up` run against. */
 export interface Cluster {
@@ -111,7 +111,7 @@ async function startK3s(opts: StartOptions): Promise<Cluster> {
   writeFileSync(kubeconfig, container.getKubeConfig(), { mode: 0o600 });
   const logFile = join(dir, 'kwok.log');
   const port = await freePort();
-  const kwok = startGroupProcess(
+  const kwok = new GroupProcess(
     'kwok',
     binaries().kwok,
     [
@@ -122,10 +122,10 @@ async function startK3s(opts: StartOptions): Promise<Cluster> {
       `--server-address=127.0.0.1:${port}`,
       '--node-lease-duration-seconds=40',
     ],
-    logFile,
+    { logFile },
   );
   const stop = async () => {
-    await stopGroup(kwok.pid);
+    await kwok.stop();
     await container.stop();
     rmSync(dir, { recursive: true, force: true });
   };

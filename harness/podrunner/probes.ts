@@ -4,22 +4,11 @@
  * class; `runProbe` does one attempt.
  */
 import { connect } from 'node:net';
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IProbe } from 'kubernetes-models/v1/Probe';
 
-export interface ProbeSpec {
-  httpGet?: { path?: string; port: number | string; host?: string; scheme?: string };
-  tcpSocket?: { port: number | string; host?: string };
-  exec?: unknown;
-  grpc?: unknown;
-  initialDelaySeconds?: number;
-  periodSeconds?: number;
-  timeoutSeconds?: number;
-  successThreshold?: number;
-  failureThreshold?: number;
-}
-
-export interface ContainerPorts {
-  ports?: { name?: string; containerPort: number }[];
-}
+/** The container a probe runs against: its named ports. */
+export type ContainerPorts = Pick<IContainer, 'ports'>;
 
 /** A probe's port: a number, or the name of one of the container's ports. */
 export function resolvePort(port: number | string, container: ContainerPorts): number {
@@ -31,7 +20,7 @@ export function resolvePort(port: number | string, container: ContainerPorts): n
 }
 
 /** Settings with the kubelet's defaults. */
-export function probeTiming(p: ProbeSpec): {
+export function probeTiming(p: IProbe): {
   initialDelayMs: number;
   periodMs: number;
   timeoutMs: number;
@@ -101,7 +90,7 @@ function probeHost(host: string | undefined, podIP: string): string {
 
 /** One attempt of `probe` against the container at `podIP`: success and a message. */
 export async function runProbe(
-  probe: ProbeSpec,
+  probe: IProbe,
   container: ContainerPorts,
   podIP: string,
 ): Promise<{ ok: boolean; message: string }> {
