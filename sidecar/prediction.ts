@@ -187,9 +187,18 @@ export class Prediction {
   ): PredictionObject {
     const self = extra.base ? `${extra.base}/predictions/${encodeURIComponent(this.id)}` : undefined;
     return predictionObject({
-      ...this,
+      id: this.id,
       version: extra.version ?? '',
+      input: this.input,
+      output: this.output,
+      logs: this.logs,
+      error: this.error,
+      status: this.status,
+      createdAt: this.createdAt,
+      startedAt: this.startedAt,
+      completedAt: this.completedAt,
       metrics: this.metrics,
+      cost: this.cost,
       deployment: extra.deployment,
       hardware: extra.hardware,
       urls: self ? { get: self, cancel: `${self}/cancel`, stream: `${self}/stream` } : undefined,

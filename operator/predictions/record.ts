@@ -47,10 +47,19 @@ export function toView(rec: PredictionRecord, streamUrl?: string): PredictionVie
   if (rec.predictTime !== undefined) metrics.predict_time = rec.predictTime;
   if (rec.completedAt !== undefined) metrics.total_time = (rec.completedAt - rec.createdAt) / 1000;
   return predictionObject({
-    ...rec,
+    id: rec.id,
+    model: rec.model,
+    version: rec.version,
+    input: rec.input,
+    output: rec.output,
+    logs: rec.logs,
+    error: rec.error,
+    status: rec.status,
+    createdAt: rec.createdAt,
+    startedAt: rec.startedAt,
+    completedAt: rec.completedAt,
     urls,
     metrics,
-    cost: undefined,
     deployment: rec.viaDeployment ? `${rec.namespace}/${rec.deployment}` : undefined,
   }) as PredictionView;
 }
