@@ -31,6 +31,10 @@ export interface PredictionRecord extends PredictionCore {
   baseUrl: string;
   /** Where it came from: the HTTP API, or a Prediction object (`namespace/name`). */
   origin?: string;
+  /** Someone asked to cancel it (through any replica): its driver cancels it. */
+  cancelRequested?: boolean;
+  /** Its input, output, logs and events were removed after the data retention time. */
+  dataRemoved?: boolean;
   /** Its stream events, for SSE and resume. */
   events: StreamEvent[];
 }

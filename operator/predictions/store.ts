@@ -1,56 +1,129 @@
 /**
- * Where predictions are kept. The engine writes every change through `put`; readers list
- * newest first. The memory store keeps finished predictions for a TTL and at most
- * `maxRecords` predictions, evicting the oldest finished ones first; it never evicts one that
- * has not finished. Another implementation (a shared database) can back several gateway
- * replicas behind the same interface.
+ * Where predictions are kept: the `PredictionStore` interface and its memory implementation.
+ * The durable implementations (PostgreSQL, and embedded PGlite) are in operator/store/ and
+ * follow the same contract (store.contract.ts).
+ *
+ * Every prediction has one *driver*: the replica whose engine queues it, sends it to an
+ * instance and follows it there. Only the driver writes its state (`update` is fenced by the
+ * driver's id); any replica reads it, streams its events and asks its driver to cancel it
+ * (through notices). Replicas announce that they are alive (`heartbeat`); the predictions of
+ * one that stops are adopted by another (`adopt`), exactly once.
+ *
+ * After a retention time a finished prediction's input, output, logs and events are removed
+ * (`removeData`: `dataRemoved` is set); its record stays until a longer retention (`purge`).
  */
 import { type Clock, realClock } from '../../lib/clock.ts';
-import { isTerminal } from '../../lib/prediction.ts';
+import { isTerminal, type PredictionStatus, type StreamEvent } from '../../lib/prediction.ts';
 import type { PredictionRecord } from './record.ts';
+
+/** A prediction as the store keeps it: the record without its stream events (kept apart). */
+export type StoredPrediction = Omit<PredictionRecord, 'events'>;
 
 export interface ListOptions {
   namespaces: 'all' | readonly string[];
   /** From `list`'s `next`: continue after this position. */
   cursor?: string;
   limit: number;
+  /** Only predictions created at or after this time (epoch ms). */
+  createdAfter?: number;
+  /** Only predictions created before this time (epoch ms). */
+  createdBefore?: number;
 }
 
 export interface ListPage {
-  items: PredictionRecord[];
+  items: StoredPrediction[];
   /** Cursor of the next page, when there is one. */
   next?: string;
 }
 
+/** What a replica hears of changes that any replica (itself included) made. */
+export type StoreNotice =
+  /** The prediction's state was written (by its driver). */
+  | { kind: 'changed'; id: string; status: PredictionStatus }
+  /** Stream events were appended; `lastId` is the id of the last one. */
+  | { kind: 'events'; id: string; lastId: number }
+  /** Someone asked to cancel the prediction; `driver` is the replica that drives it. */
+  | { kind: 'cancel'; id: string; driver: string | undefined };
+
+/** The store cannot be reached or failed: callers answer 503 and try again later. */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
 export interface PredictionStore {
-  /** Inserts or updates (by id). */
-  put(rec: PredictionRecord): void;
-  get(id: string): PredictionRecord | undefined;
+  /** `memory`, `embedded` or `postgres`. */
+  readonly kind: string;
+  /**
+   * True when one process at most uses the store (memory, embedded): every prediction not
+   * driven by this process may be adopted at once, without waiting for a heartbeat to go stale.
+   */
+  readonly exclusive: boolean;
+
+  /**
+   * Stores a new prediction, driven by `driver` (committed when the promise resolves). When
+   * its namespace already has a prediction with the same `idempotencyKey`, stores nothing and
+   * resolves that one.
+   */
+  insert(rec: StoredPrediction, driver: string): Promise<StoredPrediction | undefined>;
+  /**
+   * Writes the state of a prediction that `driver` drives, with `events` appended (ids
+   * following the last stored one). Resolves false, writing nothing, when `driver` does not
+   * drive it any more (another replica adopted it) or it is gone: the caller stops driving it.
+   */
+  update(rec: StoredPrediction, driver: string, events?: readonly StreamEvent[]): Promise<boolean>;
+  /** Appends stream events of a prediction `driver` drives (false as for `update`). */
+  appendEvents(id: string, driver: string, events: readonly StreamEvent[]): Promise<boolean>;
   /** Forgets a prediction (one the instance refused as invalid before it began). */
-  delete(id: string): void;
+  delete(id: string): Promise<void>;
+
+  get(id: string): Promise<StoredPrediction | undefined>;
+  /** Its stream events with id > `afterId`, in order. */
+  events(id: string, afterId: number): Promise<StreamEvent[]>;
   /** Newest first (by creation time, then id). */
-  list(opts: ListOptions): ListPage;
+  list(opts: ListOptions): Promise<ListPage>;
   /** The prediction created in `namespace` with this Idempotency-Key, if still kept. */
-  findByIdempotencyKey(namespace: string, key: string): PredictionRecord | undefined;
-  /** Removes finished predictions past their TTL; returns how many. */
-  expire(nowMs: number): number;
-  readonly size: number;
+  findByIdempotencyKey(namespace: string, key: string): Promise<StoredPrediction | undefined>;
+  /**
+   * Marks the prediction as asked to be canceled and tells its driver (a `cancel` notice).
+   * Resolves the record, undefined when unknown.
+   */
+  requestCancel(id: string): Promise<StoredPrediction | undefined>;
+
+  /** Calls `listener` with every notice, from every replica; returns the unsubscribe. */
+  subscribe(listener: (n: StoreNotice) => void): () => void;
+
+  /** Replica `replica` is alive now. */
+  heartbeat(replica: string): Promise<void>;
+  /** Replica `replica` has stopped: its unfinished predictions may be adopted at once. */
+  leave(replica: string): Promise<void>;
+  /**
+   * Makes `replica` the driver of every unfinished prediction whose driver has not sent a
+   * heartbeat for `staleMs` (or has left), and resolves them. Each is adopted by one replica
+   * only, however many ask at once.
+   */
+  adopt(replica: string, staleMs: number): Promise<StoredPrediction[]>;
+
+  /**
+   * Removes the input, output, logs and events of predictions that ended before `before`
+   * (epoch ms), setting `dataRemoved`; resolves how many.
+   */
+  removeData(before: number): Promise<number>;
+  /** Deletes the records of predictions that ended before `before`; resolves how many. */
+  purge(before: number): Promise<number>;
+
+  /** Resolves when the store answers (for readiness); rejects with why not. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
 }
 
-export interface MemoryStoreOptions {
-  /** How long a finished prediction stays readable (default 1 h). */
-  ttlMs?: number;
-  /** Most predictions kept (default 100 000). */
-  maxRecords?: number;
-  /** When a prediction finished is read from it. */
-  clock?: Clock;
-}
-
-function encodeCursor(rec: { createdAt: number; id: string }): string {
+export function encodeCursor(rec: { createdAt: number; id: string }): string {
   return Buffer.from(`${rec.createdAt}:${rec.id}`).toString('base64url');
 }
 
-function decodeCursor(cursor: string): { createdAt: number; id: string } | undefined {
+export function decodeCursor(cursor: string): { createdAt: number; id: string } | undefined {
   const m = /^(\d+):([a-z0-9]+)$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
   return m ? { createdAt: Number(m[1]), id: m[2]! } : undefined;
 }
@@ -60,82 +133,210 @@ function newer(a: { createdAt: number; id: string }, b: { createdAt: number; id:
   return a.createdAt !== b.createdAt ? a.createdAt > b.createdAt : a.id > b.id;
 }
 
+export interface MemoryStoreOptions {
+  /** Most predictions kept (default 100 000): the oldest finished ones are evicted first. */
+  maxRecords?: number;
+  clock?: Clock;
+}
+
+interface MemoryEntry {
+  rec: StoredPrediction;
+  driver: string | undefined;
+  events: StreamEvent[];
+}
+
+/**
+ * The store in this process's memory, for tests and benchmarks: lost when the process ends.
+ * It keeps at most `maxRecords` predictions, evicting the oldest finished ones first, never
+ * an unfinished one.
+ */
 export class MemoryStore implements PredictionStore {
-  private readonly records = new Map<string, PredictionRecord>();
-  /** id → epoch ms it finished, in order of finishing. */
-  private readonly finished = new Map<string, number>();
+  readonly kind = 'memory';
+  readonly exclusive = true;
+  private readonly entries = new Map<string, MemoryEntry>();
+  /** ids of finished predictions, in order of finishing. */
+  private readonly finished = new Set<string>();
   private readonly keys = new Map<string, string>();
-  private readonly ttlMs: number;
+  private readonly listeners = new Set<(n: StoreNotice) => void>();
+  private readonly replicas = new Map<string, number>();
   private readonly maxRecords: number;
   private readonly clock: Clock;
 
   constructor(opts: MemoryStoreOptions = {}) {
-    this.ttlMs = opts.ttlMs ?? 3_600_000;
     this.maxRecords = opts.maxRecords ?? 100_000;
     this.clock = opts.clock ?? realClock;
   }
 
   get size(): number {
-    return this.records.size;
+    return this.entries.size;
   }
 
-  put(rec: PredictionRecord): void {
-    const known = this.records.has(rec.id);
-    this.records.set(rec.id, rec);
-    if (rec.idempotencyKey) this.keys.set(`${rec.namespace}\n${rec.idempotencyKey}`, rec.id);
-    if (isTerminal(rec.status) && !this.finished.has(rec.id)) this.finished.set(rec.id, this.clock.now());
-    if (!known && this.records.size > this.maxRecords) this.evict();
+  async insert(rec: StoredPrediction, driver: string): Promise<StoredPrediction | undefined> {
+    if (rec.idempotencyKey) {
+      const first = await this.findByIdempotencyKey(rec.namespace, rec.idempotencyKey);
+      if (first) return first;
+      this.keys.set(`${rec.namespace}\n${rec.idempotencyKey}`, rec.id);
+    }
+    this.entries.set(rec.id, { rec: copy(rec), driver, events: [] });
+    this.track(rec);
+    if (this.entries.size > this.maxRecords) this.evict();
+    this.emit({ kind: 'changed', id: rec.id, status: rec.status });
+    return undefined;
   }
 
-  get(id: string): PredictionRecord | undefined {
-    return this.records.get(id);
+  async update(rec: StoredPrediction, driver: string, events: readonly StreamEvent[] = []): Promise<boolean> {
+    const e = this.entries.get(rec.id);
+    if (!e || e.driver !== driver) return false;
+    e.rec = { ...copy(rec), cancelRequested: e.rec.cancelRequested || rec.cancelRequested };
+    this.track(rec);
+    this.append(e, events);
+    this.emit({ kind: 'changed', id: rec.id, status: rec.status });
+    return true;
   }
 
-  delete(id: string): void {
+  async appendEvents(id: string, driver: string, events: readonly StreamEvent[]): Promise<boolean> {
+    const e = this.entries.get(id);
+    if (!e || e.driver !== driver) return false;
+    this.append(e, events);
+    return true;
+  }
+
+  async delete(id: string): Promise<void> {
     this.remove(id);
   }
 
-  list(opts: ListOptions): ListPage {
+  async get(id: string): Promise<StoredPrediction | undefined> {
+    const e = this.entries.get(id);
+    return e && copy(e.rec);
+  }
+
+  async events(id: string, afterId: number): Promise<StreamEvent[]> {
+    return (this.entries.get(id)?.events ?? []).filter((e) => e.id > afterId);
+  }
+
+  async list(opts: ListOptions): Promise<ListPage> {
     const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
     const ns = opts.namespaces === 'all' ? undefined : new Set(opts.namespaces);
-    const all = [...this.records.values()].filter(
-      (r) => (!ns || ns.has(r.namespace)) && (!after || newer(after, r)),
-    );
+    const all = [...this.entries.values()]
+      .map((e) => e.rec)
+      .filter(
+        (r) =>
+          (!ns || ns.has(r.namespace)) &&
+          (!after || newer(after, r)) &&
+          (opts.createdAfter === undefined || r.createdAt >= opts.createdAfter) &&
+          (opts.createdBefore === undefined || r.createdAt < opts.createdBefore),
+      );
     all.sort((a, b) => (newer(a, b) ? -1 : 1));
-    const items = all.slice(0, opts.limit);
+    const items = all.slice(0, opts.limit).map(copy);
     return { items, next: all.length > opts.limit ? encodeCursor(items.at(-1)!) : undefined };
   }
 
-  findByIdempotencyKey(namespace: string, key: string): PredictionRecord | undefined {
+  async findByIdempotencyKey(namespace: string, key: string): Promise<StoredPrediction | undefined> {
     const id = this.keys.get(`${namespace}\n${key}`);
-    return id === undefined ? undefined : this.records.get(id);
+    return id === undefined ? undefined : this.get(id);
   }
 
-  expire(nowMs: number): number {
+  async requestCancel(id: string): Promise<StoredPrediction | undefined> {
+    const e = this.entries.get(id);
+    if (!e) return undefined;
+    if (!isTerminal(e.rec.status)) {
+      e.rec.cancelRequested = true;
+      this.emit({ kind: 'cancel', id, driver: e.driver });
+    }
+    return copy(e.rec);
+  }
+
+  subscribe(listener: (n: StoreNotice) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async heartbeat(replica: string): Promise<void> {
+    this.replicas.set(replica, this.clock.now());
+  }
+
+  async leave(replica: string): Promise<void> {
+    this.replicas.delete(replica);
+  }
+
+  async adopt(replica: string, staleMs: number): Promise<StoredPrediction[]> {
+    const now = this.clock.now();
+    const alive = (r: string | undefined) => {
+      const at = r === undefined ? undefined : this.replicas.get(r);
+      return at !== undefined && now - at < staleMs;
+    };
+    const out: StoredPrediction[] = [];
+    for (const e of this.entries.values()) {
+      if (isTerminal(e.rec.status) || e.driver === replica || alive(e.driver)) continue;
+      e.driver = replica;
+      out.push(copy(e.rec));
+    }
+    return out;
+  }
+
+  async removeData(before: number): Promise<number> {
     let n = 0;
-    for (const [id, at] of this.finished) {
-      if (nowMs - at < this.ttlMs) break; // in order of finishing
+    for (const id of this.finished) {
+      const e = this.entries.get(id)!;
+      if ((e.rec.completedAt ?? 0) >= before) break; // in order of finishing
+      if (e.rec.dataRemoved) continue;
+      e.rec = { ...e.rec, input: {}, output: null, logs: '', dataRemoved: true };
+      e.events = [];
+      n++;
+    }
+    return n;
+  }
+
+  async purge(before: number): Promise<number> {
+    let n = 0;
+    for (const id of this.finished) {
+      if ((this.entries.get(id)!.rec.completedAt ?? 0) >= before) break;
       this.remove(id);
       n++;
     }
     return n;
   }
 
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+  }
+
+  private append(e: MemoryEntry, events: readonly StreamEvent[]): void {
+    if (!events.length) return;
+    e.events.push(...events);
+    this.emit({ kind: 'events', id: e.rec.id, lastId: events.at(-1)!.id });
+  }
+
+  private track(rec: StoredPrediction): void {
+    if (isTerminal(rec.status) && !this.finished.has(rec.id)) this.finished.add(rec.id);
+  }
+
+  private emit(n: StoreNotice): void {
+    for (const l of this.listeners) l(n);
+  }
+
   /** Over the bound: drops the oldest finished predictions (never unfinished ones). */
   private evict(): void {
-    for (const id of this.finished.keys()) {
-      if (this.records.size <= this.maxRecords) return;
+    for (const id of this.finished) {
+      if (this.entries.size <= this.maxRecords) return;
       this.remove(id);
     }
   }
 
   private remove(id: string): void {
-    const rec = this.records.get(id);
-    this.records.delete(id);
+    const e = this.entries.get(id);
+    this.entries.delete(id);
     this.finished.delete(id);
-    if (rec?.idempotencyKey) {
-      const k = `${rec.namespace}\n${rec.idempotencyKey}`;
+    if (e?.rec.idempotencyKey) {
+      const k = `${e.rec.namespace}\n${e.rec.idempotencyKey}`;
       if (this.keys.get(k) === id) this.keys.delete(k);
     }
   }
+}
+
+/** A copy that the caller may change without changing the stored one. */
+function copy(rec: StoredPrediction): StoredPrediction {
+  return { ...rec };
 }
