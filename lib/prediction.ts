@@ -110,7 +110,10 @@ export interface PredictionCore
 /** What a prediction object is built from. */
 export interface PredictionFields
   extends PredictionCore,
-    Pick<PredictionObject, 'model' | 'metrics' | 'urls' | 'deployment' | 'hardware' | 'cost'> {}
+    Pick<PredictionObject, 'model' | 'metrics' | 'urls' | 'deployment' | 'hardware' | 'cost'> {
+  /** Its input, output and logs were removed after the data retention time. */
+  dataRemoved?: boolean | undefined;
+}
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
 
@@ -130,7 +133,7 @@ export function predictionObject(f: PredictionFields): PredictionObject {
     completed_at: iso(f.completedAt),
     ...(f.urls ? { urls: f.urls } : {}),
     metrics: f.metrics,
-    data_removed: false,
+    data_removed: f.dataRemoved ?? false,
     source: 'api',
   };
   if (f.deployment) out.deployment = f.deployment;

@@ -44,7 +44,16 @@ export const ENV = {
   tokenNamespace: 'MODELPLANE_TOKEN_NAMESPACE',
   allowAnonymous: 'MODELPLANE_ALLOW_ANONYMOUS',
   tokenReviewAudiences: 'MODELPLANE_TOKEN_REVIEW_AUDIENCES',
+  store: 'MODELPLANE_STORE',
+  storeDir: 'MODELPLANE_STORE_DIR',
+  databaseUrl: 'MODELPLANE_DATABASE_URL',
+  streamKeyFile: 'MODELPLANE_STREAM_KEY_FILE',
+  dataRetention: 'MODELPLANE_DATA_RETENTION',
+  recordRetention: 'MODELPLANE_RECORD_RETENTION',
 } as const;
+
+export const STORES = ['embedded', 'postgres', 'memory'] as const;
+export type StoreKind = (typeof STORES)[number];
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -238,6 +247,64 @@ after SIGTERM (${ENV.shutdownTimeout}; default 30)`,
   }),
 };
 
+/** Where predictions are kept. */
+const STORE = {
+  store: option({
+    flag: 'store',
+    env: ENV.store,
+    default: 'embedded',
+    check: (v: string) =>
+      (STORES as readonly string[]).includes(v) ? undefined : `want one of ${STORES.join(', ')}, got "${v}"`,
+    meta: 'KIND',
+    help: `where predictions are kept (${ENV.store}): embedded (PostgreSQL
+in this process, in --store-dir; one replica), postgres (a server at
+--database-url; any number of replicas) or memory (lost on exit);
+default embedded`,
+  }),
+  storeDir: option({
+    flag: 'store-dir',
+    env: ENV.storeDir,
+    default: '.modelplane/store',
+    meta: 'DIR',
+    help: `the embedded store's directory (${ENV.storeDir};
+default .modelplane/store)`,
+  }),
+  databaseUrl: option({
+    flag: 'database-url',
+    env: ENV.databaseUrl,
+    meta: 'URL',
+    help: `postgres://user:password@host:5432/db of the postgres store
+(${ENV.databaseUrl}; PG* variables fill what it leaves out)`,
+  }),
+  streamKeyFile: option({
+    flag: 'stream-key-file',
+    env: ENV.streamKeyFile,
+    meta: 'PATH',
+    help: `the key that signs stream URLs, shared by every replica
+(${ENV.streamKeyFile}; default: one kept in the store)`,
+  }),
+  dataRetentionMs: option({
+    flag: 'data-retention',
+    env: ENV.dataRetention,
+    type: 'duration',
+    min: 1,
+    default: 3_600_000,
+    meta: 'SECONDS',
+    help: `how long a finished prediction keeps its input, output and logs
+(${ENV.dataRetention}; default 3600)`,
+  }),
+  recordRetentionMs: option({
+    flag: 'record-retention',
+    env: ENV.recordRetention,
+    type: 'duration',
+    min: 1,
+    default: 30 * 86_400_000,
+    meta: 'SECONDS',
+    help: `how long the record of a finished prediction (status, times,
+metrics, cost) is kept (${ENV.recordRetention}; default 2592000, 30 days)`,
+  }),
+};
+
 /** The gateway role's settings. */
 const GATEWAY = {
   gatewayAddress: option({
@@ -344,7 +411,7 @@ the token sent to peers, and whose subject peers accept
 };
 
 /** Every setting of `modelplane operator`. */
-export const OPTIONS = { ...GENERAL, ...GATEWAY, ...AUTOSCALER };
+export const OPTIONS = { ...GENERAL, ...STORE, ...GATEWAY, ...AUTOSCALER };
 
 const COLUMN = 29;
 
@@ -359,6 +426,8 @@ variable.
 
 Flags:
 ${formatOptions(Object.values(GENERAL), COLUMN)}
+Prediction store:
+${formatOptions(Object.values(STORE), COLUMN)}
 Gateway flags (role gateway):
 ${formatOptions(Object.values(GATEWAY), COLUMN)}
 Autoscaler (runs with the controllers, on the Lease holder):
@@ -383,6 +452,14 @@ export interface OperatorConfig {
   autoscalerTickMs: number;
   /** Demand across replicas: off, or the operator pods' selector and how to reach and trust them. */
   autoscalerPeers: false | { labelSelector: string; port: number; tokenFile: string; namespace: string };
+  store: {
+    kind: StoreKind;
+    dir: string;
+    databaseUrl: string | undefined;
+    streamKeyFile: string | undefined;
+    dataRetentionMs: number;
+    recordRetentionMs: number;
+  };
   gateway: {
     address: Address;
     publicUrl: string | undefined;
@@ -401,6 +478,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
   const v = parseOptions(OPTIONS, argv, env);
   if (v === 'help') return v;
   const { http, autoscalerPeerTokenFile: tokenFile } = v;
+  if (v.store === 'postgres' && !v.databaseUrl && !env.PGHOST)
+    throw new ConfigError(
+      `--store=postgres needs --database-url (or ${ENV.databaseUrl}, or the PG* variables)`,
+    );
   const mode = v.autoscalerPeers;
   let autoscalerPeers: OperatorConfig['autoscalerPeers'] = false;
   // auto: on in a pod (it has a ServiceAccount token) that serves HTTP.
@@ -434,6 +515,14 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
     shutdownTimeoutMs: v.shutdownTimeoutMs,
     autoscalerTickMs: v.autoscalerTickMs,
     autoscalerPeers,
+    store: {
+      kind: v.store as StoreKind,
+      dir: v.storeDir,
+      databaseUrl: v.databaseUrl,
+      streamKeyFile: v.streamKeyFile,
+      dataRetentionMs: v.dataRetentionMs,
+      recordRetentionMs: v.recordRetentionMs,
+    },
     gateway: {
       address: v.gatewayAddress,
       publicUrl: v.publicUrl,

@@ -217,9 +217,10 @@ function addPredictions(
   });
   manager.addRunnable({
     name: 'predictions',
-    start: async () => {},
+    start: async () => svc.engine.start(),
     stop: (timeoutMs) => svc.engine.drain(timeoutMs),
   });
+  manager.addReadyCheck('prediction store', () => svc.engine.problem() ?? true);
   return svc;
 }
 

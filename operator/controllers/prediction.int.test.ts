@@ -147,7 +147,7 @@ describe('the Prediction controller', () => {
       status: 'True',
       reason: 'Succeeded',
     });
-    expect(running!.engine.get(st.id!)?.status).toBe('succeeded');
+    expect((await running!.engine.get(st.id!))?.status).toBe('succeeded');
   });
 
   it('fails a Prediction with invalid input, saying which field', async () => {

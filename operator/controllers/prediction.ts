@@ -26,7 +26,7 @@ import {
 import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 import { HttpError } from '../../lib/http.ts';
 import { isTerminal, newPredictionId } from '../../lib/prediction.ts';
-import type { PredictionEngine, PredictionRecord } from '../predictions/index.ts';
+import type { PredictionEngine, StoredPrediction } from '../predictions/index.ts';
 import type { Deployments, Models, ModelVersions, Stored } from '../resources.ts';
 import { covers, type Informer, isNotFound, type Manager, resourceType } from '../runtime/index.ts';
 import { mergeConditions, type Observation } from './conditions.ts';
@@ -72,7 +72,7 @@ const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date
 
 /** The status a Prediction object shows for an engine record. */
 export function statusFor(
-  rec: PredictionRecord,
+  rec: StoredPrediction,
   obj: Stored<Prediction>,
   target: string,
   now: Date,
@@ -108,7 +108,7 @@ export function statusFor(
   return status;
 }
 
-function readyCondition(rec: PredictionRecord): Observation {
+function readyCondition(rec: StoredPrediction): Observation {
   const where = `deployment ${rec.deployment}`;
   switch (rec.status) {
     case 'succeeded':
@@ -295,7 +295,7 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
         return afterFinish(obj, st.completedAt);
       }
       const origin = `${ORIGIN}${key}`;
-      let rec = st.id ? engine.get(st.id) : undefined;
+      let rec = st.id ? await engine.get(st.id) : undefined;
       let target = st.target ?? '';
       if (!rec) {
         const t = resolve(obj);
@@ -368,11 +368,12 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
           log.info({ prediction: rec.id, deployment: t.deployment }, 'prediction sent to the gateway queue');
         }
       }
-      if (obj.spec.cancel && !isTerminal(rec.status)) await engine.cancel(rec.id);
+      if (obj.spec.cancel && !isTerminal(rec.status)) rec = (await engine.cancel(rec.id)) ?? rec;
       const status = statusFor(rec, obj, target, now());
       await write(obj, status);
       if (isTerminal(rec.status)) return afterFinish(obj, status.completedAt);
-      return undefined;
+      // Driven by another replica (it took the prediction over): its changes are read here.
+      return engine.drives(rec.id) ? undefined : { requeueAfter: interval };
     },
   });
 
@@ -407,7 +408,16 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
       const uid = obj.metadata.uid ?? '';
       const id = obj.status?.id ?? ids.get(uid);
       ids.delete(uid);
-      if (id && engine.get(id) && !isTerminal(engine.get(id)!.status)) void engine.cancel(id);
+      if (id)
+        void engine
+          .get(id)
+          .then((rec) => (rec && !isTerminal(rec.status) ? engine.cancel(id) : undefined))
+          .catch((err: unknown) =>
+            manager.log.warn(
+              { prediction: id, err: (err as Error).message },
+              'cannot cancel the prediction of a deleted object',
+            ),
+          );
     },
   });
   return controller;

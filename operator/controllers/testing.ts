@@ -110,6 +110,16 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
     shutdownTimeoutMs: 5_000,
     autoscalerTickMs: 1_000,
     autoscalerPeers: false,
+    // Tests in one process start several operators: each keeps its predictions in memory
+    // unless the test gives it a store.
+    store: {
+      kind: 'memory',
+      dir: '',
+      databaseUrl: undefined,
+      streamKeyFile: undefined,
+      dataRetentionMs: 3_600_000,
+      recordRetentionMs: 86_400_000,
+    },
     gateway: {
       address: { host: '127.0.0.1', port: 0 },
       publicUrl: undefined,

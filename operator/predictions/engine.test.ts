@@ -42,8 +42,8 @@ describe('the prediction queue', () => {
     instances.end(ids[1]!, { status: 'succeeded', output: 'ok' }); // b frees a slot: the oldest waiting one goes there
     await settle();
     expect(creates()[4]).toBe(`create http://b ${ids[4]}`);
-    expect(engine.get(ids[1]!)?.status).toBe('succeeded');
-    expect(engine.get(ids[5]!)?.status).toBe('starting');
+    expect((await engine.get(ids[1]!))?.status).toBe('succeeded');
+    expect((await engine.get(ids[5]!))?.status).toBe('starting');
   });
 
   it('puts a prediction an instance refuses back at the front, for another instance', async () => {
@@ -52,7 +52,7 @@ describe('the prediction queue', () => {
     instances.answers.set('http://a', 'draining');
     const first = (await create({ text: 'first' })).record;
     expect(creates()).toEqual([`create http://a ${first.id}`, `create http://b ${first.id}`]);
-    expect(engine.get(first.id)).toMatchObject({ status: 'starting', instance: 'b' });
+    expect(await engine.get(first.id)).toMatchObject({ status: 'starting', instance: 'b' });
     const second = (await create({ text: 'second' })).record;
     // a is passed over for a while; b is busy: second waits at the head of the queue.
     expect(instances.count('create')).toBe(2);
@@ -71,7 +71,7 @@ describe('the prediction queue', () => {
     instances.answers.set('http://b', 'unreachable');
     const p = (await create()).record;
     expect(creates()).toEqual([`create http://a ${p.id}`, `create http://b ${p.id}`]);
-    expect(engine.get(p.id)?.status).toBe('starting');
+    expect((await engine.get(p.id))?.status).toBe('starting');
     instances.answers.set('http://a', 'accept');
     instances.answers.set('http://b', 'accept');
     await advance(999);
@@ -79,7 +79,7 @@ describe('the prediction queue', () => {
     await advance(1); // b's pass-over (1 s) ends first
     expect(creates()).toHaveLength(3);
     expect(creates()[2]).toBe(`create http://b ${p.id}`);
-    expect(engine.get(p.id)).toMatchObject({ instance: 'b' });
+    expect(await engine.get(p.id)).toMatchObject({ instance: 'b' });
   });
 
   it('refuses past spec.queue.maxLength with 429 and Retry-After', async () => {
@@ -97,12 +97,12 @@ describe('the prediction queue', () => {
     expect(p.status).toBe('starting');
     expect(pokes).toEqual([`${NS}/d`]);
     await advance(999);
-    expect(engine.get(p.id)?.status).toBe('starting');
+    expect((await engine.get(p.id))?.status).toBe('starting');
     await advance(1);
-    expect(engine.get(p.id)?.error).toBe(
+    expect((await engine.get(p.id))?.error).toBe(
       `no instance of deployment ${NS}/d became ready within 1 s (spec.queue.maxWaitSeconds): ScaledToZero: no instances: scaled to zero`,
     );
-    expect(engine.get(p.id)?.events.map((e) => e.event)).toEqual(['error', 'done']);
+    expect((await t!.events(p.id)).map((e) => e.event)).toEqual(['error', 'done']);
     expect(engine.demand()[0]).toMatchObject({ queued: 0, inflight: 0 });
   });
 
@@ -112,7 +112,7 @@ describe('the prediction queue', () => {
     await create(); // takes a's only slot
     const waiting = (await create()).record;
     await advance(2000);
-    expect(engine.get(waiting.id)).toMatchObject({
+    expect(await engine.get(waiting.id)).toMatchObject({
       status: 'failed',
       error: `the prediction waited 2 s (spec.queue.maxWaitSeconds) in the queue of deployment ${NS}/d: its 1 ready instance(s) stayed busy`,
     });
@@ -166,7 +166,7 @@ describe('the prediction queue', () => {
     await expect(create({})).rejects.toMatchObject({ status: 422 });
     await expect(create({ text: 'ok' }, { deployment: 'nope' })).rejects.toMatchObject({ status: 404 });
     expect(engine.demand()).toEqual([]);
-    expect(engine.list({ namespaces: 'all', limit: 10 }).items).toEqual([]);
+    expect((await engine.list({ namespaces: 'all', limit: 10 })).items).toEqual([]);
   });
 
   it('fails one the instance refuses (500), naming the instance', async () => {
@@ -174,7 +174,7 @@ describe('the prediction queue', () => {
     endpoints.set(NS, 'd', [A]);
     instances.answers.set('http://a', 'error');
     const p = (await create()).record;
-    expect(engine.get(p.id)).toMatchObject({
+    expect(await engine.get(p.id)).toMatchObject({
       status: 'failed',
       error: 'instance a refused the prediction (500): boom',
     });
@@ -189,7 +189,7 @@ describe('the prediction queue', () => {
       status: 422,
       extra: { invalid_fields: [{ field: 'input.text', description: 'text is required' }] },
     });
-    expect(engine.list({ namespaces: 'all', limit: 10 }).items).toEqual([]);
+    expect((await engine.list({ namespaces: 'all', limit: 10 })).items).toEqual([]);
   });
 });
 
@@ -201,17 +201,17 @@ describe('following a prediction on its instance', () => {
     await settle();
     instances.output(record.id, 'a');
     await settle();
-    expect(engine.get(record.id)).toMatchObject({ status: 'processing', output: ['a'] });
+    expect(await engine.get(record.id)).toMatchObject({ status: 'processing', output: ['a'] });
     expect(instances.count('get')).toBe(1);
     // Output events that arrive together make one read.
     instances.output(record.id, 'b');
     instances.output(record.id, 'c');
     await settle();
     expect(instances.count('get')).toBe(2);
-    expect(engine.get(record.id)?.output).toEqual(['a', 'b', 'c']);
+    expect((await engine.get(record.id))?.output).toEqual(['a', 'b', 'c']);
     instances.end(record.id, { status: 'succeeded' });
     await settle();
-    expect(engine.get(record.id)).toMatchObject({ status: 'succeeded', output: ['a', 'b', 'c'] });
+    expect(await engine.get(record.id)).toMatchObject({ status: 'succeeded', output: ['a', 'b', 'c'] });
   });
 
   it('makes one read, the final one, when the output comes with the end', async () => {
@@ -222,7 +222,7 @@ describe('following a prediction on its instance', () => {
     instances.output(record.id, 'hello');
     instances.end(record.id, { status: 'succeeded', output: 'hello' });
     await settle();
-    expect(engine.get(record.id)).toMatchObject({ status: 'succeeded', output: 'hello' });
+    expect(await engine.get(record.id)).toMatchObject({ status: 'succeeded', output: 'hello' });
     expect(instances.count('get')).toBe(1);
   });
 });

@@ -4,6 +4,8 @@
  * `PredictionEngine` (engine.ts) is the facade the gateway's routes and the Prediction
  * controller use; neither reaches past it.
  */
+
+export type { AdoptionTiming } from './adoption.ts';
 export {
   type Catalog,
   type CatalogInformers,
@@ -20,7 +22,7 @@ export {
   PodResource,
   StaticEndpoints,
 } from './endpoints.ts';
-export { type CreateRequest, type EngineOptions, PredictionEngine } from './engine.ts';
+export { type CreateRequest, type EngineOptions, PredictionEngine, type Retention } from './engine.ts';
 export { type PredictionRecord, type PredictionView, toView } from './record.ts';
 export {
   type CreateResult,
@@ -30,5 +32,14 @@ export {
   SidecarClient,
   type SidecarClientOptions,
 } from './sidecar-client.ts';
-export { type ListOptions, type ListPage, MemoryStore, type PredictionStore } from './store.ts';
+export {
+  decodeCursor,
+  type ListOptions,
+  type ListPage,
+  MemoryStore,
+  type PredictionStore,
+  type StoredPrediction,
+  type StoreNotice,
+  StoreUnavailableError,
+} from './store.ts';
 export { sign, signedHeaders, WebhookSender } from './webhooks.ts';

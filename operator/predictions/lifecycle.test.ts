@@ -20,9 +20,9 @@ function setup(opts: Parameters<typeof engineOnFakeClock>[0] = {}): FakeEngine {
 }
 
 /** The events a subscriber to the prediction's stream receives from now on. */
-function subscribe(t: FakeEngine, id: string): StreamEvent[] {
+async function subscribe(t: FakeEngine, id: string): Promise<StreamEvent[]> {
   const got: StreamEvent[] = [];
-  const { past } = t.engine.stream(id, 0, (e) => got.push(e));
+  const { past } = (await t.engine.stream(id, 0, (e) => got.push(e)))!;
   got.push(...past);
   return got;
 }
@@ -32,7 +32,7 @@ describe('a prediction from queue to end', () => {
     const { engine, endpoints, instances, create, settle, advance } = setup();
     const { record } = await create({ text: 'hi' }, { webhookEvents: ['completed'] });
     const id = record.id;
-    const events = subscribe(t!, id);
+    const events = await subscribe(t!, id);
     const done = engine.waitDone(id, 60_000);
     expect(record).toMatchObject({ status: 'starting', createdAt: T0, model: `${NS}/m` });
     expect(engine.demand()).toEqual([expect.objectContaining({ queued: 1, inflight: 0 })]);
@@ -42,24 +42,28 @@ describe('a prediction from queue to end', () => {
     endpoints.set(NS, 'd', [A]);
     await settle();
     expect(instances.calls).toEqual([`create http://a ${id}`, `stream http://a ${id} 0`]);
-    expect(engine.get(id)).toMatchObject({ status: 'starting', instance: 'a' });
+    expect(await engine.get(id)).toMatchObject({ status: 'starting', instance: 'a' });
     expect(engine.demand()[0]).toMatchObject({ queued: 0, inflight: 1, perPod: { a: 1 } });
 
     // Streamed: logs and output as the model makes them.
     await advance(500);
     instances.log(id, 'loading\n');
     await settle();
-    expect(engine.get(id)).toMatchObject({ status: 'processing', startedAt: T0 + 3500, logs: 'loading\n' });
+    expect(await engine.get(id)).toMatchObject({
+      status: 'processing',
+      startedAt: T0 + 3500,
+      logs: 'loading\n',
+    });
     instances.output(id, 'hello');
     await settle();
-    expect(engine.get(id)?.output).toEqual(['hello']);
+    expect((await engine.get(id))?.output).toEqual(['hello']);
 
     // Finished: the final record brings output, logs and the model's own predict time.
     await advance(1500);
     instances.end(id, { status: 'succeeded', output: ['hello', 'world'], metrics: { predict_time: 1.25 } });
     await settle();
     expect(await done).toBe(true);
-    const rec = engine.get(id)!;
+    const rec = (await engine.get(id))!;
     expect(rec).toMatchObject({
       status: 'succeeded',
       output: ['hello', 'world'],
@@ -86,7 +90,7 @@ describe('a prediction from queue to end', () => {
       lastActivityMs: T0 + 5000,
     });
     // A late subscriber gets every event and no subscription.
-    expect(engine.stream(id, 1, () => {})).toEqual({ past: rec.events.slice(1) });
+    expect(await engine.stream(id, 1, () => {})).toEqual({ past: (await t!.events(id)).slice(1) });
   });
 
   it('resumes a stream that dropped from the last event it had, while the instance still runs it', async () => {
@@ -103,10 +107,10 @@ describe('a prediction from queue to end', () => {
     instances.log(record.id, 'two ');
     await advance(200);
     expect(instances.calls.at(-1)).toBe(`stream http://a ${record.id} 1`);
-    expect(engine.get(record.id)?.logs).toBe('one two ');
+    expect((await engine.get(record.id))?.logs).toBe('one two ');
     instances.end(record.id, { status: 'succeeded' });
     await settle();
-    expect(engine.get(record.id)?.status).toBe('succeeded');
+    expect((await engine.get(record.id))?.status).toBe('succeeded');
   });
 });
 
@@ -116,7 +120,7 @@ describe('canceling', () => {
     endpoints.set(NS, 'd', [A]);
     await create(); // takes a's slot
     const { record } = await create();
-    const events = subscribe(t!, record.id);
+    const events = await subscribe(t!, record.id);
     const canceled = await engine.cancel(record.id);
     expect(canceled).toMatchObject({ status: 'canceled', error: null, completedAt: T0 });
     expect(events.map((e) => `${e.event} ${e.data}`)).toEqual(['done {"reason":"canceled"}']);
@@ -135,7 +139,7 @@ describe('canceling', () => {
     expect(instances.calls).toEqual([]);
     // Its hold timer is gone with it.
     await advance(60_000);
-    expect(engine.get(record.id)).toMatchObject({ status: 'canceled', error: null });
+    expect(await engine.get(record.id)).toMatchObject({ status: 'canceled', error: null });
   });
 
   it('cancels one being handed to an instance as soon as the instance takes it', async () => {
@@ -151,7 +155,7 @@ describe('canceling', () => {
     await settle();
     expect((await created).record.id).toBe(id);
     expect(instances.calls).toContain(`cancel http://a ${id}`);
-    expect(engine.get(id)?.status).toBe('canceled');
+    expect((await engine.get(id))?.status).toBe('canceled');
     expect(engine.demand()[0]).toMatchObject({ inflight: 0 });
   });
 
@@ -174,10 +178,13 @@ describe('canceling', () => {
     await settle();
     instances.log(record.id, 'working\n');
     await settle();
-    expect(engine.get(record.id)?.status).toBe('processing');
+    expect((await engine.get(record.id))?.status).toBe('processing');
     const after = await engine.cancel(record.id);
     expect(after).toMatchObject({ status: 'canceled', logs: 'working\n', error: null });
-    expect(after?.events.at(-1)).toMatchObject({ event: 'done', data: '{"reason":"canceled"}' });
+    expect((await t!.events(record.id)).at(-1)).toMatchObject({
+      event: 'done',
+      data: '{"reason":"canceled"}',
+    });
   });
 
   it('gives up waiting after a second when the instance does not confirm, and ends when it does', async () => {
@@ -191,7 +198,7 @@ describe('canceling', () => {
     expect((await canceling)?.status).toBe('starting');
     instances.end(record.id, { status: 'canceled' });
     await settle();
-    expect(engine.get(record.id)?.status).toBe('canceled');
+    expect((await engine.get(record.id))?.status).toBe('canceled');
   });
 });
 
@@ -203,17 +210,17 @@ describe('Cancel-After', () => {
     expect(record.deadline).toBe(T0 + 5000);
     await settle();
     await advance(4999);
-    expect(engine.get(record.id)?.status).toBe('starting');
+    expect((await engine.get(record.id))?.status).toBe('starting');
     await advance(1);
     expect(instances.calls).toContain(`cancel http://a ${record.id}`);
-    expect(engine.get(record.id)).toMatchObject({ status: 'canceled', completedAt: T0 + 5000 });
+    expect(await engine.get(record.id)).toMatchObject({ status: 'canceled', completedAt: T0 + 5000 });
   });
 
   it('cancels a prediction still waiting for an instance at the deadline', async () => {
     const { engine, create, advance } = setup();
     const { record } = await create({}, { cancelAfterMs: 5000 });
     await advance(5000);
-    expect(engine.get(record.id)).toMatchObject({ status: 'canceled', completedAt: T0 + 5000 });
+    expect(await engine.get(record.id)).toMatchObject({ status: 'canceled', completedAt: T0 + 5000 });
     expect(engine.demand()[0]).toMatchObject({ queued: 0 });
   });
 
@@ -221,7 +228,7 @@ describe('Cancel-After', () => {
     const { engine, create, advance } = setup();
     const { record } = await create({}, { cancelAfterMs: 5000, createdAt: T0 - 4000 });
     await advance(1000);
-    expect(engine.get(record.id)?.status).toBe('canceled');
+    expect((await engine.get(record.id))?.status).toBe('canceled');
   });
 });
 
@@ -236,17 +243,17 @@ describe('an instance that goes away', () => {
     instances.kill('http://a');
     await settle();
     // Three more reads over about 1.5 s (backoff), then it gives up.
-    expect(engine.get(record.id)?.status).toBe('processing');
+    expect((await engine.get(record.id))?.status).toBe('processing');
     await advance(199);
     expect(instances.count('get')).toBe(1);
     await advance(1800);
     expect(instances.count('get')).toBe(4);
-    const rec = engine.get(record.id)!;
+    const rec = (await engine.get(record.id))!;
     expect(rec).toMatchObject({ status: 'failed', logs: 'half way\n' });
     expect(rec.error).toBe(
       'instance a (http://a) went away while running the prediction: connect ECONNREFUSED; its event stream broke: read ECONNRESET',
     );
-    expect(rec.events.slice(-2).map((e) => e.event)).toEqual(['error', 'done']);
+    expect((await t!.events(record.id)).slice(-2).map((e) => e.event)).toEqual(['error', 'done']);
     expect(engine.demand()[0]).toMatchObject({ inflight: 0, perPod: {} });
   });
 
@@ -257,7 +264,7 @@ describe('an instance that goes away', () => {
     await settle();
     instances.restart('http://a');
     await settle();
-    expect(engine.get(record.id)).toMatchObject({
+    expect(await engine.get(record.id)).toMatchObject({
       status: 'failed',
       error: 'instance a no longer knows the prediction (it restarted while running it)',
     });
@@ -268,7 +275,7 @@ describe('an instance that goes away', () => {
     endpoints.set(NS, 'd', [A, B]);
     instances.kill('http://a');
     const { record } = await create();
-    expect(engine.get(record.id)).toMatchObject({ instance: 'b' });
+    expect(await engine.get(record.id)).toMatchObject({ instance: 'b' });
   });
 });
 
@@ -291,7 +298,7 @@ describe('re-attaching', () => {
     await settle();
     instances.end(record.id, { status: 'succeeded', output: 'done' });
     await settle();
-    expect(engine.get(record.id)).toMatchObject({ status: 'succeeded', output: 'done' });
+    expect(await engine.get(record.id)).toMatchObject({ status: 'succeeded', output: 'done' });
   });
 });
 
@@ -308,12 +315,12 @@ describe('drain', () => {
     instances.end(running.id, { status: 'succeeded', output: 'ok' });
     await settle();
     // The waiting one got the freed slot and runs now; the drain waits for it too.
-    expect(engine.get(waiting.id)?.instance).toBe('a');
+    expect((await engine.get(waiting.id))?.instance).toBe('a');
     instances.end(waiting.id, { status: 'succeeded' });
     await settle();
     await drained;
-    expect(engine.get(running.id)?.status).toBe('succeeded');
-    expect(engine.get(waiting.id)?.status).toBe('succeeded');
+    expect((await engine.get(running.id))?.status).toBe('succeeded');
+    expect((await engine.get(waiting.id))?.status).toBe('succeeded');
   });
 
   it('fails what still waits for an instance at the timeout, and leaves running ones to their instance', async () => {
@@ -330,24 +337,33 @@ describe('drain', () => {
     expect(finished).toBe(false);
     await advance(1);
     await drained;
-    expect(engine.get(waiting.id)).toMatchObject({
+    expect(await engine.get(waiting.id)).toMatchObject({
       status: 'failed',
       error: 'the gateway shut down before an instance took the prediction',
     });
-    expect(engine.get(running.id)?.status).toBe('starting');
+    expect((await engine.get(running.id))?.status).toBe('starting');
     expect(instances.followed()).toEqual([]);
     expect(t!.clock.pending).toBe(0);
   });
 });
 
-describe('the store', () => {
-  it('drops finished predictions an hour after they ended, checked every 30 s', async () => {
-    const { engine, create, advance } = setup();
-    const { record } = await create();
+describe('retention', () => {
+  it('removes input, output and logs after the data retention, and the record after its own', async () => {
+    const { engine, create, advance } = setup({
+      engine: { retention: { dataMs: 3_600_000, recordMs: 7_200_000, everyMs: 60_000 } },
+    });
+    engine.start();
+    const { record } = await create({ text: 'secret' });
     expect((await engine.cancel(record.id))?.status).toBe('canceled');
-    await advance(3_600_000 - 1);
-    expect(engine.get(record.id)).toBeDefined();
-    await advance(1);
-    expect(engine.get(record.id)).toBeUndefined();
+    await advance(3_600_000);
+    expect(await engine.get(record.id)).toMatchObject({ input: { text: 'secret' } });
+    await advance(60_000);
+    const kept = (await engine.get(record.id))!;
+    expect(kept).toMatchObject({ status: 'canceled', input: {}, output: null, logs: '', dataRemoved: true });
+    expect(engine.view(kept).data_removed).toBe(true);
+    expect(await t!.events(record.id)).toEqual([]);
+    await advance(3_600_000);
+    expect(await engine.get(record.id)).toBeUndefined();
+    await engine.close();
   });
 });

@@ -1,12 +1,15 @@
 /**
- * The lifecycle of a prediction under way: taken in (stored, its webhook registered, its hold
- * and Cancel-After timers armed), started (`processing`), its stream events, and its end —
+ * The lifecycle of a prediction under way: taken in (its webhook registered, its hold and
+ * Cancel-After timers armed), started (`processing`), its stream events, and its end —
  * succeeded, failed with an error, or canceled, exactly once — with the waiters, listeners,
- * webhooks and metrics that follow. Every timer and timestamp reads the engine's Clock.
+ * webhooks and metrics that follow. Every change is written to the store (`save`, fenced by
+ * this replica's id); an end is stored before the waiters, the stream and the `completed`
+ * webhook hear of it. Every timer and timestamp reads the engine's Clock.
  */
 import type { Logger } from 'pino';
-import type { Clock } from '../../lib/clock.ts';
-import type { StreamEventName, TerminalStatus, WebhookEvent } from '../../lib/prediction.ts';
+import { Backoff } from '../../lib/backoff.ts';
+import { type Clock, sleep } from '../../lib/clock.ts';
+import type { StreamEvent, StreamEventName, TerminalStatus, WebhookEvent } from '../../lib/prediction.ts';
 import { doneData, isTerminal } from '../../lib/prediction.ts';
 import type { Live } from './live.ts';
 import type { EngineMetrics } from './metrics.ts';
@@ -30,6 +33,8 @@ export interface LifecycleOptions {
   clock: Clock;
   log: Logger;
   store: PredictionStore;
+  /** This replica: the driver its writes are fenced by. */
+  replica: string;
   webhooks: WebhookSender;
   metrics: EngineMetrics;
   /** The object callers read (webhook bodies). */
@@ -43,6 +48,7 @@ export class Lifecycle {
   private readonly opts: LifecycleOptions;
   private readonly clock: Clock;
   private readonly changeListeners: ((rec: PredictionRecord) => void)[] = [];
+  private closed = false;
 
   constructor(opts: LifecycleOptions) {
     this.opts = opts;
@@ -50,12 +56,12 @@ export class Lifecycle {
   }
 
   /**
-   * Takes in a prediction: stored, known as under way, its webhook registered, its deadline
-   * armed and, when `hold`, its hold timer (it waits for an instance until `live.holdUntil`).
+   * Takes in a prediction (stored already): known as under way, its webhook registered, its
+   * deadline armed and, when `hold`, its hold timer (it waits for an instance until
+   * `live.holdUntil`).
    */
   admit(live: Live, hold: boolean): void {
     const rec = live.rec;
-    this.opts.store.put(rec);
     this.lives.set(rec.id, live);
     if (rec.webhook) this.opts.webhooks.register(rec.id, rec.namespace, rec.webhook, rec.webhookEvents);
     if (hold)
@@ -72,14 +78,73 @@ export class Lifecycle {
     live.holdTimer = undefined;
   }
 
-  /** Writes the prediction's current state to the store. */
-  save(live: Live): void {
-    this.opts.store.put(live.rec);
+  /**
+   * Writes the prediction's state and its new events to the store: one write at a time, each
+   * with the latest state, tried again while the store cannot be reached. Resolves true when
+   * the state as of this call is stored; false when another replica has taken the prediction
+   * over (it is then dropped here, unended) or the engine closed first.
+   */
+  save(live: Live): Promise<boolean> {
+    live.dirty = true;
+    live.writing ??= this.write(live).finally(() => {
+      live.writing = undefined;
+    });
+    return live.writing;
+  }
+
+  private async write(live: Live): Promise<boolean> {
+    // Changes made in the same turn go in one write.
+    await Promise.resolve();
+    const backoff = new Backoff(100, 5000);
+    while (live.dirty) {
+      live.dirty = false;
+      const events = live.unsaved.splice(0);
+      const { events: _, ...state } = live.rec;
+      for (;;) {
+        if (this.closed) return false;
+        try {
+          if (await this.opts.store.update(state, this.opts.replica, events)) break;
+          this.dropTaken(live);
+          return false;
+        } catch (err) {
+          this.opts.log.warn(
+            { prediction: live.rec.id, err: (err as Error).message },
+            'cannot store the prediction; trying again',
+          );
+          await sleep(backoff.next(), undefined, this.clock);
+        }
+      }
+      backoff.reset();
+    }
+    return true;
+  }
+
+  /** Another replica drives the prediction now: stop following it here, end nothing. */
+  private dropTaken(live: Live): void {
+    if (this.lives.get(live.rec.id) !== live) return;
+    this.opts.log.warn({ prediction: live.rec.id }, 'another replica took the prediction over; leaving it');
+    this.opts.hooks.leaving(live);
+    live.holdTimer?.cancel();
+    live.deadlineTimer?.cancel();
+    live.abort.abort();
+    this.lives.delete(live.rec.id);
+    for (const w of live.waiters) w();
+    live.waiters.clear();
+    live.listeners.clear();
+    this.opts.hooks.ended(live);
   }
 
   /** Forgets a prediction that never began (the instance refused its input). */
   forget(live: Live): void {
-    this.opts.store.delete(live.rec.id);
+    this.lives.delete(live.rec.id);
+    void this.opts.store
+      .delete(live.rec.id)
+      .catch((err: unknown) =>
+        this.opts.log.warn(
+          { prediction: live.rec.id, err: (err as Error).message },
+          'cannot delete a refused prediction',
+        ),
+      );
   }
 
   /** Calls `listener` after every change of any prediction (synchronously; keep it cheap). */
@@ -108,25 +173,45 @@ export class Lifecycle {
     if (rec.status !== 'starting') return;
     rec.status = 'processing';
     rec.startedAt = startedAt ?? this.clock.now();
-    this.opts.store.put(rec);
+    void this.save(live);
     this.changed(rec);
     this.notify(rec, 'start');
   }
 
-  /** Adds a stream event and passes it to the listeners. */
+  /** Adds a stream event, passes it to the listeners and stores it. */
   emit(live: Live, event: StreamEventName, data: string): void {
+    this.add(live, event, data);
+    this.deliver(live);
+    void this.save(live);
+  }
+
+  private add(live: Live, event: StreamEventName, data: string): StreamEvent {
     const e = { id: live.rec.events.length + 1, event, data };
     live.rec.events.push(e);
-    for (const l of live.listeners) {
-      try {
-        l(e);
-      } catch (err) {
-        this.opts.log.warn({ err: (err as Error).message }, 'a stream listener failed');
+    live.unsaved.push(e);
+    return e;
+  }
+
+  /** Passes the events the listeners have not had yet. */
+  private deliver(live: Live): void {
+    const events = live.rec.events;
+    while (live.delivered < events.length) {
+      const e = events[live.delivered++]!;
+      for (const l of live.listeners) {
+        try {
+          l(e);
+        } catch (err) {
+          this.opts.log.warn({ err: (err as Error).message }, 'a stream listener failed');
+        }
       }
     }
   }
 
-  /** Ends it, once: the final status, the `error` and `done` events, the webhook, the waiters. */
+  /**
+   * Ends it, once: the final status and its `error` and `done` events. Its instance slot is
+   * freed at once; the waiters, the stream's last events and the `completed` webhook follow
+   * when the end is stored.
+   */
   finish(live: Live, status: TerminalStatus, error: string | null = null): void {
     const rec = live.rec;
     if (isTerminal(rec.status)) return;
@@ -137,17 +222,10 @@ export class Lifecycle {
     rec.status = status;
     rec.error = status === 'failed' ? (error ?? 'prediction failed') : null;
     rec.completedAt = this.clock.now();
-    if (status === 'failed') this.emit(live, 'error', rec.error ?? 'prediction failed');
-    this.emit(live, 'done', doneData(status));
-    this.lives.delete(rec.id);
-    this.opts.store.put(rec);
+    if (status === 'failed') this.add(live, 'error', rec.error ?? 'prediction failed');
+    this.add(live, 'done', doneData(status));
     live.lane.lastActivityMs = this.clock.now();
     this.opts.metrics.predictions.inc({ deployment: live.lane.key, status });
-    this.notify(rec, 'completed');
-    for (const w of live.waiters) w();
-    live.waiters.clear();
-    this.changed(rec);
-    live.listeners.clear();
     this.opts.log.info(
       {
         prediction: rec.id,
@@ -159,6 +237,16 @@ export class Lifecycle {
       'prediction ended',
     );
     this.opts.hooks.ended(live);
+    void this.save(live).then((stored) => {
+      if (!stored || this.lives.get(rec.id) !== live) return;
+      this.lives.delete(rec.id);
+      this.deliver(live);
+      live.listeners.clear();
+      this.notify(rec, 'completed');
+      for (const w of live.waiters) w();
+      live.waiters.clear();
+      this.changed(rec);
+    });
   }
 
   /** Resolves true when the prediction has ended, false after `ms` or when `signal` aborts. */
@@ -186,6 +274,7 @@ export class Lifecycle {
 
   /** Stops every timer and stops following instances; what runs there is left to them. */
   close(): void {
+    this.closed = true;
     for (const live of this.lives.values()) {
       live.abort.abort();
       live.holdTimer?.cancel();

@@ -69,6 +69,14 @@ export interface Live {
   refreshAgain: boolean;
   /** Aborted when it ends or the engine closes: stops following the instance. */
   abort: AbortController;
+  /** Events not written to the store yet. */
+  unsaved: StreamEvent[];
+  /** Its state changed since the last write to the store began. */
+  dirty: boolean;
+  /** The writes under way: resolves true when the state is stored, false when another replica drives it now. */
+  writing: Promise<boolean> | undefined;
+  /** How many of its events the listeners have had (its last ones wait for the end to be stored). */
+  delivered: number;
 }
 
 export function newLive(rec: PredictionRecord, lane: Lane, holdUntil: number): Live {
@@ -89,5 +97,9 @@ export function newLive(rec: PredictionRecord, lane: Lane, holdUntil: number): L
     refreshing: false,
     refreshAgain: false,
     abort: new AbortController(),
+    unsaved: [],
+    dirty: false,
+    writing: undefined,
+    delivered: rec.events.length,
   };
 }

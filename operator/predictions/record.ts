@@ -43,7 +43,7 @@ export interface PredictionRecord extends PredictionCore {
 export type PredictionView = PredictionObject & Required<Pick<PredictionObject, 'model' | 'urls'>>;
 
 /** The prediction object as the API returns it. `streamUrl` is the stream URL (the HTTP side signs it). */
-export function toView(rec: PredictionRecord, streamUrl?: string): PredictionView {
+export function toView(rec: Omit<PredictionRecord, 'events'>, streamUrl?: string): PredictionView {
   const self = `${rec.baseUrl}/predictions/${rec.id}`;
   const urls: PredictionView['urls'] = { get: self, cancel: `${self}/cancel` };
   if (streamUrl) urls.stream = streamUrl;
@@ -65,5 +65,6 @@ export function toView(rec: PredictionRecord, streamUrl?: string): PredictionVie
     urls,
     metrics,
     deployment: rec.viaDeployment ? `${rec.namespace}/${rec.deployment}` : undefined,
+    dataRemoved: rec.dataRemoved,
   }) as PredictionView;
 }

@@ -137,6 +137,8 @@ export interface MemoryStoreOptions {
   /** Most predictions kept (default 100 000): the oldest finished ones are evicted first. */
   maxRecords?: number;
   clock?: Clock;
+  /** False lets several engines in one process share it as replicas (tests); default true. */
+  exclusive?: boolean;
 }
 
 interface MemoryEntry {
@@ -152,7 +154,7 @@ interface MemoryEntry {
  */
 export class MemoryStore implements PredictionStore {
   readonly kind = 'memory';
-  readonly exclusive = true;
+  readonly exclusive: boolean;
   private readonly entries = new Map<string, MemoryEntry>();
   /** ids of finished predictions, in order of finishing. */
   private readonly finished = new Set<string>();
@@ -165,6 +167,7 @@ export class MemoryStore implements PredictionStore {
   constructor(opts: MemoryStoreOptions = {}) {
     this.maxRecords = opts.maxRecords ?? 100_000;
     this.clock = opts.clock ?? realClock;
+    this.exclusive = opts.exclusive ?? true;
   }
 
   get size(): number {

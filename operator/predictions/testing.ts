@@ -15,6 +15,7 @@ import { type DeploymentView, StaticCatalog } from './catalog.ts';
 import { StaticEndpoints } from './endpoints.ts';
 import { type CreateRequest, type EngineOptions, PredictionEngine } from './engine.ts';
 import type { CreateResult, GetResult, InstanceClient, InstancePrediction } from './sidecar-client.ts';
+import { MemoryStore, type PredictionStore } from './store.ts';
 
 /**
  * How an instance answers a create: takes it; refuses it (503 draining, 429 busy); cannot be
@@ -251,6 +252,10 @@ export interface FakeEngine {
   catalog: StaticCatalog;
   endpoints: StaticEndpoints;
   instances: FakeInstances;
+  /** The engine's store. */
+  store: PredictionStore;
+  /** The stored stream events of prediction `id`. */
+  events(id: string): Promise<StreamEvent[]>;
   /** Deployments the engine poked the autoscaler for, in order. */
   pokes: string[];
   /** Creates a prediction on `ns/d`. */
@@ -294,6 +299,7 @@ export function engineOnFakeClock(
   const endpoints = new StaticEndpoints();
   const instances = opts.instances ?? new FakeInstances();
   const pokes: string[] = [];
+  const store = opts.engine?.store ?? new MemoryStore({ clock });
   const engine = new PredictionEngine({
     catalog,
     endpoints,
@@ -301,6 +307,7 @@ export function engineOnFakeClock(
     clock,
     log: pino({ level: 'silent' }),
     ...opts.engine,
+    store,
   });
   engine.onPoke((ns, name) => pokes.push(`${ns}/${name}`));
   const settle = async () => {
@@ -312,6 +319,8 @@ export function engineOnFakeClock(
     catalog,
     endpoints,
     instances,
+    store,
+    events: (id) => store.events(id, 0),
     pokes,
     create: (input = {}, over = {}) =>
       engine.create({ namespace: NS, deployment: 'd', input, baseUrl: 'http://gw/v1', ...over }),

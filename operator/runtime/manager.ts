@@ -86,7 +86,7 @@ export class Manager {
   private readonly leaderRunnables: LeaderRunnable[] = [];
   private readonly routes = new Map<string, HttpHandler>();
   private readonly recorders: EventRecorder[] = [];
-  private readonly readyChecks = new Map<string, () => boolean>();
+  private readonly readyChecks = new Map<string, () => boolean | string>();
   private readonly abort = new AbortController();
   private readonly elector: LeaderElector | undefined;
   private server: Server | undefined;
@@ -208,8 +208,8 @@ export class Manager {
     this.runnables.push(runnable);
   }
 
-  /** Adds a condition to `/readyz`. */
-  addReadyCheck(name: string, check: () => boolean): void {
+  /** Adds a condition to `/readyz`: true when ready, false or the reason when not. */
+  addReadyCheck(name: string, check: () => boolean | string): void {
     this.readyChecks.set(name, check);
   }
 
@@ -221,7 +221,11 @@ export class Manager {
     for (const informer of this.informers.values()) {
       if (informer.isRunning && !informer.hasSynced()) reasons.push(`${informer.type.plural} not synced`);
     }
-    for (const [name, check] of this.readyChecks) if (!check()) reasons.push(`${name} not ready`);
+    for (const [name, check] of this.readyChecks) {
+      const ready = check();
+      if (typeof ready === 'string') reasons.push(`${name}: ${ready}`);
+      else if (!ready) reasons.push(`${name} not ready`);
+    }
     return reasons;
   }
 

@@ -506,8 +506,8 @@ describe('predictions through the gateway engine', () => {
       status: 503,
     });
     await drained;
-    expect(second.get(running.id)).toMatchObject({ status: 'succeeded', output: 'slept 1 s' });
-    expect(second.get(held.id)).toMatchObject({
+    expect(await second.get(running.id)).toMatchObject({ status: 'succeeded', output: 'slept 1 s' });
+    expect(await second.get(held.id)).toMatchObject({
       status: 'failed',
       error: 'the gateway shut down before an instance took the prediction',
     });

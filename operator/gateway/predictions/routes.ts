@@ -5,9 +5,15 @@
 import type { Request, Response } from 'express';
 import { methodNotAllowed } from '../../../lib/express.ts';
 import { HttpError, invalid, sendEventStream, sendJson } from '../../../lib/http.ts';
-import { isTerminal } from '../../../lib/prediction.ts';
-import type { Catalog, DeploymentView, PredictionEngine, PredictionRecord } from '../../predictions/index.ts';
-import { paginate } from '../pagination.ts';
+import { isTerminal, type StreamEvent } from '../../../lib/prediction.ts';
+import {
+  type Catalog,
+  type DeploymentView,
+  decodeCursor,
+  type PredictionEngine,
+  type StoredPrediction,
+} from '../../predictions/index.ts';
+import { CURSOR_PARAM } from '../pagination.ts';
 import { context } from '../server.ts';
 import type { RequestContext, Routes } from '../types.ts';
 import { parseCancelAfter, parsePreferWait, parseVersionRef, parseWebhook } from './parse.ts';
@@ -47,6 +53,22 @@ function body(req: Request): Record<string, unknown> {
   if (typeof b !== 'object' || b === null || Array.isArray(b))
     throw new HttpError(400, 'Bad request', 'the body must be a JSON object');
   return b as Record<string, unknown>;
+}
+
+/** A time query parameter (RFC 3339), as epoch ms; a 400 when it is not one. */
+function parseTime(q: URLSearchParams, name: string): number | undefined {
+  const v = q.get(name);
+  if (v === null || v === '') return undefined;
+  const t = Date.parse(v);
+  if (!Number.isFinite(t))
+    throw invalid([
+      {
+        type: 'format',
+        field: name,
+        description: `${name} must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z`,
+      },
+    ]);
+  return t;
 }
 
 function header(req: Request, name: string): string | undefined {
@@ -109,8 +131,8 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
   }
 
   /** Reads a prediction the caller may `verb`; 404 for one it may not see. */
-  async function visible(ctx: RequestContext, id: string, verb: 'get'): Promise<PredictionRecord> {
-    const rec = engine.get(id);
+  async function visible(ctx: RequestContext, id: string, verb: 'get'): Promise<StoredPrediction> {
+    const rec = await engine.get(id);
     const notFound = new HttpError(404, 'Prediction not found', `no prediction "${id}"`);
     if (!rec) throw notFound;
     try {
@@ -162,17 +184,28 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
       })
       .get(authenticated, async (_req, res) => {
         const ctx = context(res);
+        const q = ctx.url.searchParams;
         const namespaces = await ctx.namespacesFor('list', 'predictions');
-        const all = engine.list({ namespaces, limit: Number.POSITIVE_INFINITY }).items;
-        const page = paginate(all, {
-          url: ctx.url,
-          // Newest first: creation time (fixed width), then id.
-          key: (r) => `${String(r.createdAt).padStart(15, '0')}|${r.id}`,
-          pageSize: PAGE_SIZE,
+        const cursor = q.get(CURSOR_PARAM) || undefined;
+        if (cursor && !decodeCursor(cursor))
+          throw new HttpError(400, 'Invalid cursor', 'the cursor parameter is not one this API returned');
+        const page = await engine.list({
+          namespaces,
+          limit: PAGE_SIZE,
+          cursor,
+          createdAfter: parseTime(q, 'created_after'),
+          createdBefore: parseTime(q, 'created_before'),
         });
+        let next: string | null = null;
+        if (page.next) {
+          const u = new URL(ctx.url);
+          u.searchParams.set(CURSOR_PARAM, page.next);
+          next = u.toString();
+        }
         sendJson(res, 200, {
-          ...page,
-          results: page.results.map((r) => engine.view(engine.get(r.id) ?? r, ctx.baseUrl)),
+          previous: null,
+          next,
+          results: page.items.map((r) => engine.view(r, ctx.baseUrl)),
         });
       })
       .all(methodNotAllowed);
@@ -225,18 +258,30 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
     // The stream URL carries its own credential (a signed token): no Authorization header.
     api
       .route('/predictions/:id/stream')
-      .get((req, res) => {
+      .get(async (req, res) => {
         const ctx = context(res);
         const { id } = req.params;
-        if (!tokens.verify(id, ctx.url.searchParams.get('token')) || !engine.get(id))
-          throw new HttpError(
-            404,
-            'Stream not found',
-            'no stream at this URL (the token does not match, or the prediction is gone)',
-          );
+        const gone = new HttpError(
+          404,
+          'Stream not found',
+          'no stream at this URL (the token does not match or has expired, or the prediction is gone)',
+        );
+        if (!tokens.verify(id, ctx.url.searchParams.get('token'))) throw gone;
+        const last = Number(header(req, 'last-event-id') ?? 0);
+        const pending: StreamEvent[] = [];
+        let send: ((e: StreamEvent) => void) | undefined;
+        const sub = await engine.stream(id, Number.isFinite(last) ? last : 0, (e) =>
+          send ? send(e) : pending.push(e),
+        );
+        if (!sub) throw gone;
         sendEventStream(req, res, {
           keepAliveMs,
-          events: (afterId, send) => engine.stream(id, afterId, send),
+          events: (_afterId, s) => {
+            send = s;
+            // Events read while the past ones were: in order, after them.
+            const past = [...sub.past, ...pending.splice(0)].sort((a, b) => a.id - b.id);
+            return { past, unsubscribe: sub.unsubscribe };
+          },
           signal: ctx.signal,
         });
       })

@@ -5,12 +5,14 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import {
+  type AdoptionTiming,
   type CatalogInformers,
   InformerCatalog,
   PodEndpoints,
   type PodLike,
   PredictionEngine,
   type PredictionStore,
+  type Retention,
 } from '../../predictions/index.ts';
 import type { Informer } from '../../runtime/index.ts';
 import type { Routes } from '../types.ts';
@@ -24,8 +26,18 @@ export interface PredictionServiceOptions extends CatalogInformers {
   registry?: Registry;
   /** The webhook signing secret (`whsec_...`) of a namespace. */
   secretFor?: (namespace: string) => string | Promise<string>;
+  /** An open store (default: memory, unless `openStore`). */
   store?: PredictionStore;
-  /** HMAC key of stream URL tokens: the same on every replica lets any of them serve a stream. */
+  /** Opens the store when the engine starts; a store that keeps a stream key shares it. */
+  openStore?: () => Promise<PredictionStore & { streamKey?(): Promise<Buffer> }>;
+  /** This replica's name in the store. */
+  replica?: string;
+  retention?: Partial<Retention>;
+  adoption?: Partial<AdoptionTiming>;
+  /**
+   * HMAC key of stream URL tokens: the same on every replica lets any of them serve a stream
+   * (default: the store's, else one of this process's own).
+   */
   streamKey?: Buffer;
 }
 
@@ -40,7 +52,8 @@ export interface PredictionService {
 export function predictionService(opts: PredictionServiceOptions): PredictionService {
   const catalog = new InformerCatalog(opts);
   const endpoints = new PodEndpoints(opts.pods);
-  const tokens = new StreamTokens(opts.streamKey);
+  const tokens = new StreamTokens({ key: opts.streamKey });
+  const open = opts.openStore;
   const engine = new PredictionEngine({
     catalog,
     endpoints,
@@ -48,6 +61,16 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     registry: opts.registry,
     secretFor: opts.secretFor,
     store: opts.store,
+    openStore: open
+      ? async () => {
+          const store = await open();
+          if (!opts.streamKey && store.streamKey) tokens.setKey(await store.streamKey());
+          return store;
+        }
+      : undefined,
+    replica: opts.replica,
+    retention: opts.retention,
+    adoption: opts.adoption,
     streamUrl: (rec) => tokens.url(rec),
   });
   return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog, tokens }) };
