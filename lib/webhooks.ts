@@ -176,6 +176,11 @@ export class WebhookSender {
     }
   }
 
+  /** Resolves when the deliveries queued so far for prediction `id` have finished (delivered or given up). */
+  settled(id: string): Promise<void> {
+    return this.targets.get(id)?.chain ?? Promise.resolve();
+  }
+
   /** Resolves when every queued delivery has finished (delivered or given up). */
   async drain(): Promise<void> {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);

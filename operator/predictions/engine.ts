@@ -541,11 +541,22 @@ export class PredictionEngine implements DemandSource {
   /**
    * Takes over a prediction of a replica that stopped (`adopt` made this replica its driver):
    * one an instance runs or ran is followed there again by id; one that never reached an
-   * instance goes back into its queue; one whose instance is gone too fails saying so.
+   * instance goes back into its queue; one whose instance is gone too fails saying so; one
+   * that ended with its `completed` webhook owed has it sent.
    */
   private async takeOver(s: StoredPrediction): Promise<void> {
     if (this.lifecycle.lives.has(s.id) || this.closed) return;
     const rec: PredictionRecord = { ...s, events: await this.db().events(s.id, 0) };
+    const lane = this.lanes.lane(rec.namespace, rec.deployment);
+    if (isTerminal(rec.status)) {
+      // It ended, and its `completed` webhook may not have gone out: it goes from here.
+      if (rec.webhook && rec.webhookPending) {
+        this.log.info({ prediction: rec.id }, 'sending the completed webhook of a replica that stopped');
+        this.webhooks.register(rec.id, rec.namespace, rec.webhook, rec.webhookEvents);
+        this.lifecycle.sendCompleted(newLive(rec, lane, this.clock.now()));
+      }
+      return;
+    }
     const found = await this.findOnInstances(rec.namespace, rec.deployment, rec.id, rec.instance);
     if (this.lifecycle.lives.has(rec.id) || this.closed) return;
     this.log.info(
@@ -557,7 +568,6 @@ export class PredictionEngine implements DemandSource {
       return;
     }
     const view = this.catalog.deployment(rec.namespace, rec.deployment);
-    const lane = this.lanes.lane(rec.namespace, rec.deployment);
     const live = newLive(rec, lane, this.clock.now() + (view?.maxWaitSeconds ?? 0) * 1000);
     if (rec.instance || rec.status === 'processing') {
       this.lifecycle.admit(live, false);

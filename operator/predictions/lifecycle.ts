@@ -224,6 +224,8 @@ export class Lifecycle {
     rec.completedAt = this.clock.now();
     if (status === 'failed') this.add(live, 'error', rec.error ?? 'prediction failed');
     this.add(live, 'done', doneData(status));
+    // Stored with the end: a replica that takes it over sends the webhook if this one cannot.
+    if (rec.webhook && rec.webhookEvents.includes('completed')) rec.webhookPending = true;
     live.lane.lastActivityMs = this.clock.now();
     this.opts.metrics.predictions.inc({ deployment: live.lane.key, status });
     this.opts.log.info(
@@ -242,10 +244,21 @@ export class Lifecycle {
       this.lives.delete(rec.id);
       this.deliver(live);
       live.listeners.clear();
-      this.notify(rec, 'completed');
+      this.sendCompleted(live);
       for (const w of live.waiters) w();
       live.waiters.clear();
       this.changed(rec);
+    });
+  }
+
+  /** Sends the `completed` webhook of an ended prediction, then stores that it was sent. */
+  sendCompleted(live: Live): void {
+    const rec = live.rec;
+    this.notify(rec, 'completed');
+    if (!rec.webhookPending) return;
+    void this.opts.webhooks.settled(rec.id).then(() => {
+      rec.webhookPending = false;
+      return this.save(live);
     });
   }
 

@@ -33,6 +33,8 @@ export interface PredictionRecord extends PredictionCore {
   origin?: string;
   /** Someone asked to cancel it (through any replica): its driver cancels it. */
   cancelRequested?: boolean;
+  /** Its `completed` webhook is owed: set when it ends, cleared once delivered or given up. */
+  webhookPending?: boolean;
   /** Its input, output, logs and events were removed after the data retention time. */
   dataRemoved?: boolean;
   /** Its stream events, for SSE and resume. */

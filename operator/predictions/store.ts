@@ -100,9 +100,10 @@ export interface PredictionStore {
   /** Replica `replica` has stopped: its unfinished predictions may be adopted at once. */
   leave(replica: string): Promise<void>;
   /**
-   * Makes `replica` the driver of every unfinished prediction whose driver has not sent a
-   * heartbeat for `staleMs` (or has left), and resolves them. Each is adopted by one replica
-   * only, however many ask at once.
+   * Makes `replica` the driver of every unfinished prediction — and every ended one whose
+   * `completed` webhook is owed (`webhookPending`) — whose driver has not sent a heartbeat for
+   * `staleMs` (or has left), and resolves them. Each is adopted by one replica only, however
+   * many ask at once.
    */
   adopt(replica: string, staleMs: number): Promise<StoredPrediction[]>;
 
@@ -270,7 +271,8 @@ export class MemoryStore implements PredictionStore {
     };
     const out: StoredPrediction[] = [];
     for (const e of this.entries.values()) {
-      if (isTerminal(e.rec.status) || e.driver === replica || alive(e.driver)) continue;
+      if ((isTerminal(e.rec.status) && !e.rec.webhookPending) || e.driver === replica || alive(e.driver))
+        continue;
       e.driver = replica;
       out.push(copy(e.rec));
     }

@@ -279,9 +279,11 @@ export function engineOnFakeClock(
     engine?: Partial<EngineOptions>;
     /** The instances (default: new ones); another engine's, for one that restarted. */
     instances?: FakeInstances;
+    /** The clock (default: a new one at T0); another engine's, for replicas side by side. */
+    clock?: SteppingClock;
   } = {},
 ): FakeEngine {
-  const clock = new SteppingClock(T0);
+  const clock = opts.clock ?? new SteppingClock(T0);
   const catalog = new StaticCatalog();
   catalog.setDeployment({
     namespace: NS,

@@ -3,9 +3,10 @@
  * the events it asked for (`start`, `output`, `logs`, `completed`), signed the Standard
  * Webhooks way with the namespace's secret. Delivery is lib/webhooks.ts (ordered per
  * prediction, `output` and `logs` throttled, only the terminal one retried, with exponential
- * backoff over about a minute, no redirects); a retried delivery keeps its `webhook-id`.
+ * backoff over about a minute, no redirects); a retried delivery keeps its `webhook-id`, and
+ * the `start` and `completed` deliveries of a prediction have the same one from every replica.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { type Clock, realClock } from '../../lib/clock.ts';
 import type { WebhookEvent } from '../../lib/prediction.ts';
@@ -41,6 +42,15 @@ export function newMessageId(): string {
   return `msg_${randomBytes(18).toString('base64url')}`;
 }
 
+/**
+ * The `webhook-id` of a prediction's `start` or `completed` delivery: the same whichever
+ * replica sends it, so a receiver can drop the copy a replica that took the prediction over
+ * sends again.
+ */
+export function stableMessageId(prediction: string, event: WebhookEvent): string {
+  return `msg_${createHash('sha256').update(`${prediction}:${event}`).digest('base64url').slice(0, 24)}`;
+}
+
 export interface WebhookSenderOptions extends WebhookOptions {
   /** The signing secret (`whsec_...`) of a namespace. */
   secretFor(namespace: string): string | Promise<string>;
@@ -65,7 +75,7 @@ export class WebhookSender {
 
   /** Signs each delivery with the namespace's secret; its `webhook-id` stays across retries. */
   private signer(namespace: string): DeliveryHeaders {
-    return async ({ event, body }) => {
+    return async ({ prediction, event, body }) => {
       let secret: string;
       try {
         secret = await this.opts.secretFor(namespace);
@@ -76,7 +86,8 @@ export class WebhookSender {
         );
         return undefined;
       }
-      const msgId = newMessageId();
+      const msgId =
+        event === 'start' || event === 'completed' ? stableMessageId(prediction, event) : newMessageId();
       return () => ({
         'user-agent': 'modelplane-webhooks',
         ...signedHeaders(secret, msgId, Math.floor(this.clock.now() / 1000), body),
@@ -87,6 +98,11 @@ export class WebhookSender {
   /** Queues a delivery of `body()` (read when sent, so a throttled one carries the latest state). */
   notify(id: string, event: WebhookEvent, body: () => unknown): void {
     this.sender.notify(id, event, body);
+  }
+
+  /** Resolves when the deliveries queued so far for prediction `id` have finished. */
+  settled(id: string): Promise<void> {
+    return this.sender.settled(id);
   }
 
   /** Resolves when every queued delivery has finished (delivered or given up). */
