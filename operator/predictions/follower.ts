@@ -11,6 +11,7 @@ import { isTerminal, type StreamEvent } from '../../lib/prediction.ts';
 import type { Endpoint } from './endpoints.ts';
 import type { Lifecycle } from './lifecycle.ts';
 import type { Live } from './live.ts';
+import { logTail } from './record.ts';
 import type { GetResult, InstanceClient, InstancePrediction } from './sidecar-client.ts';
 
 export interface FollowerOptions {
@@ -105,7 +106,7 @@ export class Follower {
         this.lifecycle.changed(rec);
       }
     }
-    if (typeof body.logs === 'string' && body.logs.length > rec.logs.length) rec.logs = body.logs;
+    if (typeof body.logs === 'string' && body.logs.length > rec.logs.length) rec.logs = logTail(body.logs);
   }
 
   /** Ends the prediction with the instance's final record. */
@@ -113,7 +114,7 @@ export class Follower {
     if (!isTerminal(body.status)) return;
     const rec = live.rec;
     rec.output = body.output ?? null;
-    if (typeof body.logs === 'string') rec.logs = body.logs;
+    if (typeof body.logs === 'string') rec.logs = logTail(body.logs);
     rec.startedAt = parseTime(body.started_at) ?? rec.startedAt;
     if (typeof body.metrics?.predict_time === 'number') rec.predictTime = body.metrics.predict_time;
     if (typeof body.cost === 'string') rec.cost = body.cost;
@@ -141,7 +142,7 @@ export class Follower {
     const rec = live.rec;
     if (e.event === 'logs') {
       this.lifecycle.markProcessing(live);
-      rec.logs += e.data;
+      rec.logs = logTail(rec.logs + e.data);
       this.lifecycle.emit(live, 'logs', e.data);
       this.lifecycle.changed(rec);
       this.lifecycle.notify(rec, 'logs');

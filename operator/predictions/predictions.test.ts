@@ -7,8 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../lib/clock.ts';
 import { notReadyReason } from './catalog.ts';
 import { leastOutstanding, type PodLike, podEndpoint } from './endpoints.ts';
-import { type PredictionRecord, toView } from './record.ts';
-import { sign, WebhookSender } from './webhooks.ts';
+import { LOG_TAIL_CHARS, logTail, type PredictionRecord, toView } from './record.ts';
+import { sign, stableMessageId, WebhookSender } from './webhooks.ts';
 
 function record(id: string, over: Partial<PredictionRecord> = {}): PredictionRecord {
   return {
@@ -143,6 +143,28 @@ describe('the prediction object', () => {
       record('z'.repeat(26), { status: 'succeeded', completedAt: 3500, predictTime: 1.25 }),
     );
     expect(done.metrics).toEqual({ predict_time: 1.25, total_time: 2.5 });
+  });
+});
+
+describe('what a record keeps', () => {
+  it('keeps the last LOG_TAIL_CHARS characters of logs', () => {
+    expect(logTail('short')).toBe('short');
+    const long = `${'a'.repeat(10)}${'b'.repeat(LOG_TAIL_CHARS)}`;
+    expect(logTail(long)).toBe('b'.repeat(LOG_TAIL_CHARS));
+  });
+
+  it('shows data_removed once the data is removed', () => {
+    expect(toView(record('r'.repeat(26))).data_removed).toBe(false);
+    expect(toView(record('r'.repeat(26), { dataRemoved: true, input: {} })).data_removed).toBe(true);
+  });
+});
+
+describe('webhook ids', () => {
+  it('are the same for the start and completed deliveries of a prediction, whoever sends them', () => {
+    expect(stableMessageId('p1', 'completed')).toBe(stableMessageId('p1', 'completed'));
+    expect(stableMessageId('p1', 'completed')).not.toBe(stableMessageId('p1', 'start'));
+    expect(stableMessageId('p1', 'completed')).not.toBe(stableMessageId('p2', 'completed'));
+    expect(stableMessageId('p1', 'start')).toMatch(/^msg_[A-Za-z0-9_-]{24}$/);
   });
 });
 

@@ -41,6 +41,14 @@ export interface PredictionRecord extends PredictionCore {
   events: StreamEvent[];
 }
 
+/** The most characters of logs a prediction keeps: the last ones (1 Mi). */
+export const LOG_TAIL_CHARS = 1 << 20;
+
+/** The last LOG_TAIL_CHARS characters of `logs`. */
+export function logTail(logs: string): string {
+  return logs.length > LOG_TAIL_CHARS ? logs.slice(-LOG_TAIL_CHARS) : logs;
+}
+
 /** The prediction object as the API returns it, with `urls` and the record's `model`. */
 export type PredictionView = PredictionObject & Required<Pick<PredictionObject, 'model' | 'urls'>>;
 
