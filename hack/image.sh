@@ -45,7 +45,7 @@ die() { echo "image: error: $*" >&2; exit 1; }
 
 PUBLIC_BUILD_IMAGE=node:24-slim
 PUBLIC_RUNTIME_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot
-PODMAN_PACKAGES="podman runc"
+PODMAN_PACKAGES="podman runc mmdebstrap"
 
 # --- the engine ----------------------------------------------------------------------------
 install_packages() { # <what> <packages...>
