@@ -80,6 +80,13 @@ function certificates(pem: string): string[] {
   );
 }
 
+const savedEnv = Object.fromEntries(
+  ['TESTCONTAINERS_RYUK_DISABLED', 'TESTCONTAINERS_HOST_OVERRIDE', 'DOCKER_HOST'].map((k) => [
+    k,
+    process.env[k],
+  ]),
+);
+
 beforeAll(async () => {
   // testcontainers drives the engine's Docker-compatible API; its reaper image cannot be
   // pulled here, and what it starts is reached on 127.0.0.1 (host network).
@@ -160,6 +167,10 @@ afterAll(async () => {
   await runner?.stop();
   await cluster?.stop();
   await engine?.stop();
+  for (const [k, v] of Object.entries(savedEnv)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
 }, 120_000);
 
 /** The operator container's state, from the engine. */
