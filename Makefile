@@ -35,6 +35,14 @@ cluster-bin: ## build the control-plane binaries from Go modules (cached outside
 python: ## the Python environment of the example Cog models (cog pinned; cached outside the clone)
 	@hack/python.sh
 
+.PHONY: image
+image: ## build the image (docker or podman; base images made here when no registry answers; IMAGE=... names it)
+	@hack/image.sh >/dev/null
+
+.PHONY: engine
+engine: ## the container engine the image is built and tested with (podman and runc installed when missing)
+	@hack/image.sh --engine >/dev/null
+
 .PHONY: lint
 lint: $(DEPS_STAMP) ## lint, check formatting, type-check, check the direction of imports
 	biome check .
@@ -59,7 +67,7 @@ build: $(DEPS_STAMP) ## compile to dist/
 	tsc -p tsconfig.build.json
 
 .PHONY: test
-test: cluster-bin python $(DEPS_STAMP) ## run every test: unit, then against a real local control plane
+test: cluster-bin python engine $(DEPS_STAMP) ## run every test: unit, then against a real local control plane (the image test included)
 	$(TETHER) vitest run --project unit --project cluster
 
 .PHONY: test-unit
@@ -67,7 +75,7 @@ test-unit: cluster-bin python $(DEPS_STAMP) ## run the unit tests only
 	$(TETHER) vitest run --project unit
 
 .PHONY: test-cluster
-test-cluster: cluster-bin python $(DEPS_STAMP) ## run the cluster tests only
+test-cluster: cluster-bin python engine $(DEPS_STAMP) ## run the cluster tests only
 	$(TETHER) vitest run --project cluster
 
 .PHONY: bench
