@@ -11,14 +11,19 @@
  *   this process, done at the `completed` webhook — what the sidecar itself does (its
  *   default `--progress webhook`), so the fair baseline for what modelplane adds;
  * - sidecar: `POST /predictions` with `Prefer: wait` to the sidecars (round-robin);
- * - gateway: `POST /v1/deployments/{ns}/{name}/predictions` with `Prefer: wait` and the
- *   API token, dispatched by the gateway to the sidecars.
+ * - gateway (memory | embedded | postgres): `POST /v1/deployments/{ns}/{name}/predictions`
+ *   with `Prefer: wait` and the API token, dispatched to the sidecars by a gateway replica
+ *   (`modelplane operator --roles=gateway`) whose prediction store is in its memory, embedded
+ *   PGlite in a temporary directory, or a real PostgreSQL server started here — each
+ *   prediction stored before it is answered.
  *
- * Prints throughput, p50/p99 latency of each path and the ratios to both direct baselines.
+ * Prints throughput, p50/p99 latency of each path, the ratios to both direct baselines, and
+ * each durable store's ratio to the memory store.
  *
  * Usage: node bench/gateway.ts [--instances N] [--slots N] [--requests N] [--rounds N]
- *   [--concurrency 1,8] [--paths gateway,...] [--profile DIR]   (or `make bench-gateway`)
- * `--profile DIR` writes a V8 CPU profile of the operator process there when it exits.
+ *   [--concurrency 1,8] [--stores memory,embedded,postgres] [--paths 'gateway (memory)',...]
+ *   [--profile DIR]   (or `make bench-gateway`)
+ * `--profile DIR` writes a V8 CPU profile of each gateway replica there when it exits.
  */
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -27,7 +32,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startDev } from '../dev/dev.ts';
+import { startDev, SYSTEM_NAMESPACE } from '../dev/dev.ts';
+import { repoRoot } from '../harness/cluster/paths.ts';
+import { type PostgresServer, startPostgres } from '../harness/postgres.ts';
+import { freePort, GroupProcess, waitFor } from '../harness/processes.ts';
 import { readPods } from './pods.ts';
 
 const { values } = parseArgs({
@@ -39,7 +47,9 @@ const { values } = parseArgs({
     slots: { type: 'string', default: '8' },
     /** Only these paths (names as printed, comma-separated), e.g. `gateway` while profiling. */
     paths: { type: 'string', default: '' },
-    /** Write a V8 CPU profile of the operator (gateway) process into this directory. */
+    /** The stores of the gateway replicas, comma-separated. */
+    stores: { type: 'string', default: 'memory,embedded,postgres' },
+    /** Write a V8 CPU profile of each gateway replica into this directory. */
     profile: { type: 'string' },
   },
 });
@@ -160,26 +170,6 @@ async function block(p: Path, n: number, concurrency: number) {
   return { latencies, seconds: (performance.now() - t0) / 1000 };
 }
 
-/** The operator's process (this process's child running `modelplane operator`), on Linux. */
-function operatorPid(): number | undefined {
-  try {
-    for (const d of readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-        if (ppid !== process.pid) continue;
-        if (readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes('operator')) return Number(d);
-      } catch {
-        // gone meanwhile
-      }
-    }
-  } catch {
-    // no /proc
-  }
-  return undefined;
-}
-
 /** CPU seconds (user + system) a process has used, from /proc (clock ticks of 10 ms). */
 function cpuSeconds(pid: number | undefined): number {
   if (pid === undefined) return Number.NaN;
@@ -194,20 +184,63 @@ function quantile(sorted: number[], q: number): number {
 }
 
 const log = (l: string) => process.stderr.write(`${l}\n`);
-// The operator is this process's child and inherits its environment (the pods do not).
-if (values.profile) process.env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${values.profile}`;
+const logDir = join(tmpdir(), `modelplane-bench-gateway-${process.pid}`);
+const stores = values.stores.split(',').filter(Boolean);
 const dev = await startDev({
   namespace: NS,
   examples: [manifestFile],
   gatewayPort: 0,
-  logDir: join(tmpdir(), `modelplane-bench-gateway-${process.pid}`),
+  logDir,
+  operatorFlags: ['--store=memory'],
   log,
 });
+let postgres: PostgresServer | undefined;
+const replicas: GroupProcess[] = [];
+
+/** A gateway replica with the given store: its process and the URL predictions are posted to. */
+async function gatewayReplica(store: string): Promise<{ pid: number; url: URL }> {
+  const flags = [`--store=${store}`];
+  if (store === 'embedded') flags.push(`--store-dir=${join(logDir, 'store')}`);
+  if (store === 'postgres') {
+    postgres = await startPostgres({ dataDir: join(logDir, 'postgres') });
+    flags.push(`--database-url=${postgres.url}`);
+  }
+  const [gatewayPort, httpPort] = [await freePort(), await freePort()];
+  const replica = new GroupProcess(
+    `gateway-${store}`,
+    process.execPath,
+    [
+      join(repoRoot, 'cli', 'modelplane.ts'),
+      'operator',
+      `--kubeconfig=${dev.kubeconfig}`,
+      '--roles=gateway',
+      `--token-namespace=${SYSTEM_NAMESPACE}`,
+      `--gateway-address=127.0.0.1:${gatewayPort}`,
+      `--http-address=127.0.0.1:${httpPort}`,
+      '--log-level=warn',
+      ...flags,
+    ],
+    {
+      logFile: join(logDir, `gateway-${store}.log`),
+      env: values.profile
+        ? { ...process.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values.profile}` }
+        : process.env,
+    },
+  );
+  replicas.push(replica);
+  await waitFor(
+    `the gateway with the ${store} store to be ready`,
+    async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined))?.ok === true,
+    { timeoutMs: 60_000, intervalMs: 250 },
+  );
+  return { pid: replica.pid, url: new URL(`http://127.0.0.1:${gatewayPort}/v1/deployments/${NS}/${NAME}/predictions`) };
+}
+
 try {
   const pods = await readPods(dev.kubeconfig, NS, NAME, INSTANCES);
-  const operator = operatorPid();
   log(`instances: ${pods.map((p) => `${p.name} ${p.ip}`).join(', ')}`);
-  const gateway = new URL(`${dev.gatewayUrl}/v1/deployments/${NS}/${NAME}/predictions`);
+  const gateways = new Map<string, { pid: number; url: URL }>();
+  for (const store of stores) gateways.set(`gateway (${store})`, await gatewayReplica(store));
   const auth = { authorization: `Bearer ${dev.token}`, prefer: 'wait=60' };
   const pick = (i: number) => pods[i % pods.length]!;
 
@@ -257,12 +290,12 @@ try {
         expectSucceeded(url.href, await send(url, 'POST', { input }, { prefer: 'wait=60' }));
       },
     },
-    {
-      name: 'gateway',
+    ...[...gateways].map(([name, g]) => ({
+      name,
       async run() {
-        expectSucceeded(gateway.href, await send(gateway, 'POST', { input }, auth));
+        expectSucceeded(g.url.href, await send(g.url, 'POST', { input }, auth));
       },
-    },
+    })),
   ];
   const only = values.paths ? values.paths.split(',') : undefined;
   const paths = only ? all.filter((p) => only.includes(p.name)) : all;
@@ -276,13 +309,14 @@ try {
     for (const p of paths) await block(p, 50, concurrency); // warm up
     const lat = paths.map(() => [] as number[]);
     const secs = paths.map(() => 0);
-    /** CPU seconds of the operator process during each path's rounds. */
+    /** CPU seconds of the gateway replica during each gateway path's rounds. */
     const cpu = paths.map(() => 0);
     for (let r = 0; r < rounds; r++) {
       for (const [i, p] of paths.entries()) {
-        const c0 = cpuSeconds(operator);
+        const pid = gateways.get(p.name)?.pid;
+        const c0 = cpuSeconds(pid);
         const b = await block(p, perRound, concurrency);
-        cpu[i]! += cpuSeconds(operator) - c0;
+        cpu[i]! += cpuSeconds(pid) - c0;
         lat[i]!.push(...b.latencies);
         secs[i]! += b.seconds;
       }
@@ -292,28 +326,32 @@ try {
     const rateOf = (name: string) => rate[paths.findIndex((p) => p.name === name)];
     const sync = rateOf('direct, sync');
     const async = rateOf('direct, async+webhook');
+    const memory = rateOf('gateway (memory)');
     process.stdout.write(`\nconcurrency ${concurrency}:\n`);
     for (const [i, p] of paths.entries()) {
       const l = lat[i]!;
       const ratios = p.name.startsWith('direct')
         ? ''
         : (sync ? `; ratio to direct sync ${(rate[i]! / sync).toFixed(3)}` : '') +
-          (async ? `; to direct async ${(rate[i]! / async).toFixed(3)}` : '');
+          (async ? `; to direct async ${(rate[i]! / async).toFixed(3)}` : '') +
+          (memory && p.name !== 'gateway (memory)' ? `; to the memory store ${(rate[i]! / memory).toFixed(3)}` : '');
       const own =
-        p.name === 'gateway' && Number.isFinite(cpu[i])
-          ? `; operator CPU ${((cpu[i]! / l.length) * 1000).toFixed(2)} ms per prediction`
+        gateways.has(p.name) && Number.isFinite(cpu[i])
+          ? `; gateway CPU ${((cpu[i]! / l.length) * 1000).toFixed(2)} ms per prediction`
           : '';
       process.stdout.write(
         `  ${p.name.padEnd(22)} ${rate[i]!.toFixed(1).padStart(7)} predictions/s  p50 ${f(quantile(l, 0.5))} ms  p99 ${f(quantile(l, 0.99))} ms${ratios}${own}\n`,
       );
     }
   }
-  process.stdout.write('\ntarget: gateway ≥ 0.8 of direct\n');
+  process.stdout.write('\ntargets: gateway ≥ 0.8 of direct; a durable store ≥ 0.9 of the memory store\n');
   process.stdout.write(
     `direct paths: ${busy} answers of 409 (busy) retried at once, counted in their latency\n`,
   );
 } finally {
   agent.destroy();
   hooks.close();
+  for (const r of replicas) await r.stop(10_000);
+  await postgres?.stop();
   await dev.stop();
 }
