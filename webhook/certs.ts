@@ -62,6 +62,11 @@ export function splitPem(pem: string): string[] {
   return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }
 
+/** PEM with `\n` line ends and no trailing newline, as splitPem gives it back. */
+function toPem(cert: forge.pki.Certificate): string {
+  return forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n').trim();
+}
+
 async function newKey(): Promise<{ privateKey: string; publicKey: string }> {
   return generateKeyPairAsync('rsa', {
     modulusLength: 2048,
@@ -97,7 +102,7 @@ export async function newCa(now: number, lifetimeMs: number): Promise<{ cert: st
     { name: 'subjectKeyIdentifier' },
   ]);
   cert.sign(forge.pki.privateKeyFromPem(privateKey), forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: privateKey };
+  return { cert: toPem(cert), key: privateKey };
 }
 
 /** A serving certificate for `names` (DNS names and IP addresses), signed by the CA. */
@@ -127,7 +132,7 @@ export async function issueServing(
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
   cert.sign(forge.pki.privateKeyFromPem(ca.key), forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: privateKey };
+  return { cert: toPem(cert), key: privateKey };
 }
 
 /** The names (DNS and IP) a certificate is for, sorted. */
