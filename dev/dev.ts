@@ -243,8 +243,34 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
       tokenNamespace: SYSTEM_NAMESPACE,
     });
 
+    // The API server calls the webhook with the caBundle the operator just published: wait
+    // until it does (a dry run the webhook answers), so the examples below are checked too.
+    const examples = opts.examples ?? DEFAULT_EXAMPLES;
+    if (examples.length > 0)
+      await waitFor(
+        'the API server to call the admission webhook',
+        () => {
+          carryOn();
+          try {
+            kubectl(kubeconfig, [
+              'apply',
+              '--server-side',
+              '--dry-run=server',
+              '-n',
+              namespace,
+              '-f',
+              examples[0]!,
+            ]);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { timeoutMs: 30_000, intervalMs: 250 },
+      );
+
     const deployments: string[] = [];
-    for (const file of opts.examples ?? DEFAULT_EXAMPLES) {
+    for (const file of examples) {
       step(`applying ${file.startsWith(repoRoot) ? file.slice(repoRoot.length + 1) : file}`);
       kubectl(kubeconfig, ['apply', '--server-side', '-n', namespace, '-f', file]);
       for (const doc of readManifests(file)) {
