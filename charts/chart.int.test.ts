@@ -95,7 +95,15 @@ afterAll(async () => {
 describe('helm install', () => {
   it('installs the release: CRDs served, RBAC, the operator admitted under restricted Pod Security', async () => {
     const values = join(home, 'values.json');
-    writeFileSync(values, JSON.stringify({ hardwareClasses: { items: classes } }));
+    // Without the webhook role: its configuration would send the shared cluster's admissions to
+    // a Service no process answers (the server-side dry run below checks its objects).
+    writeFileSync(
+      values,
+      JSON.stringify({
+        hardwareClasses: { items: classes },
+        operator: { roles: ['controllers', 'gateway'] },
+      }),
+    );
     const out = await helm('install', release, chartPath, '--namespace', ns(), '--values', values);
     expect(out).toContain('STATUS: deployed');
     // NOTES: how to reach the API and make a token.

@@ -6,6 +6,7 @@ import { generatedDir } from '../crds/generate.ts';
 import { repoRoot } from '../harness/cluster/paths.ts';
 import { DEFAULT_PEER_SELECTOR } from '../operator/autoscaler/peers.ts';
 import { ENV, parseConfig } from '../operator/config.ts';
+import { webhookConfiguration } from '../webhook/index.ts';
 import { chartDrift, rbacPath } from './generate.ts';
 import { chartPath, kubeVersion, type Obj, readManifests, render, runHelm, templateArgs } from './testing.ts';
 import { ValuesSchema } from './values.ts';
@@ -84,17 +85,43 @@ describe('default values', async () => {
     expect(sa.metadata.namespace).toBe('modelplane-system');
     expect(pod.serviceAccountName).toBe(sa.metadata.name);
     const subject = [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: 'modelplane-system' }];
-    const crb = one(objs, 'ClusterRoleBinding');
+    const crb = one(objs, 'ClusterRoleBinding', 'modelplane-operator');
     expect(crb.roleRef).toEqual({
       apiGroup: 'rbac.authorization.k8s.io',
       kind: 'ClusterRole',
       name: 'modelplane-operator',
     });
     expect(crb.subjects).toEqual(subject);
-    const rb = one(objs, 'RoleBinding');
+    const rb = one(objs, 'RoleBinding', 'modelplane-operator-secrets');
     expect(rb.metadata.namespace).toBe('modelplane-system');
     expect(rb.roleRef.name).toBe(role.metadata.name);
     expect(rb.subjects).toEqual(subject);
+  });
+
+  it('registers the webhook behind a Service, with RBAC for its one configuration and one Secret', () => {
+    const [, , webhookRole, certRole] = readManifests(rbacPath);
+    const service = one(objs, 'Service', 'modelplane-webhook');
+    expect(service.spec.ports).toEqual([
+      { name: 'webhook', port: 443, targetPort: 'webhook', protocol: 'TCP' },
+    ]);
+    const config = one(objs, 'ValidatingWebhookConfiguration', 'modelplane');
+    const want = webhookConfiguration({
+      name: 'modelplane',
+      target: { service: { namespace: 'modelplane-system', name: 'modelplane-webhook', port: 443 } },
+    });
+    expect(config.webhooks).toEqual(want.webhooks);
+    expect(config.metadata.annotations).toBeUndefined();
+    expect(one(objs, 'ClusterRole', 'modelplane-operator-webhook').rules).toEqual(webhookRole!.rules);
+    const role = one(objs, 'Role', 'modelplane-operator-webhook-cert');
+    expect(role.rules).toEqual(certRole!.rules);
+    expect(role.rules[0].resourceNames).toEqual(['modelplane-webhook-cert']);
+    expect(one(objs, 'RoleBinding', 'modelplane-operator-webhook-cert').roleRef.name).toBe(
+      role.metadata.name,
+    );
+    expect(one(objs, 'ClusterRoleBinding', 'modelplane-operator-webhook').roleRef.name).toBe(
+      'modelplane-operator-webhook',
+    );
+    expect(env.MODELPLANE_WEBHOOK_CERT_DIR).toBeUndefined();
   });
 
   it('runs two replicas of the appVersion image, leader-elected, the sidecar on the same image', () => {
@@ -102,7 +129,7 @@ describe('default values', async () => {
     expect(container.image).toBe(image);
     expect(container.args).toEqual(['operator']);
     expect(env.MODELPLANE_LEADER_ELECT).toBe('true');
-    expect(env.MODELPLANE_ROLES).toBe('controllers,gateway');
+    expect(env.MODELPLANE_ROLES).toBe('controllers,gateway,webhook');
     expect(env.MODELPLANE_SIDECAR_IMAGE).toBe(image);
     expect(env.MODELPLANE_TOKEN_NAMESPACE).toBe('modelplane-system');
     expect(env.MODELPLANE_LEASE_NAMESPACE).toBe('modelplane-system');
@@ -122,7 +149,18 @@ describe('default values', async () => {
       POD_NAMESPACE: 'modelplane-system',
     });
     if (config === 'help') throw new Error('want settings, got help');
-    expect(config.roles).toEqual(['controllers', 'gateway']);
+    expect(config.roles).toEqual(['controllers', 'gateway', 'webhook']);
+    expect(config.webhook).toEqual({
+      address: { host: '0.0.0.0', port: 9443 },
+      configurationName: 'modelplane',
+      certSecret: 'modelplane-webhook-cert',
+      certNamespace: 'modelplane-system',
+      certNames: [
+        'modelplane-webhook.modelplane-system.svc',
+        'modelplane-webhook.modelplane-system.svc.cluster.local',
+      ],
+      certDir: undefined,
+    });
     expect(config.http).toEqual({ host: '0.0.0.0', port: 8081 });
     expect(config.gateway.address).toEqual({ host: '0.0.0.0', port: 8000 });
     expect(config.gateway.tokenNamespace).toBe('modelplane-system');
@@ -154,6 +192,7 @@ describe('default values', async () => {
     expect(container.ports).toEqual([
       { name: 'http-api', containerPort: 8000, protocol: 'TCP' },
       { name: 'metrics', containerPort: 8081, protocol: 'TCP' },
+      { name: 'webhook', containerPort: 9443, protocol: 'TCP' },
     ]);
     expect(env.MODELPLANE_HTTP_ADDRESS).toBe('0.0.0.0:8081');
     expect(env.MODELPLANE_GATEWAY_ADDRESS).toBe('0.0.0.0:8000');
@@ -323,11 +362,46 @@ describe('other values', () => {
   });
 });
 
+describe('the webhook with cert-manager', () => {
+  it("mounts cert-manager's certificate, asks its CA injector for the caBundle, and needs no webhook RBAC", async () => {
+    const objs = await render({ 'webhook.certManager.enabled': true }, { release: 'prod', namespace: 'ml' });
+    const config = one(objs, 'ValidatingWebhookConfiguration', 'prod-modelplane');
+    expect(config.metadata.annotations).toEqual({
+      'cert-manager.io/inject-ca-from': 'ml/prod-modelplane-webhook',
+    });
+    const cert = one(objs, 'Certificate', 'prod-modelplane-webhook');
+    expect(cert.spec.secretName).toBe('prod-modelplane-webhook-cert');
+    expect(cert.spec.dnsNames).toEqual([
+      'prod-modelplane-webhook.ml.svc',
+      'prod-modelplane-webhook.ml.svc.cluster.local',
+    ]);
+    expect(one(objs, 'Issuer', 'prod-modelplane-webhook').spec).toEqual({ selfSigned: {} });
+    const pod = one(objs, 'Deployment', 'prod-modelplane-operator').spec.template.spec;
+    expect(envOf(pod.containers[0]).MODELPLANE_WEBHOOK_CERT_DIR).toBe('/etc/modelplane/webhook-cert');
+    expect(pod.volumes).toContainEqual({
+      name: 'webhook-cert',
+      secret: { secretName: 'prod-modelplane-webhook-cert' },
+    });
+    expect(
+      objs.filter(
+        (o) => o.metadata.name.endsWith('-operator-webhook') || o.metadata.name.endsWith('-webhook-cert'),
+      ),
+    ).toEqual([]);
+  });
+
+  it('renders no webhook without the webhook role', async () => {
+    const objs = await render({ 'operator.roles': ['controllers', 'gateway'] });
+    expect(
+      objs.filter((o) => o.kind === 'ValidatingWebhookConfiguration' || o.metadata.name.includes('webhook')),
+    ).toEqual([]);
+  });
+});
+
 describe('bad values fail with the offending key', () => {
   const cases: Array<[string, Record<string, unknown>, RegExp]> = [
     ['replicaCount 0', { replicaCount: 0 }, /replicaCount/],
     ['an unknown log level', { 'operator.logLevel': 'loud' }, /logLevel/],
-    ['an unknown role', { 'operator.roles': ['webhook'] }, /roles/],
+    ['an unknown role', { 'operator.roles': ['admission'] }, /roles/],
     ['a misspelt key', { 'image.pullpolicy': 'Always' }, /pullpolicy/],
     [
       'a price given as a number',

@@ -74,10 +74,10 @@ export const ValuesSchema = z
     operator: z
       .object({
         roles: z
-          .array(z.enum(['controllers', 'gateway']))
+          .array(z.enum(['controllers', 'gateway', 'webhook']))
           .min(1)
           .describe(
-            'What the operator runs: controllers (on the Lease holder, with the autoscaler) and gateway (every replica).',
+            'What the operator runs: controllers (on the Lease holder, with the autoscaler), gateway and webhook (every replica).',
           ),
         leaderElect: bool('Hold a Lease before running the controllers; false only with replicaCount 1.'),
         logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).describe('Log level.'),
@@ -114,6 +114,17 @@ export const ValuesSchema = z
         tokenReviewAudiences: z
           .array(z.string().min(1))
           .describe("Audiences Kubernetes tokens must be for; empty: the API server's."),
+      })
+      .strict(),
+    webhook: z
+      .object({
+        certManager: z
+          .object({
+            enabled: bool(
+              "Let cert-manager issue the webhook's serving certificate (a self-signed Issuer) and inject its CA; default: the operator's own CA.",
+            ),
+          })
+          .strict(),
       })
       .strict(),
     serviceAccount: z

@@ -22,6 +22,8 @@ import { spawnTethered } from '../harness/tether.ts';
 import { createApiToken } from '../operator/gateway/tokens.ts';
 import { Deployments } from '../operator/resources.ts';
 import { createLogger, KubeClient } from '../operator/runtime/index.ts';
+import { WebhookConfigurations } from '../operator/webhook.ts';
+import { webhookConfiguration } from '../webhook/index.ts';
 
 export interface DevOptions {
   /** Namespace the example models go to, and that the API token acts in (default `default`). */
@@ -186,9 +188,19 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
     const gatewayPort =
       opts.gatewayPort === 0 || opts.gatewayPort === undefined ? await freePort() : opts.gatewayPort;
     const httpPort = await freePort();
+    const webhookPort = await freePort();
+    // The admission webhook, registered at its loopback address (a Service in a cluster); the
+    // operator makes its certificates and fills in the caBundle.
+    await client.create(
+      WebhookConfigurations,
+      webhookConfiguration({
+        name: 'modelplane',
+        target: { url: `https://127.0.0.1:${webhookPort}` },
+      }) as never,
+    );
     const operatorLog = join(logDir, 'operator.log');
     step(
-      `starting the operator (controllers, autoscaler, gateway on 127.0.0.1:${gatewayPort}); log: ${operatorLog}`,
+      `starting the operator (controllers, autoscaler, gateway on 127.0.0.1:${gatewayPort}, webhook on 127.0.0.1:${webhookPort}); log: ${operatorLog}`,
     );
     const operator = new GroupProcess(
       'operator',
@@ -197,12 +209,14 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
         join(repoRoot, 'cli', 'modelplane.ts'),
         'operator',
         `--kubeconfig=${kubeconfig}`,
-        '--roles=controllers,gateway',
+        '--roles=controllers,gateway,webhook',
         '--leader-elect=false',
         `--lease-namespace=${SYSTEM_NAMESPACE}`,
         `--token-namespace=${SYSTEM_NAMESPACE}`,
         `--gateway-address=127.0.0.1:${gatewayPort}`,
         `--http-address=127.0.0.1:${httpPort}`,
+        `--webhook-address=127.0.0.1:${webhookPort}`,
+        '--webhook-cert-names=127.0.0.1',
         ...(opts.operatorFlags ?? []),
       ],
       { logFile: operatorLog },
@@ -229,8 +243,34 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
       tokenNamespace: SYSTEM_NAMESPACE,
     });
 
+    // The API server calls the webhook with the caBundle the operator just published: wait
+    // until it does (a dry run the webhook answers), so the examples below are checked too.
+    const examples = opts.examples ?? DEFAULT_EXAMPLES;
+    if (examples.length > 0)
+      await waitFor(
+        'the API server to call the admission webhook',
+        () => {
+          carryOn();
+          try {
+            kubectl(kubeconfig, [
+              'apply',
+              '--server-side',
+              '--dry-run=server',
+              '-n',
+              namespace,
+              '-f',
+              examples[0]!,
+            ]);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { timeoutMs: 30_000, intervalMs: 250 },
+      );
+
     const deployments: string[] = [];
-    for (const file of opts.examples ?? DEFAULT_EXAMPLES) {
+    for (const file of examples) {
       step(`applying ${file.startsWith(repoRoot) ? file.slice(repoRoot.length + 1) : file}`);
       kubectl(kubeconfig, ['apply', '--server-side', '-n', namespace, '-f', file]);
       for (const doc of readManifests(file)) {

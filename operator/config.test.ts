@@ -9,9 +9,9 @@ function config(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
 }
 
 describe('modelplane operator flags', () => {
-  it('runs the controllers and the gateway by default, the gateway on 0.0.0.0:8000', () => {
+  it('runs the controllers, the gateway and the webhook by default, the gateway on 0.0.0.0:8000', () => {
     const c = config([], {});
-    expect(c.roles).toEqual(['controllers', 'gateway']);
+    expect(c.roles).toEqual(['controllers', 'gateway', 'webhook']);
     expect(c.gateway).toEqual({
       address: { host: '0.0.0.0', port: 8000 },
       publicUrl: undefined,
@@ -50,7 +50,39 @@ describe('modelplane operator flags', () => {
     expect(() => parseConfig(['--public-url=models.example.com'], {})).toThrow(ConfigError);
     expect(() => parseConfig(['--public-url=ftp://x'], {})).toThrow('--public-url');
     expect(() => parseConfig(['--gateway-address=off'], {})).toThrow('--gateway-address: want HOST:PORT');
-    expect(() => parseConfig(['--roles=webhook'], {})).toThrow('the webhook role is not in this build');
+    expect(() => parseConfig(['--roles=admission'], {})).toThrow('unknown role "admission"');
+  });
+
+  it('serves the webhook on 0.0.0.0:9443 with certificates of its own for the Service name by default', () => {
+    const c = config(['--lease-namespace=mp'], {});
+    expect(c.webhook).toEqual({
+      address: { host: '0.0.0.0', port: 9443 },
+      configurationName: 'modelplane',
+      certSecret: 'modelplane-webhook-cert',
+      certNamespace: 'mp',
+      certNames: ['modelplane-webhook.mp.svc'],
+      certDir: undefined,
+    });
+  });
+
+  it('reads the webhook flags and variables', () => {
+    const c = config(
+      ['--roles=webhook', '--webhook-address=127.0.0.1:9444', '--webhook-cert-names=a.b.svc,127.0.0.1'],
+      {
+        MODELPLANE_WEBHOOK_CONFIGURATION: 'mp-admission',
+        MODELPLANE_WEBHOOK_CERT_SECRET: 'mp-cert',
+        MODELPLANE_WEBHOOK_CERT_DIR: '/certs',
+      },
+    );
+    expect(c.roles).toEqual(['webhook']);
+    expect(c.webhook).toMatchObject({
+      address: { host: '127.0.0.1', port: 9444 },
+      configurationName: 'mp-admission',
+      certSecret: 'mp-cert',
+      certNames: ['a.b.svc', '127.0.0.1'],
+      certDir: '/certs',
+    });
+    expect(() => parseConfig(['--webhook-address=off'], {})).toThrow('--webhook-address: want HOST:PORT');
   });
 
   it('names the variable a bad value came from', () => {

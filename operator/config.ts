@@ -12,9 +12,9 @@ export { ConfigError };
 export const ROLES = ['controllers', 'gateway', 'webhook'] as const;
 export type Role = (typeof ROLES)[number];
 /** Roles this build can run. */
-export const AVAILABLE_ROLES: readonly Role[] = ['controllers', 'gateway'];
+export const AVAILABLE_ROLES: readonly Role[] = ['controllers', 'gateway', 'webhook'];
 /** Roles run when none are named. */
-export const DEFAULT_ROLES: readonly Role[] = ['controllers', 'gateway'];
+export const DEFAULT_ROLES: readonly Role[] = ['controllers', 'gateway', 'webhook'];
 
 const SA_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
@@ -50,6 +50,11 @@ export const ENV = {
   streamKeyFile: 'MODELPLANE_STREAM_KEY_FILE',
   dataRetention: 'MODELPLANE_DATA_RETENTION',
   recordRetention: 'MODELPLANE_RECORD_RETENTION',
+  webhookAddress: 'MODELPLANE_WEBHOOK_ADDRESS',
+  webhookConfiguration: 'MODELPLANE_WEBHOOK_CONFIGURATION',
+  webhookCertSecret: 'MODELPLANE_WEBHOOK_CERT_SECRET',
+  webhookCertNames: 'MODELPLANE_WEBHOOK_CERT_NAMES',
+  webhookCertDir: 'MODELPLANE_WEBHOOK_CERT_DIR',
 } as const;
 
 export const STORES = ['embedded', 'postgres', 'memory'] as const;
@@ -129,8 +134,8 @@ account in a cluster, else ~/.kube/config)`,
     default: () => [...DEFAULT_ROLES],
     check: checkRoles,
     meta: 'LIST',
-    help: `comma-separated roles to run: controllers, gateway (${ENV.roles};
-default controllers,gateway; webhook is not in this build)`,
+    help: `comma-separated roles to run: controllers, gateway, webhook
+(${ENV.roles}; default all three)`,
   }),
   leaderElect: option({
     flag: 'leader-elect',
@@ -359,6 +364,53 @@ that sets them (${ENV.trustForwardedHeaders}; default false)`,
   }),
 };
 
+/** The webhook role's settings. */
+const WEBHOOK = {
+  webhookAddress: option({
+    flag: 'webhook-address',
+    env: ENV.webhookAddress,
+    parse: (raw) => address(raw, false) as Address,
+    default: () => ({ host: '0.0.0.0', port: 9443 }),
+    meta: 'HOST:PORT',
+    help: `the admission webhook's HTTPS server (${ENV.webhookAddress};
+default 0.0.0.0:9443)`,
+  }),
+  webhookConfiguration: option({
+    flag: 'webhook-configuration',
+    env: ENV.webhookConfiguration,
+    default: 'modelplane',
+    meta: 'NAME',
+    help: `the ValidatingWebhookConfiguration whose caBundle the operator
+keeps current (${ENV.webhookConfiguration}; default modelplane)`,
+  }),
+  webhookCertSecret: option({
+    flag: 'webhook-cert-secret',
+    env: ENV.webhookCertSecret,
+    default: 'modelplane-webhook-cert',
+    meta: 'NAME',
+    help: `the Secret, in the lease namespace, holding the webhook's CA and
+serving certificate (${ENV.webhookCertSecret}; default
+modelplane-webhook-cert)`,
+  }),
+  webhookCertNames: option({
+    flag: 'webhook-cert-names',
+    env: ENV.webhookCertNames,
+    type: 'list',
+    meta: 'LIST',
+    help: `DNS names and IP addresses of the serving certificate, comma-
+separated (${ENV.webhookCertNames}; default
+modelplane-webhook.<lease namespace>.svc)`,
+  }),
+  webhookCertDir: option({
+    flag: 'webhook-cert-dir',
+    env: ENV.webhookCertDir,
+    meta: 'DIR',
+    help: `read tls.crt and tls.key from DIR (cert-manager's Secret,
+mounted) instead of keeping certificates of its own
+(${ENV.webhookCertDir}; default: its own)`,
+  }),
+};
+
 /** The autoscaler's settings (it runs with the controllers). */
 const AUTOSCALER = {
   autoscalerTickMs: option({
@@ -411,7 +463,7 @@ the token sent to peers, and whose subject peers accept
 };
 
 /** Every setting of `modelplane operator`. */
-export const OPTIONS = { ...GENERAL, ...STORE, ...GATEWAY, ...AUTOSCALER };
+export const OPTIONS = { ...GENERAL, ...STORE, ...GATEWAY, ...WEBHOOK, ...AUTOSCALER };
 
 const COLUMN = 29;
 
@@ -419,9 +471,8 @@ export const USAGE = `Usage: modelplane operator [flags]
 
 Runs the modelplane operator. The controllers (HardwareClass, Model, ModelVersion,
 Deployment, Prediction) and the autoscaler run only in the replica that holds the leader
-Lease; the gateway (the prediction API under /v1) and /healthz, /readyz and /metrics are
-served by every
-replica. Each flag can also be set by the environment variable shown; a flag wins over its
+Lease; the gateway (the prediction API under /v1), the admission webhook and /healthz,
+/readyz and /metrics are served by every replica. Each flag can also be set by the environment variable shown; a flag wins over its
 variable.
 
 Flags:
@@ -430,6 +481,8 @@ Prediction store:
 ${formatOptions(Object.values(STORE), COLUMN)}
 Gateway flags (role gateway):
 ${formatOptions(Object.values(GATEWAY), COLUMN)}
+Webhook flags (role webhook):
+${formatOptions(Object.values(WEBHOOK), COLUMN)}
 Autoscaler (runs with the controllers, on the Lease holder):
 ${formatOptions([...Object.values(AUTOSCALER), HELP_ROW], COLUMN)}`;
 
@@ -467,6 +520,16 @@ export interface OperatorConfig {
     tokenNamespace: string;
     allowAnonymous: string[];
     tokenReviewAudiences: string[];
+  };
+  webhook: {
+    address: Address;
+    /** The ValidatingWebhookConfiguration whose caBundle is kept current. */
+    configurationName: string;
+    certSecret: string;
+    certNamespace: string;
+    certNames: string[];
+    /** Certificates read from here (cert-manager) instead of kept by the operator. */
+    certDir: string | undefined;
   };
 }
 
@@ -530,6 +593,16 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
       tokenNamespace: v.tokenNamespace ?? v.leaseNamespace,
       allowAnonymous: v.allowAnonymous,
       tokenReviewAudiences: v.tokenReviewAudiences,
+    },
+    webhook: {
+      address: v.webhookAddress,
+      configurationName: v.webhookConfiguration,
+      certSecret: v.webhookCertSecret,
+      certNamespace: v.leaseNamespace,
+      certNames: v.webhookCertNames.length
+        ? v.webhookCertNames
+        : [`modelplane-webhook.${v.leaseNamespace}.svc`],
+      certDir: v.webhookCertDir,
     },
   };
 }

@@ -1,7 +1,8 @@
 /**
  * `modelplane operator`: the manager process, wired from its settings (config.ts). Runs the
- * controllers and the autoscaler on the Lease holder, the gateway (the prediction API) on
- * every replica; serves /healthz, /readyz and /metrics on every replica.
+ * controllers and the autoscaler on the Lease holder, the gateway (the prediction API) and
+ * the admission webhook on every replica; serves /healthz, /readyz and /metrics on every
+ * replica.
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import {
@@ -26,6 +27,7 @@ import { WebhookSecrets } from './gateway/webhook-secret.ts';
 import { POD_SELECTOR, PodResource } from './predictions/index.ts';
 import { Deployments, Models, ModelVersions } from './resources.ts';
 import { createLogger, type Logger, Manager } from './runtime/index.ts';
+import { addWebhook, type Webhook, type WebhookTuning } from './webhook.ts';
 
 /** What a caller embedding the operator can add: demand sources, autoscaler settings for tests. */
 export interface OperatorParts {
@@ -37,6 +39,8 @@ export interface OperatorParts {
   authenticatePeer?: (token: string) => Promise<boolean>;
   /** More gateway route groups, or a function of the gateway that makes them. */
   gatewayRoutes?: Routes[] | ((gateway: Gateway) => Routes[]);
+  /** The webhook's certificate lifetimes and check interval (tests rotate in seconds). */
+  webhook?: WebhookTuning;
 }
 
 /** An operator made by `createOperator`: its manager and the parts registered on it. */
@@ -57,6 +61,8 @@ export interface Operator {
   readonly gateway: Gateway | undefined;
   /** The autoscaler, with the controllers role (it runs while this replica leads). */
   readonly autoscaler: Autoscaler | undefined;
+  /** The admission webhook, with the webhook role. */
+  readonly webhook: Webhook | undefined;
   /** Starts the manager: caches, leader election, servers. */
   start(): Promise<void>;
   /** Stops it: drains the gateway and the engine, ends the reconciles, gives up the Lease. */
@@ -170,6 +176,9 @@ export function createOperator(
       ],
     });
   }
+  const webhook = config.roles.includes('webhook')
+    ? addWebhook(manager, config.webhook, parts.webhook)
+    : undefined;
   return {
     manager,
     log,
@@ -177,6 +186,7 @@ export function createOperator(
     demand,
     gateway,
     autoscaler,
+    webhook,
     start: () => manager.start(),
     stop: () => manager.stop(),
   };

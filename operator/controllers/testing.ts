@@ -128,6 +128,14 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
       allowAnonymous: [],
       tokenReviewAudiences: [],
     },
+    webhook: {
+      address: { host: '127.0.0.1', port: 0 },
+      configurationName: 'modelplane',
+      certSecret: 'modelplane-webhook-cert',
+      certNamespace: 'default',
+      certNames: ['127.0.0.1'],
+      certDir: undefined,
+    },
     ...overrides,
   };
 }

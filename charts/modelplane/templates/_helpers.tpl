@@ -50,3 +50,14 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/* The admission webhook: its Service, its ValidatingWebhookConfiguration, its certificate Secret. */}}
+{{- define "modelplane.webhookService" -}}
+{{ include "modelplane.fullname" . }}-webhook
+{{- end }}
+{{- define "modelplane.webhookConfiguration" -}}
+{{ include "modelplane.fullname" . }}
+{{- end }}
+{{- define "modelplane.webhookCertSecret" -}}
+{{ include "modelplane.fullname" . }}-webhook-cert
+{{- end }}
