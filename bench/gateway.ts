@@ -26,13 +26,13 @@
  * `--profile DIR` writes a V8 CPU profile of each gateway replica there when it exits.
  */
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, type IncomingMessage, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startDev, SYSTEM_NAMESPACE } from '../dev/dev.ts';
+import { SYSTEM_NAMESPACE, startDev } from '../dev/dev.ts';
 import { repoRoot } from '../harness/cluster/paths.ts';
 import { type PostgresServer, startPostgres } from '../harness/postgres.ts';
 import { freePort, GroupProcess, waitFor } from '../harness/processes.ts';
@@ -233,7 +233,10 @@ async function gatewayReplica(store: string): Promise<{ pid: number; url: URL }>
     async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined))?.ok === true,
     { timeoutMs: 60_000, intervalMs: 250 },
   );
-  return { pid: replica.pid, url: new URL(`http://127.0.0.1:${gatewayPort}/v1/deployments/${NS}/${NAME}/predictions`) };
+  return {
+    pid: replica.pid,
+    url: new URL(`http://127.0.0.1:${gatewayPort}/v1/deployments/${NS}/${NAME}/predictions`),
+  };
 }
 
 try {
@@ -334,7 +337,9 @@ try {
         ? ''
         : (sync ? `; ratio to direct sync ${(rate[i]! / sync).toFixed(3)}` : '') +
           (async ? `; to direct async ${(rate[i]! / async).toFixed(3)}` : '') +
-          (memory && p.name !== 'gateway (memory)' ? `; to the memory store ${(rate[i]! / memory).toFixed(3)}` : '');
+          (memory && p.name !== 'gateway (memory)'
+            ? `; to the memory store ${(rate[i]! / memory).toFixed(3)}`
+            : '');
       const own =
         gateways.has(p.name) && Number.isFinite(cpu[i])
           ? `; gateway CPU ${((cpu[i]! / l.length) * 1000).toFixed(2)} ms per prediction`

@@ -14,14 +14,15 @@
  * 4. After a (short) data retention, input, output and logs are removed (`data_removed`);
  *    the record is kept.
  */
+
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Replicate, { type Prediction } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Dev, startDev, SYSTEM_NAMESPACE } from '../../dev/dev.ts';
+import { type Dev, SYSTEM_NAMESPACE, startDev } from '../../dev/dev.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
 import { type PostgresServer, startPostgres } from '../../harness/postgres.ts';
 import { freePort, GroupProcess, waitFor } from '../../harness/processes.ts';
@@ -240,10 +241,14 @@ describe('predictions that survive', () => {
     const long = (await b.client.deployments.predictions.create(NS, NAME, {
       input: { seconds: 60 },
     })) as Prediction;
-    await waitFor('the long prediction to start', async () => (await get(a, long.id)).status === 'processing', {
-      timeoutMs: 30_000,
-      intervalMs: 100,
-    });
+    await waitFor(
+      'the long prediction to start',
+      async () => (await get(a, long.id)).status === 'processing',
+      {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+      },
+    );
     const canceled = (await a.client.predictions.cancel(long.id)) as Prediction;
     expect(canceled.status).toBe('canceled');
     expect((await get(b, long.id)).status).toBe('canceled');
@@ -283,11 +288,10 @@ describe('predictions that survive', () => {
     for (const [i, p] of created.entries()) {
       expect(await get(b, p.id)).toMatchObject({ status: 'succeeded', output: `slept ${5 + i / 1000} s` });
     }
-    await waitFor(
-      'every completed webhook',
-      () => created.every((p) => completed.has(p.id)),
-      { timeoutMs: 90_000, intervalMs: 200 },
-    );
+    await waitFor('every completed webhook', () => created.every((p) => completed.has(p.id)), {
+      timeoutMs: 90_000,
+      intervalMs: 200,
+    });
     // Sent again by B when A may have sent it: the same webhook-id.
     for (const p of created) expect(new Set(completed.get(p.id)).size).toBe(1);
     const ran = ranOnInstances();
@@ -318,12 +322,18 @@ describe('predictions that survive', () => {
     await pg.stop();
     const stoppedAt = Date.now();
     await waitFor('a refusal', () => refused.length > 0, { timeoutMs: 30_000, intervalMs: 50 });
-    await waitFor('10 s to pass', () => Date.now() - stoppedAt >= 10_000, { timeoutMs: 20_000, intervalMs: 100 });
+    await waitFor('10 s to pass', () => Date.now() - stoppedAt >= 10_000, {
+      timeoutMs: 20_000,
+      intervalMs: 100,
+    });
     const readyWhileDown = await ready(b);
     await pg.start();
     await waitFor('replica B to be ready again', () => ready(b), { timeoutMs: 60_000, intervalMs: 250 });
     const after = accepted.length;
-    await waitFor('traffic to flow again', () => accepted.length >= after + 5, { timeoutMs: 30_000, intervalMs: 50 });
+    await waitFor('traffic to flow again', () => accepted.length >= after + 5, {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
     stop = true;
     await traffic;
     expect(readyWhileDown).toBe(false);

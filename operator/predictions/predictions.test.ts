@@ -4,7 +4,6 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../lib/clock.ts';
 import { notReadyReason } from './catalog.ts';
 import { leastOutstanding, type PodLike, podEndpoint } from './endpoints.ts';
 import { LOG_TAIL_CHARS, logTail, type PredictionRecord, toView } from './record.ts';
