@@ -1,14 +1,12 @@
 /** The parts of the predictions module that are pure logic: choice of instance, pod endpoints, the
- * object callers read, the memory store, webhook signing and delivery. */
+ * object callers read, webhook signing and delivery. */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../lib/clock.ts';
 import { notReadyReason } from './catalog.ts';
 import { leastOutstanding, type PodLike, podEndpoint } from './endpoints.ts';
 import { type PredictionRecord, toView } from './record.ts';
-import { MemoryStore } from './store.ts';
 import { sign, WebhookSender } from './webhooks.ts';
 
 function record(id: string, over: Partial<PredictionRecord> = {}): PredictionRecord {
@@ -144,58 +142,6 @@ describe('the prediction object', () => {
       record('z'.repeat(26), { status: 'succeeded', completedAt: 3500, predictTime: 1.25 }),
     );
     expect(done.metrics).toEqual({ predict_time: 1.25, total_time: 2.5 });
-  });
-});
-
-describe('the memory store', () => {
-  it('lists newest first across pages, by namespace', () => {
-    const s = new MemoryStore();
-    for (let i = 0; i < 5; i++) s.put(record(`p${i}`, { createdAt: 1000 + i, namespace: i % 2 ? 'a' : 'b' }));
-    const p1 = s.list({ namespaces: 'all', limit: 2 });
-    expect(p1.items.map((r) => r.id)).toEqual(['p4', 'p3']);
-    const p2 = s.list({ namespaces: 'all', limit: 2, cursor: p1.next });
-    expect(p2.items.map((r) => r.id)).toEqual(['p2', 'p1']);
-    const p3 = s.list({ namespaces: 'all', limit: 2, cursor: p2.next });
-    expect(p3.items.map((r) => r.id)).toEqual(['p0']);
-    expect(p3.next).toBeUndefined();
-    expect(s.list({ namespaces: ['a'], limit: 10 }).items.map((r) => r.id)).toEqual(['p3', 'p1']);
-  });
-
-  it('expires finished predictions after the TTL, never unfinished ones', () => {
-    const clock = new FakeClock();
-    const s = new MemoryStore({ ttlMs: 1000, clock });
-    s.put(record('done', { status: 'succeeded', idempotencyKey: 'k' }));
-    s.put(record('running', { status: 'processing' }));
-    clock.advance(999);
-    expect(s.expire(clock.now())).toBe(0);
-    clock.advance(1);
-    expect(s.expire(clock.now())).toBe(1);
-    expect(s.get('done')).toBeUndefined();
-    expect(s.findByIdempotencyKey('ns', 'k')).toBeUndefined();
-    clock.advance(99_000);
-    expect(s.expire(clock.now())).toBe(0);
-    expect(s.get('running')).toBeDefined();
-  });
-
-  it('evicts the oldest finished first when over its bound, keeping unfinished ones', () => {
-    const s = new MemoryStore({ maxRecords: 3 });
-    s.put(record('run1'));
-    s.put(record('old', { status: 'failed' }));
-    s.put(record('new', { status: 'succeeded' }));
-    s.put(record('run2'));
-    expect(s.get('old')).toBeUndefined();
-    expect(s.size).toBe(3);
-    s.put(record('run3'));
-    expect(s.get('new')).toBeUndefined();
-    s.put(record('run4'));
-    expect([s.get('run1'), s.get('run2'), s.get('run3'), s.get('run4')].every(Boolean)).toBe(true);
-  });
-
-  it('finds a prediction by its idempotency key, per namespace', () => {
-    const s = new MemoryStore();
-    s.put(record('first', { idempotencyKey: 'key-1' }));
-    expect(s.findByIdempotencyKey('ns', 'key-1')?.id).toBe('first');
-    expect(s.findByIdempotencyKey('other', 'key-1')).toBeUndefined();
   });
 });
 
