@@ -35,6 +35,10 @@ cluster-bin: ## build the control-plane binaries from Go modules (cached outside
 python: ## the Python environment of the example Cog models (cog pinned; cached outside the clone)
 	@hack/python.sh
 
+.PHONY: postgres
+postgres: ## the PostgreSQL server the store's tests start (Debian package postgresql-15; apt-get install as root)
+	@hack/postgres.sh
+
 .PHONY: lint
 lint: $(DEPS_STAMP) ## lint, check formatting, type-check, check the direction of imports
 	biome check .
@@ -59,16 +63,20 @@ build: $(DEPS_STAMP) ## compile to dist/
 	tsc -p tsconfig.build.json
 
 .PHONY: test
-test: cluster-bin python $(DEPS_STAMP) ## run every test: unit, then against a real local control plane
-	$(TETHER) vitest run --project unit --project cluster
+test: cluster-bin python postgres $(DEPS_STAMP) ## run every test: unit, against a real PostgreSQL, then against a real local control plane
+	$(TETHER) vitest run --project unit --project postgres --project cluster
 
 .PHONY: test-unit
 test-unit: cluster-bin python $(DEPS_STAMP) ## run the unit tests only
 	$(TETHER) vitest run --project unit
 
 .PHONY: test-cluster
-test-cluster: cluster-bin python $(DEPS_STAMP) ## run the cluster tests only
+test-cluster: cluster-bin python postgres $(DEPS_STAMP) ## run the cluster tests only
 	$(TETHER) vitest run --project cluster
+
+.PHONY: test-postgres
+test-postgres: postgres $(DEPS_STAMP) ## run the tests against a real PostgreSQL server only (*.pg.test.ts)
+	$(TETHER) vitest run --project postgres
 
 .PHONY: bench
 bench: bench-sidecar bench-autoscaler bench-activation bench-gateway ## every benchmark
