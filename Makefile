@@ -79,7 +79,7 @@ test-postgres: postgres $(DEPS_STAMP) ## run the tests against a real PostgreSQL
 	$(TETHER) vitest run --project postgres
 
 .PHONY: bench
-bench: bench-sidecar bench-autoscaler bench-activation bench-gateway ## every benchmark
+bench: bench-sidecar bench-autoscaler bench-activation bench-gateway bench-store ## every benchmark
 
 .PHONY: bench-sidecar
 bench-sidecar: python $(DEPS_STAMP) ## benchmark: the sidecar's added latency over a real Cog server
@@ -96,6 +96,10 @@ bench-activation: cluster-bin python $(DEPS_STAMP) ## benchmark: a model pod tur
 .PHONY: bench-gateway
 bench-gateway: cluster-bin python $(DEPS_STAMP) ## benchmark: predictions/s through the gateway and the sidecars against the Cog servers directly
 	$(TETHER) node bench/gateway.ts
+
+.PHONY: bench-store
+bench-store: postgres $(DEPS_STAMP) ## benchmark: the prediction store's writes per prediction, memory vs embedded PGlite vs PostgreSQL
+	$(TETHER) node bench/store.ts
 
 .PHONY: dev
 dev: cluster-bin python $(DEPS_STAMP) ## run it all here: control plane, operator, pod runner, example models; Ctrl-C stops it

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeContract, storedRecord } from '../predictions/store.contract.ts';
-import { EmbeddedDatabase } from './database.ts';
+import { type Database, EmbeddedDatabase } from './database.ts';
 import { lockDirectory } from './dir-lock.ts';
 import { openStore } from './index.ts';
 import { loadMigrations, migrate } from './migrate.ts';
@@ -134,6 +134,38 @@ describe('the embedded store', () => {
       await db.close();
     }
   }, 120_000);
+
+  it('writes a prediction in one round trip per write: insert, update with events, append', async () => {
+    const statements: string[] = [];
+    const counting: Database = {
+      kind: shared.kind,
+      query: (text, params) => {
+        statements.push(text);
+        return shared.query(text, params);
+      },
+      transaction: (fn) => shared.transaction(fn),
+      listen: (channel, onPayload) => shared.listen(channel, onPayload),
+      ping: () => shared.ping(),
+      close: async () => {},
+    };
+    const store = await SqlPredictionStore.create(counting, { log, ownsDatabase: false });
+    try {
+      const rec = storedRecord();
+      await store.insert(rec, 'r1');
+      expect(statements).toHaveLength(1);
+      await store.update({ ...rec, status: 'processing' }, 'r1', [{ id: 1, event: 'logs', data: 'a' }]);
+      expect(statements).toHaveLength(2);
+      await store.appendEvents(rec.id, 'r1', [{ id: 2, event: 'output', data: 'b' }]);
+      expect(statements).toHaveLength(3);
+      await store.update({ ...rec, status: 'succeeded', completedAt: rec.createdAt + 1 }, 'r1', [
+        { id: 3, event: 'done', data: '{}' },
+      ]);
+      expect(statements).toHaveLength(4);
+      expect(await store.events(rec.id, 0)).toHaveLength(3);
+    } finally {
+      await store.close();
+    }
+  });
 
   it('loads the migrations in order, numbered from 1', () => {
     const migrations = loadMigrations();
