@@ -92,6 +92,32 @@ describe('the embedded store', () => {
     }
   }, 120_000);
 
+  it('keeps what a process committed before it was killed (SIGKILL), and lets the next one open it', async () => {
+    const dir = temp();
+    const rec = storedRecord();
+    const writer = child(
+      `import pino from 'pino';
+       import { openStore } from './index.ts';
+       const store = await openStore({ kind: 'embedded', dir: ${JSON.stringify(dir)}, log: pino({ level: 'silent' }) });
+       const rec = ${JSON.stringify(rec)};
+       await store.insert(rec, 'w');
+       await store.update({ ...rec, status: 'processing' }, 'w', [{ id: 1, event: 'logs', data: 'x' }]);
+       console.log('COMMITTED');
+       setInterval(() => {}, 1000);`,
+    );
+    await writer.printed('COMMITTED');
+    writer.proc.kill('SIGKILL');
+    await writer.exited;
+    const store = await openStore({ kind: 'embedded', dir, log });
+    try {
+      expect(await store.get(rec.id)).toEqual({ ...rec, status: 'processing' });
+      expect(await store.events(rec.id, 0)).toEqual([{ id: 1, event: 'logs', data: 'x' }]);
+      expect((await store.adopt('next', 1)).map((r) => r.id)).toEqual([rec.id]);
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
+
   it('refuses a second opener while the first holds the directory, in this process or another', async () => {
     const dir = temp();
     const first = await openStore({ kind: 'embedded', dir, log });
