@@ -43,6 +43,10 @@ image: ## build the image (docker or podman; base images made here when no regis
 engine: ## the container engine the image is built and tested with (podman and runc installed when missing)
 	@hack/image.sh --engine >/dev/null
 
+.PHONY: postgres
+postgres: ## the PostgreSQL server the store's tests start (Debian package postgresql-15; apt-get install as root)
+	@hack/postgres.sh
+
 .PHONY: lint
 lint: $(DEPS_STAMP) ## lint, check formatting, type-check, check the direction of imports
 	biome check .
@@ -67,19 +71,23 @@ build: $(DEPS_STAMP) ## compile to dist/
 	tsc -p tsconfig.build.json
 
 .PHONY: test
-test: cluster-bin python engine $(DEPS_STAMP) ## run every test: unit, then against a real local control plane (the image test included)
-	$(TETHER) vitest run --project unit --project cluster
+test: cluster-bin python postgres engine $(DEPS_STAMP) ## run every test: unit, against a real PostgreSQL, then against a real local control plane (the image test included)
+	$(TETHER) vitest run --project unit --project postgres --project cluster
 
 .PHONY: test-unit
 test-unit: cluster-bin python $(DEPS_STAMP) ## run the unit tests only
 	$(TETHER) vitest run --project unit
 
 .PHONY: test-cluster
-test-cluster: cluster-bin python engine $(DEPS_STAMP) ## run the cluster tests only
+test-cluster: cluster-bin python postgres engine $(DEPS_STAMP) ## run the cluster tests only
 	$(TETHER) vitest run --project cluster
 
+.PHONY: test-postgres
+test-postgres: postgres $(DEPS_STAMP) ## run the tests against a real PostgreSQL server only (*.pg.test.ts)
+	$(TETHER) vitest run --project postgres
+
 .PHONY: bench
-bench: bench-sidecar bench-autoscaler bench-activation bench-gateway ## every benchmark
+bench: bench-sidecar bench-autoscaler bench-activation bench-gateway bench-store ## every benchmark
 
 .PHONY: bench-sidecar
 bench-sidecar: python $(DEPS_STAMP) ## benchmark: the sidecar's added latency over a real Cog server
@@ -96,6 +104,10 @@ bench-activation: cluster-bin python $(DEPS_STAMP) ## benchmark: a model pod tur
 .PHONY: bench-gateway
 bench-gateway: cluster-bin python $(DEPS_STAMP) ## benchmark: predictions/s through the gateway and the sidecars against the Cog servers directly
 	$(TETHER) node bench/gateway.ts
+
+.PHONY: bench-store
+bench-store: postgres $(DEPS_STAMP) ## benchmark: the prediction store's writes per prediction, memory vs embedded PGlite vs PostgreSQL
+	$(TETHER) node bench/store.ts
 
 .PHONY: dev
 dev: cluster-bin python $(DEPS_STAMP) ## run it all here: control plane, operator, pod runner, example models; Ctrl-C stops it

@@ -1,7 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: `unit` (pure logic, no processes) and `cluster` (a real control plane,
-// started once per run by harness/cluster/global-setup.ts and shared through `inject`).
+// Three projects: `unit` (pure logic, no processes; embedded PGlite in-process), `postgres`
+// (`*.pg.test.ts`: each file starts its own real PostgreSQL server with harness/postgres.ts,
+// no control plane) and `cluster` (a real control plane, started once per run by
+// harness/cluster/global-setup.ts and shared through `inject`).
 export default defineConfig({
   test: {
     reporters: ['default', './hack/vitest-summary.ts'],
@@ -10,8 +12,18 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['**/*.test.ts'],
-          exclude: ['**/*.int.test.ts', 'e2e/tests/**', 'node_modules/**', 'dist/**'],
+          exclude: ['**/*.int.test.ts', '**/*.pg.test.ts', 'e2e/tests/**', 'node_modules/**', 'dist/**'],
           environment: 'node',
+        },
+      },
+      {
+        test: {
+          name: 'postgres',
+          include: ['**/*.pg.test.ts'],
+          exclude: ['node_modules/**', 'dist/**'],
+          environment: 'node',
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
         },
       },
       {

@@ -34,7 +34,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SYSTEM_NAMESPACE, startDev } from '../dev/dev.ts';
 import { repoRoot } from '../harness/cluster/paths.ts';
-import { type PostgresServer, startPostgres } from '../harness/postgres.ts';
+import { PostgresServer } from '../harness/postgres.ts';
 import { freePort, GroupProcess, waitFor } from '../harness/processes.ts';
 import { readPods } from './pods.ts';
 
@@ -202,8 +202,8 @@ async function gatewayReplica(store: string): Promise<{ pid: number; url: URL }>
   const flags = [`--store=${store}`];
   if (store === 'embedded') flags.push(`--store-dir=${join(logDir, 'store')}`);
   if (store === 'postgres') {
-    postgres = await startPostgres({ dataDir: join(logDir, 'postgres') });
-    flags.push(`--database-url=${postgres.url}`);
+    postgres = await PostgresServer.start();
+    flags.push(`--database-url=${postgres!.url}`);
   }
   const [gatewayPort, httpPort] = [await freePort(), await freePort()];
   const replica = new GroupProcess(
@@ -357,6 +357,6 @@ try {
   agent.destroy();
   hooks.close();
   for (const r of replicas) await r.stop(10_000);
-  await postgres?.stop();
+  await postgres?.destroy();
   await dev.stop();
 }

@@ -91,6 +91,42 @@ describe('checkImports', () => {
     ]);
   });
 
+  it('lets operator/store/ import only lib/ and the store contract of operator/predictions/', () => {
+    const tree = {
+      ...CLEAN,
+      'operator/predictions/store.ts': `export type S = 1;\n`,
+      'operator/predictions/record.ts': `export type R = 1;\n`,
+      'operator/predictions/store.contract.ts': `import type { S } from './store.ts';\nexport type C = S;\n`,
+      'operator/store/index.ts': [
+        `import type { S } from '../predictions/store.ts';`,
+        `import type { R } from '../predictions/record.ts';`,
+        `import type { ok } from '../../lib/http.ts';`,
+        `export type X = [S, R, typeof ok];`,
+        ``,
+      ].join('\n'),
+      'operator/store/index.test.ts': `import '../predictions/store.contract.ts';\nimport '../gateway/routes.ts';\n`,
+    };
+    expect(check(tree)).toEqual([]);
+    expect(
+      check({
+        ...tree,
+        'operator/store/bad.ts': [
+          `import type { Q } from '../predictions/queue.ts';`,
+          `import type { R } from '../gateway/routes.ts';`,
+          `import { kinds } from '../../crds/index.ts';`,
+          `import type { C } from '../predictions/store.contract.ts';`,
+          `export type B = [Q, R, typeof kinds, C];`,
+          ``,
+        ].join('\n'),
+      }),
+    ).toEqual([
+      'operator/store/bad.ts:1: imports operator/predictions/queue.ts — operator/store/ imports only operator/store/, lib/, operator/predictions/store.ts, operator/predictions/record.ts',
+      'operator/store/bad.ts:2: imports operator/gateway/routes.ts — operator/store/ imports only operator/store/, lib/, operator/predictions/store.ts, operator/predictions/record.ts',
+      'operator/store/bad.ts:3: imports crds/index.ts — operator/store/ imports only operator/store/, lib/, operator/predictions/store.ts, operator/predictions/record.ts',
+      'operator/store/bad.ts:4: imports operator/predictions/store.contract.ts — product code imports test or harness code',
+    ]);
+  });
+
   it('fails when product code imports a test helper', () => {
     expect(
       check({

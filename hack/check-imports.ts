@@ -3,7 +3,8 @@
 // `import('…')` types) with the TypeScript parser and prints each one that breaks a rule
 // as `file:line: imports X — rule`, exiting 1 when there is any. The rules:
 //   1. product code never imports test or harness code (`dev/` may use `harness/`);
-//   2. each layered product folder imports only the folders LAYERS names;
+//   2. each layered product folder imports only the folders LAYERS names, and a folder of the
+//      operator named in OPERATOR_LAYERS only what it names;
 //   3. no cycle of files, and no cycle of folders (`operator/gateway/` ↔ `operator/controllers/`).
 // Tests and test helpers may import anything and take no part in cycles.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -34,6 +35,15 @@ const LAYERS: Record<string, string[]> = {
   operator: ['crds', 'lib', 'webhook'], // the operator serves the admission webhook as one of its roles
 };
 
+/** Rule 2 inside the operator: what a folder of `operator/` may import of ours besides itself
+ *  (folders end in `/`; anything else is a file). A folder not listed may import any of the
+ *  operator's folders that do not make a cycle. */
+const OPERATOR_LAYERS: Record<string, string[]> = {
+  // The durable store: built on the store's contract and the record it keeps, nothing else of
+  // the operator (operator/main.ts wires it to the engine).
+  'operator/store/': ['lib/', 'operator/predictions/store.ts', 'operator/predictions/record.ts'],
+};
+
 /** Rule 3 sees a folder as one node: the folder one level under the top (`operator/gateway/`,
  *  its subfolders included), or the file itself when it sits at the top (`operator/main.ts`). */
 function folderOf(file: string): string {
@@ -42,6 +52,8 @@ function folderOf(file: string): string {
 }
 
 const RULE_TEST = 'product code imports test or harness code';
+const ruleOperatorLayer = (folder: string): string =>
+  `${folder} imports only ${[folder, ...OPERATOR_LAYERS[folder]!].join(', ')}`;
 const ruleLayer = (folder: string): string =>
   `${folder}/ imports only ${[folder, ...(LAYERS[folder] ?? [])].map((f) => `${f}/`).join(', ')}`;
 
@@ -100,10 +112,15 @@ function isTestCode(file: string): boolean {
   return isTestHelper(file) || TEST_FOLDERS.includes(top(file));
 }
 
-/** A test (`*.test.ts`) or a test helper (`testing.ts`, `testing/`). */
+/** A test (`*.test.ts`) or a test helper (`testing.ts`, `testing/`, a contract suite `*.contract.ts`). */
 function isTestHelper(file: string): boolean {
   const parts = file.split('/');
-  return file.endsWith('.test.ts') || parts.at(-1) === 'testing.ts' || parts.slice(0, -1).includes('testing');
+  return (
+    file.endsWith('.test.ts') ||
+    file.endsWith('.contract.ts') ||
+    parts.at(-1) === 'testing.ts' ||
+    parts.slice(0, -1).includes('testing')
+  );
 }
 
 /** The rule `file` breaks by importing `target`, if any. Test code may import anything. */
@@ -116,6 +133,15 @@ function brokenRule(file: string, target: string): string | undefined {
   const allowed = LAYERS[from];
   const to = top(target);
   if (allowed && to !== from && !allowed.includes(to)) return ruleLayer(from);
+  const inner = Object.keys(OPERATOR_LAYERS).find((folder) => file.startsWith(folder));
+  if (inner && !target.startsWith(inner) && target.startsWith('operator/')) {
+    const ok = OPERATOR_LAYERS[inner]!.filter((p) => p.startsWith('operator/'));
+    if (!ok.some((p) => (p.endsWith('/') ? target.startsWith(p) : target === p)))
+      return ruleOperatorLayer(inner);
+  }
+  if (inner && !target.startsWith('operator/') && !OPERATOR_LAYERS[inner]!.includes(`${to}/`)) {
+    return ruleOperatorLayer(inner);
+  }
   return undefined;
 }
 

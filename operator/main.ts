@@ -4,6 +4,8 @@
  * the admission webhook on every replica; serves /healthz, /readyz and /metrics on every
  * replica.
  */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import {
   type Autoscaler,
@@ -27,6 +29,7 @@ import { WebhookSecrets } from './gateway/webhook-secret.ts';
 import { POD_SELECTOR, PodResource } from './predictions/index.ts';
 import { Deployments, Models, ModelVersions } from './resources.ts';
 import { createLogger, type Logger, Manager } from './runtime/index.ts';
+import { openStore } from './store/index.ts';
 import { addWebhook, type Webhook, type WebhookTuning } from './webhook.ts';
 
 /** What a caller embedding the operator can add: demand sources, autoscaler settings for tests. */
@@ -216,6 +219,8 @@ function addPredictions(
 ): PredictionService {
   const every = { everyReplica };
   const secrets = new WebhookSecrets(manager.client, config.gateway.tokenNamespace);
+  const { store } = config;
+  const dataMs = store.dataRetentionMs;
   const svc = predictionService({
     deployments: manager.informer(Deployments, {}, every),
     models: manager.informer(Models, {}, every),
@@ -224,10 +229,26 @@ function addPredictions(
     log: manager.log,
     registry: manager.metrics.registry,
     secretFor: (namespace) => (gatewaySecrets() ?? secrets).get(namespace),
+    // A new name per process: a restarted replica takes over what its predecessor left.
+    replica: `${manager.identity}-${randomBytes(4).toString('hex')}`,
+    openStore: () =>
+      openStore(
+        store.kind === 'postgres'
+          ? { kind: 'postgres', url: store.databaseUrl ?? '', log: manager.log }
+          : store.kind === 'embedded'
+            ? { kind: 'embedded', dir: store.dir, log: manager.log }
+            : { kind: 'memory', log: manager.log },
+      ),
+    streamKey: store.streamKeyFile ? readFileSync(store.streamKeyFile) : undefined,
+    retention: {
+      dataMs,
+      recordMs: store.recordRetentionMs,
+      everyMs: Math.min(60_000, Math.max(1000, dataMs / 4)),
+    },
   });
   manager.addRunnable({
     name: 'predictions',
-    start: async () => svc.engine.start(),
+    start: () => svc.engine.start(),
     stop: (timeoutMs) => svc.engine.drain(timeoutMs),
   });
   manager.addReadyCheck('prediction store', () => svc.engine.problem() ?? true);

@@ -24,7 +24,7 @@ import Replicate, { type Prediction } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Dev, SYSTEM_NAMESPACE, startDev } from '../../dev/dev.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
-import { type PostgresServer, startPostgres } from '../../harness/postgres.ts';
+import { PostgresServer } from '../../harness/postgres.ts';
 import { freePort, GroupProcess, waitFor } from '../../harness/processes.ts';
 
 const NS = `durable-${process.pid}`;
@@ -142,7 +142,7 @@ describe('predictions that survive', () => {
     hookUrl = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/hook`;
 
     logDir = mkdtempSync(join(tmpdir(), 'modelplane-durability-'));
-    pg = await startPostgres({ dataDir: join(logDir, 'postgres') });
+    pg = await PostgresServer.start();
     const storeFlags = ['--store=postgres', `--database-url=${pg.url}`];
     dev = await startDev({
       namespace: NS,
@@ -189,7 +189,7 @@ describe('predictions that survive', () => {
   afterAll(async () => {
     await b?.process?.stop(10_000);
     await dev?.stop();
-    await pg?.stop();
+    await pg?.destroy();
     hooks?.close();
   });
 

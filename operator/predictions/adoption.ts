@@ -48,23 +48,32 @@ export class Adoption {
     return this.failure && `the prediction store cannot be reached: ${this.failure}`;
   }
 
-  /** Runs `open` (until it succeeds), then heartbeats and adopts until `stop`. */
+  /**
+   * Runs `open` (until it succeeds), then heartbeats and adopts until `stop`. Resolves after
+   * the first try of `open`, whether it opened or not (it is tried again meanwhile).
+   */
   run(open: () => Promise<void>): Promise<void> {
-    this.running ??= this.loop(open);
-    return this.running;
+    let tried!: () => void;
+    const first = new Promise<void>((r) => {
+      tried = r;
+    });
+    this.running ??= this.loop(open, tried).finally(tried);
+    return first;
   }
 
-  private async loop(open: () => Promise<void>): Promise<void> {
+  private async loop(open: () => Promise<void>, tried: () => void): Promise<void> {
     const { clock, log } = this.opts;
     const signal = this.abort.signal;
     const backoff = new Backoff(200, 5000);
     while (!signal.aborted) {
       try {
         await open();
+        tried();
         break;
       } catch (err) {
         this.failure = (err as Error).message;
         log.warn({ err: this.failure }, 'cannot open the prediction store; trying again');
+        tried();
         await sleep(backoff.next(), signal, clock);
       }
     }

@@ -208,14 +208,14 @@ export class PredictionEngine implements DemandSource {
 
   /**
    * Opens the store (trying again until it opens), announces this replica, takes over what
-   * replicas that stopped left unfinished, and applies the retention times. Resolves at once:
-   * until the store opens, `problem` says so and creates answer 503.
+   * replicas that stopped left unfinished, and applies the retention times. Resolves after
+   * the first try to open the store: until it opens, `problem` says so and creates answer 503.
    */
-  start(): void {
-    void this.adoption.run(async () => {
+  async start(): Promise<void> {
+    this.scheduleRetention();
+    await this.adoption.run(async () => {
       if (!this.store && this.openStore) this.useStore(await this.openStore());
     });
-    this.scheduleRetention();
   }
 
   /** Why the engine cannot serve now (the store is not open or cannot be reached); undefined when it can. */
@@ -224,9 +224,15 @@ export class PredictionEngine implements DemandSource {
     return this.adoption.problem();
   }
 
-  private useStore(store: PredictionStore): void {
+  private useStore(store: PredictionStore & { onResumed?(fn: () => void): void }): void {
     this.store = store;
     this.unsubscribe = store.subscribe((n) => this.onNotice(n));
+    // Notices sent while the store's listening connection was down are lost: streams of
+    // predictions other replicas drive read their events again.
+    store.onResumed?.(() => {
+      for (const id of [...this.watchers.keys()])
+        this.onNotice({ kind: 'events', id, lastId: Number.MAX_SAFE_INTEGER });
+    });
   }
 
   /** The open store; a 503 before it opens. */

@@ -352,7 +352,7 @@ describe('retention', () => {
     const { engine, create, advance } = setup({
       engine: { retention: { dataMs: 3_600_000, recordMs: 7_200_000, everyMs: 60_000 } },
     });
-    engine.start();
+    void engine.start();
     const { record } = await create({ text: 'secret' });
     expect((await engine.cancel(record.id))?.status).toBe('canceled');
     await advance(3_600_000);

@@ -1,5 +1,5 @@
 /** The parts of the predictions module that are pure logic: choice of instance, pod endpoints, the
- * object callers read, the memory store, webhook signing and delivery. */
+ * object callers read, webhook signing and delivery. */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';

@@ -79,7 +79,7 @@ describe('two replicas on one store', () => {
     // A stops without a word (it never sent a heartbeat: it is not alive for the store).
     await a.engine.close();
     b.endpoints.set(NS, 'd', [A_POD]);
-    b.engine.start();
+    void b.engine.start();
     await b.advance(1000);
     expect(b.engine.drives(running.id)).toBe(true);
     expect(b.engine.drives(queued.id)).toBe(true);
