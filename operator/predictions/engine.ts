@@ -37,7 +37,7 @@ import type { Endpoint, EndpointSource } from './endpoints.ts';
 import { Follower } from './follower.ts';
 import { Lanes } from './lanes.ts';
 import { Lifecycle } from './lifecycle.ts';
-import { type Listener, newLive } from './live.ts';
+import { type Listener, type Live, newLive } from './live.ts';
 import { engineMetrics } from './metrics.ts';
 import { type PredictionRecord, type PredictionView, toView } from './record.ts';
 import { type InstanceClient, type InstancePrediction, SidecarClient } from './sidecar-client.ts';
@@ -438,14 +438,33 @@ export class PredictionEngine implements DemandSource {
     }
     const now = this.clock.now();
     const rec = this.newRecord(req, view, input as Record<string, unknown>, now);
-    const existing = await this.ask((s) => s.insert(stored(rec), this.replica));
-    if (existing) return { record: this.lifecycle.lives.get(existing.id)?.rec ?? existing, replayed: true };
+    // With an Idempotency-Key, the insert decides whether this request makes a prediction at
+    // all: it goes first. Without one (a new random id) it goes beside the dispatch, so the
+    // instance starts while the row is written; the answer waits for both.
+    const key = req.idempotencyKey;
+    let inserting: Promise<unknown> = Promise.resolve();
+    if (key) {
+      const existing = await this.ask((s) => s.insert(stored(rec), this.replica));
+      if (existing) return { record: this.lifecycle.lives.get(existing.id)?.rec ?? existing, replayed: true };
+    } else {
+      inserting = this.ask((s) => s.insert(stored(rec), this.replica));
+    }
     const live = newLive(rec, lane, this.clock.now() + view.maxWaitSeconds * 1000);
+    live.stored = inserting.then(() => true);
+    // Handled below (the caller hears of it); writes wait for it and give up when it fails.
+    live.stored.catch(() => {});
     this.lifecycle.admit(live, true);
     this.lanes.enqueue(live);
     this.log.debug({ prediction: rec.id, deployment: lane.key }, 'prediction accepted');
     this.lifecycle.changed(rec);
     this.lanes.pump(lane);
+    try {
+      await inserting;
+    } catch (err) {
+      // Never accepted: not run, not kept, not told to anyone.
+      this.abandon(live);
+      throw err;
+    }
     if (live.dispatching) {
       const outcome = await live.dispatching;
       if (outcome.kind === 'invalid' && !live.accepted) {
@@ -454,6 +473,15 @@ export class PredictionEngine implements DemandSource {
       }
     }
     return { record: rec, replayed: false };
+  }
+
+  /** Drops a prediction whose row could not be stored: out of its queue, stopped on its instance. */
+  private abandon(live: Live): void {
+    const ep = live.endpoint;
+    const accepted = live.accepted;
+    this.lifecycle.drop(live);
+    if (ep && accepted) void this.sidecar.cancel(ep.url, live.rec.id);
+    this.log.warn({ prediction: live.rec.id }, 'the prediction could not be stored; refused');
   }
 
   private refuseWhenStopping(): void {
@@ -537,7 +565,7 @@ export class PredictionEngine implements DemandSource {
       this.follower.complete(live, body);
     } else {
       this.follower.applySnapshot(live, { ...body, logs: undefined });
-      void this.lifecycle.save(live);
+      this.lifecycle.saveSoon(live);
       this.lifecycle.changed(rec);
       if (rec.cancelRequested) void this.sidecar.cancel(ep.url, rec.id);
       void this.follower.follow(live, ep);

@@ -209,8 +209,8 @@ export class Lanes {
     const rec = live.rec;
     const lane = live.lane;
     const r = await sidecar.create(ep.url, rec.id, rec.input);
-    if (isTerminal(rec.status)) {
-      // Ended meanwhile (hold timeout cannot, cancel can): make sure the instance stops it too.
+    if (isTerminal(rec.status) || live.abort.signal.aborted) {
+      // Ended or dropped meanwhile (hold timeout cannot, cancel can): the instance stops it too.
       if (r.kind === 'accepted') void sidecar.cancel(ep.url, rec.id);
       return { kind: 'failed' };
     }
@@ -221,7 +221,7 @@ export class Lanes {
         lifecycle.taken(live);
         this.opts.metrics.held.observe({ deployment: lane.key }, (this.clock.now() - rec.createdAt) / 1000);
         follower.applySnapshot(live, r.body);
-        lifecycle.save(live);
+        lifecycle.saveSoon(live);
         if (live.cancelRequested) void sidecar.cancel(ep.url, rec.id);
         void follower.follow(live, ep);
         return { kind: 'accepted' };

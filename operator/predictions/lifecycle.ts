@@ -42,6 +42,9 @@ export interface LifecycleOptions {
   hooks: LifecycleHooks;
 }
 
+/** Longest a change of a prediction under way waits to be written with the next ones. */
+export const SAVE_DELAY_MS = 100;
+
 export class Lifecycle {
   /** Predictions under way, by id. */
   readonly lives = new Map<string, Live>();
@@ -86,15 +89,32 @@ export class Lifecycle {
    */
   save(live: Live): Promise<boolean> {
     live.dirty = true;
+    live.saveTimer?.cancel();
+    live.saveTimer = undefined;
     live.writing ??= this.write(live).finally(() => {
       live.writing = undefined;
     });
     return live.writing;
   }
 
+  /**
+   * Writes the prediction's state within SAVE_DELAY_MS: the changes of a prediction under way
+   * (taken by an instance, started, its events) go in one write, and one that ends sooner
+   * is written once, with its end. Other replicas see them that much later; what is lost when
+   * this replica dies meanwhile, its instance still has for the replica that takes it over.
+   */
+  saveSoon(live: Live): void {
+    live.dirty = true;
+    if (live.writing || live.saveTimer) return;
+    live.saveTimer = this.clock.setTimer(() => {
+      live.saveTimer = undefined;
+      void this.save(live);
+    }, SAVE_DELAY_MS);
+  }
+
   private async write(live: Live): Promise<boolean> {
-    // Changes made in the same turn go in one write.
-    await Promise.resolve();
+    // Its row first; changes made meanwhile go in one write.
+    if (!(await live.stored.catch(() => false))) return false;
     const backoff = new Backoff(100, 5000);
     while (live.dirty) {
       live.dirty = false;
@@ -123,7 +143,14 @@ export class Lifecycle {
   private dropTaken(live: Live): void {
     if (this.lives.get(live.rec.id) !== live) return;
     this.opts.log.warn({ prediction: live.rec.id }, 'another replica took the prediction over; leaving it');
+    this.drop(live);
+  }
+
+  /** Stops driving a prediction here without ending it: no webhook, no stored change. */
+  drop(live: Live): void {
+    if (this.lives.get(live.rec.id) !== live) return;
     this.opts.hooks.leaving(live);
+    live.saveTimer?.cancel();
     live.holdTimer?.cancel();
     live.deadlineTimer?.cancel();
     live.abort.abort();
@@ -173,7 +200,7 @@ export class Lifecycle {
     if (rec.status !== 'starting') return;
     rec.status = 'processing';
     rec.startedAt = startedAt ?? this.clock.now();
-    void this.save(live);
+    this.saveSoon(live);
     this.changed(rec);
     this.notify(rec, 'start');
   }
@@ -182,7 +209,7 @@ export class Lifecycle {
   emit(live: Live, event: StreamEventName, data: string): void {
     this.add(live, event, data);
     this.deliver(live);
-    void this.save(live);
+    this.saveSoon(live);
   }
 
   private add(live: Live, event: StreamEventName, data: string): StreamEvent {
@@ -289,6 +316,7 @@ export class Lifecycle {
   close(): void {
     this.closed = true;
     for (const live of this.lives.values()) {
+      live.saveTimer?.cancel();
       live.abort.abort();
       live.holdTimer?.cancel();
       live.deadlineTimer?.cancel();

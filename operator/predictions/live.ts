@@ -73,6 +73,10 @@ export interface Live {
   unsaved: StreamEvent[];
   /** Its state changed since the last write to the store began. */
   dirty: boolean;
+  /** Resolves true once its row is stored (rejects when it could not be): writes wait for it. */
+  stored: Promise<boolean>;
+  /** A write due soon (`saveSoon`). */
+  saveTimer: Timer | undefined;
   /** The writes under way: resolves true when the state is stored, false when another replica drives it now. */
   writing: Promise<boolean> | undefined;
   /** How many of its events the listeners have had (its last ones wait for the end to be stored). */
@@ -99,6 +103,8 @@ export function newLive(rec: PredictionRecord, lane: Lane, holdUntil: number): L
     abort: new AbortController(),
     unsaved: [],
     dirty: false,
+    stored: Promise.resolve(true),
+    saveTimer: undefined,
     writing: undefined,
     delivered: rec.events.length,
   };

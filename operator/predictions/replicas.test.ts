@@ -6,7 +6,7 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StreamEvent } from '../../lib/prediction.ts';
-import { MemoryStore } from './store.ts';
+import { MemoryStore, type StoredPrediction, StoreUnavailableError } from './store.ts';
 import { engineOnFakeClock, type FakeEngine, FakeInstances, NS } from './testing.ts';
 
 const A_POD = { id: 'a', url: 'http://a' };
@@ -98,5 +98,28 @@ describe('two replicas on one store', () => {
     expect(creates).toEqual([`create http://a ${running.id}`, `create http://a ${queued.id}`]);
     const events = (await b.engine.stream(running.id, 0, () => {}))!.past;
     expect(events.map((e) => `${e.id} ${e.event}`)).toEqual(['1 logs', '2 logs', '3 done']);
+  });
+
+  it('answers 503 with Retry-After when the store cannot take a new prediction, and stops it on its instance', async () => {
+    const t = engineOnFakeClock({
+      engine: {
+        store: new (class extends MemoryStore {
+          override async insert(_rec: StoredPrediction): Promise<StoredPrediction | undefined> {
+            // Fails after the instance has taken the prediction (the two go side by side).
+            await new Promise((r) => setImmediate(r));
+            throw new StoreUnavailableError('connect ECONNREFUSED 127.0.0.1:5432');
+          }
+        })(),
+      },
+    });
+    replicas = [t];
+    t.endpoints.set(NS, 'd', [A_POD]);
+    const refused = await t.create({ text: 'x' }).catch((err: unknown) => err);
+    expect(refused).toMatchObject({ status: 503, headers: { 'retry-after': '2' } });
+    await t.settle();
+    const id = t.instances.calls[0]!.split(' ')[2]!;
+    expect(t.instances.calls).toContain(`cancel http://a ${id}`);
+    expect(t.engine.drives(id)).toBe(false);
+    expect(t.engine.demand()[0]).toMatchObject({ queued: 0, inflight: 0 });
   });
 });

@@ -56,6 +56,9 @@ function unavailable(what: string, err: unknown): StoreUnavailableError {
   return new StoreUnavailableError(`${what}: ${msg}`, { cause: err });
 }
 
+/** Most prepared statements a connection keeps. */
+const MAX_PREPARED = 100;
+
 // ── PostgreSQL ─────────────────────────────────────────────────────────────────────────
 
 export interface PostgresOptions {
@@ -80,6 +83,8 @@ export class PostgresDatabase implements Database {
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly backoff = new Backoff(200, 5_000);
+  /** Prepared statement names, by statement text. */
+  private readonly statements = new Map<string, string>();
 
   constructor(opts: PostgresOptions) {
     this.opts = opts;
@@ -99,10 +104,25 @@ export class PostgresDatabase implements Database {
 
   async query<R extends Row = Row>(text: string, params: readonly unknown[] = []): Promise<R[]> {
     try {
-      return (await this.pool.query<R>(text, params as unknown[])).rows;
+      // Named: each connection parses and plans a statement once, not on every call.
+      return (await this.pool.query<R>({ name: this.statementName(text), text, values: params as unknown[] }))
+        .rows;
     } catch (err) {
       throw unavailable('database query failed', err);
     }
+  }
+
+  /**
+   * The prepared statement name of `text`: one per distinct statement this process runs, up
+   * to MAX_PREPARED (statements made up at run time past that go unnamed).
+   */
+  private statementName(text: string): string | undefined {
+    let name = this.statements.get(text);
+    if (!name && this.statements.size < MAX_PREPARED) {
+      name = `modelplane_${this.statements.size + 1}`;
+      this.statements.set(text, name);
+    }
+    return name;
   }
 
   async transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {

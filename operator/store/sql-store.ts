@@ -227,6 +227,9 @@ const CANCEL = `
   SELECT ${COLUMNS.map((c) => `p.${c}`).join(', ')}, (SELECT count(*)::integer FROM n) AS asked
   FROM predictions p WHERE p.id = $1`;
 
+/** The advisory lock adopters take in turn ("mpad"). */
+const ADOPT_LOCK = 0x6d706164;
+
 const ADOPT = `
   UPDATE predictions p SET driver = $1, updated_at = now()
   WHERE p.id IN (
@@ -442,7 +445,12 @@ export class SqlPredictionStore implements PredictionStore {
   }
 
   async adopt(replica: string, staleMs: number): Promise<StoredPrediction[]> {
-    const rows = await this.db.query(ADOPT, [replica, staleMs]);
+    // One adopter at a time (a transaction-scoped advisory lock): each statement then sees
+    // what the previous adopters committed, so no prediction is taken twice.
+    const rows = await this.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [ADOPT_LOCK]);
+      return tx.query(ADOPT, [replica, staleMs]);
+    });
     return rows.map(fromRow).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
   }
 
