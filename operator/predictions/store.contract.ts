@@ -145,6 +145,9 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect((await s.requestCancel(rec.id))?.cancelRequested).toBe(true);
       expect(await s.update({ ...running, logs: 'more' }, 'r1')).toBe(true);
       expect(await s.get(rec.id)).toMatchObject({ logs: 'more', cancelRequested: true });
+      // What the insert wrote once (its input, its target) an update leaves as it is.
+      expect(await s.update({ ...running, input: { other: 1 }, deployment: 'elsewhere' }, 'r1')).toBe(true);
+      expect(await s.get(rec.id)).toMatchObject({ input: rec.input, deployment: rec.deployment });
     });
 
     it('appends stream events in order, for the driver only, and reads them after an id', async () => {

@@ -36,6 +36,21 @@ export interface ListPage {
   next?: string;
 }
 
+/** The fields `update` writes: those that change while a prediction runs. */
+export const UPDATED_FIELDS = [
+  'output',
+  'logs',
+  'error',
+  'status',
+  'startedAt',
+  'completedAt',
+  'predictTime',
+  'cost',
+  'instance',
+  'cancelRequested',
+  'webhookPending',
+] as const satisfies readonly (keyof StoredPrediction)[];
+
 /** What a replica hears of changes that any replica (itself included) made. */
 export type StoreNotice =
   /** The prediction's state was written (by its driver). */
@@ -69,7 +84,8 @@ export interface PredictionStore {
    */
   insert(rec: StoredPrediction, driver: string): Promise<StoredPrediction | undefined>;
   /**
-   * Writes the state of a prediction that `driver` drives, with `events` appended (ids
+   * Writes the state of a prediction that `driver` drives — the fields that change while it
+   * runs (UPDATED_FIELDS; the others are the insert's) — with `events` appended (ids
    * following the last stored one). Resolves false, writing nothing, when `driver` does not
    * drive it any more (another replica adopted it) or it is gone: the caller stops driving it.
    */
@@ -191,7 +207,10 @@ export class MemoryStore implements PredictionStore {
   async update(rec: StoredPrediction, driver: string, events: readonly StreamEvent[] = []): Promise<boolean> {
     const e = this.entries.get(rec.id);
     if (!e || e.driver !== driver) return false;
-    e.rec = { ...copy(rec), cancelRequested: e.rec.cancelRequested || rec.cancelRequested };
+    const next: Record<string, unknown> = { ...e.rec };
+    for (const f of UPDATED_FIELDS) next[f] = rec[f];
+    next.cancelRequested = e.rec.cancelRequested || rec.cancelRequested;
+    e.rec = next as unknown as StoredPrediction;
     this.track(rec);
     this.append(e, events);
     this.emit({ kind: 'changed', id: rec.id, status: rec.status });

@@ -182,27 +182,51 @@ const INSERT = `
   )
   SELECT pg_notify($${N + 2}, $${N + 3}) FROM i`;
 
+/**
+ * The columns an update writes: what changes while a prediction runs. The rest (its input,
+ * target, webhook, times of creation) is written once, by the insert; an update leaves them,
+ * and a large input is not sent or rewritten again.
+ */
+const MUTABLE = [
+  'output',
+  'logs',
+  'error',
+  'status',
+  'started_at',
+  'completed_at',
+  'predict_time',
+  'cost',
+  'instance',
+  'cancel_requested',
+  'webhook_pending',
+] as const;
+const M = MUTABLE.length;
+
+/** The parameters $2…$(M+1) of an update (after the id). */
+function mutableParams(rec: StoredPrediction): unknown[] {
+  const all = params(rec);
+  return MUTABLE.map((c) => all[COLUMNS.indexOf(c)]);
+}
+
 const UPDATE = `
   WITH u AS (
     UPDATE predictions SET
-      ${COLUMNS.slice(1)
-        .map((c, i) =>
-          c === 'cancel_requested'
-            ? `${c} = predictions.${c} OR ${param(c, i + 1)}`
-            : `${c} = ${param(c, i + 1)}`,
-        )
-        .join(',\n      ')},
+      ${MUTABLE.map((c, i) =>
+        c === 'cancel_requested'
+          ? `${c} = predictions.${c} OR ${param(c, i + 1)}`
+          : `${c} = ${param(c, i + 1)}`,
+      ).join(',\n      ')},
       updated_at = now()
-    WHERE id = $1 AND driver = $${N + 1}
+    WHERE id = $1 AND driver = $${M + 2}
     RETURNING id
   ), e AS (
     INSERT INTO prediction_events (prediction_id, id, event, data)
     SELECT $1, x.id, x.event, x.data
-    FROM jsonb_to_recordset($${N + 4}::jsonb) AS x(id integer, event text, data text)
+    FROM jsonb_to_recordset($${M + 5}::jsonb) AS x(id integer, event text, data text)
     WHERE EXISTS (SELECT 1 FROM u)
     ON CONFLICT DO NOTHING
   )
-  SELECT pg_notify($${N + 2}, $${N + 3}) FROM u`;
+  SELECT pg_notify($${M + 3}, $${M + 4}) FROM u`;
 
 const APPEND = `
   WITH p AS (
@@ -335,7 +359,8 @@ export class SqlPredictionStore implements PredictionStore {
 
   async update(rec: StoredPrediction, driver: string, events: readonly StreamEvent[] = []): Promise<boolean> {
     const rows = await this.db.query(UPDATE, [
-      ...params(rec),
+      rec.id,
+      ...mutableParams(rec),
       driver,
       NOTICE_CHANNEL,
       changedPayload(rec.id, rec.status, events),
