@@ -79,7 +79,7 @@ export interface EngineOptions {
   /** Metrics registry (the operator's). */
   registry?: Registry;
   /** The stream URL of a prediction (`urls.stream`); none when not given. */
-  streamUrl?: (rec: { id: string; baseUrl: string }) => string;
+  streamUrl?: (rec: { id: string; baseUrl: string; createdAt: number }) => string;
   sidecar?: InstanceClient;
   /** How long an instance that refused or could not be reached is passed over (default 1 s). */
   avoidMs?: number;

@@ -19,7 +19,12 @@ describe('stream tokens', () => {
     expect(tokens.verify('p1', `${exp + 1000}.${mac}`)).toBe(false);
     expect(tokens.verify('p1', undefined)).toBe(false);
     expect(tokens.verify('p1', 'garbage')).toBe(false);
-    expect(tokens.url({ id: 'p1', baseUrl: 'http://gw/v1' })).toBe(
+    // The URL's expiry counts from the prediction's creation: the same URL on every read.
+    expect(tokens.url({ id: 'p1', baseUrl: 'http://gw/v1', createdAt: 1_000_000 })).toBe(
+      `http://gw/v1/predictions/p1/stream?token=${want}`,
+    );
+    clock.advance(5000);
+    expect(tokens.url({ id: 'p1', baseUrl: 'http://gw/v1', createdAt: 1_000_000 })).toBe(
       `http://gw/v1/predictions/p1/stream?token=${want}`,
     );
   });

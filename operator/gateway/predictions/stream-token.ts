@@ -1,7 +1,7 @@
 /**
  * Stream URLs that carry their own token: the npm client fetches `urls.stream` without the
- * Authorization header, so the URL holds an expiry time and an HMAC-SHA256 of the prediction
- * id and that time. Replicas that share the key (a Secret, or the one kept in the store)
+ * Authorization header, so the URL holds an expiry time (a day after the prediction was
+ * created) and an HMAC-SHA256 of the prediction id and that time. Replicas that share the key (a Secret, or the one kept in the store)
  * serve each other's streams; a token past its expiry, or made with another key, is refused.
  */
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
@@ -10,7 +10,7 @@ import { type Clock, realClock } from '../../../lib/clock.ts';
 export interface StreamTokenOptions {
   /** The HMAC key (default: random, for this process only). */
   key?: Buffer;
-  /** How long a token made now is good for (default 24 h). */
+  /** How long after its prediction was created a token is good for (default 24 h). */
   ttlMs?: number;
   clock?: Clock;
 }
@@ -47,9 +47,13 @@ export class StreamTokens {
     return got.length === want.length && timingSafeEqual(got, want);
   }
 
-  /** The stream URL of prediction `id` under the API base URL `baseUrl` (with `/v1`). */
-  url(rec: { id: string; baseUrl: string }): string {
-    return `${rec.baseUrl}/predictions/${rec.id}/stream?token=${this.token(rec.id)}`;
+  /**
+   * The stream URL of prediction `id` under the API base URL `baseUrl` (with `/v1`): the same
+   * on every read of the prediction, good until TTL after its creation.
+   */
+  url(rec: { id: string; baseUrl: string; createdAt: number }): string {
+    const expires = Math.ceil((rec.createdAt + this.ttlMs) / 1000);
+    return `${rec.baseUrl}/predictions/${rec.id}/stream?token=${this.token(rec.id, expires)}`;
   }
 
   private mac(id: string, expires: number): string {
