@@ -334,6 +334,8 @@ describe('other values', () => {
         'operator.shutdownTimeoutSeconds': 120,
         'operator.autoscaler.peers': 'off',
         'operator.extraArgs': ['--lease-duration=30'],
+        'operator.extraVolumes': [{ name: 'db-ca', configMap: { name: 'db-ca' } }],
+        'operator.extraVolumeMounts': [{ name: 'db-ca', mountPath: '/etc/modelplane/db-ca', readOnly: true }],
         'gateway.publicUrl': 'https://models.example.com',
         'gateway.allowAnonymous': ['public', 'demo'],
         'store.kind': 'postgres',
@@ -349,6 +351,12 @@ describe('other values', () => {
     expect(pod.containers[0].image).toBe(`registry.example.com/mp@${digest}`);
     expect(pod.imagePullSecrets).toEqual([{ name: 'regcred' }]);
     expect(pod.containers[0].args).toEqual(['operator', '--lease-duration=30']);
+    expect(pod.volumes.at(-1)).toEqual({ name: 'db-ca', configMap: { name: 'db-ca' } });
+    expect(pod.containers[0].volumeMounts.at(-1)).toEqual({
+      name: 'db-ca',
+      mountPath: '/etc/modelplane/db-ca',
+      readOnly: true,
+    });
     expect(env).toMatchObject({
       MODELPLANE_SIDECAR_IMAGE: 'registry.example.com/mp-sidecar:1',
       MODELPLANE_ROLES: 'gateway',

@@ -212,6 +212,8 @@ export const ValuesSchema = z
           .strict(),
         extraArgs: z.array(z.string()).describe('More `modelplane operator` flags.'),
         extraEnv: objectList('More environment variables of the operator container (EnvVar objects).'),
+        extraVolumes: objectList('More volumes of the operator pods (Volume objects), e.g. a CA bundle.'),
+        extraVolumeMounts: objectList('Where the operator container mounts them (VolumeMount objects).'),
       })
       .strict(),
     store: StoreSchema,
