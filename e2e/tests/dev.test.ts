@@ -243,73 +243,76 @@ spec:
 `,
     );
     k('apply', '--server-side', '-n', NS, '-f', file);
-    await waitFor(
-      'deployment sleep to be Ready',
-      () =>
-        k(
-          'get',
-          'deployments.modelplane.dev',
-          'sleep',
-          '-n',
-          NS,
-          '-o',
-          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
-        ) === 'True',
-      { timeoutMs: 120_000, intervalMs: 500 },
-    );
-    const accepted: Prediction[] = [];
-    for (let i = 0; i < 6; i++)
-      accepted.push(await replicate.deployments.predictions.create(NS, 'sleep', { input: { seconds: 3 } }));
-    // Killed with predictions on the instance and in the queue.
-    await waitFor(
-      'two predictions to run on the instance',
-      async () => {
-        const now = await Promise.all(accepted.map((p) => replicate.predictions.get(p.id)));
-        return now.filter((p) => p.status === 'processing').length === 2;
-      },
-      { timeoutMs: 30_000, intervalMs: 100 },
-    );
+    try {
+      await waitFor(
+        'deployment sleep to be Ready',
+        () =>
+          k(
+            'get',
+            'deployments.modelplane.dev',
+            'sleep',
+            '-n',
+            NS,
+            '-o',
+            'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+          ) === 'True',
+        { timeoutMs: 120_000, intervalMs: 500 },
+      );
+      const accepted: Prediction[] = [];
+      for (let i = 0; i < 6; i++)
+        accepted.push(await replicate.deployments.predictions.create(NS, 'sleep', { input: { seconds: 3 } }));
+      // Killed with predictions on the instance and in the queue.
+      await waitFor(
+        'two predictions to run on the instance',
+        async () => {
+          const now = await Promise.all(accepted.map((p) => replicate.predictions.get(p.id)));
+          return now.filter((p) => p.status === 'processing').length === 2;
+        },
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
 
-    const flag = `--gateway-address=127.0.0.1:${gatewayPort}`;
-    const before = processesWith(flag);
-    expect(before, 'one operator process').toHaveLength(1);
-    const pid = Number(before[0]!.split(':')[0]);
-    process.kill(pid, 'SIGKILL');
-    await waitFor(
-      'modelplane dev to say it restarts the operator, then that it is ready again',
-      () =>
-        stderr.includes('the operator exited (signal SIGKILL); restarting it') &&
-        stderr.includes('the operator is ready again (restart 1)'),
-      { timeoutMs: 90_000, intervalMs: 100 },
-    );
-    const after = processesWith(flag);
-    expect(after).toHaveLength(1);
-    expect(Number(after[0]!.split(':')[0])).not.toBe(pid);
+      const flag = `--gateway-address=127.0.0.1:${gatewayPort}`;
+      const before = processesWith(flag);
+      expect(before, 'one operator process').toHaveLength(1);
+      const pid = Number(before[0]!.split(':')[0]);
+      process.kill(pid, 'SIGKILL');
+      await waitFor(
+        'modelplane dev to say it restarts the operator, then that it is ready again',
+        () =>
+          stderr.includes('the operator exited (signal SIGKILL); restarting it') &&
+          stderr.includes('the operator is ready again (restart 1)'),
+        { timeoutMs: 90_000, intervalMs: 100 },
+      );
+      const after = processesWith(flag);
+      expect(after).toHaveLength(1);
+      expect(Number(after[0]!.split(':')[0])).not.toBe(pid);
 
-    const done = await waitFor(
-      'every prediction accepted before the kill to finish',
-      async () => {
-        const now = await Promise.all(accepted.map((p) => replicate.predictions.get(p.id)));
-        return now.every((p) => ['succeeded', 'failed', 'canceled'].includes(p.status)) ? now : undefined;
-      },
-      { timeoutMs: 90_000, intervalMs: 250 },
-    );
-    for (const p of done) {
-      expect(p.status, `${p.id}: ${p.error}`).toBe('succeeded');
-      expect(p.output).toMatch(/^slept 3(\.0)? s$/);
-      // Run once on the model server: one "sleeping" line in its logs.
-      expect(p.logs?.match(/sleeping/g) ?? []).toHaveLength(1);
+      const done = await waitFor(
+        'every prediction accepted before the kill to finish',
+        async () => {
+          const now = await Promise.all(accepted.map((p) => replicate.predictions.get(p.id)));
+          return now.every((p) => ['succeeded', 'failed', 'canceled'].includes(p.status)) ? now : undefined;
+        },
+        { timeoutMs: 90_000, intervalMs: 250 },
+      );
+      for (const p of done) {
+        expect(p.status, `${p.id}: ${p.error}`).toBe('succeeded');
+        expect(p.output).toMatch(/^slept 3(\.0)? s$/);
+        // Run once on the model server: one "sleeping" line in its logs.
+        expect(p.logs?.match(/sleeping/g) ?? []).toHaveLength(1);
+      }
+      // Listed too, by the restarted operator.
+      const listed = new Set<string>();
+      for await (const page of replicate.paginate(() => replicate.predictions.list()))
+        for (const p of page) listed.add(p.id);
+      for (const p of accepted) expect(listed.has(p.id), p.id).toBe(true);
+      // It serves new predictions as before.
+      expect(await replicate.run(`${NS}/echo`, { input: { text: 'after the restart' } })).toBe(
+        'after the restart',
+      );
+    } finally {
+      k('delete', '-n', NS, '-f', file);
     }
-    // Listed too, by the restarted operator.
-    const listed = new Set<string>();
-    for await (const page of replicate.paginate(() => replicate.predictions.list()))
-      for (const p of page) listed.add(p.id);
-    for (const p of accepted) expect(listed.has(p.id), p.id).toBe(true);
-    // It serves new predictions as before.
-    expect(await replicate.run(`${NS}/echo`, { input: { text: 'after the restart' } })).toBe(
-      'after the restart',
-    );
-    k('delete', '-n', NS, '-f', file);
   }, 300_000);
 
   it('removes every child when the Model and its Deployments are deleted', async () => {
