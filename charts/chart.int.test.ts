@@ -2,7 +2,9 @@
  * The chart against a real API server: `helm install` into a namespace that enforces the
  * restricted Pod Security Standard (the operator pods are admitted; kwok nodes play them, as
  * there is no image to run), the default values pass a server-side dry run (CRDs, RBAC, the
- * default HardwareClasses), and `helm uninstall` removes the release but keeps the CRDs.
+ * default HardwareClasses), `helm upgrade` keeps the stream key the install made and moves
+ * the release from the embedded store to PostgreSQL, and `helm uninstall` removes the
+ * release but keeps the CRDs and the embedded store's claim.
  *
  * The CRDs are shared by every test file of a run: when another file installed them first
  * they are adopted by the release (Helm's ownership annotations), and never deleted here.
@@ -59,6 +61,35 @@ async function helm(...args: string[]): Promise<string> {
   return r.stdout;
 }
 
+let streamKey = '';
+
+/** The key in the stream key Secret the chart made. */
+async function readStreamKey(): Promise<string> {
+  const secret = await cluster.core.readNamespacedSecret({
+    name: `${release}-modelplane-stream-key`,
+    namespace: ns(),
+  });
+  return Buffer.from(secret.data?.key ?? '', 'base64').toString();
+}
+
+/** This release's operator pods on store `store`, once there are `n` and no others. */
+function operatorPods(n: number, store = 'embedded') {
+  return waitFor(
+    `${n} operator pod(s) on the ${store} store`,
+    async () => {
+      const list = await cluster.core.listNamespacedPod({
+        namespace: ns(),
+        labelSelector: `${DEFAULT_PEER_SELECTOR},app.kubernetes.io/instance=${release}`,
+      });
+      const on = list.items.filter(
+        (p) => p.spec?.containers[0]?.env?.find((e) => e.name === 'MODELPLANE_STORE')?.value === store,
+      );
+      return on.length === n && list.items.length === n ? on : undefined;
+    },
+    { timeoutMs: 60_000 },
+  );
+}
+
 async function exists(read: () => Promise<unknown>): Promise<boolean> {
   try {
     await read();
@@ -109,6 +140,9 @@ describe('helm install', () => {
     // NOTES: how to reach the API and make a token.
     expect(out).toContain(`http://${release}-modelplane-gateway.${ns()}.svc/v1`);
     expect(out).toContain(`modelplane token create ci --namespaces default --token-namespace ${ns()}`);
+    expect(out).toContain(
+      `Predictions are kept in the embedded store, on the PersistentVolumeClaim\n${release}-modelplane-store`,
+    );
 
     for (const name of crdNames) {
       const crd = await ext.readCustomResourceDefinition({ name });
@@ -125,19 +159,9 @@ describe('helm install', () => {
     expect(binding.subjects).toEqual([
       { kind: 'ServiceAccount', name: `${release}-modelplane-operator`, namespace: ns() },
     ]);
-    // The Pod Security admission of the API server admits both replicas, and the peer
-    // selector of the autoscaler finds them.
-    const pods = await waitFor(
-      'the two operator pods',
-      async () => {
-        const list = await cluster.core.listNamespacedPod({
-          namespace: ns(),
-          labelSelector: `${DEFAULT_PEER_SELECTOR},app.kubernetes.io/instance=${release}`,
-        });
-        return list.items.length === 2 ? list.items : undefined;
-      },
-      { timeoutMs: 60_000 },
-    );
+    // The Pod Security admission of the API server admits the replica (one, on the embedded
+    // store), and the peer selector of the autoscaler finds it.
+    const pods = await operatorPods(1);
     for (const pod of pods) {
       expect(pod.spec?.containers[0]?.ports?.map((p) => p.name)).toEqual(['http-api', 'metrics']);
       expect(pod.spec?.securityContext?.runAsUser).toBe(65532);
@@ -151,6 +175,18 @@ describe('helm install', () => {
       namespace: ns(),
     });
     expect(svc.spec?.ports?.[0]?.targetPort).toBe('http-api');
+    expect(svc.spec?.sessionAffinity).toBe('None');
+    // The embedded store's claim, and the stream key made on install.
+    const claim = await cluster.core.readNamespacedPersistentVolumeClaim({
+      name: `${release}-modelplane-store`,
+      namespace: ns(),
+    });
+    expect(claim.spec?.accessModes).toEqual(['ReadWriteOnce']);
+    expect(pods[0]!.spec?.volumes?.find((v) => v.name === 'store')?.persistentVolumeClaim?.claimName).toBe(
+      claim.metadata?.name,
+    );
+    streamKey = await readStreamKey();
+    expect(streamKey).toMatch(/^[A-Za-z0-9]{64}$/);
   });
 
   it('passes a server-side dry run with the default values: the default HardwareClasses are valid', async () => {
@@ -176,7 +212,7 @@ describe('helm install', () => {
     );
   });
 
-  it('helm upgrade re-creates the HardwareClasses from the values', async () => {
+  it('helm upgrade re-creates the HardwareClasses from the values, and keeps the stream key', async () => {
     const values = join(home, 'values.json');
     const changed = [{ ...classes[0]!, spec: { ...classes[0]!.spec, pricePerSecond: '0.000120' } }];
     writeFileSync(values, JSON.stringify({ hardwareClasses: { items: changed } }));
@@ -184,10 +220,60 @@ describe('helm install', () => {
     expect(out).toContain('STATUS: deployed');
     const hc = JSON.parse(await kubectl('get', 'hardwareclass', classes[0]!.name, '-o', 'json'));
     expect(hc.spec.pricePerSecond).toBe('0.000120');
+    expect(await readStreamKey()).toBe(streamKey);
   });
 
-  it('helm uninstall removes the release and keeps the CRDs and HardwareClasses', async () => {
+  it('helm upgrade to PostgreSQL from a Secret runs two replicas, on the same stream key', async () => {
+    await kubectl(
+      'create',
+      'secret',
+      'generic',
+      'db-app',
+      '-n',
+      ns(),
+      '--from-literal=uri=postgresql://app:secret@db-rw:5432/app',
+    );
+    const values = join(home, 'values.json');
+    writeFileSync(
+      values,
+      JSON.stringify({
+        hardwareClasses: { items: classes },
+        replicaCount: 2,
+        store: { kind: 'postgres', postgres: { existingSecret: 'db-app' } },
+      }),
+    );
+    const out = await helm('upgrade', release, chartPath, '--namespace', ns(), '--values', values);
+    expect(out).toContain('STATUS: deployed');
+    expect(out).toContain(
+      'Predictions are kept in PostgreSQL (the URL in the Secret db-app,\nkey uri); 2 replica(s)',
+    );
+    const deployment = await cluster.apps.readNamespacedDeployment({
+      name: `${release}-modelplane-operator`,
+      namespace: ns(),
+    });
+    expect(deployment.spec?.strategy?.type).toBe('RollingUpdate');
+    const env = deployment.spec?.template.spec?.containers[0]?.env ?? [];
+    expect(env.find((e) => e.name === 'MODELPLANE_DATABASE_URL')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'db-app',
+      key: 'uri',
+    });
+    await operatorPods(2, 'postgres');
+    expect(await readStreamKey()).toBe(streamKey);
+  });
+
+  it('helm uninstall removes the release and keeps the CRDs, HardwareClasses and the store claim', async () => {
     await helm('uninstall', release, '--namespace', ns(), '--wait');
+    // The claim outlives the release (helm.sh/resource-policy: keep), with its predictions.
+    const claim = await cluster.core.readNamespacedPersistentVolumeClaim({
+      name: `${release}-modelplane-store`,
+      namespace: ns(),
+    });
+    expect(claim.metadata?.deletionTimestamp).toBeUndefined();
+    expect(
+      await exists(() =>
+        cluster.core.readNamespacedSecret({ name: `${release}-modelplane-stream-key`, namespace: ns() }),
+      ),
+    ).toBe(false);
     expect(await exists(() => rbac.readClusterRole({ name: `${release}-modelplane-operator` }))).toBe(false);
     expect(
       await exists(() =>

@@ -124,8 +124,8 @@ describe('default values', async () => {
     expect(env.MODELPLANE_WEBHOOK_CERT_DIR).toBeUndefined();
   });
 
-  it('runs two replicas of the appVersion image, leader-elected, the sidecar on the same image', () => {
-    expect(deployment.spec.replicas).toBe(2);
+  it('runs one replica of the appVersion image, leader-elected, the sidecar on the same image', () => {
+    expect(deployment.spec.replicas).toBe(1);
     expect(container.image).toBe(image);
     expect(container.args).toEqual(['operator']);
     expect(env.MODELPLANE_LEADER_ELECT).toBe('true');
@@ -167,6 +167,14 @@ describe('default values', async () => {
     expect(config.leaseName).toBe('modelplane-operator');
     expect(config.shutdownTimeoutMs).toBe(30_000);
     expect(config.resyncPeriodMs).toBe(600_000);
+    expect(config.store).toEqual({
+      kind: 'embedded',
+      dir: '/var/lib/modelplane/store',
+      databaseUrl: undefined,
+      streamKeyFile: '/etc/modelplane/stream-key/key',
+      dataRetentionMs: 3_600_000,
+      recordRetentionMs: 30 * 86_400_000,
+    });
     expect(config.autoscalerPeers).toMatchObject({
       labelSelector: `${DEFAULT_PEER_SELECTOR},app.kubernetes.io/instance=modelplane`,
       port: 8081,
@@ -215,7 +223,51 @@ describe('default values', async () => {
     });
     expect(pod.automountServiceAccountToken).toBe(true);
     expect(pod.hostNetwork).toBeUndefined();
-    for (const v of pod.volumes) expect(Object.keys(v).sort()).toEqual(['emptyDir', 'name']);
+    // Volume types the restricted standard allows.
+    for (const v of pod.volumes)
+      expect(Object.keys(v).filter((k) => k !== 'name')).toSatisfy(
+        (keys: string[]) =>
+          keys.length === 1 && ['emptyDir', 'persistentVolumeClaim', 'secret'].includes(keys[0]!),
+      );
+  });
+
+  it('keeps the embedded store on a claim of its own, kept on uninstall, and updates by Recreate', () => {
+    expect(env.MODELPLANE_STORE).toBe('embedded');
+    expect(env.MODELPLANE_DATABASE_URL).toBeUndefined();
+    const claim = one(objs, 'PersistentVolumeClaim', 'modelplane-store');
+    expect(claim.metadata.namespace).toBe('modelplane-system');
+    expect(claim.metadata.annotations).toEqual({ 'helm.sh/resource-policy': 'keep' });
+    expect(claim.spec).toEqual({
+      accessModes: ['ReadWriteOnce'],
+      resources: { requests: { storage: '10Gi' } },
+    });
+    const volume = pod.volumes.find((v: Obj) => v.persistentVolumeClaim);
+    expect(volume.persistentVolumeClaim).toEqual({ claimName: 'modelplane-store' });
+    const mount = container.volumeMounts.find((m: Obj) => m.name === volume.name);
+    expect(mount.mountPath).toBe(env.MODELPLANE_STORE_DIR);
+    expect(mount.readOnly).toBeUndefined();
+    // One process may open the store and the claim is ReadWriteOnce: no surge.
+    expect(deployment.spec.strategy).toEqual({ type: 'Recreate' });
+  });
+
+  it('makes a stream key Secret with a random key, mounted read-only as the stream key file', () => {
+    const secret = one(objs, 'Secret', 'modelplane-stream-key');
+    expect(Object.keys(secret.data)).toEqual(['key']);
+    expect(Buffer.from(secret.data.key, 'base64').toString()).toMatch(/^[A-Za-z0-9]{64}$/);
+    const volume = pod.volumes.find((v: Obj) => v.secret);
+    expect(volume.secret).toEqual({
+      secretName: 'modelplane-stream-key',
+      defaultMode: 0o440,
+      items: [{ key: 'key', path: 'key' }],
+    });
+    const mount = container.volumeMounts.find((m: Obj) => m.name === volume.name);
+    expect(mount.readOnly).toBe(true);
+    expect(env.MODELPLANE_STREAM_KEY_FILE).toBe(`${mount.mountPath}/key`);
+  });
+
+  it('passes the retention times', () => {
+    expect(env.MODELPLANE_DATA_RETENTION).toBe('3600');
+    expect(env.MODELPLANE_RECORD_RETENTION).toBe('2592000');
   });
 
   it('probes /healthz and /readyz, and outlives its shutdown timeout', () => {
@@ -247,8 +299,8 @@ describe('default values', async () => {
   it('serves the gateway through a ClusterIP Service; no Ingress or ServiceMonitor', () => {
     const svc = one(objs, 'Service', 'modelplane-gateway');
     expect(svc.spec.type).toBe('ClusterIP');
-    // A replica answers only for the predictions it accepted.
-    expect(svc.spec.sessionAffinity).toBe('ClientIP');
+    // Every replica serves every prediction: no session affinity.
+    expect(svc.spec.sessionAffinity).toBeUndefined();
     expect(svc.spec.ports).toEqual([{ name: 'http-api', port: 80, targetPort: 'http-api', protocol: 'TCP' }]);
     expect(svc.spec.selector).toEqual(deployment.spec.selector.matchLabels);
     expect(one(objs, 'Service', 'modelplane-metrics').spec.ports[0].targetPort).toBe('metrics');
@@ -282,8 +334,12 @@ describe('other values', () => {
         'operator.shutdownTimeoutSeconds': 120,
         'operator.autoscaler.peers': 'off',
         'operator.extraArgs': ['--lease-duration=30'],
+        'operator.extraVolumes': [{ name: 'db-ca', configMap: { name: 'db-ca' } }],
+        'operator.extraVolumeMounts': [{ name: 'db-ca', mountPath: '/etc/modelplane/db-ca', readOnly: true }],
         'gateway.publicUrl': 'https://models.example.com',
         'gateway.allowAnonymous': ['public', 'demo'],
+        'store.kind': 'postgres',
+        'store.postgres.existingSecret': 'db-app',
         replicaCount: 3,
       },
       { release: 'prod', namespace: 'ml' },
@@ -295,6 +351,12 @@ describe('other values', () => {
     expect(pod.containers[0].image).toBe(`registry.example.com/mp@${digest}`);
     expect(pod.imagePullSecrets).toEqual([{ name: 'regcred' }]);
     expect(pod.containers[0].args).toEqual(['operator', '--lease-duration=30']);
+    expect(pod.volumes.at(-1)).toEqual({ name: 'db-ca', configMap: { name: 'db-ca' } });
+    expect(pod.containers[0].volumeMounts.at(-1)).toEqual({
+      name: 'db-ca',
+      mountPath: '/etc/modelplane/db-ca',
+      readOnly: true,
+    });
     expect(env).toMatchObject({
       MODELPLANE_SIDECAR_IMAGE: 'registry.example.com/mp-sidecar:1',
       MODELPLANE_ROLES: 'gateway',
@@ -308,6 +370,82 @@ describe('other values', () => {
     });
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(120);
     expect(one(objs, 'ClusterRoleBinding').subjects[0].namespace).toBe('ml');
+  });
+
+  it('runs several replicas on PostgreSQL, the URL from a Secret, rolling one at a time', async () => {
+    const objs = await render({
+      'store.kind': 'postgres',
+      'store.postgres.existingSecret': 'db-app',
+      'store.dataRetentionSeconds': 600,
+      'store.recordRetentionSeconds': 86400,
+      replicaCount: 3,
+    });
+    const deployment = one(objs, 'Deployment', 'modelplane-operator');
+    const pod = deployment.spec.template.spec;
+    const container = pod.containers[0];
+    const env = envOf(container);
+    expect(deployment.spec.replicas).toBe(3);
+    expect(deployment.spec.strategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 0, maxSurge: 1 },
+    });
+    expect(env.MODELPLANE_STORE).toBe('postgres');
+    // CloudNativePG's <cluster>-app Secret holds the URL under uri.
+    expect(env.MODELPLANE_DATABASE_URL).toEqual({ secretKeyRef: { name: 'db-app', key: 'uri' } });
+    expect(env.MODELPLANE_STORE_DIR).toBeUndefined();
+    expect(objs.filter((o) => o.kind === 'PersistentVolumeClaim')).toEqual([]);
+    expect(pod.volumes.map((v: Obj) => v.name).sort()).toEqual(['stream-key', 'tmp']);
+    // The same stream key for every replica.
+    expect(one(objs, 'Secret', 'modelplane-stream-key').data.key).toBeTruthy();
+    const strings = Object.fromEntries(Object.entries(env).filter(([, v]) => typeof v === 'string'));
+    const config = parseConfig([], {
+      ...strings,
+      MODELPLANE_DATABASE_URL: 'postgresql://app:secret@db-rw.ml.svc:5432/app',
+    });
+    if (config === 'help') throw new Error('want settings, got help');
+    expect(config.store).toMatchObject({
+      kind: 'postgres',
+      databaseUrl: 'postgresql://app:secret@db-rw.ml.svc:5432/app',
+      dataRetentionMs: 600_000,
+      recordRetentionMs: 86_400_000,
+    });
+    expect(one(objs, 'Service', 'modelplane-gateway').spec.sessionAffinity).toBeUndefined();
+  });
+
+  it('takes a storage class and size, or a claim of your own', async () => {
+    const sized = await render({ 'store.embedded.size': '50Gi', 'store.embedded.storageClass': 'fast-ssd' });
+    expect(one(sized, 'PersistentVolumeClaim').spec).toEqual({
+      accessModes: ['ReadWriteOnce'],
+      storageClassName: 'fast-ssd',
+      resources: { requests: { storage: '50Gi' } },
+    });
+    const own = await render({ 'store.embedded.existingClaim': 'my-claim' });
+    expect(own.filter((o) => o.kind === 'PersistentVolumeClaim')).toEqual([]);
+    const pod = one(own, 'Deployment').spec.template.spec;
+    expect(pod.volumes.find((v: Obj) => v.name === 'store').persistentVolumeClaim).toEqual({
+      claimName: 'my-claim',
+    });
+  });
+
+  it('takes a stream key Secret of your own, or none (the key kept in the store)', async () => {
+    const own = await render({
+      'gateway.streamKey.existingSecret': 'my-stream-key',
+      'gateway.streamKey.secretKey': 'hmac',
+    });
+    expect(own.filter((o) => o.kind === 'Secret')).toEqual([]);
+    const pod = one(own, 'Deployment').spec.template.spec;
+    expect(pod.volumes.find((v: Obj) => v.name === 'stream-key').secret).toEqual({
+      secretName: 'my-stream-key',
+      defaultMode: 0o440,
+      items: [{ key: 'hmac', path: 'key' }],
+    });
+    expect(envOf(pod.containers[0]).MODELPLANE_STREAM_KEY_FILE).toBe('/etc/modelplane/stream-key/key');
+
+    const none = await render({ 'gateway.streamKey.generate': false });
+    expect(none.filter((o) => o.kind === 'Secret')).toEqual([]);
+    const nonePod = one(none, 'Deployment').spec.template.spec;
+    expect(nonePod.volumes.map((v: Obj) => v.name).sort()).toEqual(['store', 'tmp']);
+    expect(envOf(nonePod.containers[0]).MODELPLANE_STREAM_KEY_FILE).toBeUndefined();
   });
 
   it('makes an Ingress, a LoadBalancer Service and a ServiceMonitor when asked', async () => {
@@ -410,6 +548,11 @@ describe('bad values fail with the offending key', () => {
     ],
     ['a public URL with a query', { 'gateway.publicUrl': 'https://x.example.com/?a=1' }, /publicUrl/],
     ['a digest that is not sha256', { 'image.digest': 'latest' }, /digest/],
+    ['an unknown store kind', { 'store.kind': 'sqlite' }, /store\/kind/],
+    ['a claim size that is not a quantity', { 'store.embedded.size': 'ten gigs' }, /store\/embedded\/size/],
+    ['a data retention of 0', { 'store.dataRetentionSeconds': 0 }, /dataRetentionSeconds/],
+    // Gone: every replica serves every prediction.
+    ['session affinity', { 'service.sessionAffinity': 'ClientIP' }, /sessionAffinity/],
   ];
   for (const [what, values, key] of cases) {
     it(`rejects ${what}`, async () => {
@@ -420,9 +563,76 @@ describe('bad values fail with the offending key', () => {
     });
   }
 
+  it('rejects the embedded store with several replicas, naming both ways out', async () => {
+    const r = await runHelm(templateArgs('modelplane', 'modelplane-system', { replicaCount: 2 }));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("values don't meet the specifications of the schema");
+    expect(r.stderr).toContain("at '/replicaCount': value must be 1");
+    expect(r.stderr).toContain("at '/store/kind': value must be 'postgres'");
+  });
+
+  it('rejects the postgres store without a Secret, with one replica or several', async () => {
+    for (const replicaCount of [1, 2]) {
+      const r = await runHelm(
+        templateArgs('modelplane', 'modelplane-system', { 'store.kind': 'postgres', replicaCount }),
+      );
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain("at '/store/postgres/existingSecret'");
+    }
+  });
+
+  it('refuses the same in the templates when the schema is skipped', async () => {
+    const several = await runHelm(
+      templateArgs('modelplane', 'modelplane-system', { replicaCount: 2 }, ['--skip-schema-validation']),
+    );
+    expect(several.code).not.toBe(0);
+    expect(several.stderr).toContain('set replicaCount to 1, or use store.kind=postgres');
+    const noSecret = await runHelm(
+      templateArgs('modelplane', 'modelplane-system', { 'store.kind': 'postgres', replicaCount: 2 }, [
+        '--skip-schema-validation',
+      ]),
+    );
+    expect(noSecret.code).not.toBe(0);
+    expect(noSecret.stderr).toContain('set store.postgres.existingSecret');
+  });
+
+  it('the zod schema and values.schema.json accept and refuse the same store values', async () => {
+    const defaults = parse(readFileSync(join(chartPath, 'values.yaml'), 'utf8'));
+    const cases: Array<Record<string, unknown>> = [
+      {},
+      { replicaCount: 2 },
+      { 'store.kind': 'postgres' },
+      { 'store.kind': 'postgres', replicaCount: 1, 'store.postgres.existingSecret': 'db' },
+      { 'store.kind': 'postgres', replicaCount: 4, 'store.postgres.existingSecret': 'db' },
+      { 'store.kind': 'postgres', replicaCount: 4, 'store.postgres.existingSecret': '' },
+      { 'store.kind': 'embedded', 'store.postgres.existingSecret': 'db' },
+    ];
+    const want = [true, false, false, true, true, false, true];
+    const zod: boolean[] = [];
+    const helmSays: boolean[] = [];
+    for (const values of cases) {
+      const merged = structuredClone(defaults);
+      for (const [key, value] of Object.entries(values)) {
+        const path = key.split('.');
+        let at = merged;
+        for (const p of path.slice(0, -1)) at = at[p];
+        at[path.at(-1)!] = value;
+      }
+      zod.push(ValuesSchema.safeParse(merged).success);
+      helmSays.push((await runHelm(templateArgs('modelplane', 'modelplane-system', values))).code === 0);
+    }
+    expect(zod).toEqual(want);
+    expect(helmSays).toEqual(want);
+  });
+
   it('rejects several replicas without leader election', async () => {
     const r = await runHelm(
-      templateArgs('modelplane', 'modelplane-system', { 'operator.leaderElect': false }),
+      templateArgs('modelplane', 'modelplane-system', {
+        'operator.leaderElect': false,
+        'store.kind': 'postgres',
+        'store.postgres.existingSecret': 'db',
+        replicaCount: 2,
+      }),
     );
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('set replicaCount to 1');

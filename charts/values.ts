@@ -13,6 +13,25 @@ const freeObject = (description: string) => z.record(z.string(), z.unknown()).de
 const objectList = (description: string) => z.array(z.record(z.string(), z.unknown())).describe(description);
 const seconds = (description: string, min = 0) => z.number().min(min).describe(description);
 
+const secretName = (description: string) =>
+  z
+    .string()
+    .regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$/)
+    .max(253)
+    .describe(description);
+const secretKey = (description: string) =>
+  z
+    .string()
+    .regex(/^[-._a-zA-Z0-9]+$/)
+    .max(253)
+    .describe(description);
+/** A Kubernetes quantity of bytes, e.g. 10Gi or 500M. */
+const quantity = (description: string) =>
+  z
+    .string()
+    .regex(/^[0-9]+(\.[0-9]+)?([EPTGMk]i?|[EPTGM]|e[0-9]+)?$/)
+    .describe(description);
+
 const IMAGE_PULL_POLICY = z.enum(['Always', 'IfNotPresent', 'Never']);
 
 export const HardwareClassItemSchema = z
@@ -29,6 +48,100 @@ export const HardwareClassItemSchema = z
     ),
   })
   .strict();
+
+export const STORE_KINDS = ['embedded', 'postgres'] as const;
+
+export const StoreSchema = z
+  .object({
+    kind: z
+      .enum(STORE_KINDS)
+      .describe(
+        'embedded: PostgreSQL inside the operator (PGlite) on a PersistentVolumeClaim, replicaCount 1; postgres: a server of yours, any number of replicas.',
+      ),
+    embedded: z
+      .object({
+        size: quantity('Size of the PersistentVolumeClaim the embedded store is kept on.'),
+        storageClass: str("storageClassName of the claim; empty: the cluster's default class."),
+        existingClaim: z
+          .string()
+          .regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$/)
+          .describe('A PersistentVolumeClaim of yours to keep the store on; empty: the chart makes one.'),
+      })
+      .strict(),
+    postgres: z
+      .object({
+        existingSecret: secretName(
+          'The Secret (release namespace) holding the database URL; required with kind postgres.',
+        ),
+        secretKey: secretKey('The key of that Secret holding postgres://user:password@host:5432/db.'),
+      })
+      .strict(),
+    dataRetentionSeconds: z
+      .int()
+      .min(1)
+      .describe('How long a finished prediction keeps its input, output and logs (then data_removed: true).'),
+    recordRetentionSeconds: z
+      .int()
+      .min(1)
+      .describe('How long the record of a finished prediction (status, times, metrics, cost) is kept.'),
+  })
+  .strict()
+  .describe('Where predictions are kept.');
+
+/**
+ * The rules across keys, for values.schema.json (JSON Schema `if`/`then`; Helm merges
+ * values.yaml first, so store.kind is always there). `storeProblems` states the same rules
+ * for the zod schema.
+ */
+const storeKind = (kind: string) => ({
+  required: ['store'],
+  properties: { store: { required: ['kind'], properties: { kind: { const: kind } } } },
+});
+const STORE_RULES = [
+  {
+    description: 'The embedded store is opened by one process: replicaCount must be 1.',
+    if: storeKind('embedded'),
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's keyword
+    then: { properties: { replicaCount: { const: 1 } } },
+  },
+  {
+    // The same rule seen from the other key, so that helm's message names both ways out.
+    description: 'Several replicas share a PostgreSQL server: store.kind must be postgres.',
+    if: { required: ['replicaCount'], properties: { replicaCount: { minimum: 2 } } },
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's keyword
+    then: { properties: { store: { properties: { kind: { const: 'postgres' } } } } },
+  },
+  {
+    description:
+      'The postgres store reads its URL from a Secret: store.postgres.existingSecret must name it.',
+    if: storeKind('postgres'),
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's keyword
+    then: {
+      properties: {
+        store: { properties: { postgres: { properties: { existingSecret: { minLength: 1 } } } } },
+      },
+    },
+  },
+];
+
+/** What the values break of the rules across keys (empty: none), as the zod schema reports it. */
+function storeProblems(
+  v: { replicaCount: number; store: z.output<typeof StoreSchema> },
+  ctx: z.RefinementCtx,
+) {
+  if (v.store.kind === 'embedded' && v.replicaCount !== 1)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['replicaCount'],
+      message: 'the embedded store is opened by one process: replicaCount must be 1 (or store.kind postgres)',
+    });
+  if (v.store.kind === 'postgres' && !v.store.postgres.existingSecret)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['store', 'postgres', 'existingSecret'],
+      message: 'store.kind postgres needs the Secret holding the database URL',
+    });
+}
 
 export const ValuesSchema = z
   .object({
@@ -55,7 +168,9 @@ export const ValuesSchema = z
     replicaCount: z
       .int()
       .min(1)
-      .describe('Operator replicas. All serve the gateway; the Lease holder runs the controllers.'),
+      .describe(
+        'Operator replicas. All serve the gateway; the Lease holder runs the controllers. 1 with the embedded store.',
+      ),
     crds: z
       .object({
         install: bool(
@@ -97,8 +212,11 @@ export const ValuesSchema = z
           .strict(),
         extraArgs: z.array(z.string()).describe('More `modelplane operator` flags.'),
         extraEnv: objectList('More environment variables of the operator container (EnvVar objects).'),
+        extraVolumes: objectList('More volumes of the operator pods (Volume objects), e.g. a CA bundle.'),
+        extraVolumeMounts: objectList('Where the operator container mounts them (VolumeMount objects).'),
       })
       .strict(),
+    store: StoreSchema,
     gateway: z
       .object({
         publicUrl: z
@@ -114,6 +232,16 @@ export const ValuesSchema = z
         tokenReviewAudiences: z
           .array(z.string().min(1))
           .describe("Audiences Kubernetes tokens must be for; empty: the API server's."),
+        streamKey: z
+          .object({
+            generate: bool(
+              'Without existingSecret: make a Secret with a random key on install and keep it on upgrades (false: the key kept in the store).',
+            ),
+            existingSecret: secretName('A Secret of yours holding the key; empty: see generate.'),
+            secretKey: secretKey('The key of that Secret holding the stream key.'),
+          })
+          .strict()
+          .describe('The key that signs stream URLs, the same for every replica.'),
       })
       .strict(),
     webhook: z
@@ -141,9 +269,6 @@ export const ValuesSchema = z
       .object({
         type: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer']).describe('Type of the gateway Service.'),
         port: z.int().min(1).max(65535).describe('Port of the gateway Service.'),
-        sessionAffinity: z
-          .enum(['ClientIP', 'None'])
-          .describe('ClientIP: a caller keeps to one replica, which holds the predictions it created.'),
         nodePort: z
           .int()
           .min(0)
@@ -211,7 +336,8 @@ export const ValuesSchema = z
       .min(0)
       .describe('Grace period of the operator pods; 0: operator.shutdownTimeoutSeconds + 15.'),
   })
-  .strict();
+  .strict()
+  .superRefine(storeProblems);
 
 export type Values = z.input<typeof ValuesSchema>;
 
@@ -222,5 +348,5 @@ export function valuesJsonSchema(): Record<string, unknown> {
     unrepresentable: 'any',
     target: 'draft-7',
   }) as Record<string, unknown>;
-  return { ...schema, title: 'modelplane chart values' };
+  return { ...schema, title: 'modelplane chart values', allOf: STORE_RULES };
 }

@@ -3,6 +3,8 @@
  * the local control plane with GPU node pools and the pod runner's nodes, installs the CRDs
  * and default HardwareClasses, starts the operator (controllers, autoscaler and gateway) and
  * the pod runner, applies the example models, waits until they serve, and mints an API token.
+ * The operator keeps its predictions in the embedded store under .modelplane/dev/store, and is
+ * restarted, as a kubelet would restart it, when it exits after it was ready.
  *
  * `startDev` is what the end-to-end test runs too; `stop` ends everything it started.
  */
@@ -17,7 +19,7 @@ import { LocalCluster } from '../harness/cluster/local.ts';
 import { type NodePool, standardPools } from '../harness/cluster/node-pools.ts';
 import { binaries, repoRoot } from '../harness/cluster/paths.ts';
 import { PodRunner, runnerPools } from '../harness/podrunner/index.ts';
-import { freePort, GiveUp, GroupProcess, waitFor } from '../harness/processes.ts';
+import { freePort, GiveUp, GroupProcess, Restarting, waitFor } from '../harness/processes.ts';
 import { spawnTethered } from '../harness/tether.ts';
 import { createApiToken } from '../operator/gateway/tokens.ts';
 import { Deployments } from '../operator/resources.ts';
@@ -36,6 +38,11 @@ export interface DevOptions {
   modelsDirs?: string[];
   /** Where logs go (default .modelplane/dev/ in the checkout). */
   logDir?: string;
+  /**
+   * The directory of the operator's embedded prediction store (default .modelplane/dev/store
+   * in the checkout): predictions outlive a restart of the operator, and of `modelplane dev`.
+   */
+  storeDir?: string;
   /** Flags added to `modelplane operator` (a later flag wins). */
   operatorFlags?: string[];
   /** Aborting it while starting stops what was started and rejects. */
@@ -56,6 +63,10 @@ export interface Dev {
   logDir: string;
   /** Where the operator's log is. */
   operatorLog: string;
+  /** The operator's embedded prediction store. */
+  storeDir: string;
+  /** The operator: restarted when it exits, as a kubelet would. */
+  operator: Restarting<GroupProcess>;
   /** Deployments applied from the examples, `namespace/name`. */
   deployments: string[];
   stop(): Promise<void>;
@@ -199,43 +210,87 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
       }) as never,
     );
     const operatorLog = join(logDir, 'operator.log');
+    const storeDir = opts.storeDir ?? join(repoRoot, '.modelplane', 'dev', 'store');
+    mkdirSync(storeDir, { recursive: true });
     step(
-      `starting the operator (controllers, autoscaler, gateway on 127.0.0.1:${gatewayPort}, webhook on 127.0.0.1:${webhookPort}); log: ${operatorLog}`,
+      `starting the operator (controllers, autoscaler, gateway on 127.0.0.1:${gatewayPort}, webhook on 127.0.0.1:${webhookPort}; predictions in ${storeDir}); log: ${operatorLog}`,
     );
-    const operator = new GroupProcess(
-      'operator',
-      process.execPath,
-      [
-        join(repoRoot, 'cli', 'modelplane.ts'),
-        'operator',
-        `--kubeconfig=${kubeconfig}`,
-        '--roles=controllers,gateway,webhook',
-        '--leader-elect=false',
-        `--lease-namespace=${SYSTEM_NAMESPACE}`,
-        `--token-namespace=${SYSTEM_NAMESPACE}`,
-        `--gateway-address=127.0.0.1:${gatewayPort}`,
-        `--http-address=127.0.0.1:${httpPort}`,
-        `--webhook-address=127.0.0.1:${webhookPort}`,
-        '--webhook-cert-names=127.0.0.1',
-        ...(opts.operatorFlags ?? []),
-      ],
-      { logFile: operatorLog },
-    );
+    const readyz = `http://127.0.0.1:${httpPort}/readyz`;
+    // Restarted once it has been ready: an operator that cannot start at all fails `dev`.
+    let wasReady = false;
+    const operator = new Restarting<GroupProcess>({
+      start: () =>
+        new GroupProcess(
+          'operator',
+          process.execPath,
+          [
+            join(repoRoot, 'cli', 'modelplane.ts'),
+            'operator',
+            `--kubeconfig=${kubeconfig}`,
+            '--roles=controllers,gateway,webhook',
+            '--leader-elect=false',
+            `--lease-namespace=${SYSTEM_NAMESPACE}`,
+            `--token-namespace=${SYSTEM_NAMESPACE}`,
+            `--gateway-address=127.0.0.1:${gatewayPort}`,
+            `--http-address=127.0.0.1:${httpPort}`,
+            `--webhook-address=127.0.0.1:${webhookPort}`,
+            '--webhook-cert-names=127.0.0.1',
+            '--store=embedded',
+            `--store-dir=${storeDir}`,
+            ...(opts.operatorFlags ?? []),
+          ],
+          { logFile: operatorLog },
+        ),
+      keepRunning: () => wasReady,
+      onExit: (how, delayMs) =>
+        log(
+          delayMs === 0
+            ? `the operator exited (${how}); restarting it`
+            : `the operator exited (${how}) again soon after it started; restarting it in ${(delayMs / 1000).toFixed(0)} s (log: ${operatorLog})`,
+        ),
+      onStartError: (err, delayMs) =>
+        log(
+          `could not start the operator (${err.message}); trying again in ${(delayMs / 1000).toFixed(0)} s`,
+        ),
+      onStart: (proc, restarts) => {
+        if (restarts > 0) void announceReady(proc, restarts);
+      },
+    });
+    // Says when a restarted operator serves again.
+    const announceReady = async (proc: GroupProcess, restarts: number) => {
+      try {
+        await waitFor(
+          'the restarted operator to be ready',
+          async () => {
+            if (!proc.running) throw new GiveUp('exited');
+            return (await fetch(readyz)).ok;
+          },
+          { timeoutMs: 120_000, intervalMs: 250 },
+        );
+        log(`the operator is ready again (restart ${restarts})`);
+      } catch (err) {
+        if (proc.running)
+          log(`the restarted operator is not ready: ${(err as Error).message}; see ${operatorLog}`);
+      }
+    };
     cleanups.push({ what: 'the operator', run: () => operator.stop(35_000) });
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
     // Stops a wait at once when there is no point in waiting any longer.
     const carryOn = () => {
       if (opts.signal?.aborted) throw new GiveUp('interrupted');
-      if (!operator.running) throw new GiveUp(`the operator exited; see ${operatorLog}`);
+      const proc = operator.current;
+      if (!wasReady && proc && !proc.running)
+        throw new GiveUp(`the operator exited; see ${operatorLog}:\n${proc.logTail()}`);
     };
     await waitFor(
       'the operator to be ready',
       async () => {
         carryOn();
-        return (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok;
+        return (await fetch(readyz)).ok;
       },
       { timeoutMs: 60_000, intervalMs: 250 },
     );
+    wasReady = true;
 
     const { token } = await createApiToken(client, {
       name: 'dev',
@@ -299,7 +354,19 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
       );
     }
     const httpUrl = `http://127.0.0.1:${httpPort}`;
-    return { kubeconfig, gatewayUrl, httpUrl, token, namespace, logDir, operatorLog, deployments, stop };
+    return {
+      kubeconfig,
+      gatewayUrl,
+      httpUrl,
+      token,
+      namespace,
+      logDir,
+      operatorLog,
+      storeDir,
+      operator,
+      deployments,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
@@ -316,6 +383,7 @@ modelplane is running.
   API token   ${dev.token}
   kubeconfig  export KUBECONFIG=${dev.kubeconfig}
   logs        ${dev.logDir}
+  predictions ${dev.storeDir}
 
 Call a model:
 
@@ -336,6 +404,7 @@ Watch it work:
 
 Add a model: put a Cog predictor in examples/models/<name>/ (predict.py, cog.yaml), apply a
 Model, a ModelVersion with image modelplane.local/<name>:dev and a Deployment (see
-examples/dev/echo.yaml). Ctrl-C stops everything.
+examples/dev/echo.yaml). If the operator exits (a crash, kill -9), it is restarted, as a
+kubelet would, and carries on with the predictions it had accepted. Ctrl-C stops everything.
 `;
 }

@@ -2,6 +2,7 @@
  * `modelplane dev`: runs modelplane on this machine (see dev.ts) until Ctrl-C, then stops
  * everything it started.
  */
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { banner, startDev } from './dev.ts';
 
@@ -10,8 +11,10 @@ export const USAGE = `Usage: modelplane dev [flags]
 Starts a local Kubernetes control plane with GPU node pools (kwok A100 and H100 nodes, and
 a T4 and a CPU node whose pods run here as processes), the modelplane operator with its
 gateway, and the example models echo and embed; prints the gateway URL, an API token and how
-to call the models. Ctrl-C stops everything. Missing builds (the control plane from Go
-modules, the Python environment of the models) are made on the first run.
+to call the models. The operator keeps predictions in its embedded store (--store-dir); when
+it exits unexpectedly it is restarted, as a kubelet would, and carries on with them. Ctrl-C
+stops everything. Missing builds (the control plane from Go modules, the Python environment
+of the models) are made on the first run.
 
 Flags:
   --namespace NS     namespace of the example models and of the API token (default default)
@@ -19,6 +22,8 @@ Flags:
   --models-dir DIR   also serve the Cog predictors in DIR/<name>/ as modelplane.local/<name>
                      (repeatable)
   -f, --filename F   apply these manifests instead of examples/dev/*.yaml (repeatable)
+  --store-dir DIR    the operator's prediction store (default .modelplane/dev/store in the
+                     checkout; one modelplane dev at a time may use a directory)
   -h, --help         show this help
 `;
 
@@ -28,6 +33,7 @@ export async function run(argv: string[]): Promise<number> {
     port?: string;
     'models-dir'?: string[];
     filename?: string[];
+    'store-dir'?: string;
     help?: boolean;
   };
   try {
@@ -38,6 +44,7 @@ export async function run(argv: string[]): Promise<number> {
         port: { type: 'string' },
         'models-dir': { type: 'string', multiple: true },
         filename: { type: 'string', short: 'f', multiple: true },
+        'store-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -74,6 +81,7 @@ export async function run(argv: string[]): Promise<number> {
       gatewayPort: port,
       modelsDirs: values['models-dir'],
       examples: values.filename,
+      storeDir: values['store-dir'] === undefined ? undefined : resolve(values['store-dir']),
       signal: abort.signal,
       log,
     });

@@ -6,6 +6,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { exponentialDelay } from '../lib/backoff.ts';
+import { type Clock, realClock, type Timer } from '../lib/clock.ts';
 import { spawnTethered } from './tether.ts';
 
 /** A free TCP port on 127.0.0.1 (bound, read, released). */
@@ -193,4 +195,134 @@ export async function stopGroup(pgid: number, graceMs = 5_000): Promise<void> {
     timeoutMs: 10_000,
     intervalMs: 20,
   });
+}
+
+/** What `Restarting` needs of a process: when it exits, and how to stop it. */
+export interface Stoppable {
+  /** Resolves with the exit code, or the signal's name, once it has exited. */
+  readonly exited: Promise<number | string>;
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface RestartPolicy {
+  /** Delay before the second restart of a crash loop (default 1 s); doubled each time after. */
+  initialMs: number;
+  /** The longest delay (default 30 s). */
+  maxMs: number;
+  /** A run this long ends a crash loop: the next exit restarts at once (default 60 s). */
+  resetAfterMs: number;
+}
+
+export const DEFAULT_RESTART_POLICY: RestartPolicy = {
+  initialMs: 1_000,
+  maxMs: 30_000,
+  resetAfterMs: 60_000,
+};
+
+/**
+ * The delay before a restart, as the kubelet does it: at once after the first exit of a
+ * crash loop, then `initialMs` doubled per exit, at most `maxMs`. `crashes` counts the exits
+ * of the loop, this one included (runs shorter than `resetAfterMs` in a row).
+ */
+export function restartDelayMs(crashes: number, policy: RestartPolicy = DEFAULT_RESTART_POLICY): number {
+  if (crashes <= 1) return 0;
+  return exponentialDelay(crashes - 2, policy.initialMs, policy.maxMs);
+}
+
+/** "code 1", "signal SIGKILL": how a process ended, from `exited`. */
+export function describeExit(how: number | string): string {
+  if (typeof how === 'number') return `code ${how}`;
+  return /^SIG[A-Z0-9]+$/.test(how) ? `signal ${how}` : how;
+}
+
+export interface RestartingOptions<P> {
+  /** Starts the process (again); may throw (tried again after the next delay). */
+  start: (restarts: number) => P;
+  /** The process exited on its own; it starts again in `delayMs`. */
+  onExit?: (how: string, delayMs: number, restarts: number) => void;
+  /** A process was started (`restarts` 0: the first). */
+  onStart?: (process: P, restarts: number) => void;
+  /** `start` threw; tried again in `delayMs`. */
+  onStartError?: (err: Error, delayMs: number) => void;
+  /** Asked when the process exits on its own: false leaves it ended (default: always restart). */
+  keepRunning?: () => boolean;
+  policy?: Partial<RestartPolicy>;
+  clock?: Clock;
+}
+
+/**
+ * A process kept running as a kubelet keeps a container running: when it exits without being
+ * asked to (a crash, SIGKILL, out of memory) it is started again, at once the first time and
+ * with a growing delay while it keeps exiting soon after it starts. `stop` stops it for good.
+ */
+export class Restarting<P extends Stoppable> {
+  private readonly opts: RestartingOptions<P>;
+  private readonly policy: RestartPolicy;
+  private readonly clock: Clock;
+  private proc: P | undefined;
+  private startedAt = 0;
+  private crashes = 0;
+  private count = 0;
+  private stopped = false;
+  private timer: Timer | undefined;
+
+  /** Starts the process; throws when the first start throws. */
+  constructor(opts: RestartingOptions<P>) {
+    this.opts = opts;
+    this.policy = { ...DEFAULT_RESTART_POLICY, ...opts.policy };
+    this.clock = opts.clock ?? realClock;
+    this.launch(this.opts.start(0));
+  }
+
+  /** The process now running, or the one that last exited while a restart is due. */
+  get current(): P | undefined {
+    return this.proc;
+  }
+
+  /** How many times it was started again. */
+  get restarts(): number {
+    return this.count;
+  }
+
+  /** Stops the process and starts no other. */
+  async stop(graceMs?: number): Promise<void> {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+    await this.proc?.stop(graceMs);
+  }
+
+  private launch(proc: P): void {
+    this.proc = proc;
+    this.startedAt = this.clock.mono();
+    this.opts.onStart?.(proc, this.count);
+    void proc.exited.then((how) => {
+      if (this.stopped || this.proc !== proc) return;
+      if (this.opts.keepRunning && !this.opts.keepRunning()) return;
+      const ran = this.clock.mono() - this.startedAt;
+      this.crashes = ran >= this.policy.resetAfterMs ? 1 : this.crashes + 1;
+      const delay = restartDelayMs(this.crashes, this.policy);
+      this.opts.onExit?.(describeExit(how), delay, this.count);
+      this.schedule(delay);
+    });
+  }
+
+  private schedule(delay: number): void {
+    this.timer = this.clock.setTimer(() => {
+      this.timer = undefined;
+      if (this.stopped) return;
+      this.count++;
+      let proc: P;
+      try {
+        proc = this.opts.start(this.count);
+      } catch (err) {
+        this.crashes++;
+        const next = restartDelayMs(this.crashes, this.policy);
+        this.opts.onStartError?.(err as Error, next);
+        this.schedule(next);
+        return;
+      }
+      this.launch(proc);
+    }, delay);
+  }
 }

@@ -1,13 +1,15 @@
 /**
  * `modelplane dev` end to end, as a new user runs it: the real command in a child process on
  * a cluster of its own, the printed token and URL used by the official `replicate` client,
- * kubectl on the printed kubeconfig, then Ctrl-C (SIGINT), after which nothing it started
+ * kubectl on the printed kubeconfig; `kill -9` of the operator with predictions under way (it
+ * is restarted and every one finishes); then Ctrl-C (SIGINT), after which nothing it started
  * runs.
  */
 import type { ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Replicate from 'replicate';
+import Replicate, { type Prediction } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kubectl } from '../../dev/dev.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
@@ -23,6 +25,9 @@ let gateway = '';
 let token = '';
 let kubeconfig = '';
 let replicate: Replicate;
+let gatewayPort = 0;
+/** The prediction store of this run's operator (the default one may be in use by a `make dev`). */
+const storeDir = mkdtempSync(join(tmpdir(), 'dev-e2e-store-'));
 
 /** Every process whose command line or environment mentions `needle` (but this test's own). */
 function processesWith(needle: string): string[] {
@@ -47,9 +52,16 @@ function workloadReplicas(name: string): number {
 describe('modelplane dev', () => {
   beforeAll(async () => {
     const port = await freePort();
+    gatewayPort = port;
     child = spawnTethered(
       process.execPath,
-      [join(repoRoot, 'cli', 'modelplane.ts'), 'dev', `--port=${port}`, `--namespace=${NS}`],
+      [
+        join(repoRoot, 'cli', 'modelplane.ts'),
+        'dev',
+        `--port=${port}`,
+        `--namespace=${NS}`,
+        `--store-dir=${storeDir}`,
+      ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, MODELPLANE_LOG_LEVEL: 'warn' },
@@ -83,6 +95,7 @@ describe('modelplane dev', () => {
       child.kill('SIGKILL');
       await exited;
     }
+    rmSync(storeDir, { recursive: true, force: true });
   });
 
   it('prints the gateway URL, a token, a curl example, a replicate snippet and kubectl commands', () => {
@@ -194,6 +207,113 @@ spec:
     expect(events).toContain('ScaledFromZero');
     expect(events).toContain('ScaledToZero');
   });
+
+  it('restarts the operator after kill -9; every prediction accepted before finishes and is readable', async () => {
+    // `sleep` with two slots on one instance: of six predictions, two run and four wait.
+    const file = join(repoRoot, '.modelplane', 'dev', 'sleep.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: modelplane.dev/v1alpha1
+kind: Model
+metadata:
+  name: sleep
+spec:
+  defaultHardware: gpu-t4
+  deployment: sleep
+---
+apiVersion: modelplane.dev/v1alpha1
+kind: ModelVersion
+metadata:
+  name: sleep-v1
+spec:
+  model: sleep
+  image: modelplane.local/sleep:dev
+  maxConcurrency: 2
+---
+apiVersion: modelplane.dev/v1alpha1
+kind: Deployment
+metadata:
+  name: sleep
+spec:
+  model: sleep
+  version: sleep-v1
+  hardware: gpu-t4
+  minInstances: 1
+  maxInstances: 1
+`,
+    );
+    k('apply', '--server-side', '-n', NS, '-f', file);
+    try {
+      await waitFor(
+        'deployment sleep to be Ready',
+        () =>
+          k(
+            'get',
+            'deployments.modelplane.dev',
+            'sleep',
+            '-n',
+            NS,
+            '-o',
+            'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+          ) === 'True',
+        { timeoutMs: 120_000, intervalMs: 500 },
+      );
+      const accepted: Prediction[] = [];
+      for (let i = 0; i < 6; i++)
+        accepted.push(await replicate.deployments.predictions.create(NS, 'sleep', { input: { seconds: 3 } }));
+      // Killed with predictions on the instance and in the queue.
+      await waitFor(
+        'two predictions to run on the instance',
+        async () => {
+          const now = await Promise.all(accepted.map((p) => replicate.predictions.get(p.id)));
+          return now.filter((p) => p.status === 'processing').length === 2;
+        },
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
+
+      const flag = `--gateway-address=127.0.0.1:${gatewayPort}`;
+      const before = processesWith(flag);
+      expect(before, 'one operator process').toHaveLength(1);
+      const pid = Number(before[0]!.split(':')[0]);
+      process.kill(pid, 'SIGKILL');
+      await waitFor(
+        'modelplane dev to say it restarts the operator, then that it is ready again',
+        () =>
+          stderr.includes('the operator exited (signal SIGKILL); restarting it') &&
+          stderr.includes('the operator is ready again (restart 1)'),
+        { timeoutMs: 90_000, intervalMs: 100 },
+      );
+      const after = processesWith(flag);
+      expect(after).toHaveLength(1);
+      expect(Number(after[0]!.split(':')[0])).not.toBe(pid);
+
+      const done = await waitFor(
+        'every prediction accepted before the kill to finish',
+        async () => {
+          const now = await Promise.all(accepted.map((p) => replicate.predictions.get(p.id)));
+          return now.every((p) => ['succeeded', 'failed', 'canceled'].includes(p.status)) ? now : undefined;
+        },
+        { timeoutMs: 90_000, intervalMs: 250 },
+      );
+      for (const p of done) {
+        expect(p.status, `${p.id}: ${p.error}`).toBe('succeeded');
+        expect(p.output).toMatch(/^slept 3(\.0)? s$/);
+        // Run once on the model server: one "sleeping" line in its logs.
+        expect(p.logs?.match(/sleeping/g) ?? []).toHaveLength(1);
+      }
+      // Listed too, by the restarted operator.
+      const listed = new Set<string>();
+      for await (const page of replicate.paginate(() => replicate.predictions.list()))
+        for (const p of page) listed.add(p.id);
+      for (const p of accepted) expect(listed.has(p.id), p.id).toBe(true);
+      // It serves new predictions as before.
+      expect(await replicate.run(`${NS}/echo`, { input: { text: 'after the restart' } })).toBe(
+        'after the restart',
+      );
+    } finally {
+      k('delete', '-n', NS, '-f', file);
+    }
+  }, 300_000);
 
   it('removes every child when the Model and its Deployments are deleted', async () => {
     const selector = 'modelplane.dev/deployment in (echo,echo-zero)';

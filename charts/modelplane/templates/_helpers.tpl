@@ -61,3 +61,18 @@ app.kubernetes.io/component: operator
 {{- define "modelplane.webhookCertSecret" -}}
 {{ include "modelplane.fullname" . }}-webhook-cert
 {{- end }}
+
+{{/* The Secret holding the stream key, or "" when the operator uses the key kept in the store. */}}
+{{- define "modelplane.streamKeySecret" -}}
+{{- $k := .Values.gateway.streamKey }}
+{{- if $k.existingSecret }}
+{{- $k.existingSecret }}
+{{- else if $k.generate }}
+{{- printf "%s-stream-key" (include "modelplane.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The claim the embedded store is kept on. */}}
+{{- define "modelplane.storeClaim" -}}
+{{- default (printf "%s-store" (include "modelplane.fullname" .)) .Values.store.embedded.existingClaim }}
+{{- end }}
