@@ -34,6 +34,7 @@ COPY crds ./crds
 COPY lib ./lib
 COPY operator ./operator
 COPY sidecar ./sidecar
+COPY webhook ./webhook
 USER 65532:65532
 # The chart runs it with the argument `operator`; model pods run it with `sidecar`.
 ENTRYPOINT ["/nodejs/bin/node", "cli/modelplane.ts"]

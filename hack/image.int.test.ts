@@ -131,7 +131,8 @@ beforeAll(async () => {
   operator = await new ReadOnlyRootContainer(image)
     .withNetworkMode('host')
     .withReadOnlyRootFilesystem()
-    .withTmpFs({ '/tmp': 'rw,size=64m' })
+    // Writable: /tmp, and the embedded prediction store's directory (a PVC in the chart).
+    .withTmpFs({ '/tmp': 'rw,size=64m', '/var/lib/modelplane': 'rw,size=256m,mode=1777' })
     .withBindMounts([{ source: kubeconfig, target: KUBECONFIG_IN_CONTAINER, mode: 'ro' }])
     .withCommand([
       'operator',
@@ -144,6 +145,7 @@ beforeAll(async () => {
       `--http-address=127.0.0.1:${httpPort}`,
       `--sidecar-image=${image}`,
       `--shutdown-timeout=${SHUTDOWN_SECONDS}`,
+      '--store-dir=/var/lib/modelplane/store',
     ])
     .withLogConsumer((stream) => stream.pipe(out))
     .start();
