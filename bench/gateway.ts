@@ -32,8 +32,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SYSTEM_NAMESPACE, startDev } from '../dev/dev.ts';
-import { repoRoot } from '../harness/cluster/paths.ts';
+import { operatorArgs, startDev } from '../dev/dev.ts';
 import { PostgresServer } from '../harness/postgres.ts';
 import { freePort, GroupProcess, waitFor } from '../harness/processes.ts';
 import { readPods } from './pods.ts';
@@ -209,17 +208,13 @@ async function gatewayReplica(store: string): Promise<{ pid: number; url: URL }>
   const replica = new GroupProcess(
     `gateway-${store}`,
     process.execPath,
-    [
-      join(repoRoot, 'cli', 'modelplane.ts'),
-      'operator',
-      `--kubeconfig=${dev.kubeconfig}`,
-      '--roles=gateway',
-      `--token-namespace=${SYSTEM_NAMESPACE}`,
-      `--gateway-address=127.0.0.1:${gatewayPort}`,
-      `--http-address=127.0.0.1:${httpPort}`,
-      '--log-level=warn',
-      ...flags,
-    ],
+    operatorArgs({
+      kubeconfig: dev.kubeconfig,
+      roles: 'gateway',
+      gatewayPort,
+      httpPort,
+      flags: ['--log-level=warn', ...flags],
+    }),
     {
       logFile: join(logDir, `gateway-${store}.log`),
       env: values.profile

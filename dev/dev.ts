@@ -75,6 +75,31 @@ export interface Dev {
 export const DEFAULT_EXAMPLES = ['echo.yaml', 'embed.yaml'].map((f) => join(repoRoot, 'examples', 'dev', f));
 /** Namespace of the operator's own objects: its Lease and the API token Secrets. */
 export const SYSTEM_NAMESPACE = 'modelplane-system';
+
+/**
+ * The arguments (after node) of `modelplane operator` on the local cluster: its kubeconfig,
+ * `roles`, the system namespace for its Lease and API tokens, the gateway and HTTP servers on
+ * loopback ports, then `flags` (a later flag wins).
+ */
+export function operatorArgs(o: {
+  kubeconfig: string;
+  roles: string;
+  gatewayPort: number;
+  httpPort: number;
+  flags?: string[];
+}): string[] {
+  return [
+    join(repoRoot, 'cli', 'modelplane.ts'),
+    'operator',
+    `--kubeconfig=${o.kubeconfig}`,
+    `--roles=${o.roles}`,
+    `--lease-namespace=${SYSTEM_NAMESPACE}`,
+    `--token-namespace=${SYSTEM_NAMESPACE}`,
+    `--gateway-address=127.0.0.1:${o.gatewayPort}`,
+    `--http-address=127.0.0.1:${o.httpPort}`,
+    ...(o.flags ?? []),
+  ];
+}
 export const RUNNER_NAME = 'local';
 
 /**
@@ -223,22 +248,20 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
         new GroupProcess(
           'operator',
           process.execPath,
-          [
-            join(repoRoot, 'cli', 'modelplane.ts'),
-            'operator',
-            `--kubeconfig=${kubeconfig}`,
-            '--roles=controllers,gateway,webhook',
-            '--leader-elect=false',
-            `--lease-namespace=${SYSTEM_NAMESPACE}`,
-            `--token-namespace=${SYSTEM_NAMESPACE}`,
-            `--gateway-address=127.0.0.1:${gatewayPort}`,
-            `--http-address=127.0.0.1:${httpPort}`,
-            `--webhook-address=127.0.0.1:${webhookPort}`,
-            '--webhook-cert-names=127.0.0.1',
-            '--store=embedded',
-            `--store-dir=${storeDir}`,
-            ...(opts.operatorFlags ?? []),
-          ],
+          operatorArgs({
+            kubeconfig,
+            roles: 'controllers,gateway,webhook',
+            gatewayPort,
+            httpPort,
+            flags: [
+              '--leader-elect=false',
+              `--webhook-address=127.0.0.1:${webhookPort}`,
+              '--webhook-cert-names=127.0.0.1',
+              '--store=embedded',
+              `--store-dir=${storeDir}`,
+              ...(opts.operatorFlags ?? []),
+            ],
+          }),
           { logFile: operatorLog },
         ),
       keepRunning: () => wasReady,

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Replicate, { type Prediction } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Dev, SYSTEM_NAMESPACE, startDev } from '../../dev/dev.ts';
+import { type Dev, operatorArgs, startDev } from '../../dev/dev.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
 import { PostgresServer } from '../../harness/postgres.ts';
 import { freePort, GroupProcess, waitFor } from '../../harness/processes.ts';
@@ -162,18 +162,13 @@ describe('predictions that survive', () => {
     const bProcess = new GroupProcess(
       'operator-b',
       process.execPath,
-      [
-        join(repoRoot, 'cli', 'modelplane.ts'),
-        'operator',
-        `--kubeconfig=${dev.kubeconfig}`,
-        '--roles=controllers,gateway',
-        '--leader-elect=true',
-        `--lease-namespace=${SYSTEM_NAMESPACE}`,
-        `--token-namespace=${SYSTEM_NAMESPACE}`,
-        `--gateway-address=127.0.0.1:${gatewayPort}`,
-        `--http-address=127.0.0.1:${httpPort}`,
-        ...storeFlags,
-      ],
+      operatorArgs({
+        kubeconfig: dev.kubeconfig,
+        roles: 'controllers,gateway',
+        gatewayPort,
+        httpPort,
+        flags: ['--leader-elect=true', ...storeFlags],
+      }),
       { logFile: join(logDir, 'operator-b.log') },
     );
     b = {
@@ -355,18 +350,13 @@ describe('predictions that survive', () => {
     const c = new GroupProcess(
       'operator-c',
       process.execPath,
-      [
-        join(repoRoot, 'cli', 'modelplane.ts'),
-        'operator',
-        `--kubeconfig=${dev.kubeconfig}`,
-        '--roles=gateway',
-        `--token-namespace=${SYSTEM_NAMESPACE}`,
-        `--gateway-address=127.0.0.1:${gatewayPort}`,
-        `--http-address=127.0.0.1:${httpPort}`,
-        '--store=postgres',
-        `--database-url=${pg.url}`,
-        '--data-retention=2',
-      ],
+      operatorArgs({
+        kubeconfig: dev.kubeconfig,
+        roles: 'gateway',
+        gatewayPort,
+        httpPort,
+        flags: ['--store=postgres', `--database-url=${pg.url}`, '--data-retention=2'],
+      }),
       { logFile: join(logDir, 'operator-c.log') },
     );
     try {
