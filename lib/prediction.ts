@@ -66,7 +66,10 @@ export function newPredictionId(): string {
   return id;
 }
 
-/** The `metrics` of a prediction object, in seconds. */
+/**
+ * The `metrics` of a prediction object: the timings, in seconds, and beside them the metrics
+ * the model recorded itself (Cog's `record_metric`: `image_count`, `input_token_count`, ...).
+ */
 export interface PredictionMetrics {
   /** Seconds the model ran: the model server's own figure, else the sidecar's wall clock. */
   predict_time?: number;
@@ -74,6 +77,27 @@ export interface PredictionMetrics {
   total_time?: number;
   /** Seconds from creation until the model server took it (queued or waiting for a slot). */
   queue_time?: number;
+  /** A metric the model recorded: any JSON value (numbers, strings, lists, nested objects). */
+  [name: string]: unknown;
+}
+
+/** The metrics modelplane measures itself; a model's own metric of the same name gives way. */
+export const TIMING_METRICS = ['predict_time', 'total_time', 'queue_time'] as const;
+const TIMING: ReadonlySet<string> = new Set(TIMING_METRICS);
+
+/**
+ * The metrics a model recorded itself, out of a `metrics` object (the model server's, or a
+ * prediction object's): every entry but the timings. Undefined when there is none.
+ */
+export function modelMetrics(metrics: unknown): Record<string, unknown> | undefined {
+  if (typeof metrics !== 'object' || metrics === null || Array.isArray(metrics)) return undefined;
+  let out: Record<string, unknown> | undefined;
+  for (const [name, value] of Object.entries(metrics)) {
+    if (TIMING.has(name) || value === undefined || value === null) continue;
+    out ??= {};
+    out[name] = value;
+  }
+  return out;
 }
 
 /** The prediction object as the API returns it (`GET /v1/predictions/{id}` and the rest). */

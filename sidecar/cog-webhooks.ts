@@ -9,7 +9,7 @@
  * final`) is folded the same way.
  */
 import type { Logger } from 'pino';
-import { isTerminal } from '../lib/prediction.ts';
+import { isTerminal, modelMetrics } from '../lib/prediction.ts';
 import type { Prediction } from './prediction.ts';
 import type { Slots } from './slots.ts';
 
@@ -60,6 +60,7 @@ export function applyCog(p: Prediction, payload: CogPayload, mode: OutputMode): 
   p.end(status, {
     error: status === 'failed' ? (payload.error ?? 'prediction failed') : null,
     predictTime: typeof predictTime === 'number' && Number.isFinite(predictTime) ? predictTime : undefined,
+    modelMetrics: modelMetrics(payload.metrics),
   });
   return true;
 }

@@ -63,6 +63,30 @@ describe('a prediction fed by Cog webhooks', () => {
     expect(p.toJSON().completed_at).toBe('2026-01-01T00:00:00.500Z');
   });
 
+  it("keeps the metrics the model recorded beside its own timings, which a model's same-named ones do not replace", () => {
+    const clock = fakeClock();
+    const p = new Prediction({ id: 'pm', input: {}, clock });
+    p.markStarted();
+    clock.advance(200);
+    applyCog(
+      p,
+      {
+        status: 'succeeded',
+        output: 'd c',
+        metrics: { predict_time: 0.19, input_token_count: 4, output_token_count: 2, total_time: 99 },
+      },
+      'single',
+    );
+    expect(p.metrics).toEqual({
+      input_token_count: 4,
+      output_token_count: 2,
+      predict_time: 0.19,
+      total_time: 0.2,
+      queue_time: 0,
+    });
+    expect(p.toJSON().metrics).toEqual(p.metrics);
+  });
+
   it('sends a single output once, at the end, whatever came while running', () => {
     const p = new Prediction({ id: 'p2', input: {}, clock: fakeClock() });
     const events = record(p);

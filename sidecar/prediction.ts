@@ -119,9 +119,17 @@ export class Prediction {
 
   /**
    * Ends the prediction (once). `predictTime` is the model server's figure in seconds; without
-   * it the sidecar's own clock from start to now stands in.
+   * it the sidecar's own clock from start to now stands in. `modelMetrics` are the metrics the
+   * model recorded itself (Cog's `record_metric`): they join the timings in `metrics`.
    */
-  end(status: TerminalStatus, opts: { error?: string | null; predictTime?: number } = {}): boolean {
+  end(
+    status: TerminalStatus,
+    opts: {
+      error?: string | null;
+      predictTime?: number;
+      modelMetrics?: Record<string, unknown> | undefined;
+    } = {},
+  ): boolean {
     if (this.terminal) return false;
     this.status = status;
     this.error = status === 'failed' ? (opts.error ?? 'prediction failed') : null;
@@ -131,6 +139,7 @@ export class Prediction {
     const predict = opts.predictTime ?? ran;
     const queuedUntil = this.dispatchedMono ?? this.completedMono;
     this.metrics = {
+      ...opts.modelMetrics,
       predict_time: predict,
       total_time: (this.completedMono - this.createdMono) / 1000,
       queue_time: (queuedUntil - this.createdMono) / 1000,
