@@ -107,8 +107,13 @@ export const PredictionMetricsSchema = z
       .optional()
       .describe('Seconds from creation to completion, queueing included.'),
     queueTime: z.number().min(0).optional().describe('Seconds the prediction waited for an instance.'),
+    model: freeFormObject()
+      .optional()
+      .describe(
+        "Metrics the model recorded itself with Cog's record_metric, by name, as the model server reported them (for example image_count, input_token_count, output_token_count); absent when it recorded none or they exceed 8 KiB as JSON.",
+      ),
   })
-  .describe('Timings of the prediction.');
+  .describe('Timings of the prediction, and the metrics the model recorded.');
 
 export const PredictionStatusSchema = z
   .object({

@@ -44,6 +44,8 @@ export const PREDICTION_FIELD_MANAGER = fieldManager(CONTROLLER.prediction);
 export const MAX_STATUS_OUTPUT = 32 * 1024;
 const MAX_LOGS = 65536;
 const MAX_ERROR = 32768;
+/** The most characters of JSON of the model's own metrics that a status holds. */
+const MAX_STATUS_METRICS = 8192;
 const ORIGIN = 'prediction/';
 
 type Of<R> = R extends { readonly object?: infer T } ? NonNullable<T> : never;
@@ -97,6 +99,7 @@ export function statusFor(
   if (rec.predictTime !== undefined) metrics.predictTime = rec.predictTime;
   if (rec.completedAt !== undefined) metrics.totalTime = (rec.completedAt - rec.createdAt) / 1000;
   if (rec.startedAt !== undefined) metrics.queueTime = Math.max(0, (rec.startedAt - rec.createdAt) / 1000);
+  if (rec.metrics && JSON.stringify(rec.metrics).length <= MAX_STATUS_METRICS) metrics.model = rec.metrics;
   if (Object.keys(metrics).length) status.metrics = metrics;
   if (rec.cost !== undefined) status.cost = rec.cost;
   status.conditions = mergeConditions(

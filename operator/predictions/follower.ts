@@ -7,7 +7,7 @@
  */
 import { Backoff } from '../../lib/backoff.ts';
 import { type Clock, sleep } from '../../lib/clock.ts';
-import { isTerminal, type StreamEvent } from '../../lib/prediction.ts';
+import { isTerminal, modelMetrics, type StreamEvent } from '../../lib/prediction.ts';
 import type { Endpoint } from './endpoints.ts';
 import type { Lifecycle } from './lifecycle.ts';
 import type { Live } from './live.ts';
@@ -118,6 +118,8 @@ export class Follower {
     rec.startedAt = parseTime(body.started_at) ?? rec.startedAt;
     if (typeof body.metrics?.predict_time === 'number') rec.predictTime = body.metrics.predict_time;
     if (typeof body.cost === 'string') rec.cost = body.cost;
+    const recorded = modelMetrics(body.metrics);
+    if (recorded) rec.metrics = recorded;
     this.lifecycle.finish(
       live,
       body.status,

@@ -142,6 +142,21 @@ describe('the prediction object', () => {
       record('z'.repeat(26), { status: 'succeeded', completedAt: 3500, predictTime: 1.25 }),
     );
     expect(done.metrics).toEqual({ predict_time: 1.25, total_time: 2.5 });
+    expect('cost' in done).toBe(false);
+  });
+
+  it("carries the cost and the model's own metrics beside the timings", () => {
+    const v = toView(
+      record('w'.repeat(26), {
+        status: 'succeeded',
+        completedAt: 3500,
+        predictTime: 1.25,
+        cost: '0.000281250',
+        metrics: { image_count: 2, total_time: 7 },
+      }),
+    );
+    expect(v.cost).toBe('0.000281250');
+    expect(v.metrics).toEqual({ image_count: 2, predict_time: 1.25, total_time: 2.5 });
   });
 });
 

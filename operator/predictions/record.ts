@@ -20,6 +20,11 @@ export interface PredictionRecord extends PredictionCore {
   predictTime?: number;
   /** Exact cost from the instance, a decimal string. */
   cost?: string;
+  /**
+   * The metrics the model recorded itself (Cog's `record_metric`: `image_count`,
+   * `input_token_count`, ...), by name; the timings are not among them.
+   */
+  metrics?: Record<string, unknown>;
   /** The instance (pod) that ran it. */
   instance?: string;
   webhook?: string;
@@ -57,7 +62,7 @@ export function toView(rec: Omit<PredictionRecord, 'events'>, streamUrl?: string
   const self = `${rec.baseUrl}/predictions/${rec.id}`;
   const urls: PredictionView['urls'] = { get: self, cancel: `${self}/cancel` };
   if (streamUrl) urls.stream = streamUrl;
-  const metrics: PredictionView['metrics'] = {};
+  const metrics: PredictionView['metrics'] = { ...rec.metrics };
   if (rec.predictTime !== undefined) metrics.predict_time = rec.predictTime;
   if (rec.completedAt !== undefined) metrics.total_time = (rec.completedAt - rec.createdAt) / 1000;
   return predictionObject({
@@ -74,6 +79,7 @@ export function toView(rec: Omit<PredictionRecord, 'events'>, streamUrl?: string
     completedAt: rec.completedAt,
     urls,
     metrics,
+    cost: rec.cost,
     deployment: rec.viaDeployment ? `${rec.namespace}/${rec.deployment}` : undefined,
     dataRemoved: rec.dataRemoved,
   }) as PredictionView;

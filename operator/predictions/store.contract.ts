@@ -95,6 +95,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         completedAt: 1_700_000_001_250,
         predictTime: 0.625,
         cost: '0.000123450',
+        metrics: { image_count: 2, seed: 'abc', timing: { inference: 0.5 }, steps: [1, 2] },
         instance: 'dep-abc-123',
         webhook: 'https://hooks.example/x',
         webhookEvents: ['start', 'completed'],
@@ -297,7 +298,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect(new Set(all).size).toBe(recs.length);
     });
 
-    it('removes the data of finished predictions after the retention, then their records', async () => {
+    it('removes the data of finished predictions after the retention (keeping their metrics and cost), then their records', async () => {
       const s = await open();
       const old = storedRecord({ idempotencyKey: 'old', output: { a: 1 }, logs: 'l' });
       const recent = storedRecord({ output: 'r', logs: 'l' });
@@ -309,6 +310,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         completedAt: 2_000,
         cost: '0.5',
         predictTime: 1,
+        metrics: { output_token_count: 12 },
       };
       await s.update(oldDone, 'r1', [ev(1), ev(2, 'done', '{}')]);
       await s.update({ ...recent, status: 'failed', completedAt: 9_000, error: 'x' }, 'r1', [

@@ -46,6 +46,7 @@ export const UPDATED_FIELDS = [
   'completedAt',
   'predictTime',
   'cost',
+  'metrics',
   'instance',
   'cancelRequested',
   'webhookPending',

@@ -27,7 +27,7 @@ export const NOTICE_CHANNEL = 'modelplane_predictions';
 const TERMINAL_SQL = TERMINAL_STATUSES.map((s) => `'${s}'`).join(', ');
 const STATUSES: ReadonlySet<string> = new Set(PREDICTION_STATUSES);
 
-/** The columns written from a record, in parameter order ($1…$26). */
+/** The columns written from a record, in parameter order ($1…$27). */
 const COLUMNS = [
   'id',
   'namespace',
@@ -55,15 +55,16 @@ const COLUMNS = [
   'cancel_requested',
   'data_removed',
   'webhook_pending',
+  'metrics',
 ] as const;
-const JSONB: ReadonlySet<string> = new Set(['input', 'output', 'webhook_events']);
+const JSONB: ReadonlySet<string> = new Set(['input', 'output', 'webhook_events', 'metrics']);
 const param = (col: string, i: number) => `$${i + 1}${JSONB.has(col) ? '::jsonb' : ''}`;
 const N = COLUMNS.length;
 const SELECT = `SELECT ${COLUMNS.join(', ')} FROM predictions`;
 
 const date = (ms: number | undefined): Date | null => (ms === undefined ? null : new Date(ms));
 
-/** The parameters $1…$26 of a record. */
+/** The parameters $1…$27 of a record. */
 function params(rec: StoredPrediction): unknown[] {
   return [
     rec.id,
@@ -92,6 +93,7 @@ function params(rec: StoredPrediction): unknown[] {
     rec.cancelRequested ?? false,
     rec.dataRemoved ?? false,
     rec.webhookPending ?? false,
+    rec.metrics === undefined ? null : JSON.stringify(rec.metrics),
   ];
 }
 
@@ -127,6 +129,7 @@ function fromRow(r: Row): StoredPrediction {
   if (r.cancel_requested) rec.cancelRequested = true;
   if (r.data_removed) rec.dataRemoved = true;
   if (r.webhook_pending) rec.webhookPending = true;
+  if (r.metrics != null) rec.metrics = r.metrics as Record<string, unknown>;
   return rec;
 }
 
@@ -196,6 +199,7 @@ const MUTABLE = [
   'completed_at',
   'predict_time',
   'cost',
+  'metrics',
   'instance',
   'cancel_requested',
   'webhook_pending',
