@@ -84,15 +84,17 @@ async function statusOf(name: string, statuses: string[], timeoutMs = 30_000) {
 
 beforeAll(async () => {
   await installCrds(cluster.kubeconfig);
-  const [echo, sleep] = await Promise.all([
+  const [echo, sleep, tokens] = await Promise.all([
     startModelServer('echo', { concurrency: 4, throttleSeconds: 0 }),
     startModelServer('sleep', { concurrency: 2, throttleSeconds: 0 }),
+    startModelServer('tokens', { concurrency: 1, throttleSeconds: 0 }),
   ]);
-  servers.push(echo, sleep);
+  servers.push(echo, sleep, tokens);
   await Promise.all(servers.map((s) => s.waitFor(['READY'], 120_000)));
   const e = await startSidecar(echo.url, { concurrency: 4 });
   const s = await startSidecar(sleep.url, { concurrency: 2 });
-  sidecars.push(e, s);
+  const t = await startSidecar(tokens.url, { concurrency: 1 });
+  sidecars.push(e, s, t);
   for (const sc of sidecars) {
     await waitFor('the sidecar to be ready', async () => (await fetch(`${sc.api}/ready`)).status === 200, {
       timeoutMs: 60_000,
@@ -100,6 +102,7 @@ beforeAll(async () => {
   }
   await applyModel(client, ns(), 'echo', { hardware: 'cpu' });
   await applyModel(client, ns(), 'sleep', { hardware: 'cpu' });
+  await applyModel(client, ns(), 'tokens', { hardware: 'cpu' });
   await client.apply(
     Models,
     {
@@ -110,15 +113,16 @@ beforeAll(async () => {
     } as never,
     { fieldManager: TEST_MANAGER },
   );
-  for (const [name, sc, concurrency] of [
-    ['echo', e, 4],
-    ['sleep', s, 2],
+  for (const [name, sc, concurrency, id] of [
+    ['echo', e, 4, 'e'],
+    ['sleep', s, 2, '5'],
+    ['tokens', t, 1, '7'],
   ] as const) {
     catalog.setDeployment({
       namespace: ns(),
       name,
       model: name,
-      versionId: (name === 'echo' ? 'e' : '5').repeat(64),
+      versionId: id.repeat(64),
       maxConcurrency: concurrency,
       maxLength: 100,
       maxWaitSeconds: 30,
@@ -148,6 +152,15 @@ describe('the Prediction controller', () => {
       reason: 'Succeeded',
     });
     expect((await running!.engine.get(st.id!))?.status).toBe('succeeded');
+  });
+
+  it('reports the metrics the model recorded, beside its timings and cost', async () => {
+    await applyPrediction('counted', { deployment: 'tokens', input: { prompt: 'a b c', max_tokens: 2 } });
+    const st = await statusOf('counted', ['succeeded']);
+    expect(st.output).toBe('c b');
+    expect(st.metrics?.model).toEqual({ input_token_count: 3, output_token_count: 2 });
+    expect(st.metrics?.predictTime).toBeGreaterThan(0);
+    expect(st.cost).toMatch(/^\d+(\.\d+)?$/);
   });
 
   it('fails a Prediction with invalid input, saying which field', async () => {

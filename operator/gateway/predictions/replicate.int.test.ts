@@ -1,9 +1,11 @@
 /**
- * The prediction API as the official `replicate` npm client sees it: the gateway (its server,
- * API token auth, caches of the cluster's Models, versions and Deployments) runs in this
- * process with the prediction routes; the Deployments' instances are real sidecars over
- * real Cog servers, given to the engine directly.
+ * The prediction API as the official `replicate` clients see it (the npm one in this process,
+ * the Python one in a child process): the gateway (its server, API token auth, caches of the
+ * cluster's Models, versions and Deployments) runs in this process with the prediction routes;
+ * the Deployments' instances are real sidecars over real Cog servers, given to the engine
+ * directly. Needs `make python`.
  */
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Replicate from 'replicate';
@@ -11,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../../crds/index.ts';
 import { useCluster, useNamespace } from '../../../harness/cluster/testing.ts';
 import { waitFor } from '../../../harness/processes.ts';
+import { pythonEnv } from '../../../harness/python.ts';
+import { format, fromNumber, multiply, parseDecimal } from '../../../sidecar/decimal.ts';
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
 import { type RunningSidecar, startSidecar } from '../../../sidecar/testing/sidecar.ts';
 import { addControllers } from '../../controllers/index.ts';
@@ -41,7 +45,34 @@ const MODELS = [
   ['echo', 4],
   ['sleep', 2],
   ['stream', 1],
+  ['tokens', 1],
 ] as const;
+
+/** The price per second of the test sidecars (sidecar/testing/sidecar.ts). */
+const PRICE = '0.000225';
+
+/** What a prediction that ran `predictTime` seconds costs at PRICE, as the sidecar meters it. */
+const costOf = (predictTime: number) => format(multiply(fromNumber(predictTime, 6), parseDecimal(PRICE)));
+
+/** Runs `script` with the official Python client, `client` bound to the gateway; its JSON answer. */
+function python(script: string): Promise<unknown> {
+  const program = [
+    'import json, sys, replicate',
+    'client = replicate.Client(api_token=sys.argv[1], base_url=sys.argv[2])',
+    script,
+  ].join('\n');
+  return new Promise((resolve, reject) => {
+    execFile(
+      join(pythonEnv(), 'bin', 'python'),
+      ['-c', program, token, gateway.url],
+      { timeout: 60_000 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`python: ${err.message}\n${stderr}`));
+        else resolve(JSON.parse(stdout));
+      },
+    );
+  });
+}
 
 function client(auth = token): Replicate {
   return new Replicate({ auth, baseUrl: `${gateway.url}/v1` });
@@ -233,5 +264,68 @@ describe('the replicate npm client against the gateway', () => {
     await expect(replicate.run(`${ns()}/echo`, { input: { text: 5 } })).rejects.toThrow(
       /input.text must be of type string/,
     );
+  });
+});
+
+describe("a model's own metrics and the cost", () => {
+  const prompt = 'one two three four five';
+
+  it('are on the HTTP prediction object', async () => {
+    const res = await fetch(`${gateway.url}/v1/deployments/${ns()}/tokens/predictions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', prefer: 'wait=30' },
+      body: JSON.stringify({ input: { prompt, max_tokens: 3 } }),
+    });
+    expect(res.status).toBe(201);
+    const body = (await res.json()) as {
+      status: string;
+      output: unknown;
+      metrics: Record<string, unknown>;
+      cost?: string;
+    };
+    expect(body).toMatchObject({ status: 'succeeded', output: 'five four three' });
+    expect(body.metrics).toMatchObject({ input_token_count: 5, output_token_count: 3 });
+    const predictTime = body.metrics.predict_time as number;
+    expect(predictTime).toBeGreaterThan(0);
+    expect(body.metrics.total_time).toBeGreaterThanOrEqual(predictTime);
+    expect(body.cost).toBe(costOf(predictTime));
+  });
+
+  it('reach the npm client', async () => {
+    const replicate = client();
+    const created = await replicate.deployments.predictions.create(ns(), 'tokens', {
+      input: { prompt, max_tokens: 2 },
+    });
+    const done = (await replicate.wait(created, { interval: 100 })) as typeof created & { cost?: string };
+    expect(done).toMatchObject({ status: 'succeeded', output: 'five four' });
+    expect(done.metrics).toMatchObject({ input_token_count: 5, output_token_count: 2 });
+    expect(done.cost).toBe(costOf(done.metrics!.predict_time!));
+    const got = (await replicate.predictions.get(done.id)) as typeof done;
+    expect(got.cost).toBe(done.cost);
+    expect(got.metrics).toEqual(done.metrics);
+  });
+
+  it('reach the Python client, whose models validate the object strictly', async () => {
+    const got = (await python(
+      [
+        `p = client.deployments.predictions.create("${ns()}/tokens", input={"prompt": "${prompt}", "max_tokens": 4})`,
+        'p.wait()',
+        'again = client.predictions.get(p.id)',
+        'listed = [x for x in client.predictions.list().results if x.id == p.id]',
+        'raw = client._request("GET", f"/v1/predictions/{p.id}").json()',
+        'print(json.dumps({"status": again.status, "output": again.output, "metrics": again.metrics,',
+        '  "listed": [x.metrics for x in listed], "cost": raw.get("cost")}))',
+      ].join('\n'),
+    )) as {
+      status: string;
+      output: string;
+      metrics: Record<string, number>;
+      listed: unknown[];
+      cost: string;
+    };
+    expect(got).toMatchObject({ status: 'succeeded', output: 'five four three two' });
+    expect(got.metrics).toMatchObject({ input_token_count: 5, output_token_count: 4 });
+    expect(got.listed).toEqual([got.metrics]);
+    expect(got.cost).toBe(costOf(got.metrics.predict_time!));
   });
 });
