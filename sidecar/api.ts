@@ -8,7 +8,7 @@
 import type { Express, Request, Response } from 'express';
 import type { Clock } from '../lib/clock.ts';
 import { jsonBody, methodNotAllowed } from '../lib/express.ts';
-import { HttpError, invalidInput, preferWait, sendEventStream, sendJson } from '../lib/http.ts';
+import { HttpError, invalidInput, MAX_JSON_DEPTH, preferWait, sendEventStream, sendJson } from '../lib/http.ts';
 import { type InvalidField, validateInput } from '../lib/openapi-input.ts';
 import { newPredictionId, type PredictionObject, WEBHOOK_EVENTS } from '../lib/prediction.ts';
 import type { Prediction } from './prediction.ts';
@@ -72,7 +72,7 @@ export class ApiRoutes {
     const s = this.service;
     app
       .route('/predictions')
-      .post(jsonBody({ limit: MAX_BODY }), (req, res) => this.create(req, res))
+      .post(jsonBody({ limit: MAX_BODY, maxDepth: MAX_JSON_DEPTH }), (req, res) => this.create(req, res))
       .all(methodNotAllowed);
     app
       .route('/predictions/:id')
