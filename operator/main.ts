@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
+import { EgressPolicy } from '../lib/egress.ts';
 import {
   type Autoscaler,
   type AutoscalerSetup,
@@ -240,6 +241,7 @@ function addPredictions(
             : { kind: 'memory', log: manager.log },
       ),
     streamKey: store.streamKeyFile ? readFileSync(store.streamKeyFile) : undefined,
+    egress: new EgressPolicy(config.gateway.webhookAllowCidrs),
     retention: {
       dataMs,
       recordMs: store.recordRetentionMs,

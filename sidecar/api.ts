@@ -8,7 +8,14 @@
 import type { Express, Request, Response } from 'express';
 import type { Clock } from '../lib/clock.ts';
 import { jsonBody, methodNotAllowed } from '../lib/express.ts';
-import { HttpError, invalidInput, MAX_JSON_DEPTH, preferWait, sendEventStream, sendJson } from '../lib/http.ts';
+import {
+  HttpError,
+  invalidInput,
+  MAX_JSON_DEPTH,
+  preferWait,
+  sendEventStream,
+  sendJson,
+} from '../lib/http.ts';
 import { type InvalidField, validateInput } from '../lib/openapi-input.ts';
 import { newPredictionId, type PredictionObject, WEBHOOK_EVENTS } from '../lib/prediction.ts';
 import type { Prediction } from './prediction.ts';

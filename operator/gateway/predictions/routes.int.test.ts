@@ -11,6 +11,7 @@ import { Registry } from 'prom-client';
 import { validateWebhook } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, waitFor } from '../../../harness/processes.ts';
+import { EgressPolicy } from '../../../lib/egress.ts';
 import { PREDICTION_ID } from '../../../lib/prediction.ts';
 import { call, metricValue } from '../../../sidecar/testing/client.ts';
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
@@ -139,7 +140,8 @@ beforeAll(async () => {
     streamUrl: (rec) => tokens.url(rec),
     log: pino({ level: 'silent' }),
     secretFor: () => SECRET,
-    webhookOptions: { retryBaseMs: 50 },
+    // The webhook receivers of these tests listen on loopback.
+    webhookOptions: { retryBaseMs: 50, egress: new EgressPolicy(['127.0.0.0/8']) },
   });
   engine.onPoke((ns, name) => pokes.push(`${ns}/${name}`));
   gw = await serveRoutes(predictionRoutes({ engine, catalog, tokens, keepAliveMs: 200 }));
