@@ -7,9 +7,11 @@
  */
 import type { Express, Request, Response } from 'express';
 import type { Clock } from '../lib/clock.ts';
+import type { EgressPolicy } from '../lib/egress.ts';
 import { jsonBody, methodNotAllowed } from '../lib/express.ts';
 import {
   HttpError,
+  invalid,
   invalidInput,
   MAX_JSON_DEPTH,
   preferWait,
@@ -39,6 +41,8 @@ export interface PredictionService {
   checkAccepting(): void;
   /** The model server's OpenAPI document, once it has served one. */
   openapi(): unknown;
+  /** Which addresses callers' webhooks may reach. */
+  readonly egress: EgressPolicy;
   /**
    * Takes a new prediction (429 when the queue is full). `refused` holds why the model server
    * refused its input, when it did at once (the prediction is then not kept).
@@ -185,6 +189,16 @@ export class ApiRoutes {
     if (webhook !== undefined && (typeof webhook !== 'string' || !/^https?:\/\//.test(webhook))) {
       throw new HttpError(400, 'Bad request', 'webhook must be an http(s) URL');
     }
+    const refusedHook =
+      webhook !== undefined && URL.canParse(webhook) && this.service.egress.literalRefusal(new URL(webhook));
+    if (refusedHook)
+      throw invalid([
+        {
+          type: 'invalid',
+          field: 'webhook',
+          description: `webhook may not point at a private, loopback or link-local address: ${refusedHook}`,
+        },
+      ]);
     const filter = b.webhook_events_filter;
     if (
       filter !== undefined &&
