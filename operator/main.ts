@@ -182,7 +182,7 @@ export function createOperator(
     });
   }
   const webhook = config.roles.includes('webhook')
-    ? addWebhook(manager, config.webhook, parts.webhook)
+    ? addWebhook(manager, config.webhook, parts.webhook, new EgressPolicy(config.gateway.webhookAllowCidrs))
     : undefined;
   return {
     manager,
