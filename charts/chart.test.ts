@@ -338,6 +338,7 @@ describe('other values', () => {
         'operator.extraVolumeMounts': [{ name: 'db-ca', mountPath: '/etc/modelplane/db-ca', readOnly: true }],
         'gateway.publicUrl': 'https://models.example.com',
         'gateway.allowAnonymous': ['public', 'demo'],
+        'gateway.webhookAllowCidrs': ['10.20.0.0/16', 'fd00::/8'],
         'store.kind': 'postgres',
         'store.postgres.existingSecret': 'db-app',
         replicaCount: 3,
@@ -365,6 +366,7 @@ describe('other values', () => {
       MODELPLANE_AUTOSCALER_PEERS: 'off',
       MODELPLANE_PUBLIC_URL: 'https://models.example.com',
       MODELPLANE_ALLOW_ANONYMOUS: 'public,demo',
+      MODELPLANE_WEBHOOK_ALLOW_CIDRS: '10.20.0.0/16,fd00::/8',
       MODELPLANE_TOKEN_NAMESPACE: 'ml',
       MODELPLANE_LEASE_NAME: 'prod-modelplane-operator',
     });

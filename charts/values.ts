@@ -232,6 +232,11 @@ export const ValuesSchema = z
         tokenReviewAudiences: z
           .array(z.string().min(1))
           .describe("Audiences Kubernetes tokens must be for; empty: the API server's."),
+        webhookAllowCidrs: z
+          .array(z.string().min(1))
+          .describe(
+            'Address ranges (CIDRs) prediction webhooks may reach besides public addresses, e.g. 10.20.0.0/16; empty: loopback, private, link-local and other special addresses are refused.',
+          ),
         streamKey: z
           .object({
             generate: bool(

@@ -259,6 +259,8 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
               '--webhook-cert-names=127.0.0.1',
               '--store=embedded',
               `--store-dir=${storeDir}`,
+              // Webhook receivers on this machine (a script, a local app) listen on loopback.
+              '--webhook-allow-cidrs=127.0.0.0/8,::1',
               ...(opts.operatorFlags ?? []),
             ],
           }),

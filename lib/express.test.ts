@@ -35,6 +35,9 @@ function app(registry = new Registry(), logged: string[] = []) {
   a.route('/echo').post(jsonBody({ limit: 64 }), (req, res) => {
     res.json({ body: req.body });
   });
+  a.route('/shallow').post(jsonBody({ limit: 4 * 1024 * 1024, maxDepth: 4 }), (req, res) => {
+    res.json({ body: req.body });
+  });
   a.route('/things/:id')
     .get((req, res) => {
       res.json({ id: req.params.id });
@@ -86,6 +89,22 @@ describe('express building blocks', () => {
     expect(await (await post('"text"')).json()).toEqual({ body: 'text' });
     const zipped = await post(gzipSync('{"z":true}'), { 'content-encoding': 'gzip' });
     expect(await zipped.json()).toEqual({ body: { z: true } });
+  });
+
+  it('answers 400 for a body nested deeper than maxDepth, however deep', async () => {
+    const base = await serve(app());
+    const ok = await fetch(`${base}/shallow`, { method: 'POST', body: '{"a":[[{"b":1}]]}' });
+    expect(await ok.json()).toEqual({ body: { a: [[{ b: 1 }]] } });
+    for (const body of ['{"a":[[{"b":[]}]]}', `${'['.repeat(200_000)}${']'.repeat(200_000)}`]) {
+      const res = await fetch(`${base}/shallow`, { method: 'POST', body });
+      expect(res.status).toBe(400);
+      expect(await problem(res)).toEqual({
+        title: 'JSON nested too deeply',
+        detail: 'the body nests arrays and objects more than 4 levels deep',
+        status: 400,
+        max_depth: 4,
+      });
+    }
   });
 
   it('answers 413 over the byte limit and 400 for malformed JSON, as problem+json', async () => {

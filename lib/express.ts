@@ -23,7 +23,7 @@ import express, {
   type Response,
 } from 'express';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { HttpError, sendProblem } from './http.ts';
+import { HttpError, nestedDeeperThan, sendProblem, tooDeep } from './http.ts';
 
 /** An express app with the `X-Powered-By` header and ETags (and so 304 answers) off. */
 export function createApp(): Express {
@@ -37,9 +37,10 @@ export function createApp(): Express {
  * Parses a JSON body of at most `limit` bytes into `req.body`, whatever its Content-Type says
  * (`curl -d` sends a form type): any JSON value, an empty body read as `{}`. A body declared
  * over the limit is refused before it is read (413); one that turns out over it, or is not
- * JSON (400), goes to the error handler as body-parser's error.
+ * JSON (400), goes to the error handler as body-parser's error. With `maxDepth`, a body that
+ * nests arrays and objects deeper is a 400 (see MAX_JSON_DEPTH in lib/http.ts).
  */
-export function jsonBody(opts: { limit: number }): RequestHandler {
+export function jsonBody(opts: { limit: number; maxDepth?: number }): RequestHandler {
   const parse = express.json({ limit: opts.limit, strict: false, type: () => true });
   return (req, res, next) => {
     const length = Number(req.headers['content-length'] ?? 0);
@@ -47,6 +48,10 @@ export function jsonBody(opts: { limit: number }): RequestHandler {
     parse(req, res, (err?: unknown) => {
       if (err) return next(err);
       req.body ??= {};
+      if (opts.maxDepth !== undefined && nestedDeeperThan(req.body, opts.maxDepth)) {
+        req.body = {};
+        return next(tooDeep(opts.maxDepth));
+      }
       next();
     });
   };

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { preferWait, readJson, readSse, sseFrame } from './http.ts';
+import { nestedDeeperThan, preferWait, readJson, readSse, sseFrame } from './http.ts';
 
 function body(chunks: string[], headers: Record<string, string> = {}): IncomingMessage {
   return Object.assign(Readable.from(chunks.map((c) => Buffer.from(c))), {
@@ -10,6 +10,18 @@ function body(chunks: string[], headers: Record<string, string> = {}): IncomingM
 }
 
 describe('readJson', () => {
+  it('refuses a body nested deeper than maxDepth (400), without recursing', async () => {
+    const deep = `${'{"a":'.repeat(200_000)}1${'}'.repeat(200_000)}`;
+    await expect(readJson(body([deep]), 10_000_000, 64)).rejects.toMatchObject({
+      status: 400,
+      title: 'JSON nested too deeply',
+    });
+    expect(await readJson(body(['[[[1]]]']), 100, 3)).toEqual([[[1]]]);
+    await expect(readJson(body(['[[[[1]]]]']), 100, 3)).rejects.toMatchObject({ status: 400 });
+    // Without maxDepth, any depth is read.
+    expect(await readJson(body(['[[[[1]]]]']), 100)).toEqual([[[[1]]]]);
+  });
+
   it('reads JSON in chunks, an empty body as {}', async () => {
     expect(await readJson(body(['{"a":', '[1, 2]}']), 100)).toEqual({ a: [1, 2] });
     expect(await readJson(body([]), 100)).toEqual({});
@@ -68,5 +80,14 @@ describe('SSE reading', () => {
       { id: undefined, event: 'x', data: undefined, comments: [] },
     ]);
     expect(seen).toBe(Math.ceil(bytes.length / 5));
+  });
+});
+
+describe('nestedDeeperThan', () => {
+  it('counts arrays and objects, not scalars', () => {
+    expect(nestedDeeperThan(1, 0)).toBe(false);
+    expect(nestedDeeperThan({}, 0)).toBe(true);
+    expect(nestedDeeperThan({ a: 'x', b: [1] }, 2)).toBe(false);
+    expect(nestedDeeperThan({ a: 'x', b: [1, { c: {} }] }, 2)).toBe(true);
   });
 });

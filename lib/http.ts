@@ -74,12 +74,46 @@ export function sendProblem(res: ServerResponse, err: HttpError): void {
 }
 
 /**
+ * Deepest nesting of arrays and objects a caller's JSON body may have. JSON.parse takes any
+ * depth, but JSON.stringify, structuredClone and the input checks recurse, and a body nested
+ * some hundred thousand levels deep overflows their stack; no model input needs more than this.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Whether `value` nests arrays and objects more than `max` levels deep (walked without recursion). */
+export function nestedDeeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth + 1 > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
+/** 400 for a body nested deeper than `max`. */
+export function tooDeep(max: number): HttpError {
+  return new HttpError(
+    400,
+    'JSON nested too deeply',
+    `the body nests arrays and objects more than ${max} levels deep`,
+    {
+      max_depth: max,
+    },
+  );
+}
+
+/**
  * Reads a UTF-8 JSON body of at most `limit` bytes (413 past it, before reading when the
- * declared length is over); an empty body reads as `{}`, one that is not JSON is a 400. Lighter
+ * declared length is over); an empty body reads as `{}`, one that is not JSON, or (with
+ * `maxDepth`) is nested deeper than that, is a 400. Lighter
  * than `jsonBody` (lib/express.ts), which also inflates and decodes other charsets: for a hot
  * route whose only caller is known, such as the Cog server's webhooks to the sidecar.
  */
-export function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+export function readJson(req: IncomingMessage, limit: number, maxDepth?: number): Promise<unknown> {
   const tooLarge = () => new HttpError(413, 'Request body too large', `the body is over ${limit} bytes`);
   if (Number(req.headers['content-length'] ?? 0) > limit) return Promise.reject(tooLarge());
   return new Promise((resolveBody, reject) => {
@@ -98,11 +132,16 @@ export function readJson(req: IncomingMessage, limit: number): Promise<unknown> 
     const onEnd = () => {
       const text = Buffer.concat(chunks).toString('utf8').trim();
       if (!text) return resolveBody({});
+      let body: unknown;
       try {
-        resolveBody(JSON.parse(text));
+        body = JSON.parse(text);
       } catch (err) {
-        reject(new HttpError(400, 'Malformed JSON', `the body is not JSON: ${(err as Error).message}`));
+        return reject(
+          new HttpError(400, 'Malformed JSON', `the body is not JSON: ${(err as Error).message}`),
+        );
       }
+      if (maxDepth !== undefined && nestedDeeperThan(body, maxDepth)) return reject(tooDeep(maxDepth));
+      resolveBody(body);
     };
     req.on('data', onData);
     req.once('end', onEnd);

@@ -3,12 +3,19 @@
  * the events its caller asked for (`start`, `output`, `logs`, `completed`). Per prediction,
  * deliveries go one after another, so they arrive in order; `output` and `logs` go at most
  * every `throttleMs` (a trailing one carries the latest state); only the terminal one is
- * retried, with exponential backoff. Redirects are not followed. A registration may carry a
- * hook that gives each delivery its headers (the gateway signs them).
+ * retried, with exponential backoff. Redirects are not followed and at most 64 KiB of an answer
+ * is read. Targets go through an egress policy (lib/egress.ts): by default only public
+ * addresses are reached, and a refused target is not retried. A registration may carry a hook
+ * that gives each delivery its headers (the gateway signs them).
+ *
+ * Nothing here throws into the caller or leaves a promise rejected: a body that cannot be
+ * serialised (a value nested too deep for JSON.stringify, a BigInt, a cycle) is logged and its
+ * delivery dropped, and the deliveries after it still go.
  */
 import type { Logger } from 'pino';
 import { Backoff } from './backoff.ts';
 import { type Clock, realClock, sleep, type Timer } from './clock.ts';
+import { EgressPolicy, EgressRefused, postJson } from './egress.ts';
 import type { WebhookEvent } from './prediction.ts';
 
 /** The headers of each attempt of one delivery. */
@@ -31,9 +38,20 @@ export interface WebhookOptions {
   retries?: number;
   timeoutMs?: number;
   /** Called after each attempt of a delivery (tests, metrics). */
-  onAttempt?(e: { url: string; event: WebhookEvent; status: number; error?: string }): void;
+  onAttempt?(e: {
+    url: string;
+    event: WebhookEvent;
+    status: number;
+    error?: string;
+    /** The egress policy refused the target; it is not retried. */
+    refused?: boolean;
+  }): void;
   /** Throttle windows and retry delays (default: real time). */
   clock?: Clock;
+  /** Which addresses deliveries may reach (default: public ones only). */
+  egress?: EgressPolicy;
+  /** Bytes of a receiver's answer read at most (default 64 KiB). */
+  maxResponseBytes?: number;
 }
 
 /** Longest delay between two attempts of a delivery. */
@@ -59,6 +77,8 @@ export class WebhookSender {
   private readonly timeoutMs: number;
   private readonly onAttempt: WebhookOptions['onAttempt'];
   private readonly clock: Clock;
+  private readonly egress: EgressPolicy;
+  private readonly maxResponseBytes: number;
 
   constructor(log: Logger, opts: WebhookOptions = {}) {
     this.log = log;
@@ -68,6 +88,8 @@ export class WebhookSender {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.onAttempt = opts.onAttempt;
     this.clock = opts.clock ?? realClock;
+    this.egress = opts.egress ?? new EgressPolicy();
+    this.maxResponseBytes = opts.maxResponseBytes ?? 64 * 1024;
   }
 
   /** Registers a prediction's webhook; `filter` lists the events wanted. */
@@ -114,23 +136,46 @@ export class WebhookSender {
 
   private enqueue(t: Target, id: string, event: WebhookEvent, body: () => unknown, retry: boolean): void {
     t.lastSent = this.clock.mono();
-    t.chain = t.chain.then(() => this.deliver(t, id, event, body(), retry));
+    t.chain = t.chain
+      .then(() => this.deliver(t, id, event, body, retry))
+      .catch((err: unknown) => {
+        this.log.error({ prediction: id, event, err }, 'webhook delivery failed unexpectedly; dropped');
+      });
     this.track(t.chain);
   }
 
+  /** Keeps `p` (which never rejects: every chain ends in a catch) until it settles. */
   private track(p: Promise<void>): void {
     this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
+    p.then(
+      () => this.inflight.delete(p),
+      () => this.inflight.delete(p),
+    );
   }
 
   private async deliver(
     t: Target,
     id: string,
     event: WebhookEvent,
-    body: unknown,
+    body: () => unknown,
     retry: boolean,
   ): Promise<void> {
-    const payload = JSON.stringify(body);
+    let payload: string;
+    try {
+      payload = JSON.stringify(body());
+    } catch (err) {
+      this.log.warn(
+        { prediction: id, event, err: (err as Error).message },
+        'webhook body cannot be serialised; the webhook is not sent',
+      );
+      this.onAttempt?.({
+        url: t.url,
+        event,
+        status: 0,
+        error: `body not serialisable: ${(err as Error).message}`,
+      });
+      return;
+    }
     let headers: AttemptHeaders | undefined = () => ({});
     if (t.headers) {
       try {
@@ -149,15 +194,14 @@ export class WebhookSender {
       let status = 0;
       let failure = '';
       try {
-        const res = await fetch(t.url, {
-          method: 'POST',
+        const res = await postJson(t.url, {
           headers: { 'content-type': 'application/json', ...headers() },
           body: payload,
-          redirect: 'manual',
-          signal: AbortSignal.timeout(this.timeoutMs),
+          timeoutMs: this.timeoutMs,
+          policy: this.egress,
+          maxResponseBytes: this.maxResponseBytes,
         });
         status = res.status;
-        await res.arrayBuffer().catch(() => undefined);
         if (status >= 200 && status < 300) {
           this.onAttempt?.({ url: t.url, event, status });
           return;
@@ -165,6 +209,11 @@ export class WebhookSender {
         failure = `answered ${status}`;
       } catch (err) {
         failure = (err as Error).message;
+        if (err instanceof EgressRefused) {
+          this.onAttempt?.({ url: t.url, event, status, error: failure, refused: true });
+          this.log.warn({ prediction: id, event, url: t.url, failure }, 'webhook refused');
+          return;
+        }
       }
       this.onAttempt?.({ url: t.url, event, status, error: failure });
       const retryable = status === 0 || status === 429 || status >= 500;

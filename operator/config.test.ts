@@ -19,6 +19,7 @@ describe('modelplane operator flags', () => {
       tokenNamespace: c.leaseNamespace,
       allowAnonymous: [],
       tokenReviewAudiences: [],
+      webhookAllowCidrs: [],
     });
   });
 
@@ -32,6 +33,7 @@ describe('modelplane operator flags', () => {
         '--allow-anonymous=dev, demo',
       ],
       {
+        MODELPLANE_WEBHOOK_ALLOW_CIDRS: '10.20.0.0/16, 127.0.0.1',
         MODELPLANE_TOKEN_REVIEW_AUDIENCES: 'modelplane,https://kubernetes.default.svc',
         MODELPLANE_TOKEN_NAMESPACE: 'ignored',
       },
@@ -43,6 +45,7 @@ describe('modelplane operator flags', () => {
       tokenNamespace: 'tokens',
       allowAnonymous: ['dev', 'demo'],
       tokenReviewAudiences: ['modelplane', 'https://kubernetes.default.svc'],
+      webhookAllowCidrs: ['10.20.0.0/16', '127.0.0.1'],
     });
   });
 
@@ -51,6 +54,7 @@ describe('modelplane operator flags', () => {
     expect(() => parseConfig(['--public-url=ftp://x'], {})).toThrow('--public-url');
     expect(() => parseConfig(['--gateway-address=off'], {})).toThrow('--gateway-address: want HOST:PORT');
     expect(() => parseConfig(['--roles=admission'], {})).toThrow('unknown role "admission"');
+    expect(() => parseConfig(['--webhook-allow-cidrs=10.0.0.0/33'], {})).toThrow('--webhook-allow-cidrs');
   });
 
   it('serves the webhook on 0.0.0.0:9443 with certificates of its own for the Service name by default', () => {

@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError, formatOptions, HELP_ROW, option, parseOptions } from '../lib/config.ts';
+import { parseCidrList } from '../lib/egress.ts';
 import { DEFAULT_PEER_SELECTOR, SA_TOKEN_FILE } from './autoscaler/peers.ts';
 import { DEFAULT_RESYNC_MS } from './controllers/index.ts';
 
@@ -55,6 +56,7 @@ export const ENV = {
   webhookCertSecret: 'MODELPLANE_WEBHOOK_CERT_SECRET',
   webhookCertNames: 'MODELPLANE_WEBHOOK_CERT_NAMES',
   webhookCertDir: 'MODELPLANE_WEBHOOK_CERT_DIR',
+  webhookAllowCidrs: 'MODELPLANE_WEBHOOK_ALLOW_CIDRS',
 } as const;
 
 export const STORES = ['embedded', 'postgres', 'memory'] as const;
@@ -362,6 +364,17 @@ that sets them (${ENV.trustForwardedHeaders}; default false)`,
     help: `audiences Kubernetes tokens must be for, comma-separated
 (${ENV.tokenReviewAudiences}; default: the API server's)`,
   }),
+  webhookAllowCidrs: option({
+    flag: 'webhook-allow-cidrs',
+    env: ENV.webhookAllowCidrs,
+    parse: parseCidrList,
+    default: [] as string[],
+    meta: 'LIST',
+    help: `address ranges prediction webhooks may reach besides public
+ones, comma-separated CIDRs such as 10.20.0.0/16,127.0.0.1
+(${ENV.webhookAllowCidrs}; default none: loopback, private,
+link-local, CGNAT and other special addresses are refused)`,
+  }),
 };
 
 /** The webhook role's settings. */
@@ -520,6 +533,8 @@ export interface OperatorConfig {
     tokenNamespace: string;
     allowAnonymous: string[];
     tokenReviewAudiences: string[];
+    /** CIDRs webhooks may reach besides public addresses (lib/egress.ts). */
+    webhookAllowCidrs: string[];
   };
   webhook: {
     address: Address;
@@ -593,6 +608,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
       tokenNamespace: v.tokenNamespace ?? v.leaseNamespace,
       allowAnonymous: v.allowAnonymous,
       tokenReviewAudiences: v.tokenReviewAudiences,
+      webhookAllowCidrs: v.webhookAllowCidrs,
     },
     webhook: {
       address: v.webhookAddress,

@@ -7,6 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
+import { EgressPolicy } from '../lib/egress.ts';
+import { guardProcess } from '../lib/process-guard.ts';
 import {
   type Autoscaler,
   type AutoscalerSetup,
@@ -180,7 +182,7 @@ export function createOperator(
     });
   }
   const webhook = config.roles.includes('webhook')
-    ? addWebhook(manager, config.webhook, parts.webhook)
+    ? addWebhook(manager, config.webhook, parts.webhook, new EgressPolicy(config.gateway.webhookAllowCidrs))
     : undefined;
   return {
     manager,
@@ -240,6 +242,7 @@ function addPredictions(
             : { kind: 'memory', log: manager.log },
       ),
     streamKey: store.streamKeyFile ? readFileSync(store.streamKeyFile) : undefined,
+    egress: new EgressPolicy(config.gateway.webhookAllowCidrs),
     retention: {
       dataMs,
       recordMs: store.recordRetentionMs,
@@ -269,6 +272,8 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const { manager, stop } = await startOperator(config);
+  // An unhandled rejection is logged and counted, an uncaught exception exits 1 (lib/process-guard.ts).
+  guardProcess({ log: manager.log, registry: manager.metrics.registry, prefix: 'modelplane_operator' });
   return new Promise<number>((resolve) => {
     let received = false;
     const onSignal = (signal: NodeJS.Signals) => {

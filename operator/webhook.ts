@@ -5,7 +5,9 @@
  * certificates: the operator's own (a Secret in its namespace, the CA published to the
  * webhook configuration's caBundle) or cert-manager's (files in a folder).
  */
+
 import type { Clock } from '../lib/clock.ts';
+import { EgressPolicy } from '../lib/egress.ts';
 import {
   type CertBundle,
   CertKeeper,
@@ -70,6 +72,8 @@ export function addWebhook(
   manager: Manager,
   config: OperatorConfig['webhook'],
   tuning: WebhookTuning = {},
+  /** Where Predictions' webhooks may go: a literal host it refuses is refused at admission. */
+  egress: EgressPolicy = new EgressPolicy(),
 ): Webhook {
   const every = { everyReplica: true };
   const caches = {
@@ -120,6 +124,7 @@ export function addWebhook(
     lookup,
     log,
     registry: manager.metrics.registry,
+    egress,
   });
   const keeperOpts = {
     log,

@@ -7,8 +7,17 @@
  */
 import type { Express, Request, Response } from 'express';
 import type { Clock } from '../lib/clock.ts';
+import type { EgressPolicy } from '../lib/egress.ts';
 import { jsonBody, methodNotAllowed } from '../lib/express.ts';
-import { HttpError, invalidInput, preferWait, sendEventStream, sendJson } from '../lib/http.ts';
+import {
+  HttpError,
+  invalid,
+  invalidInput,
+  MAX_JSON_DEPTH,
+  preferWait,
+  sendEventStream,
+  sendJson,
+} from '../lib/http.ts';
 import { type InvalidField, validateInput } from '../lib/openapi-input.ts';
 import { newPredictionId, type PredictionObject, WEBHOOK_EVENTS } from '../lib/prediction.ts';
 import type { Prediction } from './prediction.ts';
@@ -32,6 +41,8 @@ export interface PredictionService {
   checkAccepting(): void;
   /** The model server's OpenAPI document, once it has served one. */
   openapi(): unknown;
+  /** Which addresses callers' webhooks may reach. */
+  readonly egress: EgressPolicy;
   /**
    * Takes a new prediction (429 when the queue is full). `refused` holds why the model server
    * refused its input, when it did at once (the prediction is then not kept).
@@ -72,7 +83,7 @@ export class ApiRoutes {
     const s = this.service;
     app
       .route('/predictions')
-      .post(jsonBody({ limit: MAX_BODY }), (req, res) => this.create(req, res))
+      .post(jsonBody({ limit: MAX_BODY, maxDepth: MAX_JSON_DEPTH }), (req, res) => this.create(req, res))
       .all(methodNotAllowed);
     app
       .route('/predictions/:id')
@@ -178,6 +189,16 @@ export class ApiRoutes {
     if (webhook !== undefined && (typeof webhook !== 'string' || !/^https?:\/\//.test(webhook))) {
       throw new HttpError(400, 'Bad request', 'webhook must be an http(s) URL');
     }
+    const refusedHook =
+      webhook !== undefined && URL.canParse(webhook) && this.service.egress.literalRefusal(new URL(webhook));
+    if (refusedHook)
+      throw invalid([
+        {
+          type: 'invalid',
+          field: 'webhook',
+          description: `webhook may not point at a private, loopback or link-local address: ${refusedHook}`,
+        },
+      ]);
     const filter = b.webhook_events_filter;
     if (
       filter !== undefined &&

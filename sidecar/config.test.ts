@@ -17,6 +17,7 @@ describe('sidecar settings', () => {
       webhookToken: undefined,
       drainTimeout: 0,
       drainReadTimeout: 10,
+      webhookAllowCidrs: [],
     });
   });
 
@@ -29,6 +30,7 @@ describe('sidecar settings', () => {
       MODELPLANE_HARDWARE: 'gpu-h100',
       MODELPLANE_SHUTDOWN_MODEL: 'false',
       WEBHOOK_AUTH_TOKEN: 's3cret',
+      MODELPLANE_WEBHOOK_ALLOW_CIDRS: '10.0.0.0/8,::1',
     });
     expect(c).toMatchObject({
       concurrency: 4,
@@ -39,6 +41,7 @@ describe('sidecar settings', () => {
       pricePerSecond: '0.001525',
       shutdownModel: false,
       webhookToken: 's3cret',
+      webhookAllowCidrs: ['10.0.0.0/8', '::1'],
     });
   });
 
@@ -47,6 +50,7 @@ describe('sidecar settings', () => {
     expect(() => parseConfig(['--port', 'x'], {})).toThrow(/--port/);
     expect(() => parseConfig(['--price-per-second', '1e-4'], {})).toThrow(/decimal/);
     expect(() => parseConfig(['--bogus'], {})).toThrow(ConfigError);
+    expect(() => parseConfig(['--webhook-allow-cidrs', '10.0.0.0/40'], {})).toThrow(/--webhook-allow-cidrs/);
     expect(() => parseConfig([], { MODELPLANE_SHUTDOWN_MODEL: 'maybe' })).toThrow(/true or false/);
   });
 

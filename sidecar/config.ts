@@ -3,6 +3,7 @@
  * operator sets them in the pod), flag first.
  */
 import { ConfigError, formatOptions, HELP_ROW, option, parseOptions } from '../lib/config.ts';
+import { parseCidrList } from '../lib/egress.ts';
 import { isDecimal } from './decimal.ts';
 
 /** Environment variables the sidecar reads (the pod template sets these). */
@@ -30,6 +31,7 @@ export const ENV = {
   shutdownModel: 'MODELPLANE_SHUTDOWN_MODEL',
   logLevel: 'MODELPLANE_LOG_LEVEL',
   progress: 'MODELPLANE_PROGRESS',
+  webhookAllowCidrs: 'MODELPLANE_WEBHOOK_ALLOW_CIDRS',
 } as const;
 
 /**
@@ -80,6 +82,8 @@ export interface SidecarConfig {
   shutdownModel: boolean;
   logLevel: string;
   progress: Progress;
+  /** CIDRs callers' webhooks may reach besides public addresses (lib/egress.ts). */
+  webhookAllowCidrs: string[];
 }
 
 export { ConfigError };
@@ -264,6 +268,17 @@ final records before exiting (${ENV.drainReadTimeout}; default 10)`,
     meta: 'SECONDS',
     help: `how long finished predictions stay readable (${ENV.retention};
 default 600)`,
+  }),
+  webhookAllowCidrs: option({
+    flag: 'webhook-allow-cidrs',
+    env: ENV.webhookAllowCidrs,
+    parse: parseCidrList,
+    default: [] as string[],
+    meta: 'LIST',
+    help: `address ranges callers' webhooks may reach besides public
+ones, comma-separated CIDRs (${ENV.webhookAllowCidrs};
+default none: loopback, private, link-local and other
+special addresses are refused)`,
   }),
   shutdownModel: option({
     flag: 'shutdown-model',

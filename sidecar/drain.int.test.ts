@@ -54,6 +54,9 @@ describe('modelplane sidecar on SIGTERM', () => {
       '4',
       '--health-interval',
       '0.1',
+      // The webhook receiver listens on loopback.
+      '--webhook-allow-cidrs',
+      '127.0.0.0/8',
     ]);
     cleanup.push(() => sc.process.stop());
     await waitFor('the sidecar to be ready', async () => (await fetch(`${sc.api}/ready`)).ok, {

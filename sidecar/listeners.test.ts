@@ -173,6 +173,25 @@ describe('the API listener', () => {
       400,
       'Bad request',
     );
+    // Nested deeper than any input needs (and than JSON.stringify can write): refused as it arrives.
+    const deep = await parse(
+      await post(`{"input":{"text":"x","n":${'['.repeat(200_000)}${']'.repeat(200_000)}}}`),
+    );
+    expectProblem(deep, 400, 'JSON nested too deeply');
+    for (const webhook of [
+      'http://169.254.169.254/latest/meta-data/',
+      'http://10.0.0.1/hook',
+      'http://[fd00::1]/',
+    ]) {
+      const refused = await call('POST', `${at.api}/predictions`, { input: { text: 'x' }, webhook });
+      expectProblem(refused, 422, 'Invalid request');
+      expect(refused.body.invalid_fields).toEqual([
+        expect.objectContaining({
+          field: 'webhook',
+          description: expect.stringMatching(/may not point at a private/),
+        }),
+      ]);
+    }
     const invalid = await call('POST', `${at.api}/predictions`, { input: { text: 3 } });
     expectProblem(invalid, 422, 'Invalid input');
     expect(invalid.body.invalid_fields).toEqual([expect.objectContaining({ field: 'input.text' })]);

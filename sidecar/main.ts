@@ -1,4 +1,5 @@
 /** `modelplane sidecar`: runs the sidecar until SIGTERM (or SIGINT), then drains and exits. */
+import { guardProcess } from '../lib/process-guard.ts';
 import { ConfigError, parseConfig, USAGE } from './config.ts';
 import { Sidecar } from './sidecar.ts';
 
@@ -18,6 +19,8 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const sidecar = new Sidecar(config);
+  // An unhandled rejection is logged and counted, an uncaught exception exits 1 (lib/process-guard.ts).
+  guardProcess({ log: sidecar.log, registry: sidecar.metrics.registry, prefix: 'modelplane_sidecar' });
   await sidecar.start();
   return new Promise<number>((resolveExit) => {
     let signals = 0;

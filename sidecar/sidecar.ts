@@ -15,6 +15,7 @@
  */
 import pino, { type Logger } from 'pino';
 import { type Clock, realClock, type Timer } from '../lib/clock.ts';
+import { EgressPolicy } from '../lib/egress.ts';
 import { HttpError } from '../lib/http.ts';
 import type { PredictionObject } from '../lib/prediction.ts';
 import { WebhookSender } from '../lib/webhooks.ts';
@@ -57,6 +58,8 @@ export class Sidecar implements PredictionService {
   private readonly meter: Meter;
   private readonly drainer: Drain;
   private readonly webhooks: WebhookSender;
+  /** Which addresses callers' webhooks may reach. */
+  readonly egress: EgressPolicy;
   private readonly routes: ApiRoutes;
   private readonly listeners: Listeners;
 
@@ -71,7 +74,11 @@ export class Sidecar implements PredictionService {
     this.log = opts.logger ?? defaultLogger(config);
     this.cog = opts.cog ?? new HttpCogClient(config.modelUrl);
     const { clock, log, cog } = this;
-    this.webhooks = new WebhookSender(log, { throttleMs: opts.webhookThrottleMs ?? 500 });
+    this.egress = new EgressPolicy(config.webhookAllowCidrs);
+    this.webhooks = new WebhookSender(log, {
+      throttleMs: opts.webhookThrottleMs ?? 500,
+      egress: this.egress,
+    });
     this.meter = new Meter(
       {
         clock,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { EgressPolicy } from '../lib/egress.ts';
 import {
   type DeploymentObj,
   type HardwareClassObj,
@@ -244,6 +245,25 @@ describe('Prediction', () => {
       refusals: [],
       warnings: [],
     });
+  });
+
+  it('refuses a webhook to a private, loopback or link-local literal host, unless allowed', async () => {
+    const lookup = lookupOf(world);
+    const spec = { version: 'v-a', input: { text: 'hi' } };
+    for (const webhook of [
+      'http://169.254.169.254/latest/meta-data/',
+      'http://127.0.0.1:8080/',
+      'http://[fd00::1]/',
+    ])
+      expect((await review(pred({ ...spec, webhook }), lookup)).refusals).toEqual([
+        expect.stringMatching(/^spec\.webhook may not point at a private, loopback or link-local address: /),
+      ]);
+    for (const webhook of ['https://hooks.example.com/x', 'http://8.8.8.8/'])
+      expect((await review(pred({ ...spec, webhook }), lookup)).refusals).toEqual([]);
+    const allowed = { egress: new EgressPolicy(['127.0.0.0/8']) };
+    expect(
+      (await review(pred({ ...spec, webhook: 'http://127.0.0.1:8080/' }), lookup, allowed)).refusals,
+    ).toEqual([]);
   });
 
   it('warns when the target, its version or its schema is not there yet, and never checks a cancel', async () => {

@@ -20,6 +20,7 @@ import {
   type ModelVersionSpec,
   type PredictionSpec,
 } from '../crds/index.ts';
+import { EgressPolicy } from '../lib/egress.ts';
 import { validateInput } from '../lib/openapi-input.ts';
 
 /** An object as the API server sends it in an AdmissionReview (defaults applied). */
@@ -81,8 +82,12 @@ function changed(input: AdmissionInput, ...fields: string[]): boolean {
   return fields.some((f) => JSON.stringify(a[f]) !== JSON.stringify(b[f]));
 }
 
-/** The verdict on one admission request. */
-export async function review(input: AdmissionInput, lookup: Lookup): Promise<Verdict> {
+/** The verdict on one admission request; `egress` judges a Prediction's webhook (default: public addresses only). */
+export async function review(
+  input: AdmissionInput,
+  lookup: Lookup,
+  opts: { egress?: EgressPolicy } = {},
+): Promise<Verdict> {
   const verdict: Verdict = { refusals: [], warnings: [] };
   const obj = input.object;
   if (!obj || obj.metadata?.deletionTimestamp) return verdict;
@@ -104,7 +109,10 @@ export async function review(input: AdmissionInput, lookup: Lookup): Promise<Ver
       break;
     case KIND.Prediction:
       // Only spec.cancel may change after creation: a cancel is never refused.
-      if (input.operation === 'CREATE') await predictionRules(obj as PredictionObj, ns, lookup, verdict);
+      if (input.operation === 'CREATE') {
+        webhookRule(obj as PredictionObj, opts.egress ?? new EgressPolicy(), verdict);
+        await predictionRules(obj as PredictionObj, ns, lookup, verdict);
+      }
       break;
   }
   return verdict;
@@ -282,6 +290,14 @@ function placeable(spec: Partial<HardwareClassSpec>, node: NodeInfo): boolean {
 }
 
 // ── Prediction ────────────────────────────────────────────────────────────────────────────
+
+/** A webhook whose literal host (an IP address, `localhost`) is one webhooks may not reach. */
+function webhookRule(obj: PredictionObj, egress: EgressPolicy, v: Verdict): void {
+  const url = obj.spec?.webhook;
+  if (!url || !URL.canParse(url)) return;
+  const why = egress.literalRefusal(new URL(url));
+  if (why) v.refusals.push(`spec.webhook may not point at a private, loopback or link-local address: ${why}`);
+}
 
 async function predictionRules(obj: PredictionObj, ns: string, lookup: Lookup, v: Verdict): Promise<void> {
   const spec = obj.spec ?? {};

@@ -4,10 +4,12 @@
  * one for new connections (connections already open finish on the old one, which is still
  * valid), so a rotation drops no admission. Metrics carry controller-runtime's names.
  */
+
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Request, Response } from 'express';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { EgressPolicy } from '../lib/egress.ts';
 import { createApp, jsonBody, methodNotAllowed, notFound, problemHandler } from '../lib/express.ts';
 import { HttpError } from '../lib/http.ts';
 import { WEBHOOK_PATH } from './configuration.ts';
@@ -31,6 +33,8 @@ export interface WebhookServerOptions {
   lookup: Lookup;
   log: LogLike;
   registry: Registry;
+  /** Where Predictions' webhooks may go (default: public addresses only). */
+  egress?: EgressPolicy;
 }
 
 export class WebhookServer {
@@ -142,6 +146,7 @@ export class WebhookServer {
               oldObject: request.oldObject ?? undefined,
             },
             this.opts.lookup,
+            { egress: this.opts.egress },
           );
         } catch (err) {
           // A rule that cannot be judged (a lookup failed) is no refusal.

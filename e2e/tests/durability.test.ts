@@ -167,7 +167,8 @@ describe('predictions that survive', () => {
         roles: 'controllers,gateway',
         gatewayPort,
         httpPort,
-        flags: ['--leader-elect=true', ...storeFlags],
+        // The webhook receiver listens on loopback.
+        flags: ['--leader-elect=true', '--webhook-allow-cidrs=127.0.0.0/8', ...storeFlags],
       }),
       { logFile: join(logDir, 'operator-b.log') },
     );

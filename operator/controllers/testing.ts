@@ -127,6 +127,8 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
       tokenNamespace: 'default',
       allowAnonymous: [],
       tokenReviewAudiences: [],
+      // Webhook receivers in tests listen on loopback.
+      webhookAllowCidrs: ['127.0.0.0/8', '::1'],
     },
     webhook: {
       address: { host: '127.0.0.1', port: 0 },

@@ -30,7 +30,7 @@ import {
   routeLabel,
   routeMetricsOn,
 } from '../../lib/express.ts';
-import { HttpError } from '../../lib/http.ts';
+import { HttpError, MAX_JSON_DEPTH } from '../../lib/http.ts';
 import { ApiError, type Logger } from '../runtime/index.ts';
 import type { Caller } from './auth.ts';
 import type { Principal, RequestContext, Routes, Verb } from './types.ts';
@@ -190,7 +190,7 @@ export class GatewayServer {
     const api: Router = express.Router({ caseSensitive: true });
     const middleware = {
       authenticated: this.authenticated,
-      json: jsonBody({ limit: this.maxBodyBytes }),
+      json: jsonBody({ limit: this.maxBodyBytes, maxDepth: MAX_JSON_DEPTH }),
     };
     for (const add of opts.routes) add(api, middleware);
     const app = createApp();

@@ -21,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
+import { EgressPolicy } from '../../lib/egress.ts';
 import { HttpError, invalidInput } from '../../lib/http.ts';
 import { validateInput } from '../../lib/openapi-input.ts';
 import {
@@ -128,6 +129,8 @@ export class PredictionEngine implements DemandSource {
   private readonly log: Logger;
   private readonly sidecar: InstanceClient;
   private readonly webhooks: WebhookSender;
+  /** Which addresses webhooks may reach; the gateway checks a webhook's literal host against it at create time. */
+  readonly egress: EgressPolicy;
   private readonly clock: Clock;
   private readonly streamUrl: EngineOptions['streamUrl'];
   private readonly lifecycle: Lifecycle;
@@ -160,8 +163,23 @@ export class PredictionEngine implements DemandSource {
       (() => {
         throw new Error('no webhook secret is configured');
       });
+    this.egress = opts.webhookOptions?.egress ?? new EgressPolicy();
+    const onAttempt = opts.webhookOptions?.onAttempt;
     this.webhooks = new WebhookSender({
       ...opts.webhookOptions,
+      egress: this.egress,
+      onAttempt: (a) => {
+        const result =
+          a.status >= 200 && a.status < 300
+            ? 'delivered'
+            : a.refused
+              ? 'refused'
+              : a.error?.startsWith('body not serialisable')
+                ? 'unserialisable'
+                : 'failed';
+        metrics.webhookAttempts.inc({ event: a.event, result });
+        onAttempt?.(a);
+      },
       secretFor,
       log: this.log,
       clock: this.clock,

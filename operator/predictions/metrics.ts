@@ -8,6 +8,7 @@ export interface EngineMetrics {
   queueDepth: Gauge<'deployment'>;
   predictions: Counter<'deployment' | 'status'>;
   held: Histogram<'deployment'>;
+  webhookAttempts: Counter<'event' | 'result'>;
 }
 
 const HELD_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
@@ -42,6 +43,14 @@ export function engineMetrics(registry: Registry): EngineMetrics {
         help: 'Seconds predictions waited in the gateway before an instance took them',
         labelNames: ['deployment'],
         buckets: HELD_BUCKETS,
+        registers,
+      }),
+    webhookAttempts:
+      existing(registry, 'modelplane_webhook_attempts_total') ??
+      new Counter({
+        name: 'modelplane_webhook_attempts_total',
+        help: 'Webhook delivery attempts by event and result: delivered, failed (an error or a non-2xx answer), refused (the target address is not allowed) or unserialisable (the body could not be written as JSON)',
+        labelNames: ['event', 'result'],
         registers,
       }),
   };

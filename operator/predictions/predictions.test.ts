@@ -4,10 +4,13 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { EgressPolicy } from '../../lib/egress.ts';
 import { notReadyReason } from './catalog.ts';
 import { leastOutstanding, type PodLike, podEndpoint } from './endpoints.ts';
 import { LOG_TAIL_CHARS, logTail, type PredictionRecord, toView } from './record.ts';
 import { sign, stableMessageId, WebhookSender } from './webhooks.ts';
+
+const LOOPBACK = new EgressPolicy(['127.0.0.0/8']);
 
 function record(id: string, over: Partial<PredictionRecord> = {}): PredictionRecord {
   return {
@@ -222,6 +225,7 @@ describe('webhook delivery', () => {
       log: pino({ level: 'silent' }),
       throttleMs: 200,
       retryBaseMs: 10,
+      egress: LOOPBACK,
     });
     w.register('p', 'ns', url, ['start', 'output', 'completed']);
     w.notify('p', 'start', () => ({ n: 'start' }));
@@ -258,6 +262,7 @@ describe('webhook delivery', () => {
       secretFor: () => 'whsec_AAAA',
       log: pino({ level: 'silent' }),
       retryBaseMs: 1,
+      egress: LOOPBACK,
     });
     w.register('p', 'ns', url, ['completed']);
     w.notify('p', 'completed', () => ({}));

@@ -27,6 +27,8 @@ export function testConfig(modelUrl: string, overrides: Partial<SidecarConfig> =
     hardware: 'gpu-t4',
     pricePerSecond: '0.000225',
     shutdownModel: false,
+    // Webhook receivers in tests listen on loopback.
+    webhookAllowCidrs: ['127.0.0.0/8', '::1'],
     ...overrides,
   };
 }

@@ -1,5 +1,6 @@
 /** What callers send with a prediction, parsed on the HTTP side. */
 import { describe, expect, it } from 'vitest';
+import { EgressPolicy } from '../../../lib/egress.ts';
 import { HttpError } from '../../../lib/http.ts';
 import { parseCancelAfter, parsePreferWait, parseVersionRef, parseWebhook } from './parse.ts';
 
@@ -74,5 +75,42 @@ describe('webhook fields', () => {
     expect(parseWebhook(undefined, ['completed']).events).toEqual(['completed']);
     expect(() => parseWebhook('ftp://x', undefined)).toThrow(/http\(s\) URL/);
     expect(() => parseWebhook('https://x', ['done'])).toThrow(/webhook_events_filter/);
+  });
+
+  it('refuses a webhook whose literal host is a private, loopback or link-local address (422 on webhook)', () => {
+    const strict = new EgressPolicy();
+    for (const url of [
+      'http://127.0.0.1:9000/hook',
+      'http://localhost/hook',
+      'http://169.254.169.254/latest/meta-data/',
+      'http://10.0.0.8/',
+      'http://[::1]/',
+      'http://[fd00::5]/',
+      'http://100.64.1.1/',
+      'http://0.0.0.0/',
+    ]) {
+      let err: HttpError | undefined;
+      try {
+        parseWebhook(url, undefined, strict);
+      } catch (e) {
+        err = e as HttpError;
+      }
+      expect(err?.status, url).toBe(422);
+      expect(err?.extra.invalid_fields).toEqual([
+        expect.objectContaining({
+          field: 'webhook',
+          description: expect.stringMatching(/may not point at a private/),
+        }),
+      ]);
+    }
+    // A public address, a name (checked when it connects), and an allowed range pass.
+    expect(parseWebhook('http://8.8.8.8/hook', undefined, strict).webhook).toBe('http://8.8.8.8/hook');
+    expect(parseWebhook('https://hooks.internal/x', undefined, strict).webhook).toBe(
+      'https://hooks.internal/x',
+    );
+    const loopback = new EgressPolicy(['127.0.0.0/8']);
+    expect(parseWebhook('http://127.0.0.1:9000/hook', undefined, loopback).webhook).toBe(
+      'http://127.0.0.1:9000/hook',
+    );
   });
 });

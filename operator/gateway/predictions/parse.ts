@@ -2,6 +2,7 @@
  * Pure parsing of what callers send with a prediction: `Prefer: wait`,
  * `Cancel-After`, the `version` field of `POST /predictions`, the webhook events filter.
  */
+import type { EgressPolicy } from '../../../lib/egress.ts';
 import { invalid, preferWait } from '../../../lib/http.ts';
 import type { InvalidField } from '../../../lib/openapi-input.ts';
 import { WEBHOOK_EVENTS, type WebhookEvent } from '../../../lib/prediction.ts';
@@ -72,25 +73,33 @@ export function parseVersionRef(v: unknown): VersionRef {
   return { kind: 'model-version', owner: m[1]!, name: m[2]!, id: m[3] };
 }
 
-/** A webhook URL and its events filter from a create body; 422 when malformed. */
+/**
+ * A webhook URL and its events filter from a create body; 422 when malformed, or when the
+ * URL's host is an IP address or `localhost` that `egress` refuses (a host name is checked
+ * when a delivery connects).
+ */
 export function parseWebhook(
   webhook: unknown,
   filter: unknown,
+  egress?: EgressPolicy,
 ): { webhook?: string; events: WebhookEvent[] } {
   const fields: InvalidField[] = [];
   let url: string | undefined;
   if (webhook !== undefined && webhook !== null && webhook !== '') {
-    let ok = false;
-    if (typeof webhook === 'string') {
-      try {
-        const u = new URL(webhook);
-        ok = u.protocol === 'http:' || u.protocol === 'https:';
-      } catch {
-        ok = false;
-      }
+    let u: URL | undefined;
+    if (typeof webhook === 'string' && URL.canParse(webhook)) {
+      const parsed = new URL(webhook);
+      if (parsed.protocol === 'http:' || parsed.protocol === 'https:') u = parsed;
     }
-    if (ok) url = webhook as string;
-    else fields.push({ type: 'invalid', field: 'webhook', description: 'webhook must be an http(s) URL' });
+    const refused = u && egress?.literalRefusal(u);
+    if (!u) fields.push({ type: 'invalid', field: 'webhook', description: 'webhook must be an http(s) URL' });
+    else if (refused)
+      fields.push({
+        type: 'invalid',
+        field: 'webhook',
+        description: `webhook may not point at a private, loopback or link-local address: ${refused}`,
+      });
+    else url = webhook as string;
   }
   let events: WebhookEvent[] = [...WEBHOOK_EVENTS];
   if (filter !== undefined && filter !== null) {

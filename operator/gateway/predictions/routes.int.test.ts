@@ -11,6 +11,7 @@ import { Registry } from 'prom-client';
 import { validateWebhook } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, waitFor } from '../../../harness/processes.ts';
+import { EgressPolicy } from '../../../lib/egress.ts';
 import { PREDICTION_ID } from '../../../lib/prediction.ts';
 import { call, metricValue } from '../../../sidecar/testing/client.ts';
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
@@ -139,7 +140,8 @@ beforeAll(async () => {
     streamUrl: (rec) => tokens.url(rec),
     log: pino({ level: 'silent' }),
     secretFor: () => SECRET,
-    webhookOptions: { retryBaseMs: 50 },
+    // The webhook receivers of these tests listen on loopback.
+    webhookOptions: { retryBaseMs: 50, egress: new EgressPolicy(['127.0.0.0/8']) },
   });
   engine.onPoke((ns, name) => pokes.push(`${ns}/${name}`));
   gw = await serveRoutes(predictionRoutes({ engine, catalog, tokens, keepAliveMs: 200 }));
@@ -247,6 +249,37 @@ describe('predictions through the gateway engine', () => {
     expect(passed.body.invalid_fields).toEqual([
       { type: 'type', field: 'input.text', description: 'input.text must be of type string' },
     ]);
+  });
+
+  it('refuses a deep body (400) and a webhook to a refused address (422 on webhook), and serves on', async () => {
+    const nested = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+    const deep = await fetch(`${gw.baseUrl}/deployments/${NS}/echo/predictions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: `{"input":{"text":"x","n":${nested}},"webhook":"https://hooks.example/x"}`,
+    });
+    expect(deep.status).toBe(400);
+    expect(deep.headers.get('content-type')).toBe('application/problem+json');
+    expect(await deep.json()).toMatchObject({ title: 'JSON nested too deeply', status: 400 });
+    // Loopback is allowed in these tests; metadata and private addresses still are not.
+    for (const webhook of [
+      'http://169.254.169.254/latest/meta-data/',
+      'http://10.0.0.1/hook',
+      'http://[fe80::1]/',
+    ]) {
+      const r = await post(`/deployments/${NS}/echo/predictions`, { input: { text: 'x' }, webhook });
+      expect(r.status).toBe(422);
+      expect(r.headers.get('content-type')).toBe('application/problem+json');
+      expect(r.body.invalid_fields).toEqual([
+        expect.objectContaining({
+          field: 'webhook',
+          description: expect.stringMatching(/may not point at a private/),
+        }),
+      ]);
+    }
+    const ok = await post(`/deployments/${NS}/echo/predictions`, { input: { text: 'still up' } });
+    expect(ok.status).toBe(201);
+    expect((await until(ok.body.id, ['succeeded'])).status).toBe('succeeded');
   });
 
   it('queues beyond the concurrency, reports demand, and refuses past spec.queue.maxLength with 429', async () => {

@@ -104,7 +104,7 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
   ): Promise<void> {
     const wait = parsePreferWait(req.headers.prefer);
     const cancelAfterMs = parseCancelAfter(req.headers['cancel-after']);
-    const { webhook, events } = parseWebhook(b.webhook, b.webhook_events_filter);
+    const { webhook, events } = parseWebhook(b.webhook, b.webhook_events_filter, engine.egress);
     const key = header(req, 'idempotency-key');
     if (key !== undefined && (key.length === 0 || key.length > 255))
       throw new HttpError(400, 'Bad request', 'Idempotency-Key must be 1-255 characters');

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { EgressPolicy } from '../../../lib/egress.ts';
 import {
   type AdoptionTiming,
   type CatalogInformers,
@@ -39,6 +40,8 @@ export interface PredictionServiceOptions extends CatalogInformers {
    * (default: the store's, else one of this process's own).
    */
   streamKey?: Buffer;
+  /** Which addresses webhooks may reach (default: public ones only). */
+  egress?: EgressPolicy;
 }
 
 export interface PredictionService {
@@ -72,6 +75,7 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     retention: opts.retention,
     adoption: opts.adoption,
     streamUrl: (rec) => tokens.url(rec),
+    webhookOptions: opts.egress ? { egress: opts.egress } : undefined,
   });
   return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog, tokens }) };
 }
