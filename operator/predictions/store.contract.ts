@@ -195,6 +195,18 @@ export function storeContract(name: string, factory: StoreFactory): void {
       } while (cursor);
       expect(seen).toEqual(order);
       expect(pages).toBe(3);
+      // And back: from the last page, `previous` pages lead to the first, in the same order.
+      const first = await s.list({ namespaces: 'all', limit: 3 });
+      expect(first.previous).toBeUndefined();
+      const second = await s.list({ namespaces: 'all', limit: 3, cursor: first.next! });
+      const third = await s.list({ namespaces: 'all', limit: 3, cursor: second.next! });
+      expect(ids(third)).toEqual(order.slice(6));
+      const backToSecond = await s.list({ namespaces: 'all', limit: 3, before: third.previous! });
+      expect(ids(backToSecond)).toEqual(order.slice(3, 6));
+      expect(backToSecond.next).toBe(second.next);
+      const backToFirst = await s.list({ namespaces: 'all', limit: 3, before: backToSecond.previous! });
+      expect(ids(backToFirst)).toEqual(order.slice(0, 3));
+      expect(backToFirst.previous).toBeUndefined();
       expect(ids(await s.list({ namespaces: ['a'], limit: 10 }))).toEqual([recs[3]!.id, recs[1]!.id]);
       expect(ids(await s.list({ namespaces: ['a', 'c'], limit: 10 }))).toEqual([
         recs[3]!.id,

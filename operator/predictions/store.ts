@@ -21,8 +21,10 @@ export type StoredPrediction = Omit<PredictionRecord, 'events'>;
 
 export interface ListOptions {
   namespaces: 'all' | readonly string[];
-  /** From `list`'s `next`: continue after this position. */
+  /** From `list`'s `next`: the page after this position (older predictions). */
   cursor?: string;
+  /** From `list`'s `previous`: the page just before this position (newer predictions). */
+  before?: string;
   limit: number;
   /** Only predictions created at or after this time (epoch ms). */
   createdAfter?: number;
@@ -32,8 +34,27 @@ export interface ListOptions {
 
 export interface ListPage {
   items: StoredPrediction[];
-  /** Cursor of the next page, when there is one. */
+  /** Cursor of the next page (older), when there is one. */
   next?: string;
+  /** Cursor of the previous page (newer), when there is one. */
+  previous?: string;
+}
+
+/** The cursors of a page of `items` (newest first): `more` says whether the page was cut short in its reading direction. */
+export function pageCursors(
+  items: readonly { createdAt: number; id: string }[],
+  opts: Pick<ListOptions, 'cursor' | 'before'>,
+  more: boolean,
+): Pick<ListPage, 'next' | 'previous'> {
+  const first = items[0];
+  const last = items.at(-1);
+  if (opts.before)
+    // Read backwards from a position: older ones (that position's, at least) follow.
+    return { next: last && encodeCursor(last), previous: more && first ? encodeCursor(first) : undefined };
+  return {
+    next: more && last ? encodeCursor(last) : undefined,
+    previous: opts.cursor && first ? encodeCursor(first) : undefined,
+  };
 }
 
 /** The fields `update` writes: those that change while a prediction runs. */
@@ -240,6 +261,7 @@ export class MemoryStore implements PredictionStore {
 
   async list(opts: ListOptions): Promise<ListPage> {
     const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
+    const before = opts.before ? decodeCursor(opts.before) : undefined;
     const ns = opts.namespaces === 'all' ? undefined : new Set(opts.namespaces);
     const all = [...this.entries.values()]
       .map((e) => e.rec)
@@ -247,12 +269,14 @@ export class MemoryStore implements PredictionStore {
         (r) =>
           (!ns || ns.has(r.namespace)) &&
           (!after || newer(after, r)) &&
+          (!before || newer(r, before)) &&
           (opts.createdAfter === undefined || r.createdAt >= opts.createdAfter) &&
           (opts.createdBefore === undefined || r.createdAt < opts.createdBefore),
       );
     all.sort((a, b) => (newer(a, b) ? -1 : 1));
-    const items = all.slice(0, opts.limit).map(copy);
-    return { items, next: all.length > opts.limit ? encodeCursor(items.at(-1)!) : undefined };
+    // Backwards from a position: the `limit` closest to it.
+    const items = (before ? all.slice(-opts.limit) : all.slice(0, opts.limit)).map(copy);
+    return { items, ...pageCursors(items, opts, all.length > opts.limit) };
   }
 
   async findByIdempotencyKey(namespace: string, key: string): Promise<StoredPrediction | undefined> {

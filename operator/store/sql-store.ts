@@ -18,7 +18,7 @@ import type {
   StoredPrediction,
   StoreNotice,
 } from '../predictions/store.ts';
-import { decodeCursor, encodeCursor } from '../predictions/store.ts';
+import { decodeCursor, pageCursors } from '../predictions/store.ts';
 import type { Database, Row, StoreLog } from './database.ts';
 
 /** The one NOTIFY channel of the store. */
@@ -419,13 +419,17 @@ export class SqlPredictionStore implements PredictionStore {
     }
     const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
     if (after) where.push(`(created_at, id) < (${arg(new Date(after.createdAt))}, ${arg(after.id)})`);
+    const before = opts.before ? decodeCursor(opts.before) : undefined;
+    if (before) where.push(`(created_at, id) > (${arg(new Date(before.createdAt))}, ${arg(before.id)})`);
     if (opts.createdAfter !== undefined) where.push(`created_at >= ${arg(new Date(opts.createdAfter))}`);
     if (opts.createdBefore !== undefined) where.push(`created_at < ${arg(new Date(opts.createdBefore))}`);
     const sql = `${SELECT}${where.length ? ` WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY created_at DESC, id DESC LIMIT ${arg(opts.limit + 1)}`;
+      ORDER BY ${before ? 'created_at ASC, id ASC' : 'created_at DESC, id DESC'} LIMIT ${arg(opts.limit + 1)}`;
     const rows = await this.db.query(sql, args);
     const items = rows.slice(0, opts.limit).map(fromRow);
-    return { items, next: rows.length > opts.limit ? encodeCursor(items.at(-1)!) : undefined };
+    // Read backwards from a position: newest first again.
+    if (before) items.reverse();
+    return { items, ...pageCursors(items, opts, rows.length > opts.limit) };
   }
 
   async findByIdempotencyKey(namespace: string, key: string): Promise<StoredPrediction | undefined> {

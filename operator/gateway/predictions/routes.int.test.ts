@@ -565,15 +565,24 @@ describe('predictions through the gateway engine', () => {
     const d = engine.demand().find((x) => x.name === 'echo')!;
     expect(d).toMatchObject({ queued: 0, inflight: 0 });
     // The list pages through all of them, newest first, with absolute next URLs.
+    type Page = { status: number; body: { previous: string | null; next: string | null; results: P[] } };
     const listed: P[] = [];
+    const pages: Page[] = [];
     let next: string | null = `${gw.baseUrl}/predictions`;
     while (next) {
-      const page: { status: number; body: { next: string | null; results: P[] } } = await call('GET', next);
+      const page: Page = await call('GET', next);
       expect(page.status).toBe(200);
+      pages.push(page);
       listed.push(...page.body.results);
       next = page.body.next;
       if (next) expect(next.startsWith(`${gw.baseUrl}/predictions?cursor=`)).toBe(true);
     }
+    // And back: the last page's `previous` is the page before it, the first page has none.
+    expect(pages.length).toBeGreaterThan(1);
+    expect(pages[0]!.body.previous).toBeNull();
+    const back: Page = await call('GET', pages.at(-1)!.body.previous!);
+    expect(back.body.results.map((p) => p.id)).toEqual(pages.at(-2)!.body.results.map((p) => p.id));
+    expect((await call('GET', `${gw.baseUrl}/predictions?cursor=b.garbage`)).status).toBe(400);
     expect(new Set(listed.map((p) => p.id)).size).toBe(listed.length);
     expect(listed.map((p) => p.id)).toEqual(expect.arrayContaining([...ids]));
     const times = listed.map((p) => Date.parse(p.created_at));

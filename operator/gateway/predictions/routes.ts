@@ -20,6 +20,8 @@ import { parseCancelAfter, parsePreferWait, parseVersionRef, parseWebhook } from
 import type { StreamTokens } from './stream-token.ts';
 
 const PAGE_SIZE = 100;
+/** Prefix of a cursor that pages back (to newer predictions). */
+const BACK = 'b.';
 const KEEP_ALIVE_MS = 15_000;
 
 export interface PredictionRoutesOptions {
@@ -186,25 +188,28 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
         const ctx = context(res);
         const q = ctx.url.searchParams;
         const namespaces = await ctx.namespacesFor('list', 'predictions');
-        const cursor = q.get(CURSOR_PARAM) || undefined;
-        if (cursor && !decodeCursor(cursor))
+        // `cursor=<position>` pages on (older), `cursor=b.<position>` back (newer).
+        const raw = q.get(CURSOR_PARAM) || undefined;
+        const back = raw?.startsWith(BACK);
+        const position = back ? raw!.slice(BACK.length) : raw;
+        if (position !== undefined && !decodeCursor(position))
           throw new HttpError(400, 'Invalid cursor', 'the cursor parameter is not one this API returned');
         const page = await engine.list({
           namespaces,
           limit: PAGE_SIZE,
-          cursor,
+          ...(back ? { before: position } : { cursor: position }),
           createdAfter: parseTime(q, 'created_after'),
           createdBefore: parseTime(q, 'created_before'),
         });
-        let next: string | null = null;
-        if (page.next) {
+        const link = (cursor: string | undefined) => {
+          if (!cursor) return null;
           const u = new URL(ctx.url);
-          u.searchParams.set(CURSOR_PARAM, page.next);
-          next = u.toString();
-        }
+          u.searchParams.set(CURSOR_PARAM, cursor);
+          return u.toString();
+        };
         sendJson(res, 200, {
-          previous: null,
-          next,
+          previous: link(page.previous && `${BACK}${page.previous}`),
+          next: link(page.next),
           results: page.items.map((r) => engine.view(r, ctx.baseUrl)),
         });
       })
