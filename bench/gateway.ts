@@ -32,9 +32,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { operatorArgs, startDev } from '../dev/dev.ts';
+import { startDev, startReplica } from '../dev/dev.ts';
 import { PostgresServer } from '../harness/postgres.ts';
-import { freePort, GroupProcess, waitFor } from '../harness/processes.ts';
+import type { GroupProcess } from '../harness/processes.ts';
 import { readPods } from './pods.ts';
 
 const { values } = parseArgs({
@@ -204,33 +204,20 @@ async function gatewayReplica(store: string): Promise<{ pid: number; url: URL }>
     postgres = await PostgresServer.start();
     flags.push(`--database-url=${postgres!.url}`);
   }
-  const [gatewayPort, httpPort] = [await freePort(), await freePort()];
-  const replica = new GroupProcess(
-    `gateway-${store}`,
-    process.execPath,
-    operatorArgs({
-      kubeconfig: dev.kubeconfig,
-      roles: 'gateway',
-      gatewayPort,
-      httpPort,
-      flags: ['--log-level=warn', ...flags],
-    }),
-    {
-      logFile: join(logDir, `gateway-${store}.log`),
-      env: values.profile
-        ? { ...process.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values.profile}` }
-        : process.env,
-    },
-  );
-  replicas.push(replica);
-  await waitFor(
-    `the gateway with the ${store} store to be ready`,
-    async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined))?.ok === true,
-    { timeoutMs: 60_000, intervalMs: 250 },
-  );
+  const replica = await startReplica({
+    name: `the gateway with the ${store} store`,
+    kubeconfig: dev.kubeconfig,
+    roles: 'gateway',
+    flags: ['--log-level=warn', ...flags],
+    logFile: join(logDir, `gateway-${store}.log`),
+    env: values.profile
+      ? { ...process.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values.profile}` }
+      : process.env,
+  });
+  replicas.push(replica.process);
   return {
-    pid: replica.pid,
-    url: new URL(`http://127.0.0.1:${gatewayPort}/v1/deployments/${NS}/${NAME}/predictions`),
+    pid: replica.process.pid,
+    url: new URL(`${replica.gatewayUrl}/v1/deployments/${NS}/${NAME}/predictions`),
   };
 }
 

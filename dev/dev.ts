@@ -100,6 +100,55 @@ export function operatorArgs(o: {
     ...(o.flags ?? []),
   ];
 }
+
+/** An operator replica beside `modelplane dev`'s own, started by `startReplica`. */
+export interface Replica {
+  process: GroupProcess;
+  /** `http://127.0.0.1:PORT` of its gateway (without /v1). */
+  gatewayUrl: string;
+  /** `http://127.0.0.1:PORT` of its /healthz, /readyz and /metrics. */
+  httpUrl: string;
+}
+
+/**
+ * Starts another `modelplane operator` on the local cluster of `kubeconfig` (another gateway
+ * replica, say) on free loopback ports, its output in `logFile`, and waits until it is ready.
+ */
+export async function startReplica(o: {
+  name: string;
+  kubeconfig: string;
+  roles: string;
+  flags?: string[];
+  logFile: string;
+  env?: NodeJS.ProcessEnv;
+}): Promise<Replica> {
+  const [gatewayPort, httpPort] = [await freePort(), await freePort()];
+  const child = new GroupProcess(
+    o.name,
+    process.execPath,
+    operatorArgs({ kubeconfig: o.kubeconfig, roles: o.roles, gatewayPort, httpPort, flags: o.flags }),
+    { logFile: o.logFile, env: o.env },
+  );
+  const replica = {
+    process: child,
+    gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
+  };
+  try {
+    await waitFor(
+      `${o.name} to be ready`,
+      async () => {
+        if (!child.running) throw new GiveUp(`${o.name} exited; see ${o.logFile}`);
+        return (await fetch(`${replica.httpUrl}/readyz`).catch(() => undefined))?.ok === true;
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+  } catch (err) {
+    await child.stop(5_000);
+    throw err;
+  }
+  return replica;
+}
 export const RUNNER_NAME = 'local';
 
 /**

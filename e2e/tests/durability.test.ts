@@ -22,10 +22,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Replicate, { type Prediction } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Dev, operatorArgs, startDev } from '../../dev/dev.ts';
+import { type Dev, startDev, startReplica } from '../../dev/dev.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
 import { PostgresServer } from '../../harness/postgres.ts';
-import { freePort, GroupProcess, waitFor } from '../../harness/processes.ts';
+import { type GroupProcess, waitFor } from '../../harness/processes.ts';
 
 const NS = `durable-${process.pid}`;
 const NAME = 'sleep';
@@ -158,28 +158,21 @@ describe('predictions that survive', () => {
       http: dev.httpUrl,
       client: clientFor(dev.gatewayUrl),
     };
-    const [gatewayPort, httpPort] = [await freePort(), await freePort()];
-    const bProcess = new GroupProcess(
-      'operator-b',
-      process.execPath,
-      operatorArgs({
-        kubeconfig: dev.kubeconfig,
-        roles: 'controllers,gateway',
-        gatewayPort,
-        httpPort,
-        // The webhook receiver listens on loopback.
-        flags: ['--leader-elect=true', '--webhook-allow-cidrs=127.0.0.0/8', ...storeFlags],
-      }),
-      { logFile: join(logDir, 'operator-b.log') },
-    );
+    const replica = await startReplica({
+      name: 'operator-b',
+      kubeconfig: dev.kubeconfig,
+      roles: 'controllers,gateway',
+      // The webhook receiver listens on loopback.
+      flags: ['--leader-elect=true', '--webhook-allow-cidrs=127.0.0.0/8', ...storeFlags],
+      logFile: join(logDir, 'operator-b.log'),
+    });
     b = {
       name: 'B',
-      gateway: `http://127.0.0.1:${gatewayPort}`,
-      http: `http://127.0.0.1:${httpPort}`,
-      client: clientFor(`http://127.0.0.1:${gatewayPort}`),
-      process: bProcess,
+      gateway: replica.gatewayUrl,
+      http: replica.httpUrl,
+      client: clientFor(replica.gatewayUrl),
+      process: replica.process,
     };
-    await waitFor('replica B to be ready', () => ready(b), { timeoutMs: 60_000, intervalMs: 250 });
   }, 900_000);
 
   afterAll(async () => {
@@ -347,24 +340,14 @@ describe('predictions that survive', () => {
 
   it('removes input, output and logs after the data retention and keeps the record', async () => {
     // A replica with a short data retention: the retention applies to the whole store.
-    const [gatewayPort, httpPort] = [await freePort(), await freePort()];
-    const c = new GroupProcess(
-      'operator-c',
-      process.execPath,
-      operatorArgs({
-        kubeconfig: dev.kubeconfig,
-        roles: 'gateway',
-        gatewayPort,
-        httpPort,
-        flags: ['--store=postgres', `--database-url=${pg.url}`, '--data-retention=2'],
-      }),
-      { logFile: join(logDir, 'operator-c.log') },
-    );
+    const c = await startReplica({
+      name: 'operator-c',
+      kubeconfig: dev.kubeconfig,
+      roles: 'gateway',
+      flags: ['--store=postgres', `--database-url=${pg.url}`, '--data-retention=2'],
+      logFile: join(logDir, 'operator-c.log'),
+    });
     try {
-      await waitFor('replica C to be ready', () => ready({ http: `http://127.0.0.1:${httpPort}` }), {
-        timeoutMs: 60_000,
-        intervalMs: 250,
-      });
       const p = (await b.client.deployments.predictions.create(NS, NAME, {
         input: { seconds: 0.1 },
       })) as Prediction;
@@ -379,7 +362,7 @@ describe('predictions that survive', () => {
       expect(kept.metrics?.predict_time).toBeGreaterThan(0);
       expect(kept.completed_at).toBe(done.completed_at);
     } finally {
-      await c.stop(10_000);
+      await c.process.stop(10_000);
     }
   });
 });
