@@ -16,6 +16,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { option } from './config.ts';
 
 type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
@@ -122,6 +123,21 @@ export function parseCidrList(raw: string): string[] {
     .filter(Boolean);
   for (const c of list) parseCidr(c);
   return list;
+}
+
+/** The `--webhook-allow-cidrs` setting (the operator's and the sidecar's), read also from `env`. */
+export function allowCidrsOption(env: string) {
+  return option({
+    flag: 'webhook-allow-cidrs',
+    env,
+    parse: parseCidrList,
+    default: [] as string[],
+    meta: 'LIST',
+    help: `address ranges prediction webhooks may reach besides public
+ones, comma-separated CIDRs such as 10.20.0.0/16,127.0.0.1
+(${env}; default none: loopback, private, link-local, CGNAT
+and other special addresses are refused)`,
+  });
 }
 
 /** What one POST answered. */

@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError, formatOptions, HELP_ROW, option, parseOptions } from '../lib/config.ts';
-import { parseCidrList } from '../lib/egress.ts';
+import { allowCidrsOption } from '../lib/egress.ts';
 import { DEFAULT_PEER_SELECTOR, SA_TOKEN_FILE } from './autoscaler/peers.ts';
 import { DEFAULT_RESYNC_MS } from './controllers/index.ts';
 
@@ -364,17 +364,7 @@ that sets them (${ENV.trustForwardedHeaders}; default false)`,
     help: `audiences Kubernetes tokens must be for, comma-separated
 (${ENV.tokenReviewAudiences}; default: the API server's)`,
   }),
-  webhookAllowCidrs: option({
-    flag: 'webhook-allow-cidrs',
-    env: ENV.webhookAllowCidrs,
-    parse: parseCidrList,
-    default: [] as string[],
-    meta: 'LIST',
-    help: `address ranges prediction webhooks may reach besides public
-ones, comma-separated CIDRs such as 10.20.0.0/16,127.0.0.1
-(${ENV.webhookAllowCidrs}; default none: loopback, private,
-link-local, CGNAT and other special addresses are refused)`,
-  }),
+  webhookAllowCidrs: allowCidrsOption(ENV.webhookAllowCidrs),
 };
 
 /** The webhook role's settings. */

@@ -3,7 +3,7 @@
  * operator sets them in the pod), flag first.
  */
 import { ConfigError, formatOptions, HELP_ROW, option, parseOptions } from '../lib/config.ts';
-import { parseCidrList } from '../lib/egress.ts';
+import { allowCidrsOption } from '../lib/egress.ts';
 import { isDecimal } from './decimal.ts';
 
 /** Environment variables the sidecar reads (the pod template sets these). */
@@ -269,17 +269,7 @@ final records before exiting (${ENV.drainReadTimeout}; default 10)`,
     help: `how long finished predictions stay readable (${ENV.retention};
 default 600)`,
   }),
-  webhookAllowCidrs: option({
-    flag: 'webhook-allow-cidrs',
-    env: ENV.webhookAllowCidrs,
-    parse: parseCidrList,
-    default: [] as string[],
-    meta: 'LIST',
-    help: `address ranges callers' webhooks may reach besides public
-ones, comma-separated CIDRs (${ENV.webhookAllowCidrs};
-default none: loopback, private, link-local and other
-special addresses are refused)`,
-  }),
+  webhookAllowCidrs: allowCidrsOption(ENV.webhookAllowCidrs),
   shutdownModel: option({
     flag: 'shutdown-model',
     env: ENV.shutdownModel,
