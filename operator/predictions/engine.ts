@@ -40,7 +40,7 @@ import { Lanes } from './lanes.ts';
 import { Lifecycle } from './lifecycle.ts';
 import { type Listener, type Live, newLive } from './live.ts';
 import { engineMetrics } from './metrics.ts';
-import { type PredictionRecord, type PredictionView, toView } from './record.ts';
+import { type PredictionRecord, type PredictionView, toView, withoutEvents } from './record.ts';
 import { type InstanceClient, type InstancePrediction, SidecarClient } from './sidecar-client.ts';
 import {
   type ListOptions,
@@ -112,12 +112,6 @@ export interface CreateRequest {
 const DEFAULT_RETENTION: Retention = { dataMs: 3_600_000, recordMs: 30 * 86_400_000, everyMs: 60_000 };
 /** Retry-After of a 503 while the store cannot be reached. */
 const STORE_RETRY_AFTER_S = 2;
-
-/** The record without its events: what the store keeps of it. */
-function stored(rec: PredictionRecord): StoredPrediction {
-  const { events: _, ...state } = rec;
-  return state;
-}
 
 export class PredictionEngine implements DemandSource {
   /** This replica's name in the store. */
@@ -462,10 +456,10 @@ export class PredictionEngine implements DemandSource {
     const key = req.idempotencyKey;
     let inserting: Promise<unknown> = Promise.resolve();
     if (key) {
-      const existing = await this.ask((s) => s.insert(stored(rec), this.replica));
+      const existing = await this.ask((s) => s.insert(withoutEvents(rec), this.replica));
       if (existing) return { record: this.lifecycle.lives.get(existing.id)?.rec ?? existing, replayed: true };
     } else {
-      inserting = this.ask((s) => s.insert(stored(rec), this.replica));
+      inserting = this.ask((s) => s.insert(withoutEvents(rec), this.replica));
     }
     const live = newLive(rec, lane, this.clock.now() + view.maxWaitSeconds * 1000);
     live.stored = inserting.then(() => true);
@@ -536,7 +530,7 @@ export class PredictionEngine implements DemandSource {
     if (known2) return known2;
     const now = this.clock.now();
     const rec = this.newRecord(req, view, (req.input ?? {}) as Record<string, unknown>, now);
-    if (await this.ask((s) => s.insert(stored(rec), this.replica))) return this.get(req.id);
+    if (await this.ask((s) => s.insert(withoutEvents(rec), this.replica))) return this.get(req.id);
     this.log.info({ prediction: rec.id, instance: found.ep.id }, 're-attached to a running prediction');
     this.followOn(rec, found.ep, found.body, false);
     return rec;

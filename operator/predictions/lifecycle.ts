@@ -13,7 +13,7 @@ import type { StreamEvent, StreamEventName, TerminalStatus, WebhookEvent } from 
 import { doneData, isTerminal } from '../../lib/prediction.ts';
 import type { Live } from './live.ts';
 import type { EngineMetrics } from './metrics.ts';
-import type { PredictionRecord, PredictionView } from './record.ts';
+import { type PredictionRecord, type PredictionView, withoutEvents } from './record.ts';
 import type { PredictionStore } from './store.ts';
 import type { WebhookSender } from './webhooks.ts';
 
@@ -119,7 +119,7 @@ export class Lifecycle {
     while (live.dirty) {
       live.dirty = false;
       const events = live.unsaved.splice(0);
-      const { events: _, ...state } = live.rec;
+      const state = withoutEvents(live.rec);
       for (;;) {
         if (this.closed) return false;
         try {

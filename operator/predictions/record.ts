@@ -46,6 +46,12 @@ export interface PredictionRecord extends PredictionCore {
   events: StreamEvent[];
 }
 
+/** The record without its stream events: what the store keeps in the prediction's row. */
+export function withoutEvents(rec: PredictionRecord): Omit<PredictionRecord, 'events'> {
+  const { events: _, ...state } = rec;
+  return state;
+}
+
 /** The most characters of logs a prediction keeps: the last ones (1 Mi). */
 export const LOG_TAIL_CHARS = 1 << 20;
 
