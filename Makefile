@@ -17,7 +17,7 @@ TETHER := $(shell setpriv --pdeathsig SIGKILL -- true 2>/dev/null && echo setpri
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(DEPS_STAMP): package.json package-lock.json
 	@echo "deps: npm install from package-lock.json (node $$(node --version))"
