@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -188,6 +190,27 @@ describe('the S3 test server (versitygw)', () => {
     await r.arrayBuffer();
     const got = await c.send(new GetObjectCommand({ Bucket: bucket, Key: 'up/put.bin' }));
     expect(Buffer.from(await got.Body!.transformToByteArray()).equals(body)).toBe(true);
+  });
+
+  it('serves the buckets of a directory to a new server given that directory and the same credentials', async () => {
+    await s3.client().send(new PutObjectCommand({ Bucket: bucket, Key: 'handed/over.txt', Body: 'over' }));
+    await s3.stop();
+    const next = await S3Server.start({
+      dir: s3.dir,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+      region: 'eu-west-3',
+    });
+    try {
+      expect(next.port).not.toBe(s3.port);
+      expect(next.region).toBe('eu-west-3');
+      const got = await next.client().send(new GetObjectCommand({ Bucket: bucket, Key: 'handed/over.txt' }));
+      expect(await got.Body!.transformToString()).toBe('over');
+    } finally {
+      await next.destroy();
+    }
+    // destroy() leaves a directory it was given.
+    expect(existsSync(join(s3.dir, 'data', bucket))).toBe(true);
+    await s3.start();
   });
 
   it('keeps its objects across a crash and a restart on the same directory and port', async () => {

@@ -1,7 +1,7 @@
 /**
  * A real S3-compatible server for tests and benchmarks: versitygw, the Versity S3 Gateway
  * (`make s3` builds it from its Go module, hack/s3.sh), run with its posix backend (each
- * bucket a directory of `<dir>/data`), started as a process on a free 127.0.0.1 port, like
+ * bucket a directory of `<dir>/data`, metadata in files under `<dir>/meta`), started as a process on a free 127.0.0.1 port, like
  * etcd and PostgreSQL. It is tethered to this process (harness/tether.ts): it does not
  * outlive it. It speaks S3's REST API with SigV4 (header and presigned query auth),
  * multipart uploads included.
@@ -53,7 +53,8 @@ export function s3ServerBinary(): string {
 
 export interface S3ServerOptions {
   /**
-   * The directory that holds the buckets (`data/`) and the log (`versitygw.log`); made when
+   * The directory that holds the buckets (`data/`), their metadata (`meta/`) and the log
+   * (`versitygw.log`); made when
    * missing, and left in place by `destroy()`. Default: a fresh temporary directory, which
    * `destroy()` removes.
    */
@@ -62,6 +63,8 @@ export interface S3ServerOptions {
   port?: number;
   /** The region it answers for (default us-east-1). */
   region?: string;
+  /** The root user's credentials (default: random ones); a server started again on the same `dir` may want the same. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
 }
 
 export class S3Server {
@@ -69,19 +72,28 @@ export class S3Server {
   readonly endpoint: string;
   readonly port: number;
   readonly region: string;
-  /** The root user's credentials (random per server). */
+  /** The root user's credentials (random per server unless given). */
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
   readonly dir: string;
   /** The posix backend's root: one directory per bucket. */
   readonly dataDir: string;
+  /** The posix backend's metadata (content types, ETags, user metadata, uploads' parts). */
+  readonly metaDir: string;
   readonly logFile: string;
   private proc: GroupProcess | undefined;
   private readonly bin: string;
   private readonly ownsDir: boolean;
   private s3: S3Client | undefined;
 
-  private constructor(bin: string, dir: string, ownsDir: boolean, port: number, region: string) {
+  private constructor(
+    bin: string,
+    dir: string,
+    ownsDir: boolean,
+    port: number,
+    region: string,
+    credentials: { accessKeyId: string; secretAccessKey: string } | undefined,
+  ) {
     this.bin = bin;
     this.dir = dir;
     this.ownsDir = ownsDir;
@@ -89,9 +101,10 @@ export class S3Server {
     this.region = region;
     this.endpoint = `http://127.0.0.1:${port}`;
     this.dataDir = join(dir, 'data');
+    this.metaDir = join(dir, 'meta');
     this.logFile = join(dir, 'versitygw.log');
-    this.accessKeyId = `MP${randomBytes(9).toString('hex').toUpperCase()}`;
-    this.secretAccessKey = randomBytes(30).toString('base64url');
+    this.accessKeyId = credentials?.accessKeyId ?? `MP${randomBytes(9).toString('hex').toUpperCase()}`;
+    this.secretAccessKey = credentials?.secretAccessKey ?? randomBytes(30).toString('base64url');
   }
 
   /** Starts a server on a free (or the given) port; resolves once it answers S3 requests. */
@@ -100,8 +113,9 @@ export class S3Server {
     const ownsDir = opts.dir === undefined;
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'modelplane-s3-'));
     const port = opts.port ?? (await freePort());
-    const server = new S3Server(bin, dir, ownsDir, port, opts.region ?? 'us-east-1');
+    const server = new S3Server(bin, dir, ownsDir, port, opts.region ?? 'us-east-1', opts.credentials);
     mkdirSync(server.dataDir, { recursive: true });
+    mkdirSync(server.metaDir, { recursive: true });
     try {
       await server.start();
     } catch (err) {
@@ -132,6 +146,10 @@ export class S3Server {
       this.region,
       '--quiet',
       'posix',
+      // Object metadata in files beside the data rather than in extended attributes, which
+      // not every temporary filesystem supports (tmpfs before Linux 6.6).
+      '--sidecar',
+      this.metaDir,
       this.dataDir,
     ];
     const proc = new GroupProcess('versitygw', this.bin, args, { logFile: this.logFile, cwd: this.dir, env });
