@@ -255,7 +255,7 @@ export class Lifecycle {
     if (rec.webhook && rec.webhookEvents.includes('completed')) rec.webhookPending = true;
     live.lane.lastActivityMs = this.clock.now();
     this.opts.metrics.predictions.inc({ deployment: live.lane.key, status });
-    this.opts.log.info(
+    this.opts.log.debug(
       {
         prediction: rec.id,
         deployment: live.lane.key,
