@@ -75,7 +75,11 @@ function once(url: URL, headers: Record<string, string>): Promise<'ok' | 'busy'>
             resolvePost('busy');
             return;
           }
-          const status = (JSON.parse(text) as { status?: string }).status;
+          // A create's event stream ends with the final record (its `prediction` event).
+          const json = text.startsWith('event: ')
+            ? (/^data: (.*)$/m.exec(text.slice(text.lastIndexOf('event: prediction')))?.[1] ?? '{}')
+            : text;
+          const status = (JSON.parse(json) as { status?: string }).status;
           if ((res.statusCode !== 200 && res.statusCode !== 201) || status !== 'succeeded') {
             reject(new Error(`${url} answered ${res.statusCode}: ${text.slice(0, 300)}`));
             return;
