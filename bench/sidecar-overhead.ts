@@ -2,11 +2,14 @@
  * bench/sidecar-overhead: what the sidecar adds to a prediction. The `echo` model runs on a
  * real Cog server; the same run sends predictions straight to it (`POST /predictions`,
  * synchronous) and through `modelplane sidecar` (separate processes, `POST /predictions`
- * with `Prefer: wait`), once per progress mode (`webhook`: async create plus Cog's webhooks;
- * `final`: one held request), in alternating rounds, at concurrency 1 and 8. Prints p50/p99
- * of each path, the latency the sidecar adds, the throughput ratio, and the CPU time the
- * sidecar process spends per prediction (its threads' run time from /proc, which a busy
- * machine does not inflate as it does latencies).
+ * with `Prefer: wait`), once per progress mode (`auto`, the default: held once measured
+ * fast; `webhook`: async create plus Cog's webhooks; `final`: one held request), and once
+ * more with `auto` answered by the create's event stream (`Accept: text/event-stream`, what
+ * the gateway uses), in alternating rounds, at concurrency 1 and 8. Prints p50/p99 of each
+ * path, the latency the sidecar adds, the throughput ratio, the CPU time the sidecar process
+ * spends per prediction (its threads' run time from /proc, which a busy machine does not
+ * inflate as it does latencies), and each sidecar's resident memory at idle (before the
+ * first prediction) and its peak (VmHWM) at the end.
  *
  * `--baseline DIR` adds the sidecar of another checkout (its `cli/modelplane.ts`, its
  * dependencies installed) as more paths in the same alternating rounds: a before/after
@@ -40,6 +43,12 @@ const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 let directBusy = 0;
 const body = Buffer.from(JSON.stringify({ input: { text: 'hello, model' } }));
 
+/** A field of /proc/PID/status in kB (VmRSS: resident now; VmHWM: the most it was). */
+function memoryKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
 async function post(url: URL, headers: Record<string, string>): Promise<number> {
   const t0 = performance.now();
   while ((await once(url, headers)) === 'busy') directBusy++;
@@ -66,7 +75,11 @@ function once(url: URL, headers: Record<string, string>): Promise<'ok' | 'busy'>
             resolvePost('busy');
             return;
           }
-          const status = (JSON.parse(text) as { status?: string }).status;
+          // A create's event stream ends with the final record (its `prediction` event).
+          const json = text.startsWith('event: ')
+            ? (/^data: (.*)$/m.exec(text.slice(text.lastIndexOf('event: prediction')))?.[1] ?? '{}')
+            : text;
+          const status = (JSON.parse(json) as { status?: string }).status;
           if ((res.statusCode !== 200 && res.statusCode !== 201) || status !== 'succeeded') {
             reject(new Error(`${url} answered ${res.statusCode}: ${text.slice(0, 300)}`));
             return;
@@ -118,7 +131,7 @@ const ms = await startModelServer('echo', { concurrency: SLOTS });
 const sidecars: Array<Awaited<ReturnType<typeof spawnSidecar>>> = [];
 try {
   await ms.waitFor(['READY'], 120_000);
-  const modes = ['webhook', 'final'] as const;
+  const modes = ['auto', 'webhook', 'final'] as const;
   const variants = baselineCli
     ? [
         { label: 'sidecar', cli: undefined },
@@ -130,6 +143,8 @@ try {
   const paths: Array<{ name: string; url: URL; headers: Record<string, string>; pid?: number }> = [
     { name: 'direct', url: direct, headers: {} },
   ];
+  /** Each sidecar's RSS at idle, by pid. */
+  const idleRss = new Map<number, number>();
   for (const mode of modes) {
     for (const v of variants) {
       const args = ['--model-url', ms.url, '--concurrency', String(SLOTS), '--queue-size', '64'];
@@ -140,7 +155,12 @@ try {
         timeoutMs: 60_000,
       });
       const url = new URL(`${sc.api}/predictions`);
+      idleRss.set(sc.process.pid, memoryKb(sc.process.pid, 'VmRSS'));
       paths.push({ name: `${v.label} --progress ${mode}`, url, headers: wait, pid: sc.process.pid });
+      if (mode === 'auto') {
+        const streamed = { accept: 'text/event-stream' };
+        paths.push({ name: `${v.label} auto, create stream`, url, headers: streamed, pid: sc.process.pid });
+      }
     }
   }
 
@@ -182,7 +202,16 @@ try {
       );
     }
   }
-  process.stdout.write('\ntarget: added p50 <= 1 ms and p99 <= 5 ms\n');
+  process.stdout.write(
+    '\nsidecar resident memory (idle before the first prediction; peak VmHWM at the end):\n',
+  );
+  for (const [pid, idle] of idleRss) {
+    const names = paths.filter((p) => p.pid === pid).map((p) => p.name);
+    process.stdout.write(
+      `  ${names[0]!.padEnd(27)} idle ${(idle / 1024).toFixed(1)} MB, peak ${(memoryKb(pid, 'VmHWM') / 1024).toFixed(1)} MB\n`,
+    );
+  }
+  process.stdout.write('\ntarget: added p50 <= 1 ms and p99 <= 5 ms; RSS <= 80 MB\n');
   process.stdout.write(
     `direct path: ${directBusy} answers of 409 (busy) retried at once, counted in its latency\n`,
   );

@@ -6,7 +6,7 @@
  * listeners.ts makes and ends with the 404 and problem+json handlers.
  */
 import type { Express, Request, Response } from 'express';
-import type { Clock } from '../lib/clock.ts';
+import type { Clock, Timer } from '../lib/clock.ts';
 import type { EgressPolicy } from '../lib/egress.ts';
 import { jsonBody, methodNotAllowed } from '../lib/express.ts';
 import {
@@ -20,17 +20,24 @@ import {
 } from '../lib/http.ts';
 import { type InvalidField, validateInput } from '../lib/openapi-input.ts';
 import { newPredictionId, type PredictionObject, WEBHOOK_EVENTS } from '../lib/prediction.ts';
-import type { Prediction } from './prediction.ts';
+import type { Prediction, PredictionEvent } from './prediction.ts';
 
 const MAX_BODY = 64 * 1024 * 1024;
 const MAX_WAIT_SECONDS = 600;
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/**
+ * Set by a caller that has checked the input against the same schema (the gateway): the
+ * sidecar does not check it again. The model server's own check stays the authority.
+ */
+export const INPUT_CHECKED = 'x-modelplane-input-checked';
 
 export interface NewPrediction {
   id: string;
   input: Record<string, unknown>;
   webhook?: string | undefined;
   webhookEventsFilter?: string[] | undefined;
+  /** The caller asked for live events. */
+  stream?: boolean | undefined;
 }
 
 /** What the routes call. */
@@ -171,9 +178,14 @@ export class ApiRoutes {
     if (typeof id !== 'string' || !ID.test(id)) {
       throw new HttpError(400, 'Bad request', 'id must be 1-128 letters, digits, "_", "-" or "."');
     }
+    const streamed = wantsEventStream(req.headers.accept);
     const existing = this.service.get(id);
     if (existing) {
       // Idempotent: the same id answers with the prediction already made.
+      if (streamed) {
+        this.createStream(res, 200, existing);
+        return;
+      }
       if (wait !== undefined) await existing.waitDone(wait * 1000);
       this.answer(res, 200, existing, base, applied);
       return;
@@ -183,8 +195,14 @@ export class ApiRoutes {
     if (typeof input !== 'object' || input === null || Array.isArray(input)) {
       throw invalidInput([{ type: 'type', field: 'input', description: 'input must be a JSON object' }]);
     }
-    const problems = validateInput(input, this.service.openapi());
-    if (problems.length) throw invalidInput(problems);
+    if (req.headers[INPUT_CHECKED] === undefined) {
+      const problems = validateInput(input, this.service.openapi());
+      if (problems.length) throw invalidInput(problems);
+    }
+    const stream = b.stream;
+    if (stream !== undefined && typeof stream !== 'boolean') {
+      throw new HttpError(400, 'Bad request', 'stream must be true or false');
+    }
     const webhook = b.webhook;
     if (webhook !== undefined && (typeof webhook !== 'string' || !/^https?:\/\//.test(webhook))) {
       throw new HttpError(400, 'Bad request', 'webhook must be an http(s) URL');
@@ -215,10 +233,72 @@ export class ApiRoutes {
       input: input as Record<string, unknown>,
       webhook: webhook as string | undefined,
       webhookEventsFilter: filter as string[] | undefined,
+      stream,
     });
     if (refused) throw invalidInput(refused);
+    if (streamed) {
+      this.createStream(res, 201, p);
+      return;
+    }
     if (wait !== undefined) await p.waitDone(wait * 1000);
     this.answer(res, 201, p, base, applied);
+  }
+
+  /**
+   * The answer of a create that asked for `text/event-stream`: the whole life of the
+   * prediction in one exchange. An `accepted` event (`{status, started_at}`), then its
+   * `logs` and `output` events (ids as on `/stream`; data JSON: the log text, the output
+   * item), then a `prediction` event with the final record (without `input`), and the end.
+   */
+  private createStream(res: Response, status: number, p: Prediction): void {
+    res.writeHead(status, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+    });
+    let ended = false;
+    let keepAlive: Timer | undefined;
+    let unsubscribe: (() => void) | undefined;
+    const close = () => {
+      ended = true;
+      keepAlive?.cancel();
+      unsubscribe?.();
+    };
+    const finish = () => {
+      if (ended) return;
+      close();
+      res.once('finish', () => this.service.read(p));
+      const { input: _, ...final } = this.service.view(p);
+      res.end(`event: prediction\ndata: ${JSON.stringify(final)}\n\n`);
+    };
+    const send = (e: PredictionEvent) => {
+      if (ended) return;
+      if (e.event === 'done') {
+        // Its cost and the rest of its end are set once the ending code has run.
+        queueMicrotask(finish);
+        return;
+      }
+      if (e.event === 'error') return; // the final record says it
+      const data = JSON.stringify(e.event === 'output' && 'value' in e ? e.value : e.data);
+      res.write(`id: ${e.id}\nevent: ${e.event}\ndata: ${data}\n\n`);
+    };
+    res.on('close', close);
+    const started = p.startedAt === undefined ? null : new Date(p.startedAt).toISOString();
+    res.write(`event: accepted\ndata: {"status":"${p.status}","started_at":${JSON.stringify(started)}}\n\n`);
+    for (const e of p.eventsSince(0)) send(e);
+    if (p.terminal) {
+      queueMicrotask(finish);
+      return;
+    }
+    unsubscribe = p.subscribe(send);
+    const beat = () => {
+      keepAlive = this.clock.setTimer(() => {
+        if (ended) return;
+        res.write(': keep-alive\n\n');
+        beat();
+      }, this.keepAliveMs);
+    };
+    beat();
   }
 
   private async get(req: Request<{ id: string }>, res: Response): Promise<void> {
@@ -242,7 +322,12 @@ export class ApiRoutes {
       keepAliveMs: this.keepAliveMs,
       clock: this.clock,
       // A stream stays open until its done event, even one opened after that event.
-      events: (afterId, send) => ({ past: p.eventsSince(afterId), unsubscribe: p.subscribe(send) }),
+      events: (afterId, send) => ({ past: p.eventsSince(afterId), unsubscribe: p.subscribe(send, true) }),
     });
   }
+}
+
+/** Whether an `Accept` header asks for server-sent events. */
+function wantsEventStream(accept: string | undefined): boolean {
+  return accept?.includes('text/event-stream') === true;
 }

@@ -31,15 +31,17 @@ export const ENV = {
   shutdownModel: 'MODELPLANE_SHUTDOWN_MODEL',
   logLevel: 'MODELPLANE_LOG_LEVEL',
   progress: 'MODELPLANE_PROGRESS',
+  liveAfter: 'MODELPLANE_LIVE_AFTER',
   webhookAllowCidrs: 'MODELPLANE_WEBHOOK_ALLOW_CIDRS',
 } as const;
 
 /**
  * How the sidecar follows a prediction on the model server: `webhook` (async create, Cog's
- * webhooks bring logs and output as they happen) or `final` (a held request that answers
- * when the prediction ends: no live logs or output, the least overhead).
+ * webhooks bring logs and output as they happen), `final` (a held request that answers
+ * when the prediction ends: no live logs or output, the least overhead), or `auto` (held
+ * unless something needs it live: progress.ts decides per prediction).
  */
-export type Progress = 'webhook' | 'final';
+export type Progress = 'auto' | 'webhook' | 'final';
 
 export interface SidecarConfig {
   host: string;
@@ -82,6 +84,11 @@ export interface SidecarConfig {
   shutdownModel: boolean;
   logLevel: string;
   progress: Progress;
+  /**
+   * `--progress auto`: a model whose recent predictions ran at least this many seconds has
+   * its predictions followed live (by webhook).
+   */
+  liveAfter: number;
   /** CIDRs callers' webhooks may reach besides public addresses (lib/egress.ts). */
   webhookAllowCidrs: string[];
 }
@@ -282,12 +289,23 @@ default true)`,
   progress: option({
     flag: 'progress',
     env: ENV.progress,
-    oneOf: ['webhook', 'final'],
-    default: 'webhook',
+    oneOf: ['auto', 'webhook', 'final'],
+    default: 'auto',
     meta: 'MODE',
-    help: `webhook: Cog's webhooks bring logs and output as they happen;
-final: one held request per prediction, results at the end, the
-least overhead (${ENV.progress}; default webhook)`,
+    help: `auto: each prediction held (one synchronous request) unless
+something needs its logs and output live, then by webhook;
+webhook: always by webhook; final: always held
+(${ENV.progress}; default auto; see docs/sidecar.md)`,
+  }),
+  liveAfter: option({
+    flag: 'live-after',
+    env: ENV.liveAfter,
+    type: 'number',
+    min: 0,
+    default: 1,
+    meta: 'SECONDS',
+    help: `with --progress auto, follow predictions live once the model's
+recent ones ran this long (${ENV.liveAfter}; default 1)`,
   }),
   logLevel: option({
     flag: 'log-level',

@@ -21,7 +21,10 @@ import {
   WEBHOOK_EVENTS,
 } from '../lib/prediction.ts';
 
-type Listener = (e: StreamEvent) => void;
+/** A stream event with the output item it carries (`output` events), for the create stream. */
+export type PredictionEvent = StreamEvent & { value?: unknown };
+
+type Listener = (e: PredictionEvent) => void;
 
 export interface PredictionInit {
   id: string;
@@ -30,6 +33,8 @@ export interface PredictionInit {
   /** Caller's webhook and the events it wants; delivered by the sidecar. */
   webhook?: string;
   webhookEventsFilter?: string[];
+  /** The caller asked for live events (`stream: true`). */
+  stream?: boolean;
 }
 
 export class Prediction {
@@ -37,6 +42,8 @@ export class Prediction {
   readonly input: Record<string, unknown>;
   readonly webhook: string | undefined;
   readonly webhookEventsFilter: string[];
+  /** The caller asked for live events. */
+  readonly stream: boolean;
   status: PredictionStatus = 'starting';
   output: unknown = null;
   logs = '';
@@ -58,7 +65,9 @@ export class Prediction {
   invalidFields: InvalidField[] | undefined;
 
   private readonly clock: Clock;
-  private readonly events: StreamEvent[] = [];
+  private readonly events: PredictionEvent[] = [];
+  /** Listeners that want live events (event streams opened by callers). */
+  private watchers = 0;
   private readonly listeners = new Set<Listener>();
   private readonly doneWaiters: Array<() => void> = [];
   private readonly sent: unknown[] = [];
@@ -68,6 +77,7 @@ export class Prediction {
     this.input = init.input;
     this.webhook = init.webhook;
     this.webhookEventsFilter = init.webhookEventsFilter ?? [...WEBHOOK_EVENTS];
+    this.stream = init.stream === true;
     this.clock = init.clock ?? realClock;
     this.createdAt = this.clock.now();
     this.createdMono = this.clock.mono();
@@ -75,6 +85,16 @@ export class Prediction {
 
   get terminal(): boolean {
     return isTerminal(this.status);
+  }
+
+  /**
+   * Something wants its logs and output as they happen: the caller asked (`stream: true`),
+   * its webhook wants `output` or `logs` events, or an event stream is open on it.
+   */
+  wantsLive(): boolean {
+    if (this.stream || this.watchers > 0) return true;
+    if (!this.webhook) return false;
+    return this.webhookEventsFilter.includes('output') || this.webhookEventsFilter.includes('logs');
   }
 
   /** The model server accepted it: it holds a slot and runs. */
@@ -109,12 +129,12 @@ export class Prediction {
   pushItem(item: unknown): void {
     this.sent.push(item);
     this.output = [...this.sent];
-    this.emit('output', outputText(item));
+    this.emit('output', outputText(item), item);
   }
 
   /** Sends `value` as one `output` event (the output itself is set by the caller). */
   sendOutput(value: unknown): void {
-    this.emit('output', outputText(value));
+    this.emit('output', outputText(value), value);
   }
 
   /**
@@ -156,21 +176,30 @@ export class Prediction {
     return ((this.completedMono ?? this.clock.mono()) - this.dispatchedMono) / 1000;
   }
 
-  private emit(event: StreamEventName, data: string): void {
-    const e: StreamEvent = { id: this.events.length + 1, event, data };
+  private emit(event: StreamEventName, data: string, value?: unknown): void {
+    const e: PredictionEvent =
+      value === undefined
+        ? { id: this.events.length + 1, event, data }
+        : { id: this.events.length + 1, event, data, value };
     this.events.push(e);
     for (const l of this.listeners) l(e);
   }
 
   /** Events after `afterId` (0 = all). */
-  eventsSince(afterId: number): StreamEvent[] {
+  eventsSince(afterId: number): PredictionEvent[] {
     return this.events.slice(Math.max(0, afterId));
   }
 
-  /** Calls `fn` for every event from now on; returns the unsubscribe function. */
-  subscribe(fn: Listener): () => void {
+  /**
+   * Calls `fn` for every event from now on; returns the unsubscribe function. `watch`: a
+   * caller's event stream, which wants the events live.
+   */
+  subscribe(fn: Listener, watch = false): () => void {
     this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
+    if (watch) this.watchers++;
+    return () => {
+      if (this.listeners.delete(fn) && watch) this.watchers--;
+    };
   }
 
   /** Resolves when it has ended, or after `ms` (then false). */

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, waitFor } from '../harness/processes.ts';
+import { readSse } from '../lib/http.ts';
 import type { SidecarConfig } from './config.ts';
 import { format, fromNumber, multiply, parseDecimal } from './decimal.ts';
 import type { SidecarOptions } from './sidecar.ts';
@@ -566,5 +567,98 @@ describe.each(PROGRESS)('metering (progress: %s)', (progress) => {
     expect(delta('idle')).toBeGreaterThan(0.9);
     expect(delta('busy')).toBeGreaterThanOrEqual(r.body.metrics.predict_time! - 0.05);
     expect(delta('down')).toBe(0);
+  });
+});
+
+/** `POST /predictions` asking for the create's event stream: its status and frames. */
+async function createStream(
+  sc: RunningSidecar,
+  body: Record<string, unknown>,
+): Promise<{ status: number; frames: Array<{ id?: string; event: string; data: unknown }> }> {
+  const res = await fetch(`${sc.api}/predictions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+    body: JSON.stringify(body),
+  });
+  expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+  const frames = [];
+  for await (const block of readSse(res.body!)) {
+    frames.push({ id: block.id, event: block.event, data: JSON.parse(block.data ?? 'null') as unknown });
+  }
+  return { status: res.status, frames };
+}
+
+describe('progress auto and the create stream', () => {
+  it('holds the predictions of a fast model once measured, and answers a create with its whole life', async () => {
+    const sc = await sidecar(shared.echo!.url, { concurrency: 4 });
+    for (let i = 0; i < 4; i++) {
+      const r = await predict(sc, { input: { text: 'x' } }, { prefer: 'wait=30' });
+      expect(r.body.status).toBe('succeeded');
+    }
+    const { status, frames } = await createStream(sc, { id: 'cs-1', input: { text: 'hi', repeat: 2 } });
+    expect(status).toBe(201);
+    expect(frames.map((f) => f.event)).toEqual(['accepted', 'logs', 'output', 'prediction']);
+    expect(frames[0]!.data).toMatchObject({ status: 'processing' });
+    expect(frames[1]).toMatchObject({ id: '1', data: expect.stringContaining('echo: 2 characters') });
+    expect(frames[2]).toMatchObject({ id: '2', data: 'hihi' });
+    const final = frames[3]!.data as P;
+    expect(final).toMatchObject({ id: 'cs-1', status: 'succeeded', output: 'hihi' });
+    expect(final.input).toBeUndefined();
+    expect(final.cost).toBe(
+      format(multiply(fromNumber(final.metrics.predict_time!, 6), parseDecimal(PRICE))),
+    );
+    // The first ones were followed by webhook (nothing measured yet), then held.
+    const st = await call<{ progress: { mode: string; live: number; held: number } }>(
+      'GET',
+      `${sc.api}/status`,
+    );
+    expect(st.body.progress).toMatchObject({ mode: 'auto', live: 3, held: 2 });
+    // The same id again: the same final record, from the start of its events.
+    const again = await createStream(sc, { id: 'cs-1', input: { text: 'hi', repeat: 2 } });
+    expect(again.status).toBe(200);
+    expect(again.frames.at(-1)!.data).toEqual(final);
+  });
+
+  it('streams output items as JSON values in the create stream of an iterator model, followed live', async () => {
+    const sc = await sidecar(shared.stream!.url);
+    const { frames } = await createStream(sc, { input: { prompt: 'a b c', delay: 0 } });
+    const items = frames.filter((f) => f.event === 'output').map((f) => f.data);
+    expect(items).toEqual(['a ', 'b ', 'c ']);
+    expect(frames.filter((f) => f.event === 'logs').map((f) => f.data)).toEqual([
+      'token 0\n',
+      'token 1\n',
+      'token 2\n',
+    ]);
+    const final = frames.at(-1)!.data as P;
+    expect(final.status).toBe('succeeded');
+    expect(final.output).toEqual(items);
+    const st = await call<{ progress: { live: number; held: number } }>('GET', `${sc.api}/status`);
+    expect(st.body.progress).toMatchObject({ live: 1, held: 0 });
+  });
+
+  it('keeps the logs of a failing model: the failures it measured make it follow the next ones live', async () => {
+    const sc = await sidecar(shared.fail!.url);
+    for (let i = 0; i < 5; i++) {
+      const r = await predict(sc, { input: { message: `boom ${i}` } }, { prefer: 'wait=30' });
+      expect(r.body.status).toBe('failed');
+      expect(r.body.logs).toContain('about to fail');
+    }
+    const st = await call<{ progress: { live: number; held: number } }>('GET', `${sc.api}/status`);
+    expect(st.body.progress).toMatchObject({ live: 5, held: 0 });
+  });
+
+  it('skips its own input check for a caller that checked the input (the model server refuses it)', async () => {
+    const sc = await sidecar(shared.echo!.url, { progress: 'webhook' });
+    const r = await predict(sc, { input: { repeat: 0 } }, { 'x-modelplane-input-checked': '1' });
+    expect(r.status).toBe(422);
+    // The model server's own words, not the sidecar's ("text is required", "... must be at least 1").
+    expect(r.body.invalid_fields).toEqual([
+      {
+        type: 'invalid',
+        field: 'input.repeat',
+        description: 'input.repeat: 0 is less than the minimum of 1',
+      },
+      { type: 'required', field: 'input.text', description: 'input.text: Field required' },
+    ]);
   });
 });

@@ -29,6 +29,7 @@ import { Meter } from './meter.ts';
 import type { SidecarMetrics } from './metrics.ts';
 import { ModelHealth, type ReadyReason } from './model-health.ts';
 import { Prediction } from './prediction.ts';
+import { ProgressPolicy } from './progress.ts';
 import { Slots } from './slots.ts';
 
 export type { Listening } from './listeners.ts';
@@ -57,6 +58,7 @@ export class Sidecar implements PredictionService {
   private readonly cogWebhooks: CogWebhooks;
   private readonly meter: Meter;
   private readonly drainer: Drain;
+  private readonly progress: ProgressPolicy;
   private readonly webhooks: WebhookSender;
   /** Which addresses callers' webhooks may reach. */
   readonly egress: EgressPolicy;
@@ -96,6 +98,7 @@ export class Sidecar implements PredictionService {
         ready: () => this.slots.pump(),
       },
     );
+    this.progress = new ProgressPolicy(config);
     this.slots = new Slots(
       {
         cog,
@@ -104,6 +107,7 @@ export class Sidecar implements PredictionService {
         settings: config,
         model: this.health,
         webhookUrl: (id) => `${this.webhookBase}/cog/${encodeURIComponent(id)}`,
+        live: (p) => this.progress.live(p, this.health.mode),
       },
       {
         started: (p) => this.webhooks.notify(p.id, 'start', () => this.view(p)),
@@ -247,6 +251,7 @@ export class Sidecar implements PredictionService {
         version: last?.version ?? null,
       },
       setup: { seconds: this.health.setupSeconds ?? null, logs: this.health.setupLogs },
+      progress: this.progress.summary(),
       instance_seconds: this.meter.instanceSeconds(),
       uptime_seconds: this.meter.uptimeSeconds(),
       ...this.meter.totals(),
@@ -343,6 +348,8 @@ export class Sidecar implements PredictionService {
   /** Meters, counts and reports a prediction that has just ended; keeps it for the retention. */
   private finished(p: Prediction): void {
     this.meter.charge(p);
+    if (p.dispatchedMono !== undefined) this.progress.record(p);
+    // Its metering record: one line per prediction, kept at info (written asynchronously).
     this.log.info(
       {
         prediction: p.id,

@@ -36,8 +36,6 @@ export interface SlotSettings {
   queueSize: number;
   /** Seconds a prediction may run; 0 for no limit. */
   predictTimeout: number;
-  /** `webhook`: async creates, progress by webhook; `final`: one held request per prediction. */
-  progress: 'webhook' | 'final';
 }
 
 export interface SlotEvents {
@@ -69,6 +67,7 @@ export class Slots {
   private readonly settings: SlotSettings;
   private readonly model: ModelServerState;
   private readonly webhookUrl: (id: string) => string;
+  private readonly live: (p: Prediction) => boolean;
   private readonly events: SlotEvents;
   /** The model server answered 409: hold dispatch until the backoff ends or a slot frees. */
   private serverBusy = false;
@@ -86,6 +85,8 @@ export class Slots {
       model: ModelServerState;
       /** Where the model server sends the webhooks of prediction `id`. */
       webhookUrl(id: string): string;
+      /** Whether `p` is followed live (async create, webhooks) rather than held (progress.ts). */
+      live(p: Prediction): boolean;
     },
     events: SlotEvents,
   ) {
@@ -95,6 +96,7 @@ export class Slots {
     this.settings = deps.settings;
     this.model = deps.model;
     this.webhookUrl = deps.webhookUrl;
+    this.live = deps.live;
     this.events = events;
   }
 
@@ -163,8 +165,9 @@ export class Slots {
   // --- taking and sending predictions -----------------------------------------------------
 
   /**
-   * Runs `p` at once when a slot is free, else queues it. An async create answers at once, so
-   * its outcome (`invalid` included) is returned; a held one goes on by itself (`sent`).
+   * Runs `p` at once when a slot is free, else queues it. An async (live) create answers at
+   * once, so its outcome (`invalid` included) is returned; a held one goes on by itself
+   * (`sent`).
    */
   async submit(p: Prediction): Promise<'queued' | 'sent' | DispatchOutcome> {
     if (!this.free()) {
@@ -174,8 +177,9 @@ export class Slots {
     }
     this.slots.set(p.id, { prediction: p, zombie: false });
     this.events.changed();
-    if (this.settings.progress === 'webhook') return this.dispatch(p);
-    void this.dispatch(p);
+    const live = this.live(p);
+    if (live) return this.dispatch(p, live);
+    void this.dispatch(p, live);
     return 'sent';
   }
 
@@ -191,15 +195,18 @@ export class Slots {
       const p = this.queue.shift()!;
       if (p.terminal) continue;
       this.slots.set(p.id, { prediction: p, zombie: false });
-      void this.dispatch(p);
+      void this.dispatch(p, this.live(p));
     }
     this.events.changed();
     this.events.settled();
   }
 
-  /** Creates `p` on the model server; its slot is already reserved. */
-  private async dispatch(p: Prediction): Promise<DispatchOutcome> {
-    const held = this.settings.progress === 'final';
+  /**
+   * Creates `p` on the model server; its slot is already reserved. `live`: async, its
+   * progress by webhook; otherwise one held request that answers when it ends.
+   */
+  private async dispatch(p: Prediction, live: boolean): Promise<DispatchOutcome> {
+    const held = !live;
     if (held) {
       // A held request: the prediction runs from the moment it is sent.
       p.markStarted();
@@ -244,6 +251,12 @@ export class Slots {
       }
       case 'finished':
         this.events.payload(p.id, r.body);
+        if (p.status === 'failed' && !p.logs && !p.invalidFields) {
+          this.log.warn(
+            { prediction: p.id },
+            "a held prediction failed: the model server's answer carries no logs (they are in the model container's log under this prediction_id); the next predictions are followed live",
+          );
+        }
         if (!p.terminal) {
           // A held request answers with the final state; anything else is a broken answer.
           this.release(p.id);

@@ -83,16 +83,17 @@ async function get(r: Replica, id: string): Promise<Prediction> {
   return (await r.client.predictions.get(id)) as Prediction;
 }
 
-/** Prediction ids each model server ran, counted from the sidecars' logs. */
+/** Prediction ids each model server ran, counted from the model containers' logs. */
 function ranOnInstances(): Map<string, number> {
   const counts = new Map<string, number>();
   const pods = join(logDir, 'pods');
   for (const pod of readdirSync(pods).filter((d) => d.startsWith(`${NS}_`))) {
-    const dir = join(pods, pod, 'sidecar');
+    // The Cog server logs each prediction it starts (coglet: "Starting prediction", with its id).
+    const dir = join(pods, pod, 'model');
     for (const file of readdirSync(dir)) {
       for (const line of readFileSync(join(dir, file), 'utf8').split('\n')) {
-        if (!line.includes('"prediction finished"')) continue;
-        const id = (JSON.parse(line) as { prediction?: string }).prediction;
+        if (!line.includes('"Starting prediction"')) continue;
+        const id = (JSON.parse(line) as { fields?: { prediction_id?: string } }).fields?.prediction_id;
         if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
       }
     }

@@ -23,7 +23,7 @@ import { Registry } from 'prom-client';
 import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 import { EgressPolicy } from '../../lib/egress.ts';
 import { HttpError, invalidInput } from '../../lib/http.ts';
-import { validateInput } from '../../lib/openapi-input.ts';
+import { inputSchema, validateInput } from '../../lib/openapi-input.ts';
 import {
   isTerminal,
   newPredictionId,
@@ -99,6 +99,8 @@ export interface CreateRequest {
   idempotencyKey?: string;
   /** Cancel-After, in ms. */
   cancelAfterMs?: number;
+  /** The caller wants the prediction's logs and output as they happen (`stream: true`). */
+  stream?: boolean;
   /** Absolute API base URL (with `/v1`). */
   baseUrl: string;
   /** A given id (a Prediction object re-attaching); a new one otherwise. */
@@ -462,6 +464,8 @@ export class PredictionEngine implements DemandSource {
       inserting = this.ask((s) => s.insert(withoutEvents(rec), this.replica));
     }
     const live = newLive(rec, lane, this.clock.now() + view.maxWaitSeconds * 1000);
+    live.wantsLive = req.stream === true;
+    live.inputChecked = inputSchema(view.openapi) !== undefined;
     live.stored = inserting.then(() => true);
     // Handled below (the caller hears of it); writes wait for it and give up when it fails.
     live.stored.catch(() => {});

@@ -12,7 +12,13 @@ import type { Endpoint } from './endpoints.ts';
 import type { Lifecycle } from './lifecycle.ts';
 import type { Live } from './live.ts';
 import { logTail } from './record.ts';
-import type { GetResult, InstanceClient, InstancePrediction } from './sidecar-client.ts';
+import type {
+  FinalResult,
+  GetResult,
+  InstanceClient,
+  InstanceEvent,
+  InstancePrediction,
+} from './sidecar-client.ts';
 
 export interface FollowerOptions {
   sidecar: InstanceClient;
@@ -40,6 +46,42 @@ export class Follower {
     this.sidecar = opts.sidecar;
     this.clock = opts.clock;
     this.lifecycle = opts.lifecycle;
+  }
+
+  /**
+   * Follows a prediction through the event stream its create answered with: ends it with the
+   * final record that closes the stream, or, when the stream broke first, follows it as
+   * `follow` does (from the last event it brought).
+   */
+  async followCreated(live: Live, ep: Endpoint, final: Promise<FinalResult>): Promise<void> {
+    const r = await final;
+    if (isTerminal(live.rec.status) || live.abort.signal.aborted) return;
+    if (r.kind === 'final' && isTerminal(r.body.status)) {
+      this.complete(live, r.body);
+      return;
+    }
+    await this.follow(live, ep);
+  }
+
+  /** A `logs` or `output` event of the create's stream. */
+  onCreateEvent(live: Live, e: InstanceEvent): void {
+    const rec = live.rec;
+    if (e.id <= live.sidecarEventId || isTerminal(rec.status)) return;
+    live.sidecarEventId = e.id;
+    this.lifecycle.markProcessing(live);
+    if (e.event === 'logs') {
+      rec.logs = logTail(rec.logs + e.data);
+      this.lifecycle.emit(live, 'logs', e.data);
+      this.lifecycle.changed(rec);
+      this.lifecycle.notify(rec, 'logs');
+      return;
+    }
+    // The output while it runs is the items so far (the final record brings the output).
+    live.items.push(e.value);
+    rec.output = live.items;
+    this.lifecycle.emit(live, 'output', e.data);
+    this.lifecycle.changed(rec);
+    this.lifecycle.notify(rec, 'output');
   }
 
   /** Follows the prediction on `ep` until it ends (or the engine stops following it). */
@@ -113,6 +155,9 @@ export class Follower {
   complete(live: Live, body: InstancePrediction): void {
     if (!isTerminal(body.status)) return;
     const rec = live.rec;
+    // Started and ended between two looks: it did start (its `start` webhook goes out).
+    if (rec.status === 'starting' && body.started_at)
+      this.lifecycle.markProcessing(live, parseTime(body.started_at));
     rec.output = body.output ?? null;
     if (typeof body.logs === 'string') rec.logs = logTail(body.logs);
     rec.startedAt = parseTime(body.started_at) ?? rec.startedAt;

@@ -35,6 +35,19 @@ export interface LanesOptions {
   avoidMs: number;
 }
 
+/**
+ * Whether the instance should follow the prediction live (logs and output as they happen)
+ * rather than in one held request: its caller asked (`stream: true`), its webhook wants
+ * `output` or `logs` events, or a stream is open on it already.
+ */
+function wantsLive(live: Live): boolean {
+  if (live.wantsLive || live.listeners.size > 0) return true;
+  const rec = live.rec;
+  return (
+    rec.webhook !== undefined && (rec.webhookEvents.includes('output') || rec.webhookEvents.includes('logs'))
+  );
+}
+
 /** Least time between two pokes of the autoscaler for a deployment whose instances are busy. */
 const POKE_BUSY_MS = 1000;
 
@@ -208,7 +221,12 @@ export class Lanes {
     const { sidecar, lifecycle, follower } = this.opts;
     const rec = live.rec;
     const lane = live.lane;
-    const r = await sidecar.create(ep.url, rec.id, rec.input);
+    const r = await sidecar.create(ep.url, rec.id, rec.input, {
+      live: wantsLive(live),
+      inputChecked: live.inputChecked,
+      onEvent: (e) => follower.onCreateEvent(live, e),
+      signal: live.abort.signal,
+    });
     if (isTerminal(rec.status) || live.abort.signal.aborted) {
       // Ended or dropped meanwhile (hold timeout cannot, cancel can): the instance stops it too.
       if (r.kind === 'accepted') void sidecar.cancel(ep.url, rec.id);
@@ -223,7 +241,8 @@ export class Lanes {
         follower.applySnapshot(live, r.body);
         lifecycle.saveSoon(live);
         if (live.cancelRequested) void sidecar.cancel(ep.url, rec.id);
-        void follower.follow(live, ep);
+        if (r.final) void follower.followCreated(live, ep, r.final);
+        else void follower.follow(live, ep);
         return { kind: 'accepted' };
       }
       case 'refused':

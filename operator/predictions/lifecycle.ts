@@ -42,6 +42,12 @@ export interface LifecycleOptions {
   hooks: LifecycleHooks;
 }
 
+/**
+ * Why a prediction is no longer followed (its end, or the engine closing): one object for
+ * all, as an abort without a reason makes a DOMException, with its stack, every time.
+ */
+const STOPPED = new Error('the prediction is no longer followed here');
+
 /** Longest a change of a prediction under way waits to be written with the next ones. */
 export const SAVE_DELAY_MS = 100;
 
@@ -153,7 +159,7 @@ export class Lifecycle {
     live.saveTimer?.cancel();
     live.holdTimer?.cancel();
     live.deadlineTimer?.cancel();
-    live.abort.abort();
+    live.abort.abort(STOPPED);
     this.lives.delete(live.rec.id);
     for (const w of live.waiters) w();
     live.waiters.clear();
@@ -245,7 +251,7 @@ export class Lifecycle {
     this.opts.hooks.leaving(live);
     live.holdTimer?.cancel();
     live.deadlineTimer?.cancel();
-    live.abort.abort();
+    live.abort.abort(STOPPED);
     rec.status = status;
     rec.error = status === 'failed' ? (error ?? 'prediction failed') : null;
     rec.completedAt = this.clock.now();
@@ -255,7 +261,7 @@ export class Lifecycle {
     if (rec.webhook && rec.webhookEvents.includes('completed')) rec.webhookPending = true;
     live.lane.lastActivityMs = this.clock.now();
     this.opts.metrics.predictions.inc({ deployment: live.lane.key, status });
-    this.opts.log.info(
+    this.opts.log.debug(
       {
         prediction: rec.id,
         deployment: live.lane.key,
@@ -317,7 +323,7 @@ export class Lifecycle {
     this.closed = true;
     for (const live of this.lives.values()) {
       live.saveTimer?.cancel();
-      live.abort.abort();
+      live.abort.abort(STOPPED);
       live.holdTimer?.cancel();
       live.deadlineTimer?.cancel();
     }

@@ -65,6 +65,12 @@ export interface Live {
   sidecarEventId: number;
   /** The instance's stream has said the prediction ended: its final record is read next. */
   sidecarEnded: boolean;
+  /** The caller asked for live events (`stream: true`): the instance follows it live. */
+  wantsLive: boolean;
+  /** Its input was checked against the version's schema: the instance need not check it again. */
+  inputChecked: boolean;
+  /** Output items the instance's create stream brought so far (the output while it runs). */
+  items: unknown[];
   refreshing: boolean;
   refreshAgain: boolean;
   /** Aborted when it ends or the engine closes: stops following the instance. */
@@ -98,6 +104,9 @@ export function newLive(rec: PredictionRecord, lane: Lane, holdUntil: number): L
     dispatching: undefined,
     sidecarEventId: 0,
     sidecarEnded: false,
+    wantsLive: false,
+    inputChecked: false,
+    items: [],
     refreshing: false,
     refreshAgain: false,
     abort: new AbortController(),

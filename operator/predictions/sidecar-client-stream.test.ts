@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StreamEvent } from '../../lib/prediction.ts';
-import { SidecarClient } from './sidecar-client.ts';
+import { type InstanceEvent, SidecarClient } from './sidecar-client.ts';
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -37,5 +37,67 @@ describe('SidecarClient.stream', () => {
     await expect(new SidecarClient({ streamIdleMs: 100 }).stream(base, 'p1', 0, () => {})).rejects.toThrow(
       /silent/,
     );
+  });
+});
+
+/** A sidecar stand-in that answers a create with `status` and `frames` (then ends, or stays open). */
+async function creating(status: number, frames: string[], end = true): Promise<string> {
+  const srv = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(status, { 'content-type': 'text/event-stream' });
+      for (const f of frames) res.write(f);
+      if (end) res.end();
+    });
+  });
+  servers.push(srv);
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+}
+
+describe('SidecarClient.create with the create stream', () => {
+  it('answers accepted, passes logs and output (with their values) and ends with the final record', async () => {
+    const base = await creating(201, [
+      'event: accepted\ndata: {"status":"processing","started_at":"2026-01-01T00:00:00.000Z"}\n\n',
+      'id: 1\nevent: logs\ndata: "step 1\\n"\n\n',
+      'id: 2\nevent: output\ndata: {"n":1}\n\nid: 3\nevent: output\ndata: "two"\n\n',
+      'event: prediction\ndata: {"id":"p1","status":"succeeded","output":[{"n":1},"two"]}\n\n',
+    ]);
+    const seen: InstanceEvent[] = [];
+    const r = await new SidecarClient().create(base, 'p1', {}, { onEvent: (e) => seen.push(e) });
+    expect(r).toMatchObject({ kind: 'accepted', body: { status: 'processing' } });
+    if (r.kind !== 'accepted') throw new Error('not accepted');
+    await expect(r.final).resolves.toEqual({
+      kind: 'final',
+      body: { id: 'p1', status: 'succeeded', output: [{ n: 1 }, 'two'] },
+    });
+    expect(seen).toEqual([
+      { id: 1, event: 'logs', data: 'step 1\n' },
+      { id: 2, event: 'output', data: '{"n":1}', value: { n: 1 } },
+      { id: 3, event: 'output', data: 'two', value: 'two' },
+    ]);
+  });
+
+  it('says the stream broke when it ends before the final record', async () => {
+    const base = await creating(201, [
+      'event: accepted\ndata: {"status":"processing","started_at":null}\n\n',
+    ]);
+    const r = await new SidecarClient().create(base, 'p1', {});
+    if (r.kind !== 'accepted') throw new Error('not accepted');
+    await expect(r.final).resolves.toMatchObject({ kind: 'broken' });
+  });
+
+  it('drops a stream silent past the idle limit', async () => {
+    const base = await creating(
+      201,
+      ['event: accepted\ndata: {"status":"starting","started_at":null}\n\n'],
+      false,
+    );
+    const r = await new SidecarClient({ streamIdleMs: 100 }).create(base, 'p1', {});
+    if (r.kind !== 'accepted') throw new Error('not accepted');
+    await expect(r.final).resolves.toEqual({
+      kind: 'broken',
+      error: "the create's stream was silent for 0.1 s",
+    });
   });
 });

@@ -1,12 +1,13 @@
 /**
  * The gateway's calls to a sidecar's API (docs/sidecar.md): create a prediction (idempotent
- * by id), read it, cancel it, and follow its server-sent events.
+ * by id) and follow it to its end in the same exchange (the create's event stream, which
+ * ends with the final record), read it, cancel it, and follow its server-sent events.
  */
-import { Agent, request } from 'node:http';
+import { Agent, type IncomingMessage, request } from 'node:http';
 import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 import { readSse } from '../../lib/http.ts';
 import type { InvalidField } from '../../lib/openapi-input.ts';
-import { type PredictionObject, STREAM_EVENTS, type StreamEvent } from '../../lib/prediction.ts';
+import { outputText, type PredictionObject, STREAM_EVENTS, type StreamEvent } from '../../lib/prediction.ts';
 
 /**
  * A prediction as an instance's sidecar answers it: the API's prediction object, of which only
@@ -15,8 +16,37 @@ import { type PredictionObject, STREAM_EVENTS, type StreamEvent } from '../../li
 export type InstancePrediction = Pick<PredictionObject, 'id' | 'status'> &
   Partial<Omit<PredictionObject, 'id' | 'status'>>;
 
+/** A `logs` or `output` event of a prediction as its create's stream brings it. */
+export interface InstanceEvent {
+  /** The event's id on the instance (as on its `/stream`). */
+  id: number;
+  event: 'logs' | 'output';
+  /** As on `/stream`: the log text; the output item (strings raw, anything else JSON). */
+  data: string;
+  /** The output item itself (`output` events). */
+  value?: unknown;
+}
+
+/** How the create's event stream ended: with the final record, or broken. */
+export type FinalResult = { kind: 'final'; body: InstancePrediction } | { kind: 'broken'; error: string };
+
+export interface CreateOptions {
+  /** The caller wants the prediction's logs and output as they happen. */
+  live?: boolean;
+  /** The input was checked against the version's schema already. */
+  inputChecked?: boolean;
+  /** Each `logs` and `output` event of the create's stream. */
+  onEvent?: (e: InstanceEvent) => void;
+  /** Stops following the create's stream. */
+  signal?: AbortSignal;
+}
+
 export type CreateResult =
-  | { kind: 'accepted'; body: InstancePrediction }
+  /**
+   * Taken. `final`: the end of the create's event stream (absent when the instance answered
+   * with a plain record: follow it with `stream` and `get`).
+   */
+  | { kind: 'accepted'; body: InstancePrediction; final?: Promise<FinalResult> }
   /** Refused before taking it (429 busy, 503 not ready or draining): send it elsewhere. */
   | { kind: 'refused'; status: number; detail: string; retryAfterMs: number }
   /** No answer: connection refused, reset, timed out. */
@@ -48,6 +78,27 @@ function parseBody(text: string): Record<string, unknown> {
   } catch {
     return { detail: text };
   }
+}
+
+function toCreateResult(res: Answer): CreateResult {
+  const body = res.body;
+  const detail = typeof body.detail === 'string' ? body.detail : `HTTP ${res.status}`;
+  if (res.status === 200 || res.status === 201)
+    return { kind: 'accepted', body: body as unknown as InstancePrediction };
+  if (res.status === 429 || res.status === 503) {
+    const ra = Number(res.retryAfter);
+    return {
+      kind: 'refused',
+      status: res.status,
+      detail,
+      retryAfterMs: Number.isFinite(ra) && ra > 0 ? Math.min(ra, 10) * 1000 : 1000,
+    };
+  }
+  if (res.status === 422) {
+    const fields = Array.isArray(body.invalid_fields) ? (body.invalid_fields as InvalidField[]) : [];
+    return { kind: 'invalid', fields, detail };
+  }
+  return { kind: 'error', status: res.status, detail };
 }
 
 interface Answer {
@@ -106,7 +157,12 @@ function exchange(
 /** What the engine asks of an instance: `SidecarClient` over HTTP, a fake in unit tests. */
 export interface InstanceClient {
   /** Hands it prediction `id` (idempotent by id). */
-  create(base: string, id: string, input: Record<string, unknown>): Promise<CreateResult>;
+  create(
+    base: string,
+    id: string,
+    input: Record<string, unknown>,
+    opts?: CreateOptions,
+  ): Promise<CreateResult>;
   /** Reads its record of prediction `id`. */
   get(base: string, id: string): Promise<GetResult>;
   /** Asks it to cancel; resolves with whether it answered. */
@@ -145,34 +201,168 @@ export class SidecarClient implements InstanceClient {
     this.clock = opts.clock ?? realClock;
   }
 
-  async create(base: string, id: string, input: Record<string, unknown>): Promise<CreateResult> {
-    let res: Answer;
-    try {
-      res = await exchange(this.agent, this.clock, 'POST', `${base}/predictions`, this.timeoutMs, {
-        id,
-        input,
-      });
-    } catch (err) {
-      return { kind: 'unreachable', error: describe(err) };
-    }
-    const body = res.body;
-    const detail = typeof body.detail === 'string' ? body.detail : `HTTP ${res.status}`;
-    if (res.status === 200 || res.status === 201)
-      return { kind: 'accepted', body: body as unknown as InstancePrediction };
-    if (res.status === 429 || res.status === 503) {
-      const ra = Number(res.retryAfter);
-      return {
-        kind: 'refused',
-        status: res.status,
-        detail,
-        retryAfterMs: Number.isFinite(ra) && ra > 0 ? Math.min(ra, 10) * 1000 : 1000,
+  /**
+   * `POST /predictions` asking for `text/event-stream`: the answer is the whole life of the
+   * prediction — taken (`accepted`), its events (to `opts.onEvent`), its final record
+   * (`final`). A refusal comes back as a plain problem answer.
+   */
+  create(
+    base: string,
+    id: string,
+    input: Record<string, unknown>,
+    opts: CreateOptions = {},
+  ): Promise<CreateResult> {
+    const data = Buffer.from(JSON.stringify(opts.live ? { id, input, stream: true } : { id, input }));
+    const url = new URL(`${base}/predictions`);
+    return new Promise<CreateResult>((resolve) => {
+      let settled = false;
+      const answer = (r: CreateResult) => {
+        if (settled) return;
+        settled = true;
+        timer.cancel();
+        resolve(r);
       };
+      const timer = this.clock.setTimer(() => {
+        req.destroy(new Error(`no answer within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      const headers: Record<string, string> = {
+        accept: 'text/event-stream',
+        'content-type': 'application/json',
+        'content-length': String(data.length),
+      };
+      if (opts.inputChecked) headers['x-modelplane-input-checked'] = '1';
+      const req = request(
+        {
+          hostname: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          agent: this.agent,
+          headers,
+        },
+        (res) => {
+          const type = res.headers['content-type'] ?? '';
+          if ((res.statusCode === 200 || res.statusCode === 201) && type.startsWith('text/event-stream')) {
+            this.followCreate(res, req, opts, answer);
+            return;
+          }
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (err) => answer({ kind: 'unreachable', error: describe(err) }));
+          res.on('end', () => {
+            const ra = res.headers['retry-after'];
+            answer(
+              toCreateResult({
+                status: res.statusCode ?? 0,
+                body: parseBody(Buffer.concat(chunks).toString('utf8')),
+                retryAfter: Array.isArray(ra) ? ra[0] : ra,
+              }),
+            );
+          });
+        },
+      );
+      req.on('error', (err) => answer({ kind: 'unreachable', error: describe(err) }));
+      req.end(data);
+    });
+  }
+
+  /**
+   * Reads the create's event stream: its `accepted` event answers the create, its events go
+   * to `onEvent`, its `prediction` event is the final record.
+   */
+  private followCreate(
+    res: IncomingMessage,
+    req: ReturnType<typeof request>,
+    opts: CreateOptions,
+    answer: (r: CreateResult) => void,
+  ): void {
+    let endFinal!: (r: FinalResult) => void;
+    const final = new Promise<FinalResult>((r) => {
+      endFinal = r;
+    });
+    let over = false;
+    const end = (r: FinalResult) => {
+      if (over) return;
+      over = true;
+      idle?.cancel();
+      opts.signal?.removeEventListener('abort', onAbort);
+      // A stream that did not end with its record may have been taken: the create answers.
+      answer({ kind: 'accepted', body: { id: '', status: 'starting' }, final });
+      endFinal(r);
+    };
+    const onAbort = () => {
+      end({ kind: 'broken', error: 'no longer followed' });
+      req.destroy();
+    };
+    let idle: Timer | undefined;
+    const arm = () => {
+      idle?.cancel();
+      idle = this.clock.setTimer(() => {
+        end({ kind: 'broken', error: `the create's stream was silent for ${this.streamIdleMs / 1000} s` });
+        req.destroy();
+      }, this.streamIdleMs);
+    };
+    if (opts.signal?.aborted) {
+      onAbort();
+      return;
     }
-    if (res.status === 422) {
-      const fields = Array.isArray(body.invalid_fields) ? (body.invalid_fields as InvalidField[]) : [];
-      return { kind: 'invalid', fields, detail };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    arm();
+    let buf = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      arm();
+      buf = buf.length ? buf + chunk : chunk;
+      let at = 0;
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n', at)) {
+        const frame = buf.slice(at, i);
+        at = i + 2;
+        if (over) return;
+        try {
+          this.onCreateFrame(frame, opts, (body) => answer({ kind: 'accepted', body, final }), end);
+        } catch (err) {
+          end({ kind: 'broken', error: `unreadable event: ${(err as Error).message}` });
+          req.destroy();
+          return;
+        }
+      }
+      buf = at ? buf.slice(at) : buf;
+    });
+    res.on('error', (err) => end({ kind: 'broken', error: describe(err) }));
+    res.on('close', () => end({ kind: 'broken', error: 'the stream ended before the final record' }));
+  }
+
+  private onCreateFrame(
+    frame: string,
+    opts: CreateOptions,
+    accepted: (body: InstancePrediction) => void,
+    end: (r: FinalResult) => void,
+  ): void {
+    let id: number | undefined;
+    let event = '';
+    let data = '';
+    for (const line of frame.split('\n')) {
+      if (line.startsWith('data: ')) data = line.slice(6);
+      else if (line.startsWith('event: ')) event = line.slice(7);
+      else if (line.startsWith('id: ')) id = Number(line.slice(4));
     }
-    return { kind: 'error', status: res.status, detail };
+    switch (event) {
+      case 'accepted':
+        accepted(JSON.parse(data) as InstancePrediction);
+        return;
+      case 'logs':
+        if (id !== undefined) opts.onEvent?.({ id, event, data: JSON.parse(data) as string });
+        return;
+      case 'output':
+        if (id !== undefined) {
+          const value = JSON.parse(data) as unknown;
+          opts.onEvent?.({ id, event, data: outputText(value), value });
+        }
+        return;
+      case 'prediction':
+        end({ kind: 'final', body: JSON.parse(data) as InstancePrediction });
+        return;
+    }
   }
 
   async get(base: string, id: string): Promise<GetResult> {

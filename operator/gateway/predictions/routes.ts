@@ -117,6 +117,7 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
       webhookEvents: events,
       idempotencyKey: key,
       cancelAfterMs,
+      stream: b.stream === true,
       baseUrl: ctx.baseUrl,
     });
     const headers: Record<string, string> = {};
