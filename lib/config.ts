@@ -67,6 +67,17 @@ export interface ParsedSpec<T> extends Common<T> {
   type?: never;
 }
 
+const UNITS: Record<string, number> = { '': 1, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+
+/** A size in bytes: a whole number, optionally with Ki, Mi, Gi or Ti (`256Mi`), as Kubernetes writes them. */
+export function parseBytes(raw: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi|Ti)?$/.exec(raw.trim());
+  if (!m) throw new Error(`want a size in bytes such as 268435456 or 256Mi, got "${raw}"`);
+  const n = Number(m[1]) * (UNITS[m[2] ?? ''] ?? 1);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`want a size of at least 1 byte, got "${raw}"`);
+  return n;
+}
+
 /** A declared setting: make one with `option`. */
 export class Option<T> {
   readonly flag: string | undefined;

@@ -215,5 +215,12 @@ describe('express building blocks', () => {
     expect(httpErrorOf(err('request.aborted', 400))).toMatchObject({ status: 400, title: 'Bad request' });
     expect(httpErrorOf(err('stream.encoding.set', 500))).toBeUndefined();
     expect(httpErrorOf(new Error('plain'))).toBeUndefined();
+    // A gzip body that does not inflate: zlib's error, marked by body-parser as the client's.
+    const zlib = Object.assign(new Error('incorrect header check'), {
+      code: 'Z_DATA_ERROR',
+      status: 400,
+      expose: true,
+    });
+    expect(httpErrorOf(zlib)).toMatchObject({ status: 400, title: 'Bad request' });
   });
 });

@@ -87,20 +87,23 @@ function isBodyParserError(err: unknown): err is BodyParserError {
  */
 export function httpErrorOf(err: unknown): HttpError | undefined {
   if (err instanceof HttpError) return err;
-  if (!isBodyParserError(err)) return undefined;
-  switch (err.type) {
+  if (!(err instanceof Error)) return undefined;
+  const e = err as Partial<BodyParserError> & { expose?: unknown };
+  switch (e.type) {
     case 'entity.too.large':
-      return tooLarge(err.limit);
+      return tooLarge(e.limit);
     case 'entity.parse.failed':
       return new HttpError(400, 'Malformed JSON', `the body is not JSON: ${err.message}`);
     case 'charset.unsupported':
     case 'encoding.unsupported':
       return new HttpError(415, 'Unsupported media type', err.message);
-    default:
-      return err.status >= 400 && err.status < 500
-        ? new HttpError(err.status, 'Bad request', err.message)
-        : undefined;
   }
+  // Other body-parser errors, and errors it passes on marked as the client's (http-errors'
+  // `expose`): a gzip body that does not inflate, say.
+  const clients = isBodyParserError(err) || e.expose === true;
+  return clients && typeof e.status === 'number' && e.status >= 400 && e.status < 500
+    ? new HttpError(e.status, 'Bad request', err.message)
+    : undefined;
 }
 
 /** What the error handler logs with; a pino logger fits. */
@@ -229,4 +232,27 @@ export function routeLabel(req: Request, res: Response): string {
   const path = (req.route as { path?: unknown } | undefined)?.path;
   if (res.locals[UNMATCHED] || typeof path !== 'string') return 'unmatched';
   return `${req.method} ${path}`;
+}
+
+/** A route an express app or router declares: an upper-case method and its path template. */
+export interface DeclaredRoute {
+  method: string;
+  path: string;
+}
+
+/**
+ * Every method and path `router` (an app's `router`, or a Router) declares with
+ * `route(path).get(...)...`, read from its stack: what a test enumerates to cover every
+ * route, including ones added later. `all(...)` handlers (the 405s) are not methods.
+ */
+export function declaredRoutes(router: { stack: unknown[] }, prefix = ''): DeclaredRoute[] {
+  type Layer = { route?: { path: unknown; methods?: Record<string, boolean> } };
+  const out: DeclaredRoute[] = [];
+  for (const layer of router.stack as Layer[]) {
+    const route = layer.route;
+    if (!route || typeof route.path !== 'string') continue;
+    for (const [method, on] of Object.entries(route.methods ?? {}))
+      if (on && method !== '_all') out.push({ method: method.toUpperCase(), path: `${prefix}${route.path}` });
+  }
+  return out;
 }

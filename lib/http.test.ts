@@ -1,7 +1,8 @@
-import type { IncomingMessage } from 'node:http';
+import { createServer, get, type IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { nestedDeeperThan, preferWait, readJson, readSse, sseFrame } from './http.ts';
+import { nestedDeeperThan, preferWait, readJson, readSse, sendEventStream, sseFrame } from './http.ts';
+import type { StreamEvent } from './prediction.ts';
 
 function body(chunks: string[], headers: Record<string, string> = {}): IncomingMessage {
   return Object.assign(Readable.from(chunks.map((c) => Buffer.from(c))), {
@@ -89,5 +90,52 @@ describe('nestedDeeperThan', () => {
     expect(nestedDeeperThan({}, 0)).toBe(true);
     expect(nestedDeeperThan({ a: 'x', b: [1] }, 2)).toBe(false);
     expect(nestedDeeperThan({ a: 'x', b: [1, { c: {} }] }, 2)).toBe(true);
+  });
+});
+
+describe('an event stream to a client that does not read', () => {
+  it('is cut once what waits unsent passes the cap, rather than buffered without end', async () => {
+    const cap = 256 * 1024;
+    let push: ((e: StreamEvent) => void) | undefined;
+    let buffered = 0;
+    const closed = new Promise<void>((resolve) => {
+      const server = createServer((req, res) => {
+        res.on('close', () => {
+          server.close();
+          resolve();
+        });
+        sendEventStream(req, res, {
+          keepAliveMs: 60_000,
+          maxBufferedBytes: cap,
+          events: (_after, send) => {
+            push = (e) => {
+              send(e);
+              buffered = Math.max(buffered, res.writableLength);
+            };
+            return { past: [], unsubscribe: () => {} };
+          },
+        });
+      });
+      server.listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as { port: number };
+        // Reads the head, then nothing more.
+        get({ host: '127.0.0.1', port, path: '/' }, (res) => res.pause()).on('error', () => {});
+      });
+    });
+    const data = 'x'.repeat(64 * 1024);
+    let sent = 0;
+    let done = false;
+    void closed.then(() => {
+      done = true;
+    });
+    const deadline = Date.now() + 20_000;
+    while (!done && Date.now() < deadline) {
+      if (push) push({ id: ++sent, event: 'output', data });
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(done).toBe(true);
+    // The kernel's socket buffers took some; what waited in the process stayed near the cap.
+    expect(buffered).toBeLessThanOrEqual(cap + data.length + 1024);
+    expect(sent * data.length).toBeGreaterThan(cap);
   });
 });

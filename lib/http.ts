@@ -80,6 +80,12 @@ export function sendProblem(res: ServerResponse, err: HttpError): void {
  */
 export const MAX_JSON_DEPTH = 64;
 
+/**
+ * The largest request body the gateway reads by default, and the most the sidecar ever reads:
+ * what the gateway accepts reaches the sidecar whole, and nothing larger is read into a pod.
+ */
+export const MAX_BODY_BYTES = 10 * 1024 * 1024;
+
 /** Whether `value` nests arrays and objects more than `max` levels deep (walked without recursion). */
 export function nestedDeeperThan(value: unknown, max: number): boolean {
   const stack: [unknown, number][] = [[value, 0]];
@@ -215,6 +221,9 @@ export async function* readSse(
   }
 }
 
+/** Bytes an event stream may leave unsent for a slow client before it is cut. */
+export const SSE_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+
 /**
  * Answers `req` with a server-sent event stream of one prediction's events: those after
  * `Last-Event-ID` (all without it), then the live ones, with a keep-alive comment every
@@ -222,6 +231,7 @@ export async function* readSse(
  * `signal` aborts, or at once when there is no live subscription to wait on (the prediction
  * had ended, its `done` already sent).
  */
+
 export function sendEventStream(
   req: IncomingMessage,
   res: ServerResponse,
@@ -234,8 +244,15 @@ export function sendEventStream(
     ): { past: readonly StreamEvent[]; unsubscribe?: () => void };
     signal?: AbortSignal;
     clock?: Clock;
+    /**
+     * Bytes that may wait unsent for a slow client (default SSE_MAX_BUFFERED_BYTES): past it
+     * the stream is cut, and the client reconnects with Last-Event-ID and reads on from there.
+     */
+    maxBufferedBytes?: number;
   },
 ): void {
+  const maxBuffered = opts.maxBufferedBytes ?? SSE_MAX_BUFFERED_BYTES;
+  let replaying = true;
   const raw = req.headers['last-event-id'];
   const last = Number((Array.isArray(raw) ? raw[0] : raw) ?? 0);
   res.writeHead(200, {
@@ -260,6 +277,14 @@ export function sendEventStream(
   };
   const send = (e: StreamEvent) => {
     if (ended) return;
+    // A client that does not read holds what is written for it: cut it rather than buffer on.
+    // (The events it asked for on connecting go out whole: the prediction's own are bounded.)
+    if (!replaying && res.writableLength > maxBuffered) {
+      ended = true;
+      close();
+      res.destroy();
+      return;
+    }
     res.write(sseFrame(e));
     if (e.event === 'done') end();
   };
@@ -268,6 +293,7 @@ export function sendEventStream(
   const sub = opts.events(Number.isFinite(last) ? last : 0, send);
   unsubscribe = sub.unsubscribe;
   for (const e of sub.past) send(e);
+  replaying = false;
   // Without a subscription it ended before this stream opened, its done event sent earlier.
   if (!unsubscribe) end();
   if (ended) return;

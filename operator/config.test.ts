@@ -20,7 +20,17 @@ describe('modelplane operator flags', () => {
       allowAnonymous: [],
       tokenReviewAudiences: [],
       webhookAllowCidrs: [],
+      inputBudget: { perDeploymentBytes: 256 * 2 ** 20, perReplicaBytes: 2 ** 30 },
     });
+  });
+
+  it('reads the input byte budgets in bytes or with Ki, Mi, Gi, and refuses other sizes', () => {
+    const c = config(['--queue-bytes-per-deployment=64Mi'], {
+      MODELPLANE_QUEUE_BYTES_PER_REPLICA: '2147483648',
+    });
+    expect(c.gateway.inputBudget).toEqual({ perDeploymentBytes: 64 * 2 ** 20, perReplicaBytes: 2 ** 31 });
+    expect(() => parseConfig(['--queue-bytes-per-replica=1GB'], {})).toThrow('--queue-bytes-per-replica');
+    expect(() => parseConfig(['--queue-bytes-per-deployment=0'], {})).toThrow('at least 1 byte');
   });
 
   it('reads the gateway flags, and their variables when a flag is absent', () => {

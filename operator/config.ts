@@ -3,7 +3,7 @@
  * chart sets them), flag first; the defaults, the checks and the --help text.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { ConfigError, formatOptions, HELP_ROW, option, parseOptions } from '../lib/config.ts';
+import { ConfigError, formatOptions, HELP_ROW, option, parseBytes, parseOptions } from '../lib/config.ts';
 import { allowCidrsOption } from '../lib/egress.ts';
 import { DEFAULT_PEER_SELECTOR, SA_TOKEN_FILE } from './autoscaler/peers.ts';
 import { DEFAULT_RESYNC_MS } from './controllers/index.ts';
@@ -57,6 +57,8 @@ export const ENV = {
   webhookCertNames: 'MODELPLANE_WEBHOOK_CERT_NAMES',
   webhookCertDir: 'MODELPLANE_WEBHOOK_CERT_DIR',
   webhookAllowCidrs: 'MODELPLANE_WEBHOOK_ALLOW_CIDRS',
+  queueBytesPerDeployment: 'MODELPLANE_QUEUE_BYTES_PER_DEPLOYMENT',
+  queueBytesPerReplica: 'MODELPLANE_QUEUE_BYTES_PER_REPLICA',
 } as const;
 
 export const STORES = ['embedded', 'postgres', 'memory'] as const;
@@ -365,6 +367,25 @@ that sets them (${ENV.trustForwardedHeaders}; default false)`,
 (${ENV.tokenReviewAudiences}; default: the API server's)`,
   }),
   webhookAllowCidrs: allowCidrsOption(ENV.webhookAllowCidrs),
+  queueBytesPerDeployment: option({
+    flag: 'queue-bytes-per-deployment',
+    env: ENV.queueBytesPerDeployment,
+    parse: parseBytes,
+    default: 256 * 2 ** 20,
+    meta: 'BYTES',
+    help: `the most bytes of inputs this replica holds for one deployment's
+predictions, queued or running; past it new ones get 429 with Retry-After
+(${ENV.queueBytesPerDeployment}; default 256Mi)`,
+  }),
+  queueBytesPerReplica: option({
+    flag: 'queue-bytes-per-replica',
+    env: ENV.queueBytesPerReplica,
+    parse: parseBytes,
+    default: 2 ** 30,
+    meta: 'BYTES',
+    help: `the most bytes of inputs this replica holds for all deployments
+together (${ENV.queueBytesPerReplica}; default 1Gi)`,
+  }),
 };
 
 /** The webhook role's settings. */
@@ -525,6 +546,8 @@ export interface OperatorConfig {
     tokenReviewAudiences: string[];
     /** CIDRs webhooks may reach besides public addresses (lib/egress.ts). */
     webhookAllowCidrs: string[];
+    /** Byte budgets of the inputs held (operator/predictions/budget.ts). */
+    inputBudget: { perDeploymentBytes: number; perReplicaBytes: number };
   };
   webhook: {
     address: Address;
@@ -599,6 +622,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
       allowAnonymous: v.allowAnonymous,
       tokenReviewAudiences: v.tokenReviewAudiences,
       webhookAllowCidrs: v.webhookAllowCidrs,
+      inputBudget: { perDeploymentBytes: v.queueBytesPerDeployment, perReplicaBytes: v.queueBytesPerReplica },
     },
     webhook: {
       address: v.webhookAddress,

@@ -243,6 +243,7 @@ function addPredictions(
       ),
     streamKey: store.streamKeyFile ? readFileSync(store.streamKeyFile) : undefined,
     egress: new EgressPolicy(config.gateway.webhookAllowCidrs),
+    inputBudget: config.gateway.inputBudget,
     retention: {
       dataMs,
       recordMs: store.recordRetentionMs,

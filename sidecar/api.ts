@@ -13,6 +13,7 @@ import {
   HttpError,
   invalid,
   invalidInput,
+  MAX_BODY_BYTES,
   MAX_JSON_DEPTH,
   preferWait,
   sendEventStream,
@@ -22,7 +23,6 @@ import { type InvalidField, validateInput } from '../lib/openapi-input.ts';
 import { newPredictionId, type PredictionObject, WEBHOOK_EVENTS } from '../lib/prediction.ts';
 import type { Prediction, PredictionEvent } from './prediction.ts';
 
-const MAX_BODY = 64 * 1024 * 1024;
 const MAX_WAIT_SECONDS = 600;
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /**
@@ -90,7 +90,9 @@ export class ApiRoutes {
     const s = this.service;
     app
       .route('/predictions')
-      .post(jsonBody({ limit: MAX_BODY, maxDepth: MAX_JSON_DEPTH }), (req, res) => this.create(req, res))
+      .post(jsonBody({ limit: MAX_BODY_BYTES, maxDepth: MAX_JSON_DEPTH }), (req, res) =>
+        this.create(req, res),
+      )
       .all(methodNotAllowed);
     app
       .route('/predictions/:id')

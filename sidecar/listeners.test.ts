@@ -6,6 +6,7 @@
  */
 import { request } from 'node:http';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MAX_BODY_BYTES } from '../lib/http.ts';
 import type { Listening } from './listeners.ts';
 import { call, metricValue } from './testing/client.ts';
 import { type UnitSidecar, unitSidecar } from './testing/fake-cog.ts';
@@ -197,7 +198,8 @@ describe('the API listener', () => {
     expect(invalid.body.invalid_fields).toEqual([expect.objectContaining({ field: 'input.text' })]);
     expectProblem(await call('POST', `${at.api}/predictions`, { input: 'text' }), 422, 'Invalid input');
 
-    const tooLarge = await declareBody(`${at.api}/predictions`, 64 * 1024 * 1024 + 1);
+    // The sidecar reads no more than the gateway does.
+    const tooLarge = await declareBody(`${at.api}/predictions`, MAX_BODY_BYTES + 1);
     expect(tooLarge.status).toBe(413);
     expect(tooLarge.connection).toBe('close');
     expect(JSON.parse(tooLarge.body)).toMatchObject({ status: 413, title: 'Request body too large' });

@@ -72,7 +72,8 @@ export function addAutoscaler(
       })
     : undefined;
   const autoscaler = new Autoscaler({
-    client: manager.client,
+    // Fenced: replica counts are written only while this replica surely holds the Lease.
+    client: manager.leaderClient,
     caches: c,
     events: manager.eventRecorder(REPORTING_CONTROLLER),
     registry: manager.metrics.registry,

@@ -54,7 +54,7 @@ function ownedBy(workload: Workload, uid: string | undefined): boolean {
 }
 
 export function addDeploymentController(manager: Manager, c: Caches, opts: DeploymentControllerOptions) {
-  const client = manager.client;
+  const client = manager.leaderClient;
   const events: EventRecorder = manager.eventRecorder(reportingController(CONTROLLER.deployment));
   const now = opts.now ?? (() => new Date());
   const written = new Map<string, Written>();

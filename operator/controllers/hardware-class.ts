@@ -98,7 +98,7 @@ export function addHardwareClassController(
   c: Caches,
   opts: { workers?: number; resyncPeriodMs?: number; now?: () => Date },
 ) {
-  const client = manager.client;
+  const client = manager.leaderClient;
   const now = opts.now ?? (() => new Date());
   return manager.addController({
     name: 'hardwareclass',

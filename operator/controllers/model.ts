@@ -34,7 +34,7 @@ export function newestFirst(a: { metadata: Meta }, b: { metadata: Meta }): numbe
 }
 
 export function addModelVersionController(manager: Manager, c: Caches, opts: Options) {
-  const client = manager.client;
+  const client = manager.leaderClient;
   const now = opts.now ?? (() => new Date());
   return manager.addController({
     name: 'modelversion',
@@ -84,7 +84,7 @@ export function addModelVersionController(manager: Manager, c: Caches, opts: Opt
 }
 
 export function addModelController(manager: Manager, c: Caches, opts: Options) {
-  const client = manager.client;
+  const client = manager.leaderClient;
   const now = opts.now ?? (() => new Date());
   const modelKey = (o: { metadata?: { namespace?: string }; spec?: { model?: string } }) =>
     o.spec?.model && o.metadata?.namespace ? [`${o.metadata.namespace}/${o.spec.model}`] : [];

@@ -149,7 +149,7 @@ function readyCondition(rec: StoredPrediction): Observation {
 
 export function addPredictionController(manager: Manager, opts: PredictionControllerOptions) {
   const { engine } = opts;
-  const client = manager.client;
+  const client = manager.leaderClient;
   const predictions = opts.predictions ?? manager.informer(Predictions);
   const clock = opts.clock ?? realClock;
   const now = () => new Date(clock.now());

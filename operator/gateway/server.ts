@@ -22,6 +22,8 @@ import express, {
 import { Registry } from 'prom-client';
 import {
   createApp,
+  type DeclaredRoute,
+  declaredRoutes,
   httpErrorOf,
   jsonBody,
   notFound,
@@ -30,14 +32,14 @@ import {
   routeLabel,
   routeMetricsOn,
 } from '../../lib/express.ts';
-import { HttpError, MAX_JSON_DEPTH } from '../../lib/http.ts';
+import { HttpError, MAX_BODY_BYTES, MAX_JSON_DEPTH } from '../../lib/http.ts';
 import { ApiError, type Logger } from '../runtime/index.ts';
 import type { Caller } from './auth.ts';
 import type { Principal, RequestContext, Routes, Verb } from './types.ts';
 
 export const API_PREFIX = '/v1';
 /** Largest request body by default (prediction inputs may carry data URIs). */
-export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
+export const DEFAULT_MAX_BODY_BYTES = MAX_BODY_BYTES;
 
 export interface GatewayServerOptions {
   /** The route groups, each adding its endpoints to the router mounted at `/v1`. */
@@ -181,6 +183,7 @@ export class GatewayServer {
   private readonly inflight = new Set<ServerResponse>();
   private readonly shutdown = new AbortController();
   private readonly maxBodyBytes: number;
+  private readonly api: Router;
 
   constructor(opts: GatewayServerOptions) {
     this.opts = opts;
@@ -188,6 +191,7 @@ export class GatewayServer {
     this.maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.metrics = routeMetricsOn(opts.registry ?? new Registry(), 'modelplane_gateway', 'the gateway');
     const api: Router = express.Router({ caseSensitive: true });
+    this.api = api;
     const middleware = {
       authenticated: this.authenticated,
       json: jsonBody({ limit: this.maxBodyBytes, maxDepth: MAX_JSON_DEPTH }),
@@ -213,6 +217,11 @@ export class GatewayServer {
     if (!a) throw new Error('the gateway is not listening');
     const host = a.address === '0.0.0.0' || a.address === '::' ? '127.0.0.1' : a.address;
     return `http://${host.includes(':') ? `[${host}]` : host}:${a.port}`;
+  }
+
+  /** Every method and path the API declares, `/v1` included. */
+  routes(): DeclaredRoute[] {
+    return declaredRoutes(this.api, API_PREFIX);
   }
 
   /** Aborted when the server begins to shut down. */

@@ -91,6 +91,27 @@ describe('the prediction queue', () => {
     expect(err).toMatchObject({ status: 429, headers: { 'retry-after': '1' } });
   });
 
+  it('refuses an input past the byte budget with 429 and Retry-After, and takes one once another ended', async () => {
+    t = engineOnFakeClock({
+      engine: { inputBudget: { perDeploymentBytes: 2_500, perReplicaBytes: 10_000 } },
+    });
+    const { engine, create } = t;
+    const big = 'x'.repeat(1_000); // {"text":"x…"}: 1,011 bytes
+    const first = (await create({ text: big })).record;
+    await create({ text: big });
+    const err = await create({ text: big }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HttpError);
+    expect(err).toMatchObject({
+      status: 429,
+      title: 'Too many bytes queued',
+      headers: { 'retry-after': '1' },
+    });
+    // A small one still fits; the queue's length was never the limit.
+    await create({ text: 'small' });
+    await engine.cancel(first.id);
+    expect((await create({ text: big })).record.status).toBe('starting');
+  });
+
   it('holds without an instance, pokes at once, and fails at maxWaitSeconds quoting the Deployment', async () => {
     const { engine, pokes, create, advance } = setup({ maxWaitSeconds: 1 });
     const p = (await create({ text: 'held' })).record;

@@ -32,6 +32,7 @@ import {
   type WebhookEvent,
 } from '../../lib/prediction.ts';
 import { Adoption, type AdoptionTiming } from './adoption.ts';
+import { InputBudget, type InputBudgetLimits } from './budget.ts';
 import type { Catalog, DeploymentView } from './catalog.ts';
 import type { DemandSource, DeploymentDemand } from './demand.ts';
 import type { Endpoint, EndpointSource } from './endpoints.ts';
@@ -85,6 +86,8 @@ export interface EngineOptions {
   /** How long an instance that refused or could not be reached is passed over (default 1 s). */
   avoidMs?: number;
   webhookOptions?: Partial<Omit<WebhookSenderOptions, 'secretFor' | 'log' | 'clock'>>;
+  /** Byte budgets of the inputs held (budget.ts). */
+  inputBudget?: Partial<InputBudgetLimits>;
   clock?: Clock;
 }
 
@@ -209,6 +212,7 @@ export class PredictionEngine implements DemandSource {
       lifecycle: this.lifecycle,
       follower: this.follower,
       avoidMs: opts.avoidMs ?? 1000,
+      budget: new InputBudget(opts.inputBudget),
     });
     this.adoption = new Adoption({
       ...opts.adoption,
@@ -450,6 +454,7 @@ export class PredictionEngine implements DemandSource {
         { 'retry-after': '1' },
       );
     }
+    this.lanes.admit(lane, input);
     const now = this.clock.now();
     const rec = this.newRecord(req, view, input as Record<string, unknown>, now);
     // With an Idempotency-Key, the insert decides whether this request makes a prediction at

@@ -6,6 +6,7 @@
  */
 
 export type { AdoptionTiming } from './adoption.ts';
+export { DEFAULT_INPUT_BUDGET, InputBudget, type InputBudgetLimits, inputBytes } from './budget.ts';
 export {
   type Catalog,
   type CatalogInformers,

@@ -13,6 +13,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../../lib/clock.ts';
 import { isTerminal } from '../../lib/prediction.ts';
+import { InputBudget, inputBytes } from './budget.ts';
 import { type Catalog, notReadyReason } from './catalog.ts';
 import type { DeploymentDemand } from './demand.ts';
 import { type Endpoint, type EndpointSource, leastOutstanding } from './endpoints.ts';
@@ -33,6 +34,8 @@ export interface LanesOptions {
   follower: Follower;
   /** How long an instance that refused or could not be reached is passed over. */
   avoidMs: number;
+  /** Bytes of inputs held, per deployment and in all (default: DEFAULT_INPUT_BUDGET). */
+  budget?: InputBudget;
 }
 
 /**
@@ -55,12 +58,14 @@ export class Lanes {
   private readonly opts: LanesOptions;
   private readonly clock: Clock;
   private readonly lanes = new Map<string, Lane>();
+  readonly budget: InputBudget;
   private readonly pokeListeners: ((namespace: string, name: string) => void)[] = [];
   private closed = false;
 
   constructor(opts: LanesOptions) {
     this.opts = opts;
     this.clock = opts.clock;
+    this.budget = opts.budget ?? new InputBudget();
     opts.endpoints.onChange((ns, name) => {
       const lane = this.lanes.get(`${ns}/${name}`);
       if (lane) this.pump(lane);
@@ -90,8 +95,20 @@ export class Lanes {
     return lane;
   }
 
-  /** Queues a prediction at the back of its lane (`pump` then sends what can go). */
+  /**
+   * Throws a 429 problem when `input`, new in `lane`, would take the bytes of inputs held past
+   * the deployment's or the replica's budget.
+   */
+  admit(lane: Lane, input: unknown): void {
+    this.budget.check(lane.key, inputBytes(input));
+  }
+
+  /**
+   * Queues a prediction at the back of its lane (`pump` then sends what can go). Its input
+   * counts against the budgets until it leaves.
+   */
   enqueue(live: Live): void {
+    this.budget.charge(live.rec.id, live.lane.key, inputBytes(live.rec.input));
     live.lane.queue.push(live);
     live.lane.lastActivityMs = this.clock.now();
   }
@@ -115,6 +132,7 @@ export class Lanes {
 
   /** The lifecycle's hook before a prediction ends: out of its queue, its slot freed. */
   leaving(live: Live): void {
+    this.budget.release(live.rec.id);
     const queue = live.lane.queue;
     const i = queue.indexOf(live);
     if (i >= 0) queue.splice(i, 1);

@@ -11,6 +11,7 @@ import * as https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { IObjectMeta } from '@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta';
 import type { IOwnerReference } from '@kubernetes-models/apimachinery/apis/meta/v1/OwnerReference';
+import { FencedError, type WriteFence } from './fence.ts';
 
 /**
  * An object as the API server sends it: its metadata typed by `@kubernetes-models`, the rest
@@ -141,17 +142,33 @@ const keepAlive = { https: new https.Agent({ keepAlive: true }), http: new http.
 export const APPLY_PATCH = 'application/apply-patch+yaml';
 export const MERGE_PATCH = 'application/merge-patch+json';
 
+/** Methods that only read: a fenced client lets them through. */
+const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 export class KubeClient {
   readonly kubeConfig: KubeConfig;
   readonly server: string;
+  /** Gates this client's writes (see fence.ts); undefined for an unfenced client. */
+  readonly fence: WriteFence | undefined;
   private readonly onResponse: ((method: string, code: number) => void) | undefined;
+  private readonly opts: KubeClientOptions;
 
-  constructor(kubeConfig: KubeConfig, opts: KubeClientOptions = {}) {
+  constructor(kubeConfig: KubeConfig, opts: KubeClientOptions & { fence?: WriteFence } = {}) {
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error('the kubeconfig has no current cluster');
     this.kubeConfig = kubeConfig;
     this.server = cluster.server.replace(/\/+$/, '');
     this.onResponse = opts.onResponse;
+    this.fence = opts.fence;
+    this.opts = opts;
+  }
+
+  /**
+   * The same client whose writes (every method but GET, HEAD and OPTIONS) pass only while
+   * `fence` is open: refused with FencedError otherwise, and aborted in flight when it closes.
+   */
+  fenced(fence: WriteFence): KubeClient {
+    return new KubeClient(this.kubeConfig, { ...this.opts, fence });
   }
 
   /** A client for $KUBECONFIG, ~/.kube/config, or the pod's service account, whichever applies. */
@@ -278,6 +295,8 @@ export class KubeClient {
 
   /** One request; JSON in and out. Throws ApiError for any status of 400 or more. */
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const fence = READS.has(method) ? undefined : this.fence;
+    fence?.check(`${method} ${path}`);
     const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const req = await this.open(method, path, opts.query, {
       accept: 'application/json',
@@ -288,6 +307,20 @@ export class KubeClient {
       timeoutMs: opts.timeoutMs ?? 30_000,
     });
     return new Promise<T>((resolve, reject) => {
+      let onAbort: (() => void) | undefined;
+      if (fence) {
+        // Checked again as late as possible: the clock may have jumped while `open` ran.
+        try {
+          fence.check(`${method} ${path}`);
+        } catch (err) {
+          req.destroy();
+          return reject(err);
+        }
+        const signal = fence.signal;
+        onAbort = () => req.destroy(new FencedError(`${method} ${path}: aborted, the leader's term ended`));
+        signal.addEventListener('abort', onAbort, { once: true });
+        req.once('close', () => signal.removeEventListener('abort', onAbort as () => void));
+      }
       req.on('error', (err) => {
         this.onResponse?.(method, 0);
         reject(err);

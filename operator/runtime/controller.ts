@@ -13,6 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 import { apiGroup, type KubeObject, type ResourceType } from './client.ts';
+import { isFenced } from './fence.ts';
 import { type EventHandler, objectKey, splitKey } from './informer.ts';
 import { type Logger, silentLogger } from './log.ts';
 import type { ReconcileResultLabel, RuntimeMetrics } from './metrics.ts';
@@ -30,6 +31,11 @@ export interface ReconcileContext {
   log: Logger;
   namespace: string | undefined;
   name: string;
+  /**
+   * Aborts when the controller stops (this replica lost the Lease, or shuts down): writes
+   * through the manager's `leaderClient` fail from then on; long waits should end too.
+   */
+  signal: AbortSignal;
 }
 
 // biome-ignore lint/suspicious/noConfusingVoidType: a reconciler with nothing to ask returns nothing.
@@ -98,6 +104,7 @@ export class Controller<T extends KubeObject = KubeObject> {
   private unregister: (() => void)[] = [];
   private resyncTimer: Timer | undefined;
   private active = 0;
+  private signal: AbortSignal = new AbortController().signal;
 
   constructor(opts: ControllerOptions<T>) {
     this.name = opts.name;
@@ -132,6 +139,7 @@ export class Controller<T extends KubeObject = KubeObject> {
    */
   async start(signal?: AbortSignal): Promise<void> {
     if (this.queue) return;
+    this.signal = signal ?? new AbortController().signal;
     const queue = new WorkQueue({
       clock: this.clock,
       rateLimiter: this.opts.rateLimiter?.(),
@@ -230,11 +238,12 @@ export class Controller<T extends KubeObject = KubeObject> {
   private async reconcileOne(queue: WorkQueue, key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
     const log = this.log.child({ kind: this.opts.for.type.kind, namespace, name, reconcileID: randomUUID() });
+    const signal = this.signal;
     const metrics = this.opts.metrics;
     const started = this.clock.now();
     let result: ReconcileResultLabel = 'success';
     try {
-      const res = await this.opts.reconcile(key, { log, namespace, name });
+      const res = await this.opts.reconcile(key, { log, namespace, name, signal });
       if (res?.requeueAfter !== undefined && res.requeueAfter > 0) {
         queue.forget(key);
         queue.addAfter(key, res.requeueAfter);
@@ -248,7 +257,11 @@ export class Controller<T extends KubeObject = KubeObject> {
     } catch (err) {
       result = 'error';
       metrics?.reconcileErrors.inc({ controller: this.name });
-      if (err instanceof TerminalError) {
+      if (signal.aborted && isFenced(err)) {
+        // This replica stopped leading mid-reconcile: its successor reconciles the key.
+        queue.forget(key);
+        log.info({ err: (err as Error).message }, 'reconcile stopped: this replica no longer leads');
+      } else if (err instanceof TerminalError) {
         metrics?.terminalReconcileErrors.inc({ controller: this.name });
         queue.forget(key);
         log.error({ err }, 'reconcile failed with a terminal error; not retrying');

@@ -26,6 +26,7 @@ export {
   type Watch,
 } from './controller.ts';
 export { type Event, EventRecorder, Events } from './events.ts';
+export { Fence, FencedError, isFenced, type WriteFence } from './fence.ts';
 export { type EventHandler, Informer, type InformerOptions, objectKey, splitKey } from './informer.ts';
 export { LeaderElector, type Lease, Leases } from './leader-election.ts';
 export { createLogger, type Logger } from './log.ts';

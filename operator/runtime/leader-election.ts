@@ -10,6 +10,11 @@
  *   racing, one gets 409 Conflict and stays a candidate.
  * - On shutdown the holder releases the lease (clears `holderIdentity`), so a successor
  *   takes over at its next retry instead of waiting for the lease to expire.
+ * - Fencing: the holder's term (a `Fence`) lasts until the send time of its last successful
+ *   write of the Lease plus `renewDeadline`, on its own clock. A successor starts its
+ *   `leaseDuration` no earlier than that write, so the term ends at least
+ *   `leaseDuration - renewDeadline` before anyone may take over, whatever the successor
+ *   sees, and even when this process was paused and has not yet seen that it lost.
  */
 
 import type { ILease } from 'kubernetes-models/coordination.k8s.io/v1/Lease';
@@ -23,6 +28,7 @@ import {
   resourcePath,
   resourceType,
 } from './client.ts';
+import { Fence } from './fence.ts';
 import { type Logger, silentLogger } from './log.ts';
 import type { RuntimeMetrics } from './metrics.ts';
 
@@ -70,6 +76,8 @@ export interface LeaderElectorOptions extends Partial<LeaderElectionTiming> {
   onNewLeader?: (identity: string) => void;
   log?: Logger;
   metrics?: RuntimeMetrics;
+  /** The fence whose terms follow this candidate's leadership (default: a new one). */
+  fence?: Fence;
 }
 
 export type LeaseDecision = 'create' | 'renew' | 'acquire' | 'held';
@@ -142,6 +150,8 @@ export function validateTiming(t: LeaderElectionTiming): void {
 export class LeaderElector {
   readonly identity: string;
   readonly timing: LeaderElectionTiming;
+  /** Open while this candidate leads and its lease cannot have expired (see fence.ts). */
+  readonly fence: Fence;
   private readonly opts: LeaderElectorOptions;
   private readonly log: Logger;
   private readonly path: string;
@@ -150,10 +160,13 @@ export class LeaderElector {
   private observedHolder: string | undefined;
   private lastLease: Lease | undefined;
   private leading = false;
+  /** When the last write of the Lease that succeeded was sent, on this process's clock. */
+  private writtenAt = 0;
 
   constructor(opts: LeaderElectorOptions) {
     this.opts = opts;
     this.identity = opts.identity;
+    this.fence = opts.fence ?? new Fence();
     this.timing = {
       leaseDurationMs: opts.leaseDurationMs ?? DEFAULT_TIMING.leaseDurationMs,
       renewDeadlineMs: opts.renewDeadlineMs ?? DEFAULT_TIMING.renewDeadlineMs,
@@ -184,16 +197,16 @@ export class LeaderElector {
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       if (!(await this.acquire(signal))) break;
+      const term = this.fence.begin(this.writtenAt + this.timing.renewDeadlineMs);
       this.setLeading(true);
       this.log.info('became leader');
-      const term = new AbortController();
       const work = this.opts
-        .onStartedLeading(term.signal)
+        .onStartedLeading(term)
         .catch((err) => this.log.error({ err }, 'the leader’s work failed'));
-      await this.keepRenewing(signal);
+      await this.keepRenewing(signal, term);
       const lost = !signal.aborted;
       if (lost) this.log.warn('lost the lease; stopping leader work');
-      term.abort();
+      this.fence.end(lost ? 'lost the lease' : 'shutting down');
       await work;
       if (!lost) await this.release();
       this.setLeading(false);
@@ -211,19 +224,22 @@ export class LeaderElector {
     return false;
   }
 
-  /** Renews every retryPeriod; returns when the lease is lost or `signal` aborts. */
-  private async keepRenewing(signal: AbortSignal): Promise<void> {
-    let renewed = Date.now();
-    while (!signal.aborted) {
-      await sleep(this.timing.retryPeriodMs, signal);
-      if (signal.aborted) return;
-      const left = renewed + this.timing.renewDeadlineMs - Date.now();
+  /**
+   * Renews every retryPeriod, extending the fence's term; returns when the lease is lost,
+   * the term ended (its deadline passed unrenewed) or `signal` aborts.
+   */
+  private async keepRenewing(signal: AbortSignal, term: AbortSignal): Promise<void> {
+    const either = AbortSignal.any([signal, term]);
+    while (!either.aborted) {
+      await sleep(this.timing.retryPeriodMs, either);
+      if (either.aborted || !this.fence.open) return;
+      const left = this.writtenAt + this.timing.renewDeadlineMs - Date.now();
       if (left > 0 && (await this.attempt(left))) {
-        renewed = Date.now();
+        this.fence.extend(this.writtenAt + this.timing.renewDeadlineMs);
         continue;
       }
       if (this.observedHolder !== this.identity) return; // someone else holds it now
-      if (Date.now() - renewed >= this.timing.renewDeadlineMs) return;
+      if (Date.now() - this.writtenAt >= this.timing.renewDeadlineMs) return;
     }
   }
 
@@ -243,6 +259,8 @@ export class LeaderElector {
       const decision = decide(this.identity, lease?.spec, this.observedAt, now);
       if (decision === 'held') return false;
       const spec = nextSpec(this.identity, lease?.spec, decision, now, this.timing.leaseDurationMs);
+      // A successor's lease duration starts no earlier than this write reaches the server.
+      const sentAt = Date.now();
       const written = !lease
         ? await client.request<Lease>('POST', resourcePath(Leases, { namespace: this.opts.namespace }), {
             body: {
@@ -255,6 +273,7 @@ export class LeaderElector {
           })
         : await client.request<Lease>('PUT', this.path, { body: { ...lease, spec }, timeoutMs: timeout });
       this.observe(written, Date.now());
+      this.writtenAt = sentAt;
       return true;
     } catch (err) {
       // 409: another candidate wrote first (or created it); AlreadyExists is a 409 too.

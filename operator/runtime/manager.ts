@@ -11,6 +11,11 @@
  * - `stop` (and SIGTERM/SIGINT after `stopOnSignals`) shuts down gracefully: no new work,
  *   in-flight reconciles get `shutdownTimeoutMs` to finish, the Lease is released, the HTTP
  *   server closes.
+ * - fencing: controllers and leader runnables write through `leaderClient`, whose writes pass
+ *   only during this replica's term (fence.ts). Losing the Lease, or its renewal going
+ *   unconfirmed for the renew deadline on this process's own clock, ends the term at once:
+ *   writes in flight are aborted, later ones refused, reconciles see their `signal` abort.
+ *   If the leader's work has not stopped `lostLeaseStopMs` later, the process exits.
  *
  * Register informers and controllers before `start`.
  */
@@ -23,6 +28,7 @@ import { Registry } from 'prom-client';
 import { KubeClient, type KubeObject, type ResourceType } from './client.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import { EventRecorder } from './events.ts';
+import { Fence } from './fence.ts';
 import { Informer, type InformerOptions } from './informer.ts';
 import { type LeaderElectionTiming, LeaderElector } from './leader-election.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -48,6 +54,13 @@ export interface ManagerOptions {
   http?: { port: number; host?: string } | false;
   /** How long in-flight reconciles may run on after a stop (default 30 s). */
   shutdownTimeoutMs?: number;
+  /**
+   * How long the leader's work may take to stop after the Lease was lost (default: lease
+   * duration minus renew deadline, at least 1 s); past it `onStuck` runs.
+   */
+  lostLeaseStopMs?: number;
+  /** Called when the leader's work did not stop in time after losing the Lease (default: exit 1). */
+  onStuck?: () => void;
   log?: Logger;
   registry?: Registry;
 }
@@ -77,6 +90,13 @@ export class Manager {
   readonly client: KubeClient;
   readonly log: Logger;
   readonly metrics: RuntimeMetrics;
+  /** Open while this replica leads and its Lease cannot have expired. */
+  readonly fence: Fence;
+  /**
+   * `client`, with its writes fenced: for controllers and leader runnables. Its writes fail
+   * with FencedError once this replica no longer (surely) leads.
+   */
+  readonly leaderClient: KubeClient;
   private readonly opts: ManagerOptions;
   private readonly informers = new Map<string, Informer>();
   /** Informers that run on every replica, not only on the leader. */
@@ -107,6 +127,8 @@ export class Manager {
     }
     const host = new URL(kc.getCurrentCluster()?.server ?? 'https://unknown').host;
     this.client = new KubeClient(kc, { onResponse: this.metrics.restClientHook(host) });
+    this.fence = new Fence();
+    this.leaderClient = this.client.fenced(this.fence);
     const le = opts.leaderElection;
     if (le) {
       this.elector = new LeaderElector({
@@ -116,9 +138,17 @@ export class Manager {
         identity: this.identity,
         log: this.log,
         metrics: this.metrics,
+        fence: this.fence,
         onStartedLeading: (signal) => this.lead(signal),
       });
     }
+  }
+
+  /** How long the leader's work may take to stop after losing the Lease. */
+  get lostLeaseStopMs(): number {
+    if (this.opts.lostLeaseStopMs !== undefined) return this.opts.lostLeaseStopMs;
+    const t = this.elector?.timing;
+    return t ? Math.max(1_000, t.leaseDurationMs - t.renewDeadlineMs) : 1_000;
   }
 
   /** True while this process runs the controllers. */
@@ -248,7 +278,7 @@ export class Manager {
       throw err;
     }
     const signal = this.abort.signal;
-    this.running = (this.elector ? this.elector.run(signal) : this.lead(signal)).catch((err) =>
+    this.running = (this.elector ? this.elector.run(signal) : this.leadAlone(signal)).catch((err) =>
       this.log.error({ err }, 'the manager stopped on an error'),
     );
     this.log.info({ identity: this.identity, http: this.address }, 'manager started');
@@ -286,7 +316,16 @@ export class Manager {
     for (const s of signals) process.on(s, onSignal);
   }
 
-  /** Runs informers and controllers until `signal` aborts, then stops them. */
+  /** Without leader election: one term, from start to stop. */
+  private async leadAlone(signal: AbortSignal): Promise<void> {
+    const term = this.fence.begin(Number.POSITIVE_INFINITY);
+    const end = () => this.fence.end('shutting down');
+    signal.addEventListener('abort', end, { once: true });
+    if (signal.aborted) end();
+    await this.lead(term);
+  }
+
+  /** Runs informers and controllers until `signal` (the term) aborts, then stops them. */
   private async lead(signal: AbortSignal): Promise<void> {
     this.leading = true;
     let runnables: Promise<void>[] = [];
@@ -309,9 +348,26 @@ export class Manager {
     } finally {
       signal.removeEventListener('abort', stopLoops);
       loops.abort();
-      await Promise.all(runnables);
-      const timeoutMs = this.opts.shutdownTimeoutMs ?? 30_000;
-      await Promise.all(this.controllers.map((c) => c.stop(timeoutMs)));
+      // Lost rather than given up: writes are fenced already; the work must stop soon.
+      const lost = !this.abort.signal.aborted;
+      const timeoutMs = lost ? this.lostLeaseStopMs : (this.opts.shutdownTimeoutMs ?? 30_000);
+      const stopped = Promise.all([
+        Promise.all(runnables),
+        Promise.all(this.controllers.map((c) => c.stop(timeoutMs))),
+      ]).then(([, drained]) => drained.every(Boolean));
+      if (lost) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), timeoutMs + 100);
+        });
+        const inTime = await Promise.race([stopped, late]);
+        clearTimeout(timer);
+        if (!inTime) {
+          this.log.fatal({ timeoutMs }, 'the leader’s work did not stop after losing the Lease; exiting');
+          (this.opts.onStuck ?? (() => process.exit(1)))();
+        }
+      }
+      await stopped;
       await Promise.all(
         [...this.informers.values()].filter((i) => !this.everyReplica.has(i)).map((i) => i.stop()),
       );

@@ -29,7 +29,7 @@ import {
   StaticCatalog,
   StaticEndpoints,
 } from '../../predictions/index.ts';
-import { predictionRoutes } from './routes.ts';
+import { MAX_STREAMS_PER_PREDICTION, predictionRoutes } from './routes.ts';
 import { StreamTokens } from './stream-token.ts';
 import { serveRoutes, type TestServer } from './testing.ts';
 
@@ -440,6 +440,37 @@ describe('predictions through the gateway engine', () => {
     expect(forged.status).toBe(404);
     const p = await until(r.body.id, ['succeeded']);
     expect(p.output).toEqual(['one ', 'two ', 'three ']);
+  });
+
+  it('serves at most MAX_STREAMS_PER_PREDICTION streams of one prediction at once; more get 429', async () => {
+    const r = await post(`/deployments/${NS}/stream/predictions`, {
+      input: { prompt: 'a b c d e f g h', delay: 0.5 },
+    });
+    const url = r.body.urls.stream!;
+    const open = new AbortController();
+    try {
+      const streams = [];
+      for (let i = 0; i < MAX_STREAMS_PER_PREDICTION; i++) {
+        const res = await fetch(url, { signal: open.signal });
+        expect(res.status).toBe(200);
+        streams.push(res);
+      }
+      const extra = await fetch(url);
+      expect(extra.status).toBe(429);
+      expect(extra.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(extra.headers.get('retry-after')).toBe('1');
+      expect(((await extra.json()) as { title: string }).title).toBe('Too many streams');
+    } finally {
+      open.abort();
+    }
+    // Closed streams free their places.
+    await waitFor('a stream to be served again', async () => {
+      const again = new AbortController();
+      const res = await fetch(url, { signal: again.signal });
+      again.abort();
+      return res.status === 200;
+    });
+    await until(r.body.id, ['succeeded']);
   });
 
   it('sends webhooks signed with the namespace secret, as GET returns the prediction', async () => {

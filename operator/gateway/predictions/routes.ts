@@ -20,6 +20,8 @@ import { parseCancelAfter, parsePreferWait, parseVersionRef, parseWebhook } from
 import type { StreamTokens } from './stream-token.ts';
 
 const PAGE_SIZE = 100;
+/** Event streams of one prediction one replica serves at once; more get 429. */
+export const MAX_STREAMS_PER_PREDICTION = 16;
 /** Prefix of a cursor that pages back (to newer predictions). */
 const BACK = 'b.';
 const KEEP_ALIVE_MS = 15_000;
@@ -81,6 +83,8 @@ function header(req: Request, name: string): string | undefined {
 export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
   const { engine, catalog, tokens } = opts;
   const keepAliveMs = opts.keepAliveMs ?? KEEP_ALIVE_MS;
+  /** Event streams open on this replica, per prediction. */
+  const streams = new Map<string, number>();
 
   /** The deployment serving model `owner/name` (its spec.deployment). */
   function modelDeployment(owner: string, name: string): string {
@@ -273,6 +277,21 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
           'no stream at this URL (the token does not match or has expired, or the prediction is gone)',
         );
         if (!tokens.verify(id, ctx.url.searchParams.get('token'))) throw gone;
+        const open = streams.get(id) ?? 0;
+        if (open >= MAX_STREAMS_PER_PREDICTION)
+          throw new HttpError(
+            429,
+            'Too many streams',
+            `${open} streams of this prediction are open on this replica, the most it serves`,
+            {},
+            { 'retry-after': '1' },
+          );
+        streams.set(id, open + 1);
+        res.once('close', () => {
+          const n = (streams.get(id) ?? 1) - 1;
+          if (n > 0) streams.set(id, n);
+          else streams.delete(id);
+        });
         const last = Number(header(req, 'last-event-id') ?? 0);
         const pending: StreamEvent[] = [];
         let send: ((e: StreamEvent) => void) | undefined;

@@ -9,6 +9,7 @@ import {
   type AdoptionTiming,
   type CatalogInformers,
   InformerCatalog,
+  type InputBudgetLimits,
   PodEndpoints,
   type PodLike,
   PredictionEngine,
@@ -42,6 +43,8 @@ export interface PredictionServiceOptions extends CatalogInformers {
   streamKey?: Buffer;
   /** Which addresses webhooks may reach (default: public ones only). */
   egress?: EgressPolicy;
+  /** Byte budgets of the inputs this replica holds (default: DEFAULT_INPUT_BUDGET). */
+  inputBudget?: Partial<InputBudgetLimits>;
 }
 
 export interface PredictionService {
@@ -76,6 +79,7 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     adoption: opts.adoption,
     streamUrl: (rec) => tokens.url(rec),
     webhookOptions: opts.egress ? { egress: opts.egress } : undefined,
+    inputBudget: opts.inputBudget,
   });
   return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog, tokens }) };
 }
