@@ -3,8 +3,9 @@
  * operator sets them in the pod), flag first.
  */
 import { ConfigError, formatOptions, HELP_ROW, option, parseOptions } from '../lib/config.ts';
+import { isDecimal } from '../lib/decimal.ts';
 import { allowCidrsOption } from '../lib/egress.ts';
-import { isDecimal } from './decimal.ts';
+import { type Pricing, parsePricing } from '../lib/pricing.ts';
 
 /** Environment variables the sidecar reads (the pod template sets these). */
 export const ENV = {
@@ -25,6 +26,7 @@ export const ENV = {
   version: 'MODELPLANE_MODEL_VERSION',
   hardware: 'MODELPLANE_HARDWARE',
   pricePerSecond: 'MODELPLANE_PRICE_PER_SECOND',
+  pricing: 'MODELPLANE_PRICING',
   drainTimeout: 'MODELPLANE_DRAIN_TIMEOUT',
   drainReadTimeout: 'MODELPLANE_DRAIN_READ_TIMEOUT',
   retention: 'MODELPLANE_RETENTION',
@@ -69,6 +71,8 @@ export interface SidecarConfig {
   hardware: string;
   /** Price of one second of this hardware, a decimal string. */
   pricePerSecond: string;
+  /** How predictions are priced (the version's spec.pricing); undefined: by hardware time. */
+  pricing: Pricing | undefined;
   /** Seconds a drain may take before the sidecar exits anyway; 0 = until done. */
   drainTimeout: number;
   /**
@@ -236,6 +240,15 @@ how often to check the model server (${ENV.healthInterval}; default 0.5)`,
     meta: 'DEC',
     help: `price of a second of this hardware, a decimal string
 (${ENV.pricePerSecond}; default 0)`,
+  }),
+  pricing: option({
+    flag: 'pricing',
+    env: ENV.pricing,
+    parse: (raw): Pricing | undefined => (raw.trim() ? parsePricing(raw) : undefined),
+    meta: 'JSON',
+    help: `how predictions are priced, the version's spec.pricing as JSON, e.g.
+{"perUnit":{"output_token_count":"0.000001"}} (${ENV.pricing}; default: predict
+seconds × the price per second)`,
   }),
   drainTimeout: option({
     flag: 'drain-timeout',

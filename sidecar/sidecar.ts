@@ -83,6 +83,7 @@ export class Sidecar implements PredictionService {
       {
         clock,
         pricePerSecond: config.pricePerSecond,
+        pricing: config.pricing,
         labels: { deployment: config.deployment, version: config.version, hardware: config.hardware },
       },
       { inflight: () => this.slots.inflight(), queued: () => this.slots.queued, ready: () => this.ready() },
@@ -241,6 +242,7 @@ export class Sidecar implements PredictionService {
       version: this.config.version,
       hardware: this.config.hardware,
       price_per_second: this.config.pricePerSecond,
+      pricing: this.config.pricing ?? null,
       model_server: {
         url: this.config.modelUrl,
         status: last?.status ?? null,

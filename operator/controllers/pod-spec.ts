@@ -203,6 +203,9 @@ export function podSpec(input: WorkloadInput): IPodSpec {
       { name: 'MODELPLANE_MODEL_VERSION', value: version.id },
       { name: 'MODELPLANE_HARDWARE', value: hardware.name },
       { name: 'MODELPLANE_PRICE_PER_SECOND', value: hw.pricePerSecond },
+      ...(version.spec.pricing
+        ? [{ name: 'MODELPLANE_PRICING', value: JSON.stringify(version.spec.pricing) }]
+        : []),
       { name: 'MODELPLANE_MODEL_URL', value: `http://127.0.0.1:${MODEL_PORT}` },
       { name: 'MODELPLANE_SIDECAR_PORT', value: String(SIDECAR_API_PORT) },
       { name: 'MODELPLANE_METRICS_PORT', value: String(SIDECAR_METRICS_PORT) },
