@@ -29,6 +29,7 @@ export const ENV = {
   pricing: 'MODELPLANE_PRICING',
   drainTimeout: 'MODELPLANE_DRAIN_TIMEOUT',
   drainReadTimeout: 'MODELPLANE_DRAIN_READ_TIMEOUT',
+  usageReadTimeout: 'MODELPLANE_USAGE_READ_TIMEOUT',
   retention: 'MODELPLANE_RETENTION',
   shutdownModel: 'MODELPLANE_SHUTDOWN_MODEL',
   logLevel: 'MODELPLANE_LOG_LEVEL',
@@ -80,6 +81,8 @@ export interface SidecarConfig {
    * final records (the gateway reads each after the stream's `done`); 0 = no wait.
    */
   drainReadTimeout: number;
+  /** Seconds the drain waits at its end for the operator to read the final usage. */
+  usageReadTimeout: number;
   /** Seconds finished predictions stay readable. */
   retention: number;
   /** Whether to ask the model server to shut down (POST /shutdown) when the sidecar exits. */
@@ -271,6 +274,17 @@ seconds × the price per second)`,
 on SIGTERM, once the predictions that were running or queued
 have ended, wait up to this long for their callers to read the
 final records before exiting (${ENV.drainReadTimeout}; default 10)`,
+  }),
+  usageReadTimeout: option({
+    flag: 'usage-read-timeout',
+    env: ENV.usageReadTimeout,
+    type: 'number',
+    min: 0,
+    default: 0,
+    meta: 'SECONDS',
+    help: `at the end of the drain, wait up to this long for the
+operator to read the instance's final usage (GET /status)
+(${ENV.usageReadTimeout}; default 0, no wait; pods get 5)`,
   }),
   retention: option({
     flag: 'retention',

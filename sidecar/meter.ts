@@ -69,6 +69,15 @@ export class Meter {
     else this.instance.enter('down');
   }
 
+  /** Stops counting instance time (the drain is done): the figures are final. */
+  freeze(): void {
+    this.instance.freeze();
+  }
+
+  get frozen(): boolean {
+    return this.instance.frozen;
+  }
+
   get state(): InstanceState {
     return this.instance.state;
   }

@@ -67,6 +67,7 @@ export class Sidecar implements PredictionService {
   private readonly retentionTimers = new Set<Timer>();
   private webhookBase = '';
   private stopped = false;
+  private usageReaders: Array<() => void> = [];
 
   constructor(config: SidecarConfig, opts: SidecarOptions = {}) {
     this.config = config;
@@ -132,6 +133,7 @@ export class Sidecar implements PredictionService {
         const t = this.meter.totals();
         return { ...t.predictions, billable_seconds: t.billable_seconds, cost: t.cost };
       },
+      finalUsageRead: (ms) => this.finalUsageRead(ms),
       stop: () => this.stop(),
     });
     this.routes = new ApiRoutes(this, {
@@ -229,7 +231,24 @@ export class Sidecar implements PredictionService {
     return this.health.openapi;
   }
 
+  /** Stops the meter; resolves once `status()` has given the final figures, or after `ms`. */
+  private async finalUsageRead(ms: number): Promise<void> {
+    this.meter.freeze();
+    if (ms <= 0) return;
+    let timer: Timer | undefined;
+    const read = await Promise.race([
+      new Promise<boolean>((r) => this.usageReaders.push(() => r(true))),
+      new Promise<boolean>((r) => {
+        timer = this.clock.setTimer(() => r(false), ms);
+      }),
+    ]);
+    timer?.cancel();
+    if (!read) this.log.warn({ usageReadTimeout: ms / 1000 }, 'exiting with final usage nobody has read');
+  }
+
   status(): Record<string, unknown> {
+    const final = this.meter.frozen;
+    if (final) for (const r of this.usageReaders.splice(0)) queueMicrotask(r);
     const r = this.readiness();
     const last = this.health.lastHealth;
     return {
@@ -250,6 +269,8 @@ export class Sidecar implements PredictionService {
       },
       setup: { seconds: this.health.setupSeconds ?? null, logs: this.health.setupLogs },
       instance_seconds: this.meter.instanceSeconds(),
+      /** The meter has stopped: these are the instance's last figures. */
+      final,
       uptime_seconds: this.meter.uptimeSeconds(),
       ...this.meter.totals(),
       load: this.load(),

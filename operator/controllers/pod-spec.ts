@@ -214,6 +214,8 @@ export function podSpec(input: WorkloadInput): IPodSpec {
       { name: 'MODELPLANE_PREDICT_TIMEOUT', value: String(predictTimeout) },
       { name: 'MODELPLANE_DRAIN_TIMEOUT', value: String(predictTimeout + TERMINATION_MARGIN_SECONDS / 3) },
       { name: 'MODELPLANE_SHUTDOWN_MODEL', value: 'true' },
+      // The operator reads each terminating instance's usage every second: its final figures.
+      { name: 'MODELPLANE_USAGE_READ_TIMEOUT', value: '5' },
       webhookTokenEnv(input.owner.name),
     ],
     ports: [
