@@ -27,6 +27,7 @@ import { addControllers } from './controllers/index.ts';
 import { addPredictionController } from './controllers/prediction.ts';
 import { addGateway, type Gateway, type Routes } from './gateway/index.ts';
 import { type PredictionService, predictionService } from './gateway/predictions/index.ts';
+import { RunCounts, usageRoutes } from './gateway/usage.ts';
 import { WebhookSecrets } from './gateway/webhook-secret.ts';
 import { POD_SELECTOR, PodResource } from './predictions/index.ts';
 import { Deployments, Models, ModelVersions } from './resources.ts';
@@ -171,7 +172,10 @@ export function createOperator(
   }
   if (withGateway) {
     const g = config.gateway;
+    const usage = () => predictions.engine.usageStore();
+    const runCounts = new RunCounts(usage);
     gateway = addGateway(manager, {
+      runCount: (model) => runCounts.get(model),
       address: g.address,
       publicUrl: g.publicUrl,
       trustForwardedHeaders: g.trustForwardedHeaders,
@@ -180,6 +184,7 @@ export function createOperator(
       tokenReviewAudiences: g.tokenReviewAudiences,
       routes: (gw) => [
         predictions.routes,
+        usageRoutes({ usage }),
         ...(typeof parts.gatewayRoutes === 'function'
           ? parts.gatewayRoutes(gw)
           : (parts.gatewayRoutes ?? [])),

@@ -146,6 +146,15 @@ export function usageContract(name: string, factory: { open(): Promise<Predictio
       expect(b).toMatchObject({ ms: s.ms, predictions: 1, predictionCost: '0.5' });
     });
 
+    it('counts predictions per model over every bucket (run_count)', async () => {
+      const u = await open();
+      const a = sample({ model: 'ns/a', predictions: 2, ms: { setup: 1, idle: 0, busy: 0, down: 0 } });
+      await u.recordInstance(a);
+      await u.recordInstance({ ...a, predictions: 5, at: T + USAGE_BUCKET_MS });
+      await u.recordInstance(sample({ model: 'ns/b', predictions: 1 }));
+      expect(await u.runCounts()).toEqual({ 'ns/a': 5, 'ns/b': 1 });
+    });
+
     it('purges old buckets and ended instances', async () => {
       const u = await open();
       const s = sample({ ms: { setup: 1, idle: 0, busy: 0, down: 0 }, ended: true });

@@ -113,6 +113,8 @@ export interface UsageStore {
   buckets(q: UsageQuery): Promise<UsageBucket[]>;
   /** The instances read during the period (last reading at or after `since`, first before `until`). */
   instances(q: UsageQuery): Promise<InstanceUsage[]>;
+  /** Predictions per model (`namespace/name`) over every bucket kept: the models' run_count. */
+  runCounts(): Promise<Record<string, number>>;
   /** Deletes buckets that started, and ended instances last read, before `before`; resolves how many. */
   purgeUsage(before: number): Promise<number>;
 }
@@ -216,6 +218,12 @@ export class MemoryUsageStore implements UsageStore {
       .filter((i) => i.lastSeen >= q.since && i.firstSeen < q.until && inNamespaces(i.namespace, q))
       .sort((a, b) => a.firstSeen - b.firstSeen || (a.instance < b.instance ? -1 : 1))
       .map((i) => ({ ...i, ms: { ...i.ms } }));
+  }
+
+  async runCounts(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const b of this.bucketsByKey.values()) out[b.model] = (out[b.model] ?? 0) + b.predictions;
+    return out;
   }
 
   async purgeUsage(before: number): Promise<number> {

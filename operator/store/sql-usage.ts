@@ -165,6 +165,13 @@ export class SqlUsageStore implements UsageStore {
     return rows.map(instanceOf);
   }
 
+  async runCounts(): Promise<Record<string, number>> {
+    const rows = await this.db.query<Row>(
+      'SELECT model, sum(predictions)::float8 AS n FROM usage_buckets GROUP BY model',
+    );
+    return Object.fromEntries(rows.map((r) => [String(r.model), Number(r.n)]));
+  }
+
   async purgeUsage(before: number): Promise<number> {
     const a = await this.db.query('DELETE FROM usage_buckets WHERE bucket_start < $1 RETURNING 1', [before]);
     const b = await this.db.query('DELETE FROM usage_instances WHERE ended AND last_seen < $1 RETURNING 1', [
