@@ -234,6 +234,10 @@ export class Sidecar implements PredictionService {
   /** Stops the meter; resolves once `status()` has given the final figures, or after `ms`. */
   private async finalUsageRead(ms: number): Promise<void> {
     this.meter.freeze();
+    this.log.info(
+      { instance_seconds: this.meter.instanceSeconds(), uptime_seconds: this.meter.uptimeSeconds() },
+      'instance time stopped: final usage',
+    );
     if (ms <= 0) return;
     let timer: Timer | undefined;
     const read = await Promise.race([
