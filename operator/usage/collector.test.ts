@@ -109,3 +109,79 @@ describe('the usage collector', () => {
     expect(value('modelplane_usage_instances{namespace="ns",deployment="dep",state="idle"}')).toBe(1);
   });
 });
+
+describe("the usage in a Deployment's status", () => {
+  it('is written at most once per interval, only when a figure changed', async () => {
+    const clock = new FakeClock(T);
+    const store = new MemoryUsageStore();
+    const applied: { usage: Record<string, Record<string, unknown>> }[] = [];
+    let idle = 1;
+    const deployment = {
+      apiVersion: 'modelplane.dev/v1alpha1',
+      kind: 'Deployment',
+      metadata: { name: 'dep', namespace: 'ns' },
+      spec: { model: 'm', hardware: 'gpu-t4' },
+      status: {} as Record<string, unknown>,
+    };
+    const c = new UsageCollector({
+      client: {
+        apply: async (
+          _type: unknown,
+          obj: { status: { usage: Record<string, Record<string, unknown>> } },
+        ) => {
+          applied.push(obj.status);
+          deployment.status = obj.status;
+          return obj;
+        },
+      } as unknown as KubeClient,
+      caches: {
+        pods: { list: () => [pod('a', '10.0.0.1')], waitForSync: async () => {} } as never,
+        deployments: {
+          list: () => [deployment],
+          get: () => deployment,
+          waitForSync: async () => {},
+        } as never,
+      },
+      usage: () => store,
+      registry: new Registry(),
+      log: createLogger({ level: 'silent' }),
+      intervalMs: 1000,
+      statusIntervalMs: 60_000,
+      clock,
+      read: async () => ({
+        hardware: 'gpu-t4',
+        price_per_second: '0.000225',
+        state: 'idle',
+        instance_seconds: { setup: 2, idle, busy: 0, down: 0 },
+        predictions: { succeeded: 0 },
+        cost: '0',
+      }),
+    });
+    await c.tick();
+    expect(applied).toHaveLength(1);
+    expect(applied[0]?.usage.lastHour).toMatchObject({
+      instances: 1,
+      setupSeconds: 2,
+      idleSeconds: 1,
+      idleCost: '0.000675',
+    });
+    // Changes within the interval wait for it.
+    for (let i = 0; i < 30; i++) {
+      idle++;
+      clock.advance(1000);
+      await c.tick();
+    }
+    expect(applied).toHaveLength(1);
+    clock.advance(30_000);
+    await c.tick();
+    expect(applied).toHaveLength(2);
+    expect(applied[1]?.usage.lastDay).toMatchObject({ idleSeconds: 31 });
+    // Nothing changed for another interval: nothing written.
+    idle = 31;
+    clock.advance(61_000);
+    await c.tick();
+    clock.advance(61_000);
+    await c.tick();
+    expect(applied).toHaveLength(2);
+  });
+});
