@@ -90,6 +90,10 @@ export class Sidecar implements PredictionService {
       { inflight: () => this.slots.inflight(), queued: () => this.slots.queued, ready: () => this.ready() },
     );
     this.metrics = this.meter.metrics;
+    log.info(
+      { pricePerSecond: config.pricePerSecond, pricing: config.pricing ?? null },
+      'instance time started',
+    );
     this.health = new ModelHealth(
       { cog, clock, log, settings: config },
       {
