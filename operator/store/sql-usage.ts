@@ -1,7 +1,7 @@
 /**
  * The usage store on PostgreSQL or PGlite (migration 0005_usage.sql): `recordInstance` reads
- * the instance's last sample under a row lock, so replicas recording the same instance at once
- * count its growth once.
+ * the instance's last sample under a transaction-level advisory lock on the instance, so
+ * replicas recording the same instance at once — its first reading too — count its growth once.
  */
 import { format, parseDecimal } from '../../lib/decimal.ts';
 import {
@@ -89,6 +89,8 @@ export class SqlUsageStore implements UsageStore {
 
   async recordInstance(s: InstanceSample): Promise<UsageDelta> {
     return this.db.transaction(async (tx) => {
+      // One recorder of an instance at a time, even for its first reading (no row to lock yet).
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1)::bigint)', [`usage:${s.instance}`]);
       const rows = await tx.query<Row>(
         `SELECT ${INSTANCE_COLUMNS} FROM usage_instances WHERE instance = $1 FOR UPDATE`,
         [s.instance],
