@@ -6,7 +6,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HttpError } from '../lib/http.ts';
 import { GatewayServer } from '../operator/gateway/server.ts';
-import { usageRoutes } from '../operator/gateway/usage.ts';
+import { RunCounts, usageRoutes } from '../operator/gateway/usage.ts';
 import { MemoryUsageStore } from '../operator/predictions/usage-store.ts';
 import { createLogger } from '../operator/runtime/index.ts';
 import { renderCsv, run, type UsageAnswer } from './usage.ts';
@@ -154,6 +154,18 @@ describe('GET /v1/usage', () => {
     const { status, body } = await get('?by=color&since=yesterday&units_per_action=-1');
     expect(status).toBe(422);
     expect(body.invalid_fields?.map((f) => f.field)).toEqual(['by', 'since', 'units_per_action']);
+  });
+});
+
+describe('run_count', () => {
+  it("is each model's predictions in the usage records, read in the background", async () => {
+    const counts = new RunCounts(() => store);
+    expect(counts.get('mine/embed')).toBe(0); // not read yet: the read starts now
+    await counts.refresh();
+    expect(counts.get('mine/embed')).toBe(1000);
+    expect(counts.get('mine/flux')).toBe(50);
+    expect(counts.get('mine/none')).toBe(0);
+    expect(new RunCounts(() => undefined).get('mine/embed')).toBe(0);
   });
 });
 
