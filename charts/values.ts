@@ -318,6 +318,18 @@ export const ValuesSchema = z
         labels: stringMap('Extra labels, e.g. the ones your Prometheus selects.'),
       })
       .strict(),
+    grafanaDashboard: z
+      .object({
+        enabled: bool(
+          'Make a ConfigMap with the modelplane Grafana dashboard, labelled grafana_dashboard: "1" for the Grafana sidecar.',
+        ),
+        namespace: str(
+          "Namespace of the ConfigMap (the one Grafana's sidecar watches); empty: the release's.",
+        ),
+        labels: stringMap('Extra labels of the ConfigMap.'),
+        annotations: stringMap('Annotations of the ConfigMap, e.g. grafana_folder for the sidecar.'),
+      })
+      .strict(),
     podDisruptionBudget: z
       .object({
         enabled: bool('Make a PodDisruptionBudget for the operator pods.'),

@@ -1,7 +1,7 @@
 /**
  * The one modelplane executable. Subcommands are the processes of DESIGN.md §2:
  * `operator`, `sidecar` and `dev` (each arrives with the component that implements it), and
- * `token` (API tokens for the gateway).
+ * `token` (API tokens for the gateway) and `usage` (cost and usage, from the gateway).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -27,6 +27,11 @@ export const subcommands: Record<string, Subcommand> = {
   token: {
     summary: 'create, list and revoke API tokens for the gateway',
     run: async (argv) => (await import('../operator/gateway/token-cli.ts')).run(argv),
+  },
+  usage: {
+    summary:
+      'cost and usage by namespace, model, deployment, hardware or day, with idle cost and utilization',
+    run: async (argv) => (await import('./usage.ts')).run(argv),
   },
   dev: {
     summary: 'run modelplane on this machine: control plane, operator, pod runner, example models',

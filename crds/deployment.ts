@@ -181,6 +181,26 @@ export const DeploymentSpecSchema = rules(
   },
 );
 
+const cost = (what: string) =>
+  z.string().max(40).describe(`${what}, in US dollars, as an exact decimal string.`);
+const seconds = (what: string) => z.number().min(0).describe(`Seconds instances spent ${what}.`);
+
+export const UsageWindowSchema = z
+  .object({
+    instances: z.int32().min(0).describe('Instances that ran in the window, including ones since removed.'),
+    setupSeconds: seconds('in setup (starting, loading the model)'),
+    idleSeconds: seconds('ready with nothing to run'),
+    busySeconds: seconds('running predictions'),
+    downSeconds: seconds('with the model server down after setup'),
+    utilization: z.number().min(0).max(1).describe('busySeconds ÷ all seconds instances ran (0 to 1).'),
+    predictions: z.int32().min(0).describe('Predictions the instances ended.'),
+    predictionCost: cost('What the predictions were charged (their cost, summed)'),
+    instanceCost: cost("What the instances' time cost: every second they ran × the hardware price"),
+    idleCost: cost('What time that served nothing cost: (setup + idle + down) seconds × the hardware price'),
+    costPerPrediction: cost('instanceCost ÷ predictions (idle time included)').optional(),
+  })
+  .describe("A deployment's usage over a window of time.");
+
 export const DeploymentStatusSchema = z
   .object({
     observedGeneration: observedGeneration().optional(),
@@ -221,6 +241,18 @@ export const DeploymentStatusSchema = z
       .optional()
       .describe('The 64-hex id of the ModelVersion the current release runs.'),
     lastScaleTime: RFC3339().optional().describe('When the autoscaler last changed the instance count.'),
+    usage: z
+      .object({
+        lastHour: UsageWindowSchema.optional(),
+        lastDay: UsageWindowSchema.optional(),
+        updatedAt: RFC3339()
+          .optional()
+          .describe('When these figures were computed (at most about once a minute).'),
+      })
+      .optional()
+      .describe(
+        "What this deployment's instances (including ones since removed) spent their time on and cost, over the last hour and day, from the operator's usage records. `modelplane usage` reports any period.",
+      ),
   })
   .describe('The release, its instances and its queue, as the operator and the autoscaler observe them.');
 

@@ -1,8 +1,10 @@
 import { z } from 'zod';
+import { METRIC_NAME } from '../lib/pricing.ts';
 import { API_VERSION, KIND } from './constants.ts';
 import {
   column,
   conditions,
+  decimalString,
   freeFormObject,
   labelNamedMetadata,
   mapList,
@@ -65,6 +67,41 @@ export const EnvVarSchema = rules(
   },
 );
 export type EnvVar = z.output<typeof EnvVarSchema>;
+
+export const PricingSchema = z
+  .object({
+    hardwareTime: z
+      .boolean()
+      .optional()
+      .describe(
+        "Bill each prediction's predict seconds × the HardwareClass's pricePerSecond. Default: true when perUnit is empty, false when it names a metric (set true to bill both).",
+      ),
+    perUnit: rules(
+      z.record(
+        z.string().regex(METRIC_NAME, {
+          message: 'spec.pricing.perUnit keys must be metric names such as output_token_count or image_count',
+        }),
+        decimalString('spec.pricing.perUnit values', '0.000001'),
+      ),
+      {
+        rule: `self.all(k, k.matches('${METRIC_NAME.source}'))`,
+        message: 'spec.pricing.perUnit keys must be metric names such as output_token_count or image_count',
+        check: (m) => Object.keys(m).every((k) => METRIC_NAME.test(k)),
+      },
+    )
+      .refine((m) => Object.keys(m).length <= 32, {
+        message: 'spec.pricing.perUnit may have at most 32 entries',
+      })
+      .meta({ maxProperties: 32 })
+      .optional()
+      .describe(
+        'Price in US dollars of one unit of a metric the model records itself (Cog\'s record_metric), by metric name, as a decimal string: e.g. image_count: "0.003", input_token_count: "0.0000005", output_token_count: "0.0000015". A prediction costs the sum of value × price over these names (a metric it did not record counts 0).',
+      ),
+  })
+  .describe(
+    'How predictions of this version are priced: by hardware time (the default), per unit of metrics the model records, or both. Exact decimal arithmetic; the cost is on every prediction (HTTP and Prediction objects).',
+  );
+export type PricingSpec = z.output<typeof PricingSchema>;
 
 export const ModelVersionSpecSchema = rules(
   z
@@ -142,6 +179,7 @@ export const ModelVersionSpecSchema = rules(
         .max(86400)
         .default(1800)
         .describe('Seconds one prediction may run before it is canceled and fails.'),
+      pricing: PricingSchema.optional(),
     })
     .describe('What defines the version. Immutable: to change anything, create a new ModelVersion.'),
   {

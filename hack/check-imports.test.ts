@@ -91,7 +91,7 @@ describe('checkImports', () => {
     ]);
   });
 
-  it('lets operator/store/ import only lib/ and the store contract of operator/predictions/', () => {
+  it('lets operator/store/ import only lib/ and the store contracts of operator/predictions/', () => {
     const tree = {
       ...CLEAN,
       'operator/predictions/store.ts': `export type S = 1;\n`,
@@ -120,9 +120,9 @@ describe('checkImports', () => {
         ].join('\n'),
       }),
     ).toEqual([
-      'operator/store/bad.ts:1: imports operator/predictions/queue.ts — operator/store/ imports only operator/store/, lib/, operator/predictions/store.ts, operator/predictions/record.ts',
-      'operator/store/bad.ts:2: imports operator/gateway/routes.ts — operator/store/ imports only operator/store/, lib/, operator/predictions/store.ts, operator/predictions/record.ts',
-      'operator/store/bad.ts:3: imports crds/index.ts — operator/store/ imports only operator/store/, lib/, operator/predictions/store.ts, operator/predictions/record.ts',
+      'operator/store/bad.ts:1: imports operator/predictions/queue.ts — operator/store/ imports only operator/store/, lib/, operator/predictions/store.ts, operator/predictions/record.ts, operator/predictions/usage-store.ts',
+      'operator/store/bad.ts:2: imports operator/gateway/routes.ts — operator/store/ imports only operator/store/, lib/, operator/predictions/store.ts, operator/predictions/record.ts, operator/predictions/usage-store.ts',
+      'operator/store/bad.ts:3: imports crds/index.ts — operator/store/ imports only operator/store/, lib/, operator/predictions/store.ts, operator/predictions/record.ts, operator/predictions/usage-store.ts',
       'operator/store/bad.ts:4: imports operator/predictions/store.contract.ts — product code imports test or harness code',
     ]);
   });

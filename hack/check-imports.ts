@@ -41,7 +41,12 @@ const LAYERS: Record<string, string[]> = {
 const OPERATOR_LAYERS: Record<string, string[]> = {
   // The durable store: built on the store's contract and the record it keeps, nothing else of
   // the operator (operator/main.ts wires it to the engine).
-  'operator/store/': ['lib/', 'operator/predictions/store.ts', 'operator/predictions/record.ts'],
+  'operator/store/': [
+    'lib/',
+    'operator/predictions/store.ts',
+    'operator/predictions/record.ts',
+    'operator/predictions/usage-store.ts',
+  ],
 };
 
 /** Rule 3 sees a folder as one node: the folder one level under the top (`operator/gateway/`,

@@ -27,11 +27,14 @@ import { addControllers } from './controllers/index.ts';
 import { addPredictionController } from './controllers/prediction.ts';
 import { addGateway, type Gateway, type Routes } from './gateway/index.ts';
 import { type PredictionService, predictionService } from './gateway/predictions/index.ts';
+import { RunCounts, usageRoutes } from './gateway/usage.ts';
 import { WebhookSecrets } from './gateway/webhook-secret.ts';
 import { POD_SELECTOR, PodResource } from './predictions/index.ts';
 import { Deployments, Models, ModelVersions } from './resources.ts';
 import { createLogger, type Logger, Manager } from './runtime/index.ts';
 import { openStore } from './store/index.ts';
+import type { UsageCollectorOptions } from './usage/collector.ts';
+import { addUsageCollector } from './usage/index.ts';
 import { addWebhook, type Webhook, type WebhookTuning } from './webhook.ts';
 
 /** What a caller embedding the operator can add: demand sources, autoscaler settings for tests. */
@@ -46,6 +49,8 @@ export interface OperatorParts {
   gatewayRoutes?: Routes[] | ((gateway: Gateway) => Routes[]);
   /** The webhook's certificate lifetimes and check interval (tests rotate in seconds). */
   webhook?: WebhookTuning;
+  /** The usage collector's intervals (tests read in seconds). */
+  usage?: Pick<UsageCollectorOptions, 'intervalMs' | 'terminatingIntervalMs' | 'statusIntervalMs'>;
 }
 
 /** An operator made by `createOperator`: its manager and the parts registered on it. */
@@ -163,10 +168,14 @@ export function createOperator(
       ...parts.autoscaler,
     }));
     if (peers && authenticate) servePokes(manager, autoscaler, authenticate);
+    addUsageCollector(manager, () => predictions.engine.usageStore(), parts.usage);
   }
   if (withGateway) {
     const g = config.gateway;
+    const usage = () => predictions.engine.usageStore();
+    const runCounts = new RunCounts(usage);
     gateway = addGateway(manager, {
+      runCount: (model) => runCounts.get(model),
       address: g.address,
       publicUrl: g.publicUrl,
       trustForwardedHeaders: g.trustForwardedHeaders,
@@ -175,6 +184,7 @@ export function createOperator(
       tokenReviewAudiences: g.tokenReviewAudiences,
       routes: (gw) => [
         predictions.routes,
+        usageRoutes({ usage }),
         ...(typeof parts.gatewayRoutes === 'function'
           ? parts.gatewayRoutes(gw)
           : (parts.gatewayRoutes ?? [])),

@@ -17,6 +17,7 @@ describe('sidecar settings', () => {
       webhookToken: undefined,
       drainTimeout: 0,
       drainReadTimeout: 10,
+      usageReadTimeout: 0,
       webhookAllowCidrs: [],
     });
   });

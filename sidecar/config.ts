@@ -3,8 +3,9 @@
  * operator sets them in the pod), flag first.
  */
 import { ConfigError, formatOptions, HELP_ROW, option, parseOptions } from '../lib/config.ts';
+import { isDecimal } from '../lib/decimal.ts';
 import { allowCidrsOption } from '../lib/egress.ts';
-import { isDecimal } from './decimal.ts';
+import { type Pricing, parsePricing } from '../lib/pricing.ts';
 
 /** Environment variables the sidecar reads (the pod template sets these). */
 export const ENV = {
@@ -25,8 +26,10 @@ export const ENV = {
   version: 'MODELPLANE_MODEL_VERSION',
   hardware: 'MODELPLANE_HARDWARE',
   pricePerSecond: 'MODELPLANE_PRICE_PER_SECOND',
+  pricing: 'MODELPLANE_PRICING',
   drainTimeout: 'MODELPLANE_DRAIN_TIMEOUT',
   drainReadTimeout: 'MODELPLANE_DRAIN_READ_TIMEOUT',
+  usageReadTimeout: 'MODELPLANE_USAGE_READ_TIMEOUT',
   retention: 'MODELPLANE_RETENTION',
   shutdownModel: 'MODELPLANE_SHUTDOWN_MODEL',
   logLevel: 'MODELPLANE_LOG_LEVEL',
@@ -71,6 +74,8 @@ export interface SidecarConfig {
   hardware: string;
   /** Price of one second of this hardware, a decimal string. */
   pricePerSecond: string;
+  /** How predictions are priced (the version's spec.pricing); undefined: by hardware time. */
+  pricing: Pricing | undefined;
   /** Seconds a drain may take before the sidecar exits anyway; 0 = until done. */
   drainTimeout: number;
   /**
@@ -78,6 +83,8 @@ export interface SidecarConfig {
    * final records (the gateway reads each after the stream's `done`); 0 = no wait.
    */
   drainReadTimeout: number;
+  /** Seconds the drain waits at its end for the operator to read the final usage. */
+  usageReadTimeout: number;
   /** Seconds finished predictions stay readable. */
   retention: number;
   /** Whether to ask the model server to shut down (POST /shutdown) when the sidecar exits. */
@@ -244,6 +251,15 @@ how often to check the model server (${ENV.healthInterval}; default 0.5)`,
     help: `price of a second of this hardware, a decimal string
 (${ENV.pricePerSecond}; default 0)`,
   }),
+  pricing: option({
+    flag: 'pricing',
+    env: ENV.pricing,
+    parse: (raw): Pricing | undefined => (raw.trim() ? parsePricing(raw) : undefined),
+    meta: 'JSON',
+    help: `how predictions are priced, the version's spec.pricing as JSON, e.g.
+{"perUnit":{"output_token_count":"0.000001"}} (${ENV.pricing}; default: predict
+seconds × the price per second)`,
+  }),
   drainTimeout: option({
     flag: 'drain-timeout',
     env: ENV.drainTimeout,
@@ -265,6 +281,17 @@ how often to check the model server (${ENV.healthInterval}; default 0.5)`,
 on SIGTERM, once the predictions that were running or queued
 have ended, wait up to this long for their callers to read the
 final records before exiting (${ENV.drainReadTimeout}; default 10)`,
+  }),
+  usageReadTimeout: option({
+    flag: 'usage-read-timeout',
+    env: ENV.usageReadTimeout,
+    type: 'number',
+    min: 0,
+    default: 0,
+    meta: 'SECONDS',
+    help: `at the end of the drain, wait up to this long for the
+operator to read the instance's final usage (GET /status)
+(${ENV.usageReadTimeout}; default 0, no wait; pods get 5)`,
   }),
   retention: option({
     flag: 'retention',

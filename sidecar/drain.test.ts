@@ -21,6 +21,36 @@ function settled(p: Promise<unknown>): () => boolean {
 }
 
 describe('drain', () => {
+  it('stops the meter at its end and waits for the final usage to be read, bounded by usageReadTimeout', async () => {
+    const u = await unitSidecar({ usageReadTimeout: 5 });
+    await u.run(3000);
+    const drained = settled(u.sidecar.drain());
+    await u.run(1000);
+    expect(drained()).toBe(false);
+    const first = u.sidecar.status() as {
+      final: boolean;
+      uptime_seconds: number;
+      instance_seconds: Record<string, number>;
+    };
+    expect(first.final).toBe(true);
+    await u.flush();
+    expect(drained()).toBe(true);
+    // Frozen: later reads give the same figures.
+    await u.run(2000);
+    expect(u.sidecar.status()).toMatchObject({
+      uptime_seconds: first.uptime_seconds,
+      instance_seconds: first.instance_seconds,
+    });
+
+    // Nobody reads: it exits after the timeout.
+    const v = await unitSidecar({ usageReadTimeout: 5 });
+    const gone = settled(v.sidecar.drain());
+    await v.run(4900);
+    expect(gone()).toBe(false);
+    await v.run(200);
+    expect(gone()).toBe(true);
+  });
+
   it('refuses new work, finishes running and queued predictions, waits for their reads, then stops', async () => {
     const u = await unitSidecar({ concurrency: 1, shutdownModel: true });
     const a = await create(u, 'a');

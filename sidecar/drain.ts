@@ -15,6 +15,11 @@ export interface DrainSettings {
   drainTimeout: number;
   /** Seconds to wait, after that, for callers to read the final records. */
   drainReadTimeout: number;
+  /**
+   * Seconds to wait, after that, for the operator to read the instance's final usage
+   * (`GET /status` once the meter has stopped); 0 does not wait.
+   */
+  usageReadTimeout: number;
   /** `POST /shutdown` to the model server at the end. */
   shutdownModel: boolean;
 }
@@ -30,6 +35,8 @@ export class Drain {
     slots: Slots;
     /** Resolves when every webhook to callers has been delivered (or given up). */
     webhooksDelivered(): Promise<void>;
+    /** Stops the meter, then resolves once its final figures were read, or after `ms`. */
+    finalUsageRead(ms: number): Promise<void>;
     /** What the instance did, for the last log line. */
     summary(): Record<string, unknown>;
     /** Closes everything. */
@@ -90,6 +97,8 @@ export class Drain {
     // Whoever follows a prediction reads its final record once it has ended (the gateway
     // does after the stream's done event): keep answering until they have.
     await this.finalRecordsRead(this.settings.drainReadTimeout * 1000);
+    // The instance's time ends here; the operator records the final figures it reads.
+    await this.deps.finalUsageRead(this.settings.usageReadTimeout * 1000);
     if (this.settings.shutdownModel) {
       try {
         await cog.shutdown();

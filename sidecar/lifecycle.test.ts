@@ -174,6 +174,26 @@ describe('the lifecycle of a prediction (progress: webhook)', () => {
     expect(u.logs.filter((l) => l.msg === 'model server busy (409); requeued')).toHaveLength(2);
   });
 
+  it('prices a prediction per unit of the metrics the model recorded, when its version says so', async () => {
+    const u = await unitSidecar({ pricing: { perUnit: { output_token_count: '0.0000015' } } });
+    const a = await create(u, 'a');
+    u.cog.send('a', { status: 'processing' });
+    await u.run(2000);
+    u.cog.send('a', {
+      status: 'succeeded',
+      output: 'x',
+      metrics: { predict_time: 2, output_token_count: 12 },
+    });
+    await u.flush();
+    expect(a.metrics).toMatchObject({ output_token_count: 12, predict_time: 2 });
+    // 12 tokens × 0.0000015, and no hardware time: perUnit alone replaces it.
+    expect(a.cost).toBe('0.000018');
+    expect(u.sidecar.status()).toMatchObject({
+      cost: '0.000018',
+      pricing: { perUnit: { output_token_count: '0.0000015' } },
+    });
+  });
+
   it('forgets a finished prediction after the retention', async () => {
     const u = await unitSidecar({ retention: 60 });
     await create(u, 'a');

@@ -1,12 +1,14 @@
 /**
- * Metering: each prediction that ends is billed by its predict_time (rounded to the
- * microsecond) at the price per second, in exact decimal arithmetic, and counted; the
+ * Metering: each prediction that ends is priced by its version's pricing (lib/pricing.ts: by
+ * default its predict_time, rounded to the microsecond, at the hardware's price per second;
+ * or per unit of the metrics the model recorded), in exact decimal arithmetic, and counted; the
  * instance's time is split into setup, idle, busy and down seconds that add up to its
  * uptime. Both feed the Prometheus metrics and `GET /status`.
  */
 import type { Clock } from '../lib/clock.ts';
+import { add, type Decimal, format, fromNumber, parseDecimal, toNumber, zero } from '../lib/decimal.ts';
 import type { TerminalStatus } from '../lib/prediction.ts';
-import { add, type Decimal, format, fromNumber, multiply, parseDecimal, toNumber, zero } from './decimal.ts';
+import { type Pricing, predictionCost } from '../lib/pricing.ts';
 import { type MetricSources, SidecarMetrics } from './metrics.ts';
 import type { ModelState } from './model-health.ts';
 import type { Prediction } from './prediction.ts';
@@ -19,6 +21,7 @@ export class Meter {
   readonly metrics: SidecarMetrics;
   private readonly instance: StateClock<InstanceState>;
   private readonly price: Decimal;
+  private readonly pricing: Pricing | undefined;
   private billable: Decimal = zero();
   private costTotal: Decimal = zero();
   private readonly counts = { succeeded: 0, failed: 0, canceled: 0 };
@@ -28,6 +31,8 @@ export class Meter {
       clock: Clock;
       /** Price per second, a decimal string. */
       pricePerSecond: string;
+      /** How predictions are priced (the version's `spec.pricing`); hardware time when absent. */
+      pricing?: Pricing | undefined;
       labels: { deployment: string; version: string; hardware: string };
     },
     sources: Omit<MetricSources, 'instanceSeconds'>,
@@ -35,6 +40,7 @@ export class Meter {
     const clock = deps.clock;
     this.instance = new StateClock<InstanceState>('setup', INSTANCE_STATES, () => clock.mono());
     this.price = parseDecimal(deps.pricePerSecond);
+    this.pricing = deps.pricing;
     this.metrics = new SidecarMetrics(deps.labels, {
       ...sources,
       instanceSeconds: () => this.instance.seconds(),
@@ -44,7 +50,7 @@ export class Meter {
   /** Prices, counts and records a prediction that has just ended (sets its `cost`). */
   charge(p: Prediction): void {
     const billed = fromNumber(p.metrics.predict_time ?? 0, 6);
-    const cost = multiply(billed, this.price);
+    const cost = predictionCost(this.pricing, this.price, billed, p.metrics);
     p.cost = format(cost);
     this.billable = add(this.billable, billed);
     this.costTotal = add(this.costTotal, cost);
@@ -61,6 +67,15 @@ export class Meter {
     if (model === 'ready') this.instance.enter(busy ? 'busy' : 'idle');
     else if (model === 'waiting') this.instance.enter('setup');
     else this.instance.enter('down');
+  }
+
+  /** Stops counting instance time (the drain is done): the figures are final. */
+  freeze(): void {
+    this.instance.freeze();
+  }
+
+  get frozen(): boolean {
+    return this.instance.frozen;
   }
 
   get state(): InstanceState {

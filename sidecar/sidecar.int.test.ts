@@ -518,8 +518,10 @@ describe.each(PROGRESS)('metering (progress: %s)', (progress) => {
     const r = await predict(sc, { input: { seconds: 2 } }, { prefer: 'wait=30' });
     expect(r.body.status).toBe('succeeded');
     const metered = r.body.metrics.predict_time!;
+    // The reference is the model server's own figure for the same work, never the nominal 2 s:
+    // on a loaded machine a 2 s sleep takes longer, for the model server and the meter alike.
     expect(Math.abs(metered - own) / own).toBeLessThan(0.01);
-    expect(Math.abs(metered - 2) / 2).toBeLessThan(0.01);
+    expect(metered).toBeLessThanOrEqual(r.body.metrics.total_time!);
     const billed = fromNumber(metered, 6);
     expect(r.body.cost).toBe(format(multiply(billed, parseDecimal(PRICE))));
     const text = await (await fetch(`${sc.metrics}/metrics`)).text();

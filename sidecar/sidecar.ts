@@ -69,6 +69,7 @@ export class Sidecar implements PredictionService {
   private readonly retentionTimers = new Set<Timer>();
   private webhookBase = '';
   private stopped = false;
+  private usageReaders: Array<() => void> = [];
 
   constructor(config: SidecarConfig, opts: SidecarOptions = {}) {
     this.config = config;
@@ -85,11 +86,16 @@ export class Sidecar implements PredictionService {
       {
         clock,
         pricePerSecond: config.pricePerSecond,
+        pricing: config.pricing,
         labels: { deployment: config.deployment, version: config.version, hardware: config.hardware },
       },
       { inflight: () => this.slots.inflight(), queued: () => this.slots.queued, ready: () => this.ready() },
     );
     this.metrics = this.meter.metrics;
+    log.info(
+      { pricePerSecond: config.pricePerSecond, pricing: config.pricing ?? null },
+      'instance time started',
+    );
     this.health = new ModelHealth(
       { cog, clock, log, settings: config },
       {
@@ -135,6 +141,7 @@ export class Sidecar implements PredictionService {
         const t = this.meter.totals();
         return { ...t.predictions, billable_seconds: t.billable_seconds, cost: t.cost };
       },
+      finalUsageRead: (ms) => this.finalUsageRead(ms),
       stop: () => this.stop(),
     });
     this.routes = new ApiRoutes(this, {
@@ -232,7 +239,28 @@ export class Sidecar implements PredictionService {
     return this.health.openapi;
   }
 
+  /** Stops the meter; resolves once `status()` has given the final figures, or after `ms`. */
+  private async finalUsageRead(ms: number): Promise<void> {
+    this.meter.freeze();
+    this.log.info(
+      { instance_seconds: this.meter.instanceSeconds(), uptime_seconds: this.meter.uptimeSeconds() },
+      'instance time stopped: final usage',
+    );
+    if (ms <= 0) return;
+    let timer: Timer | undefined;
+    const read = await Promise.race([
+      new Promise<boolean>((r) => this.usageReaders.push(() => r(true))),
+      new Promise<boolean>((r) => {
+        timer = this.clock.setTimer(() => r(false), ms);
+      }),
+    ]);
+    timer?.cancel();
+    if (!read) this.log.warn({ usageReadTimeout: ms / 1000 }, 'exiting with final usage nobody has read');
+  }
+
   status(): Record<string, unknown> {
+    const final = this.meter.frozen;
+    if (final) for (const r of this.usageReaders.splice(0)) queueMicrotask(r);
     const r = this.readiness();
     const last = this.health.lastHealth;
     return {
@@ -245,6 +273,7 @@ export class Sidecar implements PredictionService {
       version: this.config.version,
       hardware: this.config.hardware,
       price_per_second: this.config.pricePerSecond,
+      pricing: this.config.pricing ?? null,
       model_server: {
         url: this.config.modelUrl,
         status: last?.status ?? null,
@@ -253,6 +282,8 @@ export class Sidecar implements PredictionService {
       setup: { seconds: this.health.setupSeconds ?? null, logs: this.health.setupLogs },
       progress: this.progress.summary(),
       instance_seconds: this.meter.instanceSeconds(),
+      /** The meter has stopped: these are the instance's last figures. */
+      final,
       uptime_seconds: this.meter.uptimeSeconds(),
       ...this.meter.totals(),
       load: this.load(),

@@ -10,6 +10,7 @@ export class StateClock<S extends string> {
   private readonly totals = new Map<S, number>();
   private readonly states: readonly S[];
   private readonly now: () => number;
+  private frozenAt: number | undefined;
 
   constructor(initial: S, states: readonly S[], now: () => number) {
     this.states = states;
@@ -24,9 +25,22 @@ export class StateClock<S extends string> {
     return this.current;
   }
 
+  /** Stops the clock now: the totals stay what they are (the instance's last figures). */
+  freeze(): void {
+    this.frozenAt ??= this.now();
+  }
+
+  get frozen(): boolean {
+    return this.frozenAt !== undefined;
+  }
+
+  private time(): number {
+    return this.frozenAt ?? this.now();
+  }
+
   /** Moves to `next` now; a move to the current state changes nothing. */
   enter(next: S): void {
-    if (next === this.current) return;
+    if (next === this.current || this.frozenAt !== undefined) return;
     const t = this.now();
     this.totals.set(this.current, (this.totals.get(this.current) ?? 0) + (t - this.since));
     this.current = next;
@@ -35,7 +49,7 @@ export class StateClock<S extends string> {
 
   /** Seconds per state up to now, including the open interval of the current state. */
   seconds(): Record<S, number> {
-    const t = this.now();
+    const t = this.time();
     const out = {} as Record<S, number>;
     for (const s of this.states) {
       const open = s === this.current ? t - this.since : 0;
@@ -46,6 +60,6 @@ export class StateClock<S extends string> {
 
   /** Seconds since the clock started. */
   elapsed(): number {
-    return (this.now() - this.startedAt) / 1000;
+    return (this.time() - this.startedAt) / 1000;
   }
 }

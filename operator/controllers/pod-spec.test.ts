@@ -152,6 +152,22 @@ describe('desiredWorkload', () => {
     expect(pod.tolerations).toEqual([{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }]);
   });
 
+  it("gives the sidecar the version's pricing, and none when the version has none", () => {
+    const envOf = (w: ReturnType<typeof desiredWorkload>) =>
+      Object.fromEntries(
+        (w.spec!.template.spec!.containers.find((c) => c.name === SIDECAR_CONTAINER)!.env ?? []).map((e) => [
+          e.name,
+          e.value,
+        ]),
+      );
+    expect(envOf(w).MODELPLANE_PRICING).toBeUndefined();
+    const pricing = { perUnit: { output_token_count: '0.0000015' } };
+    const priced = desiredWorkload(
+      input({ version: { name: 'llama-v2', id: 'b'.repeat(64), spec: { ...version, pricing } } }),
+    );
+    expect(JSON.parse(envOf(priced).MODELPLANE_PRICING!)).toEqual(pricing);
+  });
+
   it('runs the sidecar with its env, ports, readiness probe and a restricted security context', () => {
     expect(sidecar.image).toBe('ghcr.io/modelplane/modelplane:0.1.0');
     expect(sidecar.args).toEqual(['sidecar']);

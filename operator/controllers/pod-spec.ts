@@ -203,6 +203,9 @@ export function podSpec(input: WorkloadInput): IPodSpec {
       { name: 'MODELPLANE_MODEL_VERSION', value: version.id },
       { name: 'MODELPLANE_HARDWARE', value: hardware.name },
       { name: 'MODELPLANE_PRICE_PER_SECOND', value: hw.pricePerSecond },
+      ...(version.spec.pricing
+        ? [{ name: 'MODELPLANE_PRICING', value: JSON.stringify(version.spec.pricing) }]
+        : []),
       { name: 'MODELPLANE_MODEL_URL', value: `http://127.0.0.1:${MODEL_PORT}` },
       { name: 'MODELPLANE_SIDECAR_PORT', value: String(SIDECAR_API_PORT) },
       { name: 'MODELPLANE_METRICS_PORT', value: String(SIDECAR_METRICS_PORT) },
@@ -211,6 +214,8 @@ export function podSpec(input: WorkloadInput): IPodSpec {
       { name: 'MODELPLANE_PREDICT_TIMEOUT', value: String(predictTimeout) },
       { name: 'MODELPLANE_DRAIN_TIMEOUT', value: String(predictTimeout + TERMINATION_MARGIN_SECONDS / 3) },
       { name: 'MODELPLANE_SHUTDOWN_MODEL', value: 'true' },
+      // The operator reads each terminating instance's usage every second: its final figures.
+      { name: 'MODELPLANE_USAGE_READ_TIMEOUT', value: '5' },
       webhookTokenEnv(input.owner.name),
     ],
     ports: [

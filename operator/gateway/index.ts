@@ -39,6 +39,8 @@ export interface GatewayOptions {
   authCacheTtlMs?: number;
   /** Items per list page (default 100). */
   pageSize?: number;
+  /** Predictions of a model (`namespace/name`) in the usage records: its run_count (default 0). */
+  runCount?: (model: string) => number;
 }
 
 export interface Gateway {
@@ -84,7 +86,7 @@ export function addGateway(manager: Manager, opts: GatewayOptions): Gateway {
   };
   const extra = typeof opts.routes === 'function' ? opts.routes(gateway) : (opts.routes ?? []);
   const routes: Routes[] = [
-    modelRoutes({ caches, client, pageSize: opts.pageSize }),
+    modelRoutes({ caches, client, pageSize: opts.pageSize, runCount: opts.runCount }),
     deploymentRoutes({ caches, client, pageSize: opts.pageSize }),
     accountRoutes({ caches, webhookSecrets }),
     ...extra,

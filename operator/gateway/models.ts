@@ -45,7 +45,12 @@ export function modelUrl(baseUrl: string, owner: string, name: string): string {
   return `${baseUrl}/models/${owner}/${name}`;
 }
 
-export function modelView(m: StoredModel, caches: GatewayCaches, baseUrl: string) {
+export function modelView(
+  m: StoredModel,
+  caches: GatewayCaches,
+  baseUrl: string,
+  runCount: (model: string) => number = () => 0,
+) {
   const owner = m.metadata.namespace ?? '';
   const name = m.metadata.name ?? '';
   const named = m.status?.latestVersion ? caches.modelVersions.get(m.status.latestVersion, owner) : undefined;
@@ -60,7 +65,7 @@ export function modelView(m: StoredModel, caches: GatewayCaches, baseUrl: string
     paper_url: m.spec.paperUrl ?? null,
     license_url: m.spec.licenseUrl ?? null,
     cover_image_url: m.spec.coverImageUrl ?? null,
-    run_count: 0,
+    run_count: runCount(`${owner}/${name}`),
     default_example: null,
     latest_version: latest ? versionView(latest) : null,
   };
@@ -87,8 +92,14 @@ const URL_FIELDS = [
   ['cover_image_url', 'coverImageUrl'],
 ] as const;
 
-export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; pageSize?: number }): Routes {
-  const { caches, client, pageSize } = deps;
+export function modelRoutes(deps: {
+  caches: GatewayCaches;
+  client: KubeClient;
+  pageSize?: number;
+  /** Predictions of a model (`namespace/name`) in the usage records, for run_count. */
+  runCount?: (model: string) => number;
+}): Routes {
+  const { caches, client, pageSize, runCount } = deps;
   return (api, { authenticated, json }) => {
     api
       .route('/models')
@@ -104,7 +115,10 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; p
               allowed.includes(m.metadata.namespace ?? ''),
           );
         const page = newestFirstPage(visible, ctx.url, pageSize);
-        sendJson(res, 200, { ...page, results: page.results.map((m) => modelView(m, caches, ctx.baseUrl)) });
+        sendJson(res, 200, {
+          ...page,
+          results: page.results.map((m) => modelView(m, caches, ctx.baseUrl, runCount)),
+        });
       })
       .post(authenticated, json, async (req, res) => {
         const ctx = context(res);
@@ -151,7 +165,7 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; p
           } as unknown as StoredModel,
           `the model ${owner}/${name}`,
         );
-        sendJson(res, 201, modelView(created, caches, ctx.baseUrl));
+        sendJson(res, 201, modelView(created, caches, ctx.baseUrl, runCount));
       })
       .all(methodNotAllowed);
 
@@ -161,7 +175,7 @@ export function modelRoutes(deps: { caches: GatewayCaches; client: KubeClient; p
         const ctx = context(res);
         const { owner, name } = req.params;
         const m = await readableModel(ctx, caches, owner, name);
-        sendJson(res, 200, modelView(m, caches, ctx.baseUrl));
+        sendJson(res, 200, modelView(m, caches, ctx.baseUrl, runCount));
       })
       .all(methodNotAllowed);
 

@@ -13,6 +13,7 @@ import { modelRoutes } from './models.ts';
 import { predictionRoutes } from './predictions/routes.ts';
 import { context, GatewayServer } from './server.ts';
 import type { Routes } from './types.ts';
+import { usageRoutes } from './usage.ts';
 
 type Json = {
   [k: string]: unknown;
@@ -35,6 +36,7 @@ describe("the gateway's routes", () => {
     deploymentRoutes({ caches: none, client: none }),
     accountRoutes({ caches: none, webhookSecrets: none }),
     predictionRoutes({ engine: none, catalog: none, tokens: none }),
+    usageRoutes({ usage: () => undefined }),
   ];
   for (const add of groups) add(api, { authenticated, json: body });
   type Layer = { method?: string; handle: unknown };

@@ -52,6 +52,7 @@ import {
   type StoreNotice,
   StoreUnavailableError,
 } from './store.ts';
+import type { UsageStore } from './usage-store.ts';
 import { WebhookSender, type WebhookSenderOptions } from './webhooks.ts';
 
 export interface Retention {
@@ -234,6 +235,11 @@ export class PredictionEngine implements DemandSource {
     await this.adoption.run(async () => {
       if (!this.store && this.openStore) this.useStore(await this.openStore());
     });
+  }
+
+  /** The usage store, once the store is open (the usage collector records into it). */
+  usageStore(): UsageStore | undefined {
+    return this.store?.usage;
   }
 
   /** Why the engine cannot serve now (the store is not open or cannot be reached); undefined when it can. */

@@ -261,6 +261,10 @@ export class Lifecycle {
     if (rec.webhook && rec.webhookEvents.includes('completed')) rec.webhookPending = true;
     live.lane.lastActivityMs = this.clock.now();
     this.opts.metrics.predictions.inc({ deployment: live.lane.key, status });
+    this.opts.metrics.duration.observe(
+      { deployment: live.lane.key, status },
+      Math.max(0, (rec.completedAt - rec.createdAt) / 1000),
+    );
     this.opts.log.debug(
       {
         prediction: rec.id,

@@ -8,6 +8,7 @@ export interface EngineMetrics {
   queueDepth: Gauge<'deployment'>;
   predictions: Counter<'deployment' | 'status'>;
   held: Histogram<'deployment'>;
+  duration: Histogram<'deployment' | 'status'>;
   webhookAttempts: Counter<'event' | 'result'>;
 }
 
@@ -42,6 +43,15 @@ export function engineMetrics(registry: Registry): EngineMetrics {
         name: 'modelplane_gateway_hold_seconds',
         help: 'Seconds predictions waited in the gateway before an instance took them',
         labelNames: ['deployment'],
+        buckets: HELD_BUCKETS,
+        registers,
+      }),
+    duration:
+      existing(registry, 'modelplane_gateway_prediction_duration_seconds') ??
+      new Histogram({
+        name: 'modelplane_gateway_prediction_duration_seconds',
+        help: 'Seconds from creation to end of the predictions that ended, by deployment (namespace/name) and final status: the latency callers see',
+        labelNames: ['deployment', 'status'],
         buckets: HELD_BUCKETS,
         registers,
       }),

@@ -15,6 +15,7 @@
 import { type Clock, realClock } from '../../lib/clock.ts';
 import { isTerminal, type PredictionStatus, type StreamEvent } from '../../lib/prediction.ts';
 import type { PredictionRecord } from './record.ts';
+import { MemoryUsageStore, type UsageStore } from './usage-store.ts';
 
 /** A prediction as the store keeps it: the record without its stream events (kept apart). */
 export type StoredPrediction = Omit<PredictionRecord, 'events'>;
@@ -98,6 +99,8 @@ export interface PredictionStore {
    * driven by this process may be adopted at once, without waiting for a heartbeat to go stale.
    */
   readonly exclusive: boolean;
+  /** Usage of the deployments' instances, kept beside the predictions (usage-store.ts). */
+  readonly usage: UsageStore;
 
   /**
    * Stores a new prediction, driven by `driver` (committed when the promise resolves). When
@@ -194,6 +197,7 @@ interface MemoryEntry {
 export class MemoryStore implements PredictionStore {
   readonly kind = 'memory';
   readonly exclusive: boolean;
+  readonly usage = new MemoryUsageStore();
   private readonly entries = new Map<string, MemoryEntry>();
   /** ids of finished predictions, in order of finishing. */
   private readonly finished = new Set<string>();

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeContract, storedRecord } from '../predictions/store.contract.ts';
+import { usageContract } from '../predictions/usage-store.contract.ts';
 import { type Database, EmbeddedDatabase } from './database.ts';
 import { lockDirectory } from './dir-lock.ts';
 import { openStore } from './index.ts';
@@ -40,6 +41,13 @@ afterAll(async () => {
 storeContract('embedded (PGlite)', {
   async open() {
     await shared.query('TRUNCATE predictions, prediction_events, replicas');
+    return SqlPredictionStore.create(shared, { log, ownsDatabase: false });
+  },
+});
+
+usageContract('embedded (PGlite)', {
+  async open() {
+    await shared.query('TRUNCATE usage_instances, usage_buckets');
     return SqlPredictionStore.create(shared, { log, ownsDatabase: false });
   },
 });
@@ -193,9 +201,12 @@ describe('the embedded store', () => {
     }
   });
 
-  it('loads the migrations in order, numbered from 1', () => {
+  it('loads the migrations in order of version, from 1', () => {
     const migrations = loadMigrations();
-    expect(migrations.map((m) => m.version)).toEqual(migrations.map((_, i) => i + 1));
+    const versions = migrations.map((m) => m.version);
+    expect(versions).toEqual([...versions].sort((a, b) => a - b));
+    expect(new Set(versions).size).toBe(versions.length);
+    expect(migrations.at(-1)?.name).toBe('usage');
     expect(migrations[0]?.name).toBe('predictions');
   });
 });

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresServer } from '../../harness/postgres.ts';
 import { eventually, recordNotices, storeContract, storedRecord } from '../predictions/store.contract.ts';
 import { type PredictionStore, StoreUnavailableError } from '../predictions/store.ts';
+import { usageContract } from '../predictions/usage-store.contract.ts';
 import { PostgresDatabase } from './database.ts';
 import { openStore } from './index.ts';
 import { loadMigrations, migrate } from './migrate.ts';
@@ -42,6 +43,13 @@ storeContract('PostgreSQL', {
     return openStore({ kind: 'postgres', url: contractUrl, log });
   },
   another: () => openStore({ kind: 'postgres', url: contractUrl, log }),
+});
+
+usageContract('PostgreSQL', {
+  async open() {
+    await admin.query('TRUNCATE usage_instances, usage_buckets');
+    return openStore({ kind: 'postgres', url: contractUrl, log });
+  },
 });
 
 describe('the store on PostgreSQL', () => {

@@ -20,6 +20,7 @@ import type {
 } from '../predictions/store.ts';
 import { decodeCursor, pageCursors } from '../predictions/store.ts';
 import type { Database, Row, StoreLog } from './database.ts';
+import { SqlUsageStore } from './sql-usage.ts';
 
 /** The one NOTIFY channel of the store. */
 export const NOTICE_CHANNEL = 'modelplane_predictions';
@@ -321,6 +322,7 @@ export class SqlPredictionStore implements PredictionStore {
   readonly kind: 'postgres' | 'embedded';
   readonly exclusive: boolean;
   readonly db: Database;
+  readonly usage: SqlUsageStore;
   private readonly listeners = new Set<(n: StoreNotice) => void>();
   private readonly resumedListeners = new Set<() => void>();
   private readonly ownsDatabase: boolean;
@@ -330,6 +332,7 @@ export class SqlPredictionStore implements PredictionStore {
 
   private constructor(db: Database, opts: SqlStoreOptions) {
     this.db = db;
+    this.usage = new SqlUsageStore(db);
     this.kind = db.kind;
     this.exclusive = db.kind === 'embedded';
     this.ownsDatabase = opts.ownsDatabase ?? true;

@@ -14,7 +14,7 @@ import { installCrds } from '../../../crds/index.ts';
 import { useCluster, useNamespace } from '../../../harness/cluster/testing.ts';
 import { waitFor } from '../../../harness/processes.ts';
 import { pythonEnv } from '../../../harness/python.ts';
-import { format, fromNumber, multiply, parseDecimal } from '../../../sidecar/decimal.ts';
+import { add, format, fromNumber, multiply, parseDecimal } from '../../../lib/decimal.ts';
 import { type ModelServer, modelsDir, startModelServer } from '../../../sidecar/testing/model-server.ts';
 import { type RunningSidecar, startSidecar } from '../../../sidecar/testing/sidecar.ts';
 import { addControllers } from '../../controllers/index.ts';
@@ -53,6 +53,23 @@ const PRICE = '0.000225';
 
 /** What a prediction that ran `predictTime` seconds costs at PRICE, as the sidecar meters it. */
 const costOf = (predictTime: number) => format(multiply(fromNumber(predictTime, 6), parseDecimal(PRICE)));
+
+/** The tokens model is priced per token recorded, and by hardware time besides. */
+const TOKEN_PRICING = {
+  hardwareTime: true,
+  perUnit: { input_token_count: '0.0000005', output_token_count: '0.0000015' },
+};
+/** What a tokens prediction costs: its seconds at PRICE plus its tokens at TOKEN_PRICING. */
+const tokenCostOf = (predictTime: number, input: number, output: number) =>
+  format(
+    add(
+      add(
+        multiply(fromNumber(predictTime, 6), parseDecimal(PRICE)),
+        multiply(parseDecimal(String(input)), parseDecimal('0.0000005')),
+      ),
+      multiply(parseDecimal(String(output)), parseDecimal('0.0000015')),
+    ),
+  );
 
 /** Runs `script` with the official Python client, `client` bound to the gateway; its JSON answer. */
 function python(script: string): Promise<unknown> {
@@ -109,6 +126,7 @@ async function applyModel(name: string, concurrency: number): Promise<string> {
       cogVersion: '0.23.1',
       maxConcurrency: concurrency,
       openapiSchema: schema,
+      ...(name === 'tokens' ? { pricing: TOKEN_PRICING } : {}),
     },
   });
   await apply(Deployments, {
@@ -132,7 +150,8 @@ beforeAll(async () => {
   servers.push(...started);
   await Promise.all(started.map((s) => s.waitFor(['READY'], 120_000)));
   for (const [i, [, concurrency]] of MODELS.entries()) {
-    const sc = await startSidecar(started[i]!.url, { concurrency });
+    const pricing = MODELS[i]![0] === 'tokens' ? TOKEN_PRICING : undefined;
+    const sc = await startSidecar(started[i]!.url, { concurrency, pricing });
     sidecars.push(sc);
     await waitFor('the sidecar to be ready', async () => (await fetch(`${sc.api}/ready`)).status === 200, {
       timeoutMs: 60_000,
@@ -288,7 +307,8 @@ describe("a model's own metrics and the cost", () => {
     const predictTime = body.metrics.predict_time as number;
     expect(predictTime).toBeGreaterThan(0);
     expect(body.metrics.total_time).toBeGreaterThanOrEqual(predictTime);
-    expect(body.cost).toBe(costOf(predictTime));
+    expect(body.cost).toBe(tokenCostOf(predictTime, 5, 3));
+    expect(body.cost).not.toBe(costOf(predictTime));
   });
 
   it('reach the npm client', async () => {
@@ -299,7 +319,7 @@ describe("a model's own metrics and the cost", () => {
     const done = (await replicate.wait(created, { interval: 100 })) as typeof created & { cost?: string };
     expect(done).toMatchObject({ status: 'succeeded', output: 'five four' });
     expect(done.metrics).toMatchObject({ input_token_count: 5, output_token_count: 2 });
-    expect(done.cost).toBe(costOf(done.metrics!.predict_time!));
+    expect(done.cost).toBe(tokenCostOf(done.metrics!.predict_time!, 5, 2));
     const got = (await replicate.predictions.get(done.id)) as typeof done;
     expect(got.cost).toBe(done.cost);
     expect(got.metrics).toEqual(done.metrics);
@@ -326,6 +346,6 @@ describe("a model's own metrics and the cost", () => {
     expect(got).toMatchObject({ status: 'succeeded', output: 'five four three two' });
     expect(got.metrics).toMatchObject({ input_token_count: 5, output_token_count: 4 });
     expect(got.listed).toEqual([got.metrics]);
-    expect(got.cost).toBe(costOf(got.metrics.predict_time!));
+    expect(got.cost).toBe(tokenCostOf(got.metrics.predict_time!, 5, 4));
   });
 });

@@ -65,3 +65,15 @@ describe('exact decimals', () => {
     expect(() => fromNumber(Number.NaN, 6)).toThrow(/finite/);
   });
 });
+
+describe('subtract, divideBy, costOfMs', () => {
+  it('are exact', async () => {
+    const { subtract, divideBy, costOfMs } = await import('./decimal.ts');
+    expect(format(subtract(d('0.3'), d('0.1')))).toBe('0.2');
+    expect(format(divideBy(d('1'), 3n, 6))).toBe('0.333333');
+    expect(format(divideBy(d('2'), 3n, 6))).toBe('0.666667');
+    expect(format(divideBy(d('-2'), 3n, 2))).toBe('-0.67');
+    expect(format(costOfMs(1500, d('0.000225')))).toBe('0.0003375');
+    expect(format(costOfMs(3_600_000n, d('0.001400')))).toBe('5.04');
+  });
+});
