@@ -203,6 +203,9 @@ export const ValuesSchema = z
         autoscaler: z
           .object({
             tickSeconds: seconds('Time between scaling decisions.', 0.05),
+            podDeletionCost: bool(
+              'Mark busy model pods with their deletion cost so a scale-down removes idle ones first; binds a ClusterRole with patch on every pod.',
+            ),
             peers: z
               .enum(['auto', 'off'])
               .describe(
@@ -316,6 +319,23 @@ export const ValuesSchema = z
         enabled: bool('Make a Prometheus Operator ServiceMonitor for /metrics (needs its CRD).'),
         interval: str("Scrape interval; empty: Prometheus's."),
         labels: stringMap('Extra labels, e.g. the ones your Prometheus selects.'),
+      })
+      .strict(),
+    networkPolicy: z
+      .object({
+        namespaces: z
+          .array(
+            z
+              .string()
+              .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+              .max(63),
+          )
+          .describe(
+            "Namespaces of model pods: each gets a NetworkPolicy that admits only this release's operator pods to the sidecars' API port.",
+          ),
+        metricsFrom: objectList(
+          "NetworkPolicyPeers that may scrape the sidecars' metrics port (9090); empty: any.",
+        ),
       })
       .strict(),
     podDisruptionBudget: z

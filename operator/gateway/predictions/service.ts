@@ -13,6 +13,7 @@ import {
   type PodLike,
   PredictionEngine,
   type PredictionStore,
+  type ReplicaSetLike,
   type Retention,
 } from '../../predictions/index.ts';
 import type { Informer } from '../../runtime/index.ts';
@@ -23,6 +24,8 @@ import { StreamTokens } from './stream-token.ts';
 export interface PredictionServiceOptions extends CatalogInformers {
   /** Pods labelled `modelplane.dev/deployment` (every namespace). */
   pods: Informer<PodLike>;
+  /** ReplicaSets labelled `modelplane.dev/deployment`: only their pods are instances. */
+  replicaSets?: Informer<ReplicaSetLike>;
   log: Logger;
   registry?: Registry;
   /** The webhook signing secret (`whsec_...`) of a namespace. */
@@ -42,6 +45,8 @@ export interface PredictionServiceOptions extends CatalogInformers {
   streamKey?: Buffer;
   /** Which addresses webhooks may reach (default: public ones only). */
   egress?: EgressPolicy;
+  /** The `Authorization` header of calls to the sidecar at `base` (operator/sidecar-key.ts). */
+  sidecarAuthorization?: (base: string) => Promise<string>;
 }
 
 export interface PredictionService {
@@ -54,7 +59,7 @@ export interface PredictionService {
 
 export function predictionService(opts: PredictionServiceOptions): PredictionService {
   const catalog = new InformerCatalog(opts);
-  const endpoints = new PodEndpoints(opts.pods);
+  const endpoints = new PodEndpoints(opts.pods, opts.replicaSets);
   const tokens = new StreamTokens({ key: opts.streamKey });
   const open = opts.openStore;
   const engine = new PredictionEngine({
@@ -76,6 +81,7 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     adoption: opts.adoption,
     streamUrl: (rec) => tokens.url(rec),
     webhookOptions: opts.egress ? { egress: opts.egress } : undefined,
+    sidecarAuthorization: opts.sidecarAuthorization,
   });
   return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog, tokens }) };
 }
