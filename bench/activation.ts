@@ -19,8 +19,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { kubectl, startDev } from '../dev/dev.ts';
+import { KubeConfig } from '@kubernetes/client-node';
+import { kubectl, SYSTEM_NAMESPACE, startDev } from '../dev/dev.ts';
 import { waitFor } from '../harness/processes.ts';
+import { KubeClient } from '../operator/runtime/index.ts';
+import { SidecarKey } from '../operator/sidecar-key.ts';
 
 const { values } = parseArgs({ options: { repeats: { type: 'string', default: '8' } } });
 const REPEATS = Number(values.repeats);
@@ -92,6 +95,9 @@ try {
 
   const gateway = `${dev.gatewayUrl}/v1`;
   const headers = { authorization: `Bearer ${dev.token}`, 'content-type': 'application/json' };
+  const kc = new KubeConfig();
+  kc.loadFromFile(dev.kubeconfig);
+  const sidecarKey = SidecarKey.inNamespace(new KubeClient(kc), SYSTEM_NAMESPACE);
   // The gateway knows the Deployment once its cache has it: a create answers 404 before.
   await waitFor(
     'the gateway to know the deployment',
@@ -117,7 +123,13 @@ try {
     const fresh = [...ready.entries()].filter(([uid]) => !before.has(uid));
     if (fresh.length !== 1) throw new Error(`expected one new ready pod, saw ${fresh.length}`);
     const pod = fresh[0]![1];
-    const onPod = (await (await fetch(`${pod.url}/predictions/${p.id}`)).json()) as { created_at: string };
+    // The sidecar answers the operator only: ask with its token, from its key in its namespace.
+    const authorization = await sidecarKey.authorization(pod.url);
+    const onPod = (await (
+      await fetch(`${pod.url}/predictions/${p.id}`, { headers: { authorization } })
+    ).json()) as {
+      created_at: string;
+    };
     const arrival = Date.parse(onPod.created_at);
     const started = Date.parse(p.started_at);
     rows.push({

@@ -98,6 +98,45 @@ describe('default values', async () => {
     expect(rb.subjects).toEqual(subject);
   });
 
+  it('grants no Secret, Pod patch or Lease cluster-wide; the Lease by name in its namespace', () => {
+    const [, , , , leaseRole] = readManifests(rbacPath);
+    const clusterRules = objs
+      .filter((o) => o.kind === 'ClusterRole')
+      .flatMap((o) => o.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>);
+    const clusterWide = (group: string, resource: string) =>
+      clusterRules
+        .filter((r) => r.apiGroups.includes(group) && r.resources.includes(resource))
+        .flatMap((r) => r.verbs);
+    expect(clusterWide('', 'secrets')).toEqual([]);
+    expect(clusterWide('', 'pods')).toEqual(['get', 'list', 'watch']);
+    expect(clusterWide('coordination.k8s.io', 'leases')).toEqual([]);
+    expect(objs.some((o) => o.kind === 'ClusterRole' && o.metadata.name.endsWith('pod-deletion-cost'))).toBe(
+      false,
+    );
+    expect(env.MODELPLANE_POD_DELETION_COST).toBe('false');
+    const role = one(objs, 'Role', 'modelplane-operator-lease');
+    expect(role.metadata.namespace).toBe('modelplane-system');
+    expect(role.rules).toEqual(leaseRole!.rules);
+    expect(role.rules).toEqual([
+      {
+        apiGroups: ['coordination.k8s.io'],
+        resources: ['leases'],
+        resourceNames: [env.MODELPLANE_LEASE_NAME],
+        verbs: ['get', 'update'],
+      },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+    ]);
+    const rb = one(objs, 'RoleBinding', 'modelplane-operator-lease');
+    expect(rb.roleRef).toEqual({
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'Role',
+      name: 'modelplane-operator-lease',
+    });
+    expect(rb.subjects).toEqual([
+      { kind: 'ServiceAccount', name: pod.serviceAccountName, namespace: 'modelplane-system' },
+    ]);
+  });
+
   it('registers the webhook behind a Service, with RBAC for its one configuration and one Secret', () => {
     const [, , webhookRole, certRole] = readManifests(rbacPath);
     const service = one(objs, 'Service', 'modelplane-webhook');
@@ -321,6 +360,60 @@ describe('default values', async () => {
 });
 
 describe('other values', () => {
+  it("admits only the operator's pods to model pods' sidecar API in each namespace listed", async () => {
+    expect((await render()).filter((o) => o.kind === 'NetworkPolicy')).toEqual([]);
+    const scrapers = [
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } },
+    ];
+    const objs = await render(
+      { 'networkPolicy.namespaces': ['team-a', 'team-b'], 'networkPolicy.metricsFrom': scrapers },
+      { release: 'prod', namespace: 'ml' },
+    );
+    const policies = objs.filter((o) => o.kind === 'NetworkPolicy');
+    expect(policies.map((p) => `${p.metadata.namespace}/${p.metadata.name}`)).toEqual([
+      'team-a/prod-modelplane-model-pods',
+      'team-b/prod-modelplane-model-pods',
+    ]);
+    const operatorLabels = one(objs, 'Deployment', 'prod-modelplane-operator').spec.template.metadata.labels;
+    for (const p of policies) {
+      expect(p.spec.podSelector).toEqual({
+        matchExpressions: [{ key: 'modelplane.dev/deployment', operator: 'Exists' }],
+      });
+      expect(p.spec.policyTypes).toEqual(['Ingress']);
+      const [api, metrics] = p.spec.ingress;
+      expect(api.ports).toEqual([{ protocol: 'TCP', port: 8080 }]);
+      expect(api.from).toHaveLength(1);
+      expect(api.from[0].namespaceSelector).toEqual({ matchLabels: { 'kubernetes.io/metadata.name': 'ml' } });
+      // The peer selects this release's operator pods.
+      for (const [k, v] of Object.entries(api.from[0].podSelector.matchLabels))
+        expect(operatorLabels[k]).toBe(v);
+      expect(metrics).toEqual({ ports: [{ protocol: 'TCP', port: 9090 }], from: scrapers });
+      // The model server's port is admitted from nowhere.
+      expect(JSON.stringify(p.spec.ingress)).not.toContain('5000');
+    }
+  }, 30_000);
+
+  it('binds the pod-deletion-cost ClusterRole only when asked, with the Lease Role under its release name', async () => {
+    const [, , , , , costRole] = readManifests(rbacPath);
+    const objs = await render(
+      { 'operator.autoscaler.podDeletionCost': true },
+      { release: 'prod', namespace: 'ml' },
+    );
+    const role = one(objs, 'ClusterRole', 'prod-modelplane-operator-pod-deletion-cost');
+    expect(role.rules).toEqual(costRole!.rules);
+    expect(one(objs, 'ClusterRoleBinding', 'prod-modelplane-operator-pod-deletion-cost').roleRef.name).toBe(
+      role.metadata.name,
+    );
+    const container = one(objs, 'Deployment', 'prod-modelplane-operator').spec.template.spec.containers[0];
+    expect(envOf(container).MODELPLANE_POD_DELETION_COST).toBe('true');
+    expect(one(objs, 'Role', 'prod-modelplane-operator-lease').rules[0].resourceNames).toEqual([
+      'prod-modelplane-operator',
+    ]);
+    // Without leader election there is no Lease to hold.
+    const single = await render({ 'operator.leaderElect': false });
+    expect(single.filter((o) => o.kind === 'Role' && o.metadata.name.endsWith('-lease'))).toEqual([]);
+  }, 30_000);
+
   it('takes a digest, a sidecar image, settings, and gateway-only roles', async () => {
     const digest = `sha256:${'a'.repeat(64)}`;
     const objs = await render(

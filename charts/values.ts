@@ -203,6 +203,9 @@ export const ValuesSchema = z
         autoscaler: z
           .object({
             tickSeconds: seconds('Time between scaling decisions.', 0.05),
+            podDeletionCost: bool(
+              'Mark busy model pods with their deletion cost so a scale-down removes idle ones first; binds a ClusterRole with patch on every pod.',
+            ),
             peers: z
               .enum(['auto', 'off'])
               .describe(
@@ -328,6 +331,23 @@ export const ValuesSchema = z
         ),
         labels: stringMap('Extra labels of the ConfigMap.'),
         annotations: stringMap('Annotations of the ConfigMap, e.g. grafana_folder for the sidecar.'),
+      })
+      .strict(),
+    networkPolicy: z
+      .object({
+        namespaces: z
+          .array(
+            z
+              .string()
+              .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+              .max(63),
+          )
+          .describe(
+            "Namespaces of model pods: each gets a NetworkPolicy that admits only this release's operator pods to the sidecars' API port.",
+          ),
+        metricsFrom: objectList(
+          "NetworkPolicyPeers that may scrape the sidecars' metrics port (9090); empty: any.",
+        ),
       })
       .strict(),
     podDisruptionBudget: z

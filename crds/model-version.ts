@@ -157,6 +157,12 @@ export const ModelVersionSpecSchema = rules(
           .describe('Secrets (in this namespace) to pull the image with.'),
         ['name'],
       ).optional(),
+      runAsRoot: z
+        .boolean()
+        .optional()
+        .describe(
+          'Let the model container run as root. By default it must run as a non-root user (runAsNonRoot), without privilege escalation, with every capability dropped and the RuntimeDefault seccomp profile; images built by `cog build` run as root unless their Dockerfile sets a USER, so set this to true for them (the other restrictions stay).',
+        ),
       maxConcurrency: z
         .int32()
         .min(1)

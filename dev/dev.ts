@@ -312,6 +312,8 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
               `--store-dir=${storeDir}`,
               // Webhook receivers on this machine (a script, a local app) listen on loopback.
               '--webhook-allow-cidrs=127.0.0.0/8,::1',
+              // `dev` runs the operator as the cluster's admin: idle pods go first on a scale-down.
+              '--pod-deletion-cost=true',
               ...(opts.operatorFlags ?? []),
             ],
           }),

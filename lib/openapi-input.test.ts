@@ -118,6 +118,28 @@ describe('input validation against the model schema', () => {
     expect(input).toEqual({ prompt: 'a cat', image: 'data:image/png;base64,AAAA', token: 'x', extra: 1 });
   });
 
+  it('runs a pattern in linear time: ^(a+)+$ on a 40-character attack, faster than RegExp on 20', () => {
+    const doc = {
+      components: {
+        schemas: { Input: { type: 'object', properties: { s: { type: 'string', pattern: '^(a+)+$' } } } },
+      },
+    };
+    const attack = (n: number) => `${'a'.repeat(n)}!`;
+    expect(validateInput({ s: 'aaaa' }, doc)).toEqual([]); // compiled, and a match passes
+    const t0 = performance.now();
+    const errors = validateInput({ s: attack(40) }, doc);
+    const linear = performance.now() - t0;
+    expect(errors).toEqual([
+      { type: 'pattern', field: 'input.s', description: 'input.s must match ^(a+)+$' },
+    ]);
+    // The reference: the backtracking engine on half that length (its time doubles per character).
+    const t1 = performance.now();
+    expect(/^(a+)+$/u.test(attack(20))).toBe(false);
+    const backtracking = performance.now() - t1;
+    expect(linear).toBeLessThan(backtracking);
+    expect(linear).toBeLessThan(50); // the target of the hardening issue
+  });
+
   it('reads OpenAPI 3.0: nullable without a type, boolean exclusive bounds; odd patterns pass', () => {
     const doc = {
       components: {

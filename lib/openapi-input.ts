@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { RegExpEngine } from 'ajv/dist/types/index.js';
+import { RE2JS } from 're2js';
 
 /** One entry of a 422 problem's `invalid_fields`. */
 export interface InvalidField {
@@ -51,16 +52,26 @@ export function inputSchema(openapi: unknown): Schema | undefined {
 /** Checks one input (a JSON object) against a compiled Input schema. */
 export type InputCheck = (input: Record<string, unknown>) => InvalidField[];
 
-/** A pattern JavaScript cannot compile is left to the model server: it matches everything. */
-const lenientRegExp: RegExpEngine = Object.assign(
+/**
+ * Schema `pattern`s are the model author's, run on callers' inputs of up to the body limit:
+ * they run on RE2 (re2js, linear time in the input whatever the pattern), never on the
+ * backtracking RegExp of the shared event loop. A pattern RE2 cannot compile (lookaround,
+ * backreferences) is left to the model server: here it matches everything.
+ */
+const linearRegExp: RegExpEngine = Object.assign(
   (pattern: string, flags: string) => {
+    let f = 0;
+    if (flags.includes('i')) f |= RE2JS.CASE_INSENSITIVE;
+    if (flags.includes('m')) f |= RE2JS.MULTILINE;
+    if (flags.includes('s')) f |= RE2JS.DOTALL;
     try {
-      return new RegExp(pattern, flags);
+      const re = RE2JS.compile(pattern, f);
+      return { test: (input: string) => re.test(input) };
     } catch {
       return { test: () => true };
     }
   },
-  { code: 'lenientRegExp' },
+  { code: 'linearRegExp' },
 );
 
 const ajv = new Ajv({
@@ -69,7 +80,7 @@ const ajv = new Ajv({
   validateFormats: false,
   useDefaults: false,
   addUsedSchema: false, // a schema's $id never clashes with another version's
-  code: { regExp: lenientRegExp },
+  code: { regExp: linearRegExp },
 });
 
 const SCHEMA_MAPS = new Set(['properties', 'patternProperties', 'definitions', '$defs', 'dependentSchemas']);

@@ -36,6 +36,7 @@ export const ENV = {
   identity: 'MODELPLANE_IDENTITY',
   shutdownTimeout: 'MODELPLANE_SHUTDOWN_TIMEOUT',
   autoscalerTick: 'MODELPLANE_AUTOSCALER_TICK',
+  podDeletionCost: 'MODELPLANE_POD_DELETION_COST',
   autoscalerPeers: 'MODELPLANE_AUTOSCALER_PEERS',
   autoscalerPeerPort: 'MODELPLANE_AUTOSCALER_PEER_PORT',
   autoscalerPeerTokenFile: 'MODELPLANE_AUTOSCALER_PEER_TOKEN_FILE',
@@ -448,6 +449,17 @@ const AUTOSCALER = {
 a gateway holding a request with no ready instance also
 triggers one at once)`,
   }),
+  podDeletionCost: option({
+    flag: 'pod-deletion-cost',
+    env: ENV.podDeletionCost,
+    type: 'bool',
+    default: false,
+    meta: 'BOOL',
+    help: `mark busy model pods with controller.kubernetes.io/pod-deletion-cost
+before a scale-down, so idle pods go first (${ENV.podDeletionCost};
+default false: it needs patch on every pod, the optional
+ClusterRole modelplane-operator-pod-deletion-cost of rbac.yaml)`,
+  }),
   autoscalerPeers: option({
     flag: 'autoscaler-peers',
     env: ENV.autoscalerPeers,
@@ -527,6 +539,8 @@ export interface OperatorConfig {
   identity: string | undefined;
   shutdownTimeoutMs: number;
   autoscalerTickMs: number;
+  /** Mark busy pods with their deletion cost before a scale-down (needs patch on pods). */
+  podDeletionCost: boolean;
   /** Demand across replicas: off, or the operator pods' selector and how to reach and trust them. */
   autoscalerPeers: false | { labelSelector: string; port: number; tokenFile: string; namespace: string };
   store: {
@@ -605,6 +619,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
     identity: v.identity,
     shutdownTimeoutMs: v.shutdownTimeoutMs,
     autoscalerTickMs: v.autoscalerTickMs,
+    podDeletionCost: v.podDeletionCost,
     autoscalerPeers,
     store: {
       kind: v.store as StoreKind,

@@ -29,9 +29,10 @@ import { addGateway, type Gateway, type Routes } from './gateway/index.ts';
 import { type PredictionService, predictionService } from './gateway/predictions/index.ts';
 import { RunCounts, usageRoutes } from './gateway/usage.ts';
 import { WebhookSecrets } from './gateway/webhook-secret.ts';
-import { POD_SELECTOR, PodResource } from './predictions/index.ts';
+import { POD_SELECTOR, PodResource, ReplicaSetResource } from './predictions/index.ts';
 import { Deployments, Models, ModelVersions } from './resources.ts';
 import { createLogger, type Logger, Manager } from './runtime/index.ts';
+import { SidecarKey } from './sidecar-key.ts';
 import { openStore } from './store/index.ts';
 import type { UsageCollectorOptions } from './usage/collector.ts';
 import { addUsageCollector } from './usage/index.ts';
@@ -113,9 +114,11 @@ export function createOperator(
     log,
   });
   const withGateway = config.roles.includes('gateway');
+  // The key of the operator's calls to model pods' sidecars, in its own namespace.
+  const sidecarKey = SidecarKey.inNamespace(manager.client, config.gateway.tokenNamespace);
   let gateway: Gateway | undefined;
   // Webhook signing secrets: the gateway's cache when it runs here, else read on demand.
-  const predictions = addPredictions(manager, config, withGateway, () => gateway?.webhookSecrets);
+  const predictions = addPredictions(manager, config, withGateway, () => gateway?.webhookSecrets, sidecarKey);
   const demand = new LocalDemand({ onError: (err) => log.warn({ err }, 'a demand source failed') });
   for (const s of parts.demandSources ?? []) demand.add(s);
   // The gateway's prediction queues are this replica's demand.
@@ -141,6 +144,8 @@ export function createOperator(
   if (config.roles.includes('controllers')) {
     addControllers(manager, {
       sidecarImage: config.sidecarImage,
+      sidecarKey,
+      webhookAllowCidrs: config.gateway.webhookAllowCidrs,
       workers: config.workers,
       resyncPeriodMs: config.resyncPeriodMs,
     });
@@ -154,6 +159,7 @@ export function createOperator(
     });
     ({ autoscaler } = addAutoscaler(manager, {
       tickMs: config.autoscalerTickMs,
+      podDeletionCost: config.podDeletionCost,
       local: demand,
       peers:
         peers && token
@@ -168,7 +174,10 @@ export function createOperator(
       ...parts.autoscaler,
     }));
     if (peers && authenticate) servePokes(manager, autoscaler, authenticate);
-    addUsageCollector(manager, () => predictions.engine.usageStore(), parts.usage);
+    addUsageCollector(manager, () => predictions.engine.usageStore(), {
+      authorization: (base) => sidecarKey.authorization(base),
+      ...parts.usage,
+    });
   }
   if (withGateway) {
     const g = config.gateway;
@@ -228,6 +237,7 @@ function addPredictions(
   config: OperatorConfig,
   everyReplica: boolean,
   gatewaySecrets: () => WebhookSecrets | undefined,
+  sidecarKey: SidecarKey,
 ): PredictionService {
   const every = { everyReplica };
   const secrets = new WebhookSecrets(manager.client, config.gateway.tokenNamespace);
@@ -238,6 +248,7 @@ function addPredictions(
     models: manager.informer(Models, {}, every),
     modelVersions: manager.informer(ModelVersions, {}, every),
     pods: manager.informer(PodResource, { labelSelector: POD_SELECTOR }, every),
+    replicaSets: manager.informer(ReplicaSetResource, { labelSelector: POD_SELECTOR }, every),
     log: manager.log,
     registry: manager.metrics.registry,
     secretFor: (namespace) => (gatewaySecrets() ?? secrets).get(namespace),
@@ -254,6 +265,7 @@ function addPredictions(
     streamKey: store.streamKeyFile ? readFileSync(store.streamKeyFile) : undefined,
     egress: new EgressPolicy(config.gateway.webhookAllowCidrs),
     inputBudget: config.gateway.inputBudget,
+    sidecarAuthorization: (base) => sidecarKey.authorization(base),
     retention: {
       dataMs,
       recordMs: store.recordRetentionMs,

@@ -74,9 +74,20 @@ export class ApiRoutes {
   /** The sidecar's own address, for `urls` when a request has no Host. */
   private readonly fallbackHost: string;
   private readonly streams = new Set<Response>();
+  /** Why a request's Authorization is not the operator's, or undefined when it is; none: the API is open. */
+  private readonly authenticate: ((authorization: string | undefined) => string | undefined) | undefined;
 
-  constructor(service: PredictionService, opts: { clock: Clock; keepAliveMs: number; fallbackHost: string }) {
+  constructor(
+    service: PredictionService,
+    opts: {
+      clock: Clock;
+      keepAliveMs: number;
+      fallbackHost: string;
+      authenticate?: ((authorization: string | undefined) => string | undefined) | undefined;
+    },
+  ) {
     this.service = service;
+    this.authenticate = opts.authenticate;
     this.clock = opts.clock;
     this.keepAliveMs = opts.keepAliveMs;
     this.fallbackHost = opts.fallbackHost;
@@ -88,6 +99,29 @@ export class ApiRoutes {
    */
   declare(app: Express): void {
     const s = this.service;
+    const auth = this.authenticate;
+    // Only the operator may call: every route needs its token, except GET /ready and /live,
+    // the kubelet's probes, which without it answer the status code and nothing more.
+    if (auth)
+      app.use((req, res, next) => {
+        const why = auth(req.headers.authorization);
+        if (why === undefined) return next();
+        if (req.method === 'GET' && (req.path === '/ready' || req.path === '/live')) {
+          res.locals.anonymous = true;
+          return next();
+        }
+        next(
+          new HttpError(
+            401,
+            'Unauthorized',
+            `the sidecar API serves the modelplane operator only: ${why}`,
+            {},
+            {
+              'www-authenticate': 'Bearer realm="modelplane-sidecar"',
+            },
+          ),
+        );
+      });
     app
       .route('/predictions')
       .post(jsonBody({ limit: MAX_BODY_BYTES, maxDepth: MAX_JSON_DEPTH }), (req, res) =>
@@ -110,6 +144,7 @@ export class ApiRoutes {
       .route('/ready')
       .get((_req, res) => {
         const r = s.readiness();
+        if (res.locals.anonymous) return sendJson(res, r.ready ? 200 : 503, { ready: r.ready });
         const body = r.ready ? r : { ...r, setup_logs: s.setupLogs() || undefined };
         sendJson(res, r.ready ? 200 : 503, body);
       })

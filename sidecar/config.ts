@@ -22,6 +22,8 @@ export const ENV = {
   webhookHost: 'MODELPLANE_WEBHOOK_HOST',
   webhookPort: 'MODELPLANE_WEBHOOK_PORT',
   webhookToken: 'WEBHOOK_AUTH_TOKEN',
+  operatorKey: 'MODELPLANE_OPERATOR_KEY',
+  podIp: 'MODELPLANE_POD_IP',
   deployment: 'MODELPLANE_DEPLOYMENT',
   version: 'MODELPLANE_MODEL_VERSION',
   hardware: 'MODELPLANE_HARDWARE',
@@ -69,6 +71,13 @@ export interface SidecarConfig {
   webhookPort: number;
   /** Bearer token the model server sends on its webhooks (its WEBHOOK_AUTH_TOKEN). */
   webhookToken: string | undefined;
+  /**
+   * The operator's public key (base64 SPKI DER, Ed25519): when set, the API takes only calls
+   * with a token it signed for this pod (lib/sidecar-token.ts); unset, the API is open.
+   */
+  operatorKey: string | undefined;
+  /** This pod's IP: the operator's tokens name it with the API port. */
+  podIp: string | undefined;
   deployment: string;
   version: string;
   hardware: string;
@@ -351,6 +360,16 @@ const ENV_ONLY = {
     help: `bearer token the model server puts on its webhooks; the same
 value must be in the model container's environment`,
   }),
+  operatorKey: option({
+    env: ENV.operatorKey,
+    help: `the operator's public key (base64 SPKI DER, Ed25519); set, every
+API call but GET /ready and /live needs a token it signed for
+this pod; unset, the API is open (the operator always sets it)`,
+  }),
+  podIp: option({
+    env: ENV.podIp,
+    help: `this pod's IP, which the operator's tokens name (with the API port)`,
+  }),
 };
 
 const COLUMN = 27;
@@ -372,5 +391,9 @@ Endpoints: see docs/sidecar.md.
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConfig | 'help' {
   const v = parseOptions({ ...FLAGS, ...ENV_ONLY }, argv, env);
   if (v === 'help') return v;
+  if (v.operatorKey && !v.podIp)
+    throw new ConfigError(
+      `${ENV.operatorKey} needs ${ENV.podIp}: the operator's tokens name the pod's address`,
+    );
   return { ...v, metricsHost: v.metricsHost ?? v.host, progress: v.progress as Progress };
 }

@@ -28,6 +28,7 @@ import { hostForUrl, Listeners, type Listening } from './listeners.ts';
 import { Meter } from './meter.ts';
 import type { SidecarMetrics } from './metrics.ts';
 import { ModelHealth, type ReadyReason } from './model-health.ts';
+import { operatorAuth } from './operator-auth.ts';
 import { Prediction } from './prediction.ts';
 import { ProgressPolicy } from './progress.ts';
 import { Slots } from './slots.ts';
@@ -148,6 +149,7 @@ export class Sidecar implements PredictionService {
       clock,
       keepAliveMs: (opts.keepAliveSeconds ?? 15) * 1000,
       fallbackHost: `${hostForUrl(config.host)}:${config.port}`,
+      authenticate: operatorAuth(config, clock),
     });
     this.listeners = new Listeners(
       { settings: config, log, clock },
@@ -175,6 +177,7 @@ export class Sidecar implements PredictionService {
         concurrency: this.config.concurrency,
         queueSize: this.config.queueSize,
         webhookAuth: this.config.webhookToken ? 'bearer' : 'none (loopback only)',
+        apiAuth: this.config.operatorKey ? "the operator's token" : 'none (MODELPLANE_OPERATOR_KEY unset)',
       },
       'sidecar listening; waiting for the model server',
     );

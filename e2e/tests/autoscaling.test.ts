@@ -21,11 +21,12 @@ import { KubeConfig } from '@kubernetes/client-node';
 import Replicate from 'replicate';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION, LABEL } from '../../crds/index.ts';
-import { type Dev, startDev } from '../../dev/dev.ts';
+import { type Dev, SYSTEM_NAMESPACE, startDev } from '../../dev/dev.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
 import { waitFor } from '../../harness/processes.ts';
 import { SIDECAR_API_PORT, SIDECAR_CONTAINER } from '../../operator/controllers/pod-spec.ts';
 import { Informer, KubeClient, type KubeObject, resourceType } from '../../operator/runtime/index.ts';
+import { SidecarKey } from '../../operator/sidecar-key.ts';
 
 const NS = `autoscale-${process.pid}`;
 const NAME = 'sleep';
@@ -213,7 +214,12 @@ function sidecarLogs(): Map<string, SidecarLine[]> {
 async function podRunning(id: string): Promise<PodLife | undefined> {
   for (const pod of timeline.live()) {
     if (!pod.ip) continue;
-    const res = await fetch(`http://${pod.ip}:${SIDECAR_API_PORT}/predictions/${id}`).catch(() => undefined);
+    const base = `http://${pod.ip}:${SIDECAR_API_PORT}`;
+    // The sidecar answers the operator only: ask with its token, from its key in its namespace.
+    const authorization = await SidecarKey.inNamespace(client, SYSTEM_NAMESPACE).authorization(base);
+    const res = await fetch(`${base}/predictions/${id}`, { headers: { authorization } }).catch(
+      () => undefined,
+    );
     if (res?.ok) return pod;
   }
   return undefined;

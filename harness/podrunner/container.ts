@@ -51,6 +51,8 @@ export interface ContainerPod {
   readonly logDir: string;
   readonly isTerminating: boolean;
   readonly host: ContainerHost;
+  /** WEBHOOK_AUTH_TOKEN of its containers when they set none (see PodWorker). */
+  readonly loopbackToken: string;
   fields(): PodFields;
   /** Asks the pod for a sync (its status, a restart that is due). */
   poke(): void;
@@ -175,6 +177,7 @@ export class ContainerRunner {
       }
       throw err;
     }
+    env.WEBHOOK_AUTH_TOKEN ??= this.pod.loopbackToken;
     // The pod may have been deleted, or the runner stopped, while the env was read.
     if (cancelled()) return;
     let launch: Launch;

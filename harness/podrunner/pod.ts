@@ -2,6 +2,7 @@
  * One pod on the local pod runner: its address, its containers (container.ts), its status as
  * the kubelet writes it, and its termination (preStop hooks, grace period, removal).
  */
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { isConflict, isNotFound, type Logger } from '../../operator/runtime/index.ts';
@@ -50,6 +51,12 @@ export class PodWorker {
   private conditions: PodCondition[] | undefined;
   private readonly ended: boolean;
   readonly log: Logger;
+  /**
+   * WEBHOOK_AUTH_TOKEN of this pod's containers, unless the pod sets one. In a real pod the
+   * model server's webhooks reach the sidecar on the pod's own loopback; here every pod shares
+   * the machine's, so a random token per pod keeps one pod's webhooks from another's sidecar.
+   */
+  readonly loopbackToken = randomBytes(32).toString('hex');
 
   constructor(runner: PodHost, pod: Pod, onDone: () => void) {
     this.runner = runner;

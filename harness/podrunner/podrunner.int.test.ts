@@ -23,6 +23,7 @@ import {
 import type { Operator as Manager } from '../../operator/main.ts';
 import { Deployments, Nodes, type Pod, Pods, Secrets } from '../../operator/resources.ts';
 import { createLogger, type KubeClient, Leases } from '../../operator/runtime/index.ts';
+import { SidecarKey } from '../../operator/sidecar-key.ts';
 import { LocalCluster } from '../cluster/local.ts';
 import { groupAlive, waitFor } from '../processes.ts';
 import { PodRunner, RUNNER_LABEL, runnerPools } from './runner.ts';
@@ -58,10 +59,17 @@ async function health(ip: string): Promise<string> {
   }
 }
 
+/** The operator's credential for the sidecar at `ip` (its key is in the operator's namespace, 'default'). */
+async function asOperator(ip: string): Promise<{ authorization: string }> {
+  return {
+    authorization: await SidecarKey.inNamespace(client, 'default').authorization(`http://${ip}:8080`),
+  };
+}
+
 async function predict(ip: string, input: Record<string, unknown>) {
   const res = await fetch(`http://${ip}:8080/predictions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', prefer: 'wait' },
+    headers: { 'content-type': 'application/json', prefer: 'wait', ...(await asOperator(ip)) },
     body: JSON.stringify({ input }),
   });
   return {
@@ -184,8 +192,9 @@ describe('the local pod runner', () => {
     expect(code).toBe(201);
     expect(body.status).toBe('succeeded');
     expect(body.output).toBe('hello from the pod runner');
-    // The token both containers share came from the Deployment's Secret.
-    expect(await client.find(Secrets, 'echo-webhook-token', NS)).toBeDefined();
+    // The sidecar takes only the operator's calls; the webhook token is the runner's, per pod.
+    expect((await fetch(`http://${ip}:8080/load`)).status).toBe(401);
+    expect(await client.find(Secrets, 'echo-webhook-token', NS)).toBeUndefined();
     expect(runner!.processGroupsOf(uid)).toHaveLength(2);
     // The operator sees the Deployment Ready on one instance.
     await waitFor('the echo Deployment to be Ready', async () => {
@@ -379,7 +388,11 @@ describe('the local pod runner', () => {
 
     const prediction = predict(ip, { seconds: 3 }).then((r) => ({ ...r, at: Date.now() }));
     await waitFor('the prediction to run', async () => {
-      const load = (await (await fetch(`http://${ip}:8080/load`)).json()) as { inflight: number };
+      const load = (await (
+        await fetch(`http://${ip}:8080/load`, { headers: await asOperator(ip) })
+      ).json()) as {
+        inflight: number;
+      };
       return load.inflight === 1;
     });
     const deletedAt = Date.now();

@@ -38,7 +38,7 @@ function demand(queued: number, inflight = 0, perPod: Record<string, number> = {
 async function start(tickMs: number): Promise<Operator> {
   operator = await startOperator(
     cluster.kubeconfig,
-    { autoscalerTickMs: tickMs, resyncPeriodMs: 600_000 },
+    { autoscalerTickMs: tickMs, resyncPeriodMs: 600_000, podDeletionCost: true },
     { demandSources: [source], autoscaler: { statusIntervalMs: 1_000, stateIntervalMs: 2_000 } },
   );
   return operator;

@@ -68,6 +68,11 @@ export interface AutoscalerOptions {
   peers?: { scrape(): Promise<DeploymentDemand[][]> };
   /** Time between ticks (default 1 s). */
   tickMs?: number;
+  /**
+   * Mark busy pods with controller.kubernetes.io/pod-deletion-cost before a scale-down, so the
+   * ReplicaSet removes idle ones first (default false: it needs patch on pods).
+   */
+  podDeletionCost?: boolean;
   /** Least time between status writes that change only `queued` or `running` (default 5 s). */
   statusIntervalMs?: number;
   /** Least time between state annotation writes that only move a timestamp on (default 30 s). */
@@ -315,7 +320,7 @@ export class Autoscaler {
     this.metrics.decisions.inc({ ...labels, reason: decision.reason });
 
     // Busy pods are marked while a scale-down is pending, before the count goes down.
-    if (decision.desired < current || t.state.lowerSinceMs !== undefined)
+    if (this.opts.podDeletionCost && (decision.desired < current || t.state.lowerSinceMs !== undefined))
       await this.markPods(namespace, name, d?.perPod ?? {});
 
     const stateText = encodeState(t.state);

@@ -37,6 +37,8 @@ export interface PeerOptions {
 export interface AutoscalerSetup {
   /** Time between ticks (default 1 s). */
   tickMs?: number;
+  /** Mark busy pods with their deletion cost before a scale-down (needs patch on pods). */
+  podDeletionCost?: boolean;
   /** Least time between status writes that change only the queue figures (default 5 s). */
   statusIntervalMs?: number;
   /** Least time between state annotation writes that only move a timestamp (default 30 s). */
@@ -81,6 +83,7 @@ export function addAutoscaler(
     local,
     peers,
     tickMs: setup.tickMs,
+    podDeletionCost: setup.podDeletionCost,
     statusIntervalMs: setup.statusIntervalMs,
     stateIntervalMs: setup.stateIntervalMs,
     clock: setup.clock,

@@ -2,14 +2,17 @@
  * The Deployment controller against the real control plane and its fake GPU node pools:
  * placement, capacity problems and their recovery, releases, deletion, and no-op reconciles.
  */
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../crds/index.ts';
 import { createNodePools } from '../../harness/cluster/local.ts';
 import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
 import { waitFor } from '../../harness/processes.ts';
+import { publicKeyText } from '../../lib/sidecar-token.ts';
 import type { Operator } from '../main.ts';
 import { Deployments, type Pod, Pods, Secrets, Workloads } from '../resources.ts';
 import { ownsField } from '../runtime/index.ts';
+import { SIDECAR_KEY_SECRET } from '../sidecar-key.ts';
 import { AUTOSCALER_FIELD_MANAGER } from './names.ts';
 import { MODEL_CONTAINER, SIDECAR_CONTAINER } from './pod-spec.ts';
 import {
@@ -267,35 +270,26 @@ describe('the Deployment controller', () => {
     expect(await workloadsOf(client, ns(), 'broken')).toHaveLength(0);
   });
 
-  it('gives each Deployment one webhook token Secret, made once and kept across releases', async () => {
-    await applyModel(client, ns(), 'tokened', { hardware: 'cpu' });
-    const first = await ready('tokened', 1);
-    const secret = await client.get(Secrets, 'tokened-webhook-token', ns());
-    const obj = await client.get(Deployments, 'tokened', ns());
-    expect(secret.metadata?.ownerReferences).toEqual([
-      expect.objectContaining({
-        kind: 'Deployment',
-        name: 'tokened',
-        uid: obj.metadata?.uid,
-        controller: true,
-      }),
-    ]);
-    expect(Buffer.from(secret.data?.token ?? '', 'base64').toString()).toMatch(/^[0-9a-f]{64}$/);
-    const [w] = await workloadsOf(client, ns(), 'tokened');
-    const ref = { secretKeyRef: { name: 'tokened-webhook-token', key: 'token' } };
-    for (const name of [MODEL_CONTAINER, SIDECAR_CONTAINER]) {
-      const env = w?.spec?.template.spec?.containers.find((c) => c.name === name)?.env ?? [];
-      expect(env.find((e) => e.name === 'WEBHOOK_AUTH_TOKEN')?.valueFrom).toEqual(ref);
-    }
-    // A new release keeps the Secret as it was.
-    await applyModel(client, ns(), 'tokened', { hardware: 'cpu', version: 'tokened-v2' });
-    await waitFor('release 2 of tokened', async () => {
-      const s = await status('tokened');
-      return s?.release === first.release! + 1 && condition(s, 'Ready')?.status === 'True';
+  it("gives the pods the operator's public key and makes no Secret in the Deployment's namespace", async () => {
+    await applyModel(client, ns(), 'keyed', { hardware: 'cpu' });
+    await ready('keyed', 1);
+    // The key pair lives in the operator's namespace ('default' for the test operator).
+    const keySecret = await client.get(Secrets, SIDECAR_KEY_SECRET, 'default');
+    const pem = Buffer.from(keySecret.data?.['ed25519.pem'] ?? '', 'base64').toString();
+    const publicKey = publicKeyText(createPublicKey(createPrivateKey(pem)));
+    const [w] = await workloadsOf(client, ns(), 'keyed');
+    const containers = w?.spec?.template.spec?.containers ?? [];
+    const sidecarEnv = containers.find((c) => c.name === SIDECAR_CONTAINER)?.env ?? [];
+    expect(sidecarEnv.find((e) => e.name === 'MODELPLANE_OPERATOR_KEY')?.value).toBe(publicKey);
+    expect(sidecarEnv.find((e) => e.name === 'MODELPLANE_POD_IP')?.valueFrom).toEqual({
+      fieldRef: { apiVersion: 'v1', fieldPath: 'status.podIP' },
     });
-    const after = await client.get(Secrets, 'tokened-webhook-token', ns());
-    expect(after.metadata?.resourceVersion).toBe(secret.metadata?.resourceVersion);
-    expect(after.data).toEqual(secret.data);
-    await deleteAndWaitGone('tokened');
+    const model = containers.find((c) => c.name === MODEL_CONTAINER);
+    expect(model?.ports).toBeUndefined();
+    expect(model?.securityContext).toMatchObject({ runAsNonRoot: true, allowPrivilegeEscalation: false });
+    for (const c of containers) expect((c.env ?? []).map((e) => e.name)).not.toContain('WEBHOOK_AUTH_TOKEN');
+    const { items } = await client.list(Secrets, { namespace: ns() });
+    expect(items.map((x) => x.metadata?.name).filter((n) => n?.startsWith('keyed'))).toEqual([]);
+    await deleteAndWaitGone('keyed');
   });
 });

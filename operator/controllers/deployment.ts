@@ -13,7 +13,7 @@ import {
   ModelVersionSpecSchema,
   REASON,
 } from '../../crds/index.ts';
-import { Deployments, Secrets, type Stored, type Workload, Workloads } from '../resources.ts';
+import { Deployments, type Stored, type Workload, Workloads } from '../resources.ts';
 import {
   apply,
   applyStatus,
@@ -23,17 +23,22 @@ import {
   type ReconcileContext,
   TerminalError,
 } from '../runtime/index.ts';
+import type { SidecarKey } from '../sidecar-key.ts';
 import { type Caches, keysWhere } from './caches.ts';
 import { findCondition, transitions } from './conditions.ts';
 import { type Blocker, deploymentStatus } from './deployment-status.ts';
 import { AUTOSCALER_FIELD_MANAGER, CONTROLLER, fieldManager, reportingController } from './names.ts';
-import { desiredWebhookSecret, desiredWorkload, type WorkloadInput, webhookSecretName } from './pod-spec.ts';
+import { desiredWorkload, type WorkloadInput } from './pod-spec.ts';
 import { releaseFor, releaseHash, replicasToApply } from './release.ts';
 import { versionId } from './version-id.ts';
 
 export interface DeploymentControllerOptions {
   /** Image of the sidecar container (`modelplane sidecar`). */
   sidecarImage: string;
+  /** The operator's key: its public half goes into every model pod (MODELPLANE_OPERATOR_KEY). */
+  sidecarKey?: SidecarKey | undefined;
+  /** Address ranges the sidecars' webhooks may reach besides public ones. */
+  webhookAllowCidrs?: readonly string[] | undefined;
   workers?: number;
   resyncPeriodMs?: number;
   now?: () => Date;
@@ -58,24 +63,6 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
   const events: EventRecorder = manager.eventRecorder(reportingController(CONTROLLER.deployment));
   const now = opts.now ?? (() => new Date());
   const written = new Map<string, Written>();
-
-  /**
-   * The Secret with the webhook token the pods' two containers share: created once (server-side
-   * apply) with a random token, then left as it is, so running pods keep a valid token. It is
-   * read, not cached: the controller needs no list or watch on Secrets.
-   */
-  async function ensureWebhookSecret(
-    owner: { name: string; namespace: string; uid: string },
-    ctx: ReconcileContext,
-  ): Promise<void> {
-    const secretName = webhookSecretName(owner.name);
-    if (await client.find(Secrets, secretName, owner.namespace)) return;
-    await client.apply(Secrets, desiredWebhookSecret(owner) as never, {
-      fieldManager: FIELD_MANAGER,
-      force: false,
-    });
-    ctx.log.info({ secret: secretName }, 'webhook token Secret created');
-  }
 
   async function reconcile(key: string, ctx: ReconcileContext): Promise<void> {
     const obj = c.deployments.getByKey(key);
@@ -156,9 +143,10 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
         release,
         releaseHash: hash,
         sidecarImage: opts.sidecarImage,
+        operatorKey: opts.sidecarKey ? await opts.sidecarKey.publicKey() : undefined,
+        webhookAllowCidrs: opts.webhookAllowCidrs,
         replicas,
       };
-      await ensureWebhookSecret({ name, namespace, uid }, ctx);
       const desired = desiredWorkload(input);
       // Keeping the count as read must not undo a change the autoscaler made since: the
       // resourceVersion makes the API server refuse the apply (409) if the cache was stale.

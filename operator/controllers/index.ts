@@ -1,5 +1,6 @@
 /** The controllers of modelplane's kinds, registered on a manager. */
 import type { Manager } from '../runtime/index.ts';
+import type { SidecarKey } from '../sidecar-key.ts';
 import { caches } from './caches.ts';
 import { addDeploymentController } from './deployment.ts';
 import { addHardwareClassController } from './hardware-class.ts';
@@ -8,6 +9,10 @@ import { addModelController, addModelVersionController } from './model.ts';
 export interface ControllersOptions {
   /** Image of the sidecar container in every model pod. */
   sidecarImage: string;
+  /** The key whose public half model pods check the operator's calls with; none: their API is open. */
+  sidecarKey?: SidecarKey;
+  /** Address ranges the sidecars' webhooks may reach besides public ones. */
+  webhookAllowCidrs?: readonly string[];
   /** Concurrent reconciles per controller (default 4). */
   workers?: number;
   /** Reconcile every object this often even without a change (default 10 min; 0 = never). */
@@ -27,7 +32,12 @@ export function addControllers(manager: Manager, opts: ControllersOptions): void
   addHardwareClassController(manager, c, common);
   addModelVersionController(manager, c, common);
   addModelController(manager, c, common);
-  addDeploymentController(manager, c, { ...common, sidecarImage: opts.sidecarImage });
+  addDeploymentController(manager, c, {
+    ...common,
+    sidecarImage: opts.sidecarImage,
+    sidecarKey: opts.sidecarKey,
+    webhookAllowCidrs: opts.webhookAllowCidrs,
+  });
 }
 
 export { fieldManager } from './names.ts';

@@ -21,12 +21,15 @@ const ns = useNamespace(cluster, 'mp-operator');
 const admin = clientFor(cluster.kubeconfig);
 const dir = mkdtempSync(join(tmpdir(), 'modelplane-operator-'));
 const bin = new URL('../../bin/modelplane', import.meta.url).pathname;
-// The first document of rbac.yaml: the ClusterRole (the second is the gateway's Secrets Role).
-const rbac = parseAllDocuments(
-  readFileSync(new URL('../rbac.yaml', import.meta.url), 'utf8'),
-)[0]!.toJS() as KubeObject & {
-  rules: unknown[];
-};
+// rbac.yaml: the ClusterRole first, the Secrets Role of the operator's namespace second, the
+// Lease Role fifth (the webhook's two objects and the optional pod-deletion-cost one are not
+// needed by the controllers).
+const rbacDocs = parseAllDocuments(readFileSync(new URL('../rbac.yaml', import.meta.url), 'utf8')).map(
+  (d) => d.toJS() as KubeObject & { rules: Array<Record<string, unknown>> },
+);
+const rbac = rbacDocs[0]!;
+const secretsRole = rbacDocs[1]!;
+const leaseRole = rbacDocs[4]!;
 const LEASE = 'modelplane-operator-test';
 const LEASE_SECONDS = 3;
 const TINY = 'test-tiny';
@@ -42,6 +45,18 @@ const ClusterRoles = resourceType({
   kind: 'ClusterRole',
   plural: 'clusterroles',
   namespaced: false,
+});
+const Roles = resourceType({
+  apiVersion: 'rbac.authorization.k8s.io/v1',
+  kind: 'Role',
+  plural: 'roles',
+  namespaced: true,
+});
+const RoleBindings = resourceType({
+  apiVersion: 'rbac.authorization.k8s.io/v1',
+  kind: 'RoleBinding',
+  plural: 'rolebindings',
+  namespaced: true,
 });
 const ClusterRoleBindings = resourceType({
   apiVersion: 'rbac.authorization.k8s.io/v1',
@@ -77,6 +92,7 @@ async function startOperatorProcess(identity: string, workers = 4): Promise<Oper
       `--identity=${identity}`,
       `--lease-name=${LEASE}`,
       `--lease-namespace=${ns()}`,
+      `--token-namespace=${ns()}`,
       `--lease-duration=${LEASE_SECONDS}`,
       '--renew-deadline=2',
       '--retry-period=0.5',
@@ -152,6 +168,29 @@ beforeAll(async () => {
     } as KubeObject,
     { fieldManager: TEST_MANAGER },
   );
+  // The Roles of the operator's namespace (here the test's): Secrets, and the Lease by its name.
+  for (const [doc, rules] of [
+    [secretsRole, secretsRole.rules],
+    [leaseRole, leaseRole.rules.map((r) => (r.resourceNames ? { ...r, resourceNames: [LEASE] } : r))],
+  ] as const) {
+    const name = doc.metadata?.name ?? '';
+    await admin.apply(
+      Roles,
+      { apiVersion: doc.apiVersion, kind: 'Role', metadata: { name, namespace: ns() }, rules } as KubeObject,
+      { fieldManager: TEST_MANAGER },
+    );
+    await admin.apply(
+      RoleBindings,
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
+        metadata: { name, namespace: ns() },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+        subjects: [{ kind: 'ServiceAccount', name: 'modelplane-operator', namespace: ns() }],
+      } as KubeObject,
+      { fieldManager: TEST_MANAGER },
+    );
+  }
   const token = await cluster.core.createNamespacedServiceAccountToken({
     name: 'modelplane-operator',
     namespace: ns(),
@@ -182,6 +221,76 @@ afterAll(async () => {
 const MANY = 40;
 const names = Array.from({ length: MANY }, (_, i) => `many-${String(i).padStart(2, '0')}`);
 let survivor: Operator;
+
+/** `kubectl auth can-i` as the operator's ServiceAccount: 'yes' or 'no'. */
+async function canI(verb: string, resource: string, where: string[]): Promise<string> {
+  const args = [
+    'auth',
+    'can-i',
+    verb,
+    resource,
+    `--as=system:serviceaccount:${ns()}:modelplane-operator`,
+    ...where,
+  ];
+  try {
+    return (await cluster.kubectl(...args)).trim();
+  } catch (err) {
+    // kubectl exits 1 for "no".
+    const out = String((err as { stdout?: string }).stdout ?? '').trim();
+    if (out === 'no') return out;
+    throw err;
+  }
+}
+
+describe('the RBAC of operator/rbac.yaml', () => {
+  it('lets the operator do what it needs and none of what an intruder would want', async () => {
+    const other = ['--namespace', 'kube-system'];
+    const own = ['--namespace', ns()];
+    const all = ['--all-namespaces'];
+    const mustNot: Array<[string, string, string[]]> = [
+      ...['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'].map(
+        (v) => [v, 'secrets', other] as [string, string, string[]],
+      ),
+      ['list', 'secrets', all],
+      ['patch', 'pods', other],
+      ['update', 'pods', other],
+      ['delete', 'pods', other],
+      ['create', 'pods', other],
+      ['create', 'pods/exec', other],
+      ['create', 'pods/eviction', other],
+      ['create', 'serviceaccounts/token', other],
+      ['get', 'leases', other],
+      ['update', 'leases', other],
+      ['update', 'leases/some-other-lease', own],
+      ['delete', 'leases', own],
+      ['update', 'secrets', own],
+      ['delete', 'secrets', own],
+      ['create', 'rolebindings', other],
+      ['create', 'clusterrolebindings', all],
+      ['escalate', 'clusterroles', all],
+      ['bind', 'clusterroles', all],
+      ['patch', 'nodes', all],
+      ['delete', 'deployments.apps', other],
+      ['update', 'deployments.apps', other],
+      ['create', 'configmaps', other],
+    ];
+    const must: Array<[string, string, string[]]> = [
+      ['get', `leases/${LEASE}`, own],
+      ['update', `leases/${LEASE}`, own],
+      ['create', 'leases', own],
+      ['get', 'secrets', own],
+      ['create', 'secrets', own],
+      ['list', 'pods', all],
+      ['list', 'replicasets.apps', all],
+      ['patch', 'deployments.apps', other],
+      ['create', 'tokenreviews.authentication.k8s.io', all],
+    ];
+    const answers = async (list: Array<[string, string, string[]]>) =>
+      Promise.all(list.map(async ([v, r, w]) => `${v} ${r} ${w.join(' ')}: ${await canI(v, r, w)}`));
+    expect(await answers(mustNot)).toEqual(mustNot.map(([v, r, w]) => `${v} ${r} ${w.join(' ')}: no`));
+    expect(await answers(must)).toEqual(must.map(([v, r, w]) => `${v} ${r} ${w.join(' ')}: yes`));
+  });
+});
 
 describe('modelplane operator', () => {
   it('killed in the middle of reconciling many Deployments, converges after a restart with no duplicate children', async () => {

@@ -6,15 +6,7 @@ import {
   LABEL,
   ModelVersionSpecSchema,
 } from '../../crds/index.ts';
-import {
-  desiredWebhookSecret,
-  desiredWorkload,
-  MODEL_CONTAINER,
-  SIDECAR_CONTAINER,
-  WEBHOOK_TOKEN_KEY,
-  type WorkloadInput,
-  webhookSecretName,
-} from './pod-spec.ts';
+import { desiredWorkload, MODEL_CONTAINER, SIDECAR_CONTAINER, type WorkloadInput } from './pod-spec.ts';
 import { releaseHash } from './release.ts';
 
 const h100x2 = HardwareClassSpecSchema.parse({
@@ -124,10 +116,6 @@ describe('desiredWorkload', () => {
       { name: 'PORT', value: '5000' },
       { name: 'COG_MAX_CONCURRENCY', value: '4' },
       { name: 'COG_SETUP_TIMEOUT', value: '600' },
-      {
-        name: 'WEBHOOK_AUTH_TOKEN',
-        valueFrom: { secretKeyRef: { name: 'llama-webhook-token', key: 'token' } },
-      },
     ]);
     const want = { cpu: '40', memory: '400Gi', 'nvidia.com/gpu': '2' };
     expect(model.resources).toEqual({ requests: want, limits: want });
@@ -200,21 +188,57 @@ describe('desiredWorkload', () => {
     expect(drain).toBeGreaterThanOrEqual(300);
     expect(drain).toBeLessThan(330);
     // The Cog server ignores SIGTERM and waits for the sidecar's POST /shutdown; no preStop sleep.
-    expect(model.args).toEqual(['python', '-m', 'cog.server.http', '--await-explicit-shutdown', 'true']);
+    expect(model.args).toEqual([
+      'python',
+      '-m',
+      'cog.server.http',
+      '--await-explicit-shutdown',
+      'true',
+      '--host',
+      '127.0.0.1',
+    ]);
     expect(model.command).toBeUndefined();
     expect(model.lifecycle).toBeUndefined();
     expect(sidecar.env?.find((e) => e.name === 'MODELPLANE_SHUTDOWN_MODEL')?.value).toBe('true');
   });
 
-  it("gives both containers the one webhook token, from the Deployment's Secret", () => {
-    const ref = { secretKeyRef: { name: webhookSecretName('llama'), key: WEBHOOK_TOKEN_KEY } };
-    for (const c of [model, sidecar]) {
-      const token = (c.env ?? []).filter((e) => e.name === 'WEBHOOK_AUTH_TOKEN');
-      expect(token).toEqual([{ name: 'WEBHOOK_AUTH_TOKEN', valueFrom: ref }]);
+  it('keeps the model server on loopback, undeclared, under a restricted security context', () => {
+    expect(model.ports).toBeUndefined();
+    expect(model.args?.slice(-2)).toEqual(['--host', '127.0.0.1']);
+    expect(model.securityContext).toEqual({
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    const v = ModelVersionSpecSchema.parse({ ...version, runAsRoot: true });
+    const root = desiredWorkload(
+      input({ version: { name: 'llama-v1', id: 'a'.repeat(64), spec: v } }),
+    ).spec!.template.spec!.containers.find((c) => c.name === MODEL_CONTAINER)!;
+    expect(root.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+  });
+
+  it("gives the sidecar the operator's public key, its pod IP and the webhook ranges; no Secret", () => {
+    const keyed = desiredWorkload(
+      input({ operatorKey: 'MCowBQYDK2VwAyEA', webhookAllowCidrs: ['10.0.0.0/8', '::1'] }),
+    ).spec!.template.spec!;
+    const env = keyed.containers.find((c) => c.name === SIDECAR_CONTAINER)!.env ?? [];
+    expect(env.filter((e) => e.name.match(/OPERATOR_KEY|POD_IP|ALLOW_CIDRS/))).toEqual([
+      { name: 'MODELPLANE_POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+      { name: 'MODELPLANE_OPERATOR_KEY', value: 'MCowBQYDK2VwAyEA' },
+      { name: 'MODELPLANE_WEBHOOK_ALLOW_CIDRS', value: '10.0.0.0/8,::1' },
+    ]);
+    for (const c of keyed.containers) {
+      expect(JSON.stringify(c.env)).not.toContain('secretKeyRef":{"name":"llama');
+      expect((c.env ?? []).map((e) => e.name)).not.toContain('WEBHOOK_AUTH_TOKEN');
     }
   });
 
-  it("keeps WEBHOOK_AUTH_TOKEN from a version's env", () => {
+  it("drops WEBHOOK_AUTH_TOKEN from a version's env", () => {
     const v = ModelVersionSpecSchema.parse({
       ...version,
       env: [{ name: 'WEBHOOK_AUTH_TOKEN', value: 'mine' }],
@@ -222,12 +246,7 @@ describe('desiredWorkload', () => {
     const p = desiredWorkload(input({ version: { name: 'llama-v1', id: 'a'.repeat(64), spec: v } })).spec!
       .template.spec!;
     const env = p.containers.find((c) => c.name === MODEL_CONTAINER)!.env ?? [];
-    expect(env.filter((e) => e.name === 'WEBHOOK_AUTH_TOKEN')).toEqual([
-      {
-        name: 'WEBHOOK_AUTH_TOKEN',
-        valueFrom: { secretKeyRef: { name: 'llama-webhook-token', key: 'token' } },
-      },
-    ]);
+    expect(env.filter((e) => e.name === 'WEBHOOK_AUTH_TOKEN')).toEqual([]);
   });
 
   it('leaves GPUs, affinity and tolerations out on CPU hardware', () => {
@@ -241,35 +260,5 @@ describe('desiredWorkload', () => {
 
   it('is a pure function of its input', () => {
     expect(desiredWorkload(input())).toEqual(desiredWorkload(input()));
-  });
-});
-
-describe('desiredWebhookSecret', () => {
-  const owner = { name: 'llama', namespace: 'team', uid: 'uid-1' };
-
-  it('is owned by the modelplane Deployment and holds a random 32-byte token', () => {
-    const a = desiredWebhookSecret(owner);
-    const b = desiredWebhookSecret(owner);
-    expect(a.metadata.name).toBe('llama-webhook-token');
-    expect(a.metadata.namespace).toBe('team');
-    expect(a.metadata.ownerReferences).toEqual([
-      {
-        apiVersion: 'modelplane.dev/v1alpha1',
-        kind: 'Deployment',
-        name: 'llama',
-        uid: 'uid-1',
-        controller: true,
-        blockOwnerDeletion: true,
-      },
-    ]);
-    expect(a.metadata.labels[LABEL.deployment]).toBe('llama');
-    expect(a.type).toBe('Opaque');
-    const token = Buffer.from(a.data[WEBHOOK_TOKEN_KEY]!, 'base64').toString('utf8');
-    expect(token).toMatch(/^[0-9a-f]{64}$/);
-    expect(b.data[WEBHOOK_TOKEN_KEY]).not.toBe(a.data[WEBHOOK_TOKEN_KEY]);
-  });
-
-  it('takes a given token', () => {
-    expect(desiredWebhookSecret(owner, 'abc').data).toEqual({ token: Buffer.from('abc').toString('base64') });
   });
 });

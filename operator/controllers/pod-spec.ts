@@ -1,14 +1,12 @@
 /**
  * The pods of a modelplane Deployment, as pure functions: the apps/v1 Deployment that runs
  * them (the pod template: the model container, the sidecar, the hardware's resources,
- * placement and tolerations) and the Secret with the webhook token the two containers share.
+ * placement and tolerations).
  */
-import { randomBytes } from 'node:crypto';
-import type { IObjectMeta } from '@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
-import type { ISecret } from 'kubernetes-models/v1/Secret';
+import type { ISecurityContext } from 'kubernetes-models/v1/SecurityContext';
 import type { IToleration } from 'kubernetes-models/v1/Toleration';
 import {
   ANNOTATION,
@@ -51,64 +49,17 @@ export const RESERVED_MODEL_ENV = [
  * SIGTERM (`--await-explicit-shutdown true`), so deleting a pod does not kill the predictions
  * it runs; the sidecar drains, then stops it with `POST /shutdown`.
  */
-export const MODEL_ARGS = ['python', '-m', 'cog.server.http', '--await-explicit-shutdown', 'true'];
+export const MODEL_ARGS = [
+  'python',
+  '-m',
+  'cog.server.http',
+  '--await-explicit-shutdown',
+  'true',
+  // Only the pod's own sidecar reaches it: no other pod can run the model directly.
+  '--host',
+  '127.0.0.1',
+];
 
-/** Key, in the webhook token Secret, of the bearer token the Cog server puts on its webhooks. */
-export const WEBHOOK_TOKEN_KEY = 'token';
-
-/** Name of the Secret holding the webhook token shared by a Deployment's model and sidecar containers. */
-export function webhookSecretName(deployment: string): string {
-  return `${deployment}-webhook-token`;
-}
-
-function webhookTokenEnv(deployment: string): IEnvVar {
-  return {
-    name: 'WEBHOOK_AUTH_TOKEN',
-    valueFrom: { secretKeyRef: { name: webhookSecretName(deployment), key: WEBHOOK_TOKEN_KEY } },
-  };
-}
-
-/** A Secret as the Deployment controller writes it: the fields it always sets. */
-export type WebhookSecret = ISecret & {
-  metadata: Required<Pick<IObjectMeta, 'name' | 'namespace' | 'labels' | 'ownerReferences'>>;
-  type: 'Opaque';
-  data: Record<string, string>;
-};
-
-/**
- * The webhook token Secret of a modelplane Deployment, with a new random token (32 bytes,
- * hex). The controller creates it once and never rewrites it: pods keep their token.
- */
-export function desiredWebhookSecret(
-  owner: { name: string; namespace: string; uid: string },
-  token: string = randomBytes(32).toString('hex'),
-): WebhookSecret {
-  return {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: {
-      name: webhookSecretName(owner.name),
-      namespace: owner.namespace,
-      labels: {
-        [LABEL.appPartOf]: 'modelplane',
-        [LABEL.appManagedBy]: MANAGED_BY,
-        [LABEL.deployment]: owner.name,
-      },
-      ownerReferences: [
-        {
-          apiVersion: API_VERSION,
-          kind: KIND.Deployment,
-          name: owner.name,
-          uid: owner.uid,
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
-    },
-    type: 'Opaque',
-    data: { [WEBHOOK_TOKEN_KEY]: Buffer.from(token, 'utf8').toString('base64') },
-  };
-}
 export interface WorkloadInput {
   /** The modelplane Deployment: its name, namespace and uid (the owner) and its parsed spec. */
   owner: { name: string; namespace: string; uid: string };
@@ -118,6 +69,13 @@ export interface WorkloadInput {
   release: number;
   releaseHash: string;
   sidecarImage: string;
+  /**
+   * The public key (base64 SPKI DER, Ed25519) the sidecar checks the operator's calls with
+   * (MODELPLANE_OPERATOR_KEY); none leaves the sidecar's API open (tests without an operator).
+   */
+  operatorKey?: string | undefined;
+  /** Address ranges the sidecar's webhooks may reach besides public ones (the operator's own setting). */
+  webhookAllowCidrs?: readonly string[] | undefined;
   /**
    * `spec.replicas` to apply, or undefined to leave the field to the autoscaler. The
    * controller sets it only when it creates the workload (and until the autoscaler has taken
@@ -145,7 +103,7 @@ export function workloadLabels(input: WorkloadInput): Record<string, string> {
   };
 }
 
-function modelEnv(version: ModelVersionSpec, deployment: string): IEnvVar[] {
+function modelEnv(version: ModelVersionSpec): IEnvVar[] {
   const reserved = new Set<string>(RESERVED_MODEL_ENV);
   const own: IEnvVar[] = (version.env ?? [])
     .filter((e) => !reserved.has(e.name))
@@ -162,7 +120,6 @@ function modelEnv(version: ModelVersionSpec, deployment: string): IEnvVar[] {
     { name: 'PORT', value: String(MODEL_PORT) },
     { name: 'COG_MAX_CONCURRENCY', value: String(version.maxConcurrency) },
     { name: 'COG_SETUP_TIMEOUT', value: String(version.setupTimeoutSeconds) },
-    webhookTokenEnv(deployment),
   ];
 }
 
@@ -178,6 +135,19 @@ function tolerations(hw: HardwareClassSpec): IToleration[] | undefined {
   });
 }
 
+/**
+ * The model container's restrictions: no privilege escalation, no capabilities, the runtime's
+ * default seccomp profile, and a non-root user unless the version sets `runAsRoot`.
+ */
+export function modelSecurityContext(version: Pick<ModelVersionSpec, 'runAsRoot'>): ISecurityContext {
+  return {
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+    ...(version.runAsRoot ? {} : { runAsNonRoot: true }),
+  };
+}
+
 export function podSpec(input: WorkloadInput): IPodSpec {
   const { version, hardware } = input;
   const hw = hardware.spec;
@@ -190,9 +160,10 @@ export function podSpec(input: WorkloadInput): IPodSpec {
     // The model server ignores SIGTERM; the sidecar shuts it down once it has drained
     // (MODELPLANE_SHUTDOWN_MODEL), so it keeps serving the predictions still running.
     args: [...MODEL_ARGS],
-    env: modelEnv(version.spec, input.owner.name),
-    ports: [{ name: 'model', containerPort: MODEL_PORT, protocol: 'TCP' }],
+    env: modelEnv(version.spec),
+    // No port: the Cog server listens on the pod's loopback, for the sidecar only.
     resources: { requests: { ...resources }, limits: { ...resources } },
+    securityContext: modelSecurityContext(version.spec),
   };
   const sidecar: IContainer = {
     name: SIDECAR_CONTAINER,
@@ -216,7 +187,12 @@ export function podSpec(input: WorkloadInput): IPodSpec {
       { name: 'MODELPLANE_SHUTDOWN_MODEL', value: 'true' },
       // The operator reads each terminating instance's usage every second: its final figures.
       { name: 'MODELPLANE_USAGE_READ_TIMEOUT', value: '5' },
-      webhookTokenEnv(input.owner.name),
+      // The operator's calls carry a token for this pod's address, signed with its key.
+      { name: 'MODELPLANE_POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+      ...(input.operatorKey ? [{ name: 'MODELPLANE_OPERATOR_KEY', value: input.operatorKey }] : []),
+      ...(input.webhookAllowCidrs?.length
+        ? [{ name: 'MODELPLANE_WEBHOOK_ALLOW_CIDRS', value: input.webhookAllowCidrs.join(',') }]
+        : []),
     ],
     ports: [
       { name: 'api', containerPort: SIDECAR_API_PORT, protocol: 'TCP' },

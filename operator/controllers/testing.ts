@@ -109,6 +109,7 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
     identity: undefined,
     shutdownTimeoutMs: 5_000,
     autoscalerTickMs: 1_000,
+    podDeletionCost: false,
     autoscalerPeers: false,
     // Tests in one process start several operators: each keeps its predictions in memory
     // unless the test gives it a store.

@@ -9,7 +9,11 @@
  *   server authenticates): a TokenReview says who it is, then a SubjectAccessReview per check
  *   says whether that user may `verb` the `modelplane.dev` `resource` in a namespace. Both
  *   answers are cached for `cacheTtlMs` (10 s), keyed by the SHA-256 of the token, never the
- *   token itself, in caches of bounded size.
+ *   token itself, in caches of bounded size. A token the API server refused is remembered
+ *   apart (`negativeTtlMs`, 60 s), so a flood of made-up tokens evicts no good answer, and
+ *   TokenReviews for tokens in neither cache are rate limited, per client address and in all
+ *   (`reviewLimit`): past it the caller gets a 429 with `Retry-After`, and the API server sees
+ *   none of the flood.
  * - Without an Authorization header a request is refused (401) unless anonymous access is
  *   allowed for some namespaces; the anonymous caller then acts in those namespaces only.
  */
@@ -57,9 +61,28 @@ export interface AuthenticatorOptions {
   cacheTtlMs?: number;
   /** Most answers kept per cache (default 10 000). */
   maxCacheEntries?: number;
+  /** How long a token the API server refused is remembered (default 60 s). */
+  negativeTtlMs?: number;
+  /**
+   * TokenReviews for tokens not in a cache: per client address and in all, each a token
+   * bucket (`perSecond` refill, `burst` size). Default 5/s burst 20 per address, 50/s burst
+   * 200 in all; at most `maxCacheEntries` addresses are tracked.
+   */
+  reviewLimit?: { perAddress?: RateLimit; total?: RateLimit };
   /** When cached answers expire (the real clock by default). */
   clock?: Clock;
 }
+
+/** A token bucket's settings: `perSecond` tokens added each second, at most `burst` held. */
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
+}
+
+const DEFAULT_REVIEW_LIMIT = {
+  perAddress: { perSecond: 5, burst: 20 },
+  total: { perSecond: 50, burst: 200 },
+};
 
 const READ_VERBS: readonly Verb[] = ['get', 'list'];
 const WWW_AUTHENTICATE = { 'www-authenticate': 'Bearer realm="modelplane"' };
@@ -129,6 +152,67 @@ export class TtlCache<V> {
   }
 }
 
+/**
+ * Token buckets, one per key (at most `max` keys; the least recently used goes first, its
+ * bucket full again when it comes back). `take` spends one token or says how many
+ * milliseconds until one is there.
+ */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly limit: RateLimit;
+  private readonly max: number;
+  private readonly clock: Clock;
+
+  constructor(limit: RateLimit, max: number, clock: Clock = realClock) {
+    if (!(limit.perSecond > 0) || !(limit.burst >= 1))
+      throw new Error('a rate limit needs perSecond > 0, burst >= 1');
+    this.limit = limit;
+    this.max = max;
+    this.clock = clock;
+  }
+
+  /** The milliseconds to wait before `key` may go, or 0 when it may go now (then counted). */
+  take(key: string): number {
+    const now = this.clock.now();
+    const { perSecond, burst } = this.limit;
+    const b = this.buckets.get(key);
+    const tokens = b ? Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSecond) : burst;
+    this.buckets.delete(key);
+    while (this.buckets.size >= this.max) {
+      const oldest = this.buckets.keys().next().value;
+      if (oldest === undefined) break;
+      this.buckets.delete(oldest);
+    }
+    if (tokens >= 1) {
+      this.buckets.set(key, { tokens: tokens - 1, at: now });
+      return 0;
+    }
+    this.buckets.set(key, { tokens, at: now });
+    return Math.ceil(((1 - tokens) / perSecond) * 1000);
+  }
+
+  /** Gives back a token `take` spent (the request did not need it after all). */
+  refund(key: string): void {
+    const b = this.buckets.get(key);
+    if (b) b.tokens = Math.min(this.limit.burst, b.tokens + 1);
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+}
+
+function tooManyReviews(waitMs: number): HttpError {
+  const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+  return new HttpError(
+    429,
+    'Too Many Requests',
+    `too many requests with tokens the gateway does not know; retry after ${seconds} s`,
+    {},
+    { 'retry-after': String(seconds) },
+  );
+}
+
 interface KubeUser {
   username: string;
   uid?: string;
@@ -153,6 +237,10 @@ function sha256(text: string): string {
 export class Authenticator {
   private readonly opts: AuthenticatorOptions;
   private readonly reviews: TtlCache<Review>;
+  /** Tokens the API server refused, apart so that a flood of them evicts no good answer. */
+  private readonly refused: TtlCache<string>;
+  private readonly perAddress: RateLimiter;
+  private readonly total: RateLimiter;
   private readonly access: TtlCache<boolean>;
   private readonly byId = new Map<string, ApiToken>();
 
@@ -162,6 +250,10 @@ export class Authenticator {
     const max = opts.maxCacheEntries ?? 10_000;
     this.reviews = new TtlCache(ttl, max, opts.clock);
     this.access = new TtlCache(ttl, max, opts.clock);
+    this.refused = new TtlCache(opts.negativeTtlMs ?? 60_000, max, opts.clock);
+    const limit = opts.reviewLimit ?? {};
+    this.perAddress = new RateLimiter(limit.perAddress ?? DEFAULT_REVIEW_LIMIT.perAddress, max, opts.clock);
+    this.total = new RateLimiter(limit.total ?? DEFAULT_REVIEW_LIMIT.total, 1, opts.clock);
     const index = (s: Secret) => {
       const t = apiTokenFromSecret(s);
       if (t) this.byId.set(t.id, t);
@@ -202,9 +294,28 @@ export class Authenticator {
       );
     }
     const key = sha256(token);
-    const review = await this.reviews.through(key, () => this.tokenReview(token));
+    const known = this.refused.get(key);
+    if (known !== undefined) throw unauthorized(`the token was not accepted: ${known}`);
+    let review = this.reviews.get(key);
+    if (review === undefined) {
+      this.admitReview(req.socket?.remoteAddress ?? '');
+      review = await this.tokenReview(token);
+      if (review.ok) this.reviews.set(key, review);
+      else this.refused.set(key, review.error);
+    }
     if (!review.ok) throw unauthorized(`the token was not accepted: ${review.error}`);
     return this.kubernetesCaller(key, review.user);
+  }
+
+  /** Counts one TokenReview against the caller's address and the total; a 429 past either. */
+  private admitReview(address: string): void {
+    const wait = this.perAddress.take(address);
+    if (wait > 0) throw tooManyReviews(wait);
+    const waitTotal = this.total.take('');
+    if (waitTotal > 0) {
+      this.perAddress.refund(address);
+      throw tooManyReviews(waitTotal);
+    }
   }
 
   private scoped(principal: Principal, namespaces: string[], readOnly: boolean, who: string): Caller {

@@ -63,6 +63,7 @@ let manager: Manager;
 let gateway: Gateway;
 /** A second gateway on the same manager that lets callers without a token act in `ns`, one item a page. */
 let anonymous: Gateway;
+let flooded: Gateway;
 let versionId = '';
 let token = ''; // API token for ns
 let otherToken = ''; // API token for other
@@ -226,6 +227,11 @@ beforeAll(async () => {
     tokenNamespace: tokenNs(),
     allowAnonymous: [ns()],
     pageSize: 1,
+  });
+  flooded = addGateway(manager, {
+    address: { host: '127.0.0.1', port: 0 },
+    tokenNamespace: tokenNs(),
+    authReviewLimit: { perAddress: { perSecond: 0.1, burst: 5 }, total: { perSecond: 1, burst: 100 } },
   });
   await manager.start();
   versionId = await applyModel(ns(), 'echo', 'private');
@@ -483,6 +489,31 @@ describe('authentication', () => {
     const none = await fetch(`${gateway.url}/v1/models/${ns()}/echo`);
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
+  });
+
+  it('answers a flood of unknown tokens from one address with 429 and Retry-After, remembering refused ones', async () => {
+    const ask = (t: string) =>
+      fetch(`${flooded.url}/v1/models/${ns()}/echo`, { headers: { authorization: `Bearer ${t}` } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const res = await ask(`made-up-token-${i}`);
+      statuses.push(res.status);
+      if (res.status === 429) {
+        expect(res.headers.get('content-type')).toContain('application/problem+json');
+        expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+        expect(((await res.json()) as { detail: string }).detail).toContain('too many requests');
+      } else await res.body?.cancel();
+    }
+    // The burst of five reached the API server (refused: 401); the rest did not.
+    expect(statuses).toEqual([...Array(5).fill(401), ...Array(7).fill(429)]);
+    // A refused token is remembered: 401 again at once, even past the limit.
+    const again = await ask('made-up-token-0');
+    expect(again.status).toBe(401);
+    // A known token needs no TokenReview and is not limited.
+    const ok = await fetch(`${flooded.url}/v1/models/${ns()}/echo`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(ok.status).toBe(200);
   });
 
   it('accepts "Token <t>" as well as "Bearer <t>"', async () => {

@@ -9,7 +9,7 @@
 import { HttpError } from '../../lib/http.ts';
 import type { KubeClient, Manager } from '../runtime/index.ts';
 import { accountRoutes } from './account.ts';
-import { Authenticator } from './auth.ts';
+import { Authenticator, type AuthenticatorOptions } from './auth.ts';
 import { GatewayCaches } from './caches.ts';
 import { deploymentRoutes } from './deployments.ts';
 import { modelRoutes } from './models.ts';
@@ -37,6 +37,8 @@ export interface GatewayOptions {
   maxBodyBytes?: number;
   /** How long TokenReview and SubjectAccessReview answers are kept (default 10 s). */
   authCacheTtlMs?: number;
+  /** Rate limits on TokenReviews for unknown tokens (see AuthenticatorOptions.reviewLimit). */
+  authReviewLimit?: AuthenticatorOptions['reviewLimit'];
   /** Items per list page (default 100). */
   pageSize?: number;
   /** Predictions of a model (`namespace/name`) in the usage records: its run_count (default 0). */
@@ -67,6 +69,7 @@ export function addGateway(manager: Manager, opts: GatewayOptions): Gateway {
     allowAnonymous: opts.allowAnonymous,
     candidateNamespaces: () => caches.namespaces(),
     cacheTtlMs: opts.authCacheTtlMs,
+    reviewLimit: opts.authReviewLimit,
   });
   const webhookSecrets = new WebhookSecrets(client, opts.tokenNamespace);
   setWebhookSecrets(webhookSecrets);

@@ -4,6 +4,7 @@
  * against pods found by a Pod watch and against sidecars a test started itself.
  */
 
+import type { IReplicaSet } from 'kubernetes-models/apps/v1/ReplicaSet';
 import type { IPod } from 'kubernetes-models/v1/Pod';
 import { CONDITION, LABEL } from '../../crds/index.ts';
 import { type Informer, type Listed, resourceType } from '../runtime/index.ts';
@@ -43,6 +44,32 @@ export class StaticEndpoints implements EndpointSource {
 
 /** A Pod, as the endpoint watch reads it. */
 export type PodLike = Listed<IPod>;
+/** A ReplicaSet, as the endpoint watch reads it. */
+export type ReplicaSetLike = Listed<IReplicaSet>;
+
+type Owned = {
+  metadata?: {
+    ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[];
+  };
+};
+
+function controllerOf(obj: Owned) {
+  return obj.metadata?.ownerReferences?.find((r) => r.controller);
+}
+
+/**
+ * Whether `pod` belongs to the pods modelplane runs for Deployment `name`: its controller is a
+ * ReplicaSet that exists (same uid) and is itself controlled by the apps/v1 Deployment `name`
+ * the operator made. A pod anyone else created with the label is not an instance.
+ */
+export function ownPod(pod: PodLike, name: string, replicaSets: Informer<ReplicaSetLike>): boolean {
+  const ref = controllerOf(pod);
+  if (ref?.kind !== 'ReplicaSet' || ref.apiVersion !== 'apps/v1') return false;
+  const rs = replicaSets.get(ref.name, pod.metadata?.namespace ?? '');
+  if (!rs || rs.metadata?.uid !== ref.uid) return false;
+  const owner = controllerOf(rs);
+  return owner?.kind === 'Deployment' && owner.apiVersion === 'apps/v1' && owner.name === name;
+}
 
 export const SIDECAR_CONTAINER = 'sidecar';
 export const SIDECAR_PORT_NAME = 'api';
@@ -62,13 +89,18 @@ export function podEndpoint(pod: PodLike): Endpoint | undefined {
   return { id: name, url: `http://${host}:${port}` };
 }
 
-/** Ready endpoints from a watch on Pods labelled `modelplane.dev/deployment`. */
+/**
+ * Ready endpoints from a watch on Pods labelled `modelplane.dev/deployment`; with a watch on
+ * ReplicaSets, only pods of the Deployment's own ReplicaSets (`ownPod`).
+ */
 export class PodEndpoints implements EndpointSource {
   private readonly pods: Informer<PodLike>;
+  private readonly replicaSets: Informer<ReplicaSetLike> | undefined;
   private readonly listeners: ((namespace: string, name: string) => void)[] = [];
 
-  constructor(pods: Informer<PodLike>) {
+  constructor(pods: Informer<PodLike>, replicaSets?: Informer<ReplicaSetLike>) {
     this.pods = pods;
+    this.replicaSets = replicaSets;
     const changed = (pod: PodLike) => {
       const ns = pod.metadata?.namespace;
       const dep = pod.metadata?.labels?.[LABEL.deployment];
@@ -85,6 +117,7 @@ export class PodEndpoints implements EndpointSource {
     const out: Endpoint[] = [];
     for (const pod of this.pods.list(namespace)) {
       if (pod.metadata?.labels?.[LABEL.deployment] !== name) continue;
+      if (this.replicaSets && !ownPod(pod, name, this.replicaSets)) continue;
       const e = podEndpoint(pod);
       if (e) out.push(e);
     }
@@ -124,6 +157,14 @@ export const PodResource = resourceType<PodLike>({
   apiVersion: 'v1',
   kind: 'Pod',
   plural: 'pods',
+  namespaced: true,
+});
+
+/** ReplicaSets as the endpoint watch reads them. */
+export const ReplicaSetResource = resourceType<ReplicaSetLike>({
+  apiVersion: 'apps/v1',
+  kind: 'ReplicaSet',
+  plural: 'replicasets',
   namespaced: true,
 });
 

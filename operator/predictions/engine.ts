@@ -84,6 +84,8 @@ export interface EngineOptions {
   /** The stream URL of a prediction (`urls.stream`); none when not given. */
   streamUrl?: (rec: { id: string; baseUrl: string; createdAt: number }) => string;
   sidecar?: InstanceClient;
+  /** The `Authorization` header of calls to the sidecar at `base`, when `sidecar` is left to the engine. */
+  sidecarAuthorization?: (base: string) => Promise<string>;
   /** How long an instance that refused or could not be reached is passed over (default 1 s). */
   avoidMs?: number;
   webhookOptions?: Partial<Omit<WebhookSenderOptions, 'secretFor' | 'log' | 'clock'>>;
@@ -154,7 +156,8 @@ export class PredictionEngine implements DemandSource {
     this.replica = opts.replica ?? `replica-${randomBytes(6).toString('hex')}`;
     this.openStore = opts.openStore;
     if (!opts.openStore) this.useStore(opts.store ?? new MemoryStore({ clock: this.clock }));
-    this.sidecar = opts.sidecar ?? new SidecarClient({ clock: this.clock });
+    this.sidecar =
+      opts.sidecar ?? new SidecarClient({ clock: this.clock, authorization: opts.sidecarAuthorization });
     this.streamUrl = opts.streamUrl;
     this.retention = { ...DEFAULT_RETENTION, ...opts.retention };
     const metrics = engineMetrics(opts.registry ?? new Registry());

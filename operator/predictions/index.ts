@@ -17,10 +17,13 @@ export {
 export {
   type Endpoint,
   type EndpointSource,
+  ownPod,
   POD_SELECTOR,
   PodEndpoints,
   type PodLike,
   PodResource,
+  type ReplicaSetLike,
+  ReplicaSetResource,
   StaticEndpoints,
 } from './endpoints.ts';
 export { type CreateRequest, type EngineOptions, PredictionEngine, type Retention } from './engine.ts';

@@ -118,6 +118,7 @@ function exchange(
   url: string,
   timeoutMs: number,
   body?: unknown,
+  authorization?: string,
 ): Promise<Answer> {
   const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const timeout = new AbortController();
@@ -132,7 +133,10 @@ function exchange(
         method,
         agent,
         signal: timeout.signal,
-        headers: data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {},
+        headers: {
+          ...(data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {}),
+          ...(authorization ? { authorization } : {}),
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -187,6 +191,8 @@ export interface SidecarClientOptions {
   streamIdleMs?: number;
   /** The time limits' clock (default: real time). */
   clock?: Clock;
+  /** The `Authorization` header for calls to the sidecar at `base` (operator/sidecar-key.ts); none: no header. */
+  authorization?: (base: string) => Promise<string>;
 }
 
 export class SidecarClient implements InstanceClient {
@@ -199,6 +205,15 @@ export class SidecarClient implements InstanceClient {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.streamIdleMs = opts.streamIdleMs ?? 45_000;
     this.clock = opts.clock ?? realClock;
+    this.authorization = opts.authorization;
+  }
+
+  private readonly authorization: ((base: string) => Promise<string>) | undefined;
+
+  /** One exchange with the sidecar at `base`, with the operator's credential when there is one. */
+  private async call(base: string, method: string, path: string, body?: unknown): Promise<Answer> {
+    const auth = this.authorization ? await this.authorization(base) : undefined;
+    return exchange(this.agent, this.clock, method, `${base}${path}`, this.timeoutMs, body, auth);
   }
 
   /**
@@ -206,7 +221,7 @@ export class SidecarClient implements InstanceClient {
    * prediction — taken (`accepted`), its events (to `opts.onEvent`), its final record
    * (`final`). A refusal comes back as a plain problem answer.
    */
-  create(
+  async create(
     base: string,
     id: string,
     input: Record<string, unknown>,
@@ -214,6 +229,12 @@ export class SidecarClient implements InstanceClient {
   ): Promise<CreateResult> {
     const data = Buffer.from(JSON.stringify(opts.live ? { id, input, stream: true } : { id, input }));
     const url = new URL(`${base}/predictions`);
+    let auth: string | undefined;
+    try {
+      auth = this.authorization ? await this.authorization(base) : undefined;
+    } catch (err) {
+      return { kind: 'unreachable', error: describe(err) };
+    }
     return new Promise<CreateResult>((resolve) => {
       let settled = false;
       const answer = (r: CreateResult) => {
@@ -231,6 +252,7 @@ export class SidecarClient implements InstanceClient {
         'content-length': String(data.length),
       };
       if (opts.inputChecked) headers['x-modelplane-input-checked'] = '1';
+      if (auth) headers.authorization = auth;
       const req = request(
         {
           hostname: url.hostname,
@@ -367,13 +389,7 @@ export class SidecarClient implements InstanceClient {
 
   async get(base: string, id: string): Promise<GetResult> {
     try {
-      const res = await exchange(
-        this.agent,
-        this.clock,
-        'GET',
-        `${base}/predictions/${encodeURIComponent(id)}`,
-        this.timeoutMs,
-      );
+      const res = await this.call(base, 'GET', `/predictions/${encodeURIComponent(id)}`);
       const body = res.body;
       if (res.status === 200) return { kind: 'ok', body: body as unknown as InstancePrediction };
       if (res.status === 404) return { kind: 'not-found' };
@@ -386,13 +402,7 @@ export class SidecarClient implements InstanceClient {
   /** Asks the sidecar to cancel; resolves with whether it answered. */
   async cancel(base: string, id: string): Promise<boolean> {
     try {
-      const res = await exchange(
-        this.agent,
-        this.clock,
-        'POST',
-        `${base}/predictions/${encodeURIComponent(id)}/cancel`,
-        this.timeoutMs,
-      );
+      const res = await this.call(base, 'POST', `/predictions/${encodeURIComponent(id)}/cancel`);
       return res.status >= 200 && res.status < 300;
     } catch {
       return false;
@@ -426,8 +436,10 @@ export class SidecarClient implements InstanceClient {
     };
     arm();
     try {
+      const auth = this.authorization ? await this.authorization(base) : undefined;
       const res = await fetch(`${base}/predictions/${encodeURIComponent(id)}/stream`, {
         headers: {
+          ...(auth ? { authorization: auth } : {}),
           accept: 'text/event-stream',
           ...(lastEventId > 0 ? { 'last-event-id': String(lastEventId) } : {}),
         },

@@ -56,11 +56,18 @@ export interface UsageCollectorOptions {
   statusIntervalMs?: number;
   /** Reads a sidecar's status (default: HTTP GET with a 2 s timeout). */
   read?: (url: string) => Promise<SidecarStatus>;
+  /** The `Authorization` header of the default read of the sidecar at `base` (operator/sidecar-key.ts). */
+  authorization?: (base: string) => Promise<string>;
   clock?: Clock;
 }
 
-async function httpRead(url: string): Promise<SidecarStatus> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+async function httpRead(
+  url: string,
+  authorization?: (base: string) => Promise<string>,
+): Promise<SidecarStatus> {
+  const headers: Record<string, string> = {};
+  if (authorization) headers.authorization = await authorization(new URL(url).origin);
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(2000) });
   if (!res.ok) throw new Error(`GET ${url}: ${res.status}`);
   return (await res.json()) as SidecarStatus;
 }
@@ -143,7 +150,7 @@ export class UsageCollector {
   constructor(opts: UsageCollectorOptions) {
     this.opts = opts;
     this.clock = opts.clock ?? realClock;
-    this.read = opts.read ?? httpRead;
+    this.read = opts.read ?? ((url) => httpRead(url, opts.authorization));
     const registers = [opts.registry];
     const dep = ['namespace', 'deployment'] as const;
     this.metrics = {

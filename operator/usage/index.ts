@@ -16,10 +16,13 @@ export {
 export function addUsageCollector(
   manager: Manager,
   usage: () => UsageStore | undefined,
-  setup: Pick<UsageCollectorOptions, 'intervalMs' | 'terminatingIntervalMs' | 'statusIntervalMs'> = {},
+  setup: Pick<
+    UsageCollectorOptions,
+    'intervalMs' | 'terminatingIntervalMs' | 'statusIntervalMs' | 'authorization'
+  > = {},
 ): UsageCollector {
   const collector = new UsageCollector({
-    client: manager.client,
+    client: manager.leaderClient,
     caches: caches(manager),
     usage,
     registry: manager.metrics.registry,

@@ -14,6 +14,7 @@ import {
   type PodLike,
   PredictionEngine,
   type PredictionStore,
+  type ReplicaSetLike,
   type Retention,
 } from '../../predictions/index.ts';
 import type { Informer } from '../../runtime/index.ts';
@@ -24,6 +25,8 @@ import { StreamTokens } from './stream-token.ts';
 export interface PredictionServiceOptions extends CatalogInformers {
   /** Pods labelled `modelplane.dev/deployment` (every namespace). */
   pods: Informer<PodLike>;
+  /** ReplicaSets labelled `modelplane.dev/deployment`: only their pods are instances. */
+  replicaSets?: Informer<ReplicaSetLike>;
   log: Logger;
   registry?: Registry;
   /** The webhook signing secret (`whsec_...`) of a namespace. */
@@ -45,6 +48,8 @@ export interface PredictionServiceOptions extends CatalogInformers {
   egress?: EgressPolicy;
   /** Byte budgets of the inputs this replica holds (default: DEFAULT_INPUT_BUDGET). */
   inputBudget?: Partial<InputBudgetLimits>;
+  /** The `Authorization` header of calls to the sidecar at `base` (operator/sidecar-key.ts). */
+  sidecarAuthorization?: (base: string) => Promise<string>;
 }
 
 export interface PredictionService {
@@ -57,7 +62,7 @@ export interface PredictionService {
 
 export function predictionService(opts: PredictionServiceOptions): PredictionService {
   const catalog = new InformerCatalog(opts);
-  const endpoints = new PodEndpoints(opts.pods);
+  const endpoints = new PodEndpoints(opts.pods, opts.replicaSets);
   const tokens = new StreamTokens({ key: opts.streamKey });
   const open = opts.openStore;
   const engine = new PredictionEngine({
@@ -80,6 +85,7 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     streamUrl: (rec) => tokens.url(rec),
     webhookOptions: opts.egress ? { egress: opts.egress } : undefined,
     inputBudget: opts.inputBudget,
+    sidecarAuthorization: opts.sidecarAuthorization,
   });
   return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog, tokens }) };
 }
