@@ -42,6 +42,8 @@ const OPERATOR_LAYERS: Record<string, string[]> = {
   // The durable store: built on the store's contract and the record it keeps, nothing else of
   // the operator (operator/main.ts wires it to the engine).
   'operator/store/': ['lib/', 'operator/predictions/store.ts', 'operator/predictions/record.ts'],
+  // Files: their backends, signed URLs and service, on the store's contract and nothing else.
+  'operator/files/': ['lib/', 'operator/predictions/store.ts', 'operator/predictions/record.ts'],
 };
 
 /** Rule 3 sees a folder as one node: the folder one level under the top (`operator/gateway/`,

@@ -31,6 +31,8 @@ export interface NewPrediction {
   input: Record<string, unknown>;
   webhook?: string | undefined;
   webhookEventsFilter?: string[] | undefined;
+  /** Where its output files are uploaded (the gateway's signed URL). */
+  uploadUrl?: string | undefined;
 }
 
 /** What the routes call. */
@@ -199,6 +201,10 @@ export class ApiRoutes {
           description: `webhook may not point at a private, loopback or link-local address: ${refusedHook}`,
         },
       ]);
+    const uploadUrl = b.output_upload_url;
+    if (uploadUrl !== undefined && (typeof uploadUrl !== 'string' || !/^https?:\/\//.test(uploadUrl))) {
+      throw new HttpError(400, 'Bad request', 'output_upload_url must be an http(s) URL');
+    }
     const filter = b.webhook_events_filter;
     if (
       filter !== undefined &&
@@ -215,6 +221,7 @@ export class ApiRoutes {
       input: input as Record<string, unknown>,
       webhook: webhook as string | undefined,
       webhookEventsFilter: filter as string[] | undefined,
+      uploadUrl: uploadUrl as string | undefined,
     });
     if (refused) throw invalidInput(refused);
     if (wait !== undefined) await p.waitDone(wait * 1000);

@@ -30,6 +30,8 @@ export interface PredictionInit {
   /** Caller's webhook and the events it wants; delivered by the sidecar. */
   webhook?: string;
   webhookEventsFilter?: string[];
+  /** Where its output files go (`<url>/<filename>`): the gateway's signed upload URL. */
+  uploadUrl?: string | undefined;
 }
 
 export class Prediction {
@@ -37,6 +39,7 @@ export class Prediction {
   readonly input: Record<string, unknown>;
   readonly webhook: string | undefined;
   readonly webhookEventsFilter: string[];
+  readonly uploadUrl: string | undefined;
   status: PredictionStatus = 'starting';
   output: unknown = null;
   logs = '';
@@ -68,6 +71,7 @@ export class Prediction {
     this.input = init.input;
     this.webhook = init.webhook;
     this.webhookEventsFilter = init.webhookEventsFilter ?? [...WEBHOOK_EVENTS];
+    this.uploadUrl = init.uploadUrl;
     this.clock = init.clock ?? realClock;
     this.createdAt = this.clock.now();
     this.createdMono = this.clock.mono();

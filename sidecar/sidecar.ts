@@ -24,12 +24,13 @@ import { type CogClient, HttpCogClient } from './cog-client.ts';
 import { type CogPayload, CogWebhooks } from './cog-webhooks.ts';
 import type { SidecarConfig } from './config.ts';
 import { Drain } from './drain.ts';
-import { hostForUrl, Listeners, type Listening } from './listeners.ts';
+import { hostForUrl, isLoopback as isLoopbackHost, Listeners, type Listening } from './listeners.ts';
 import { Meter } from './meter.ts';
 import type { SidecarMetrics } from './metrics.ts';
 import { ModelHealth, type ReadyReason } from './model-health.ts';
 import { Prediction } from './prediction.ts';
 import { Slots } from './slots.ts';
+import { UploadListener } from './uploads.ts';
 
 export type { Listening } from './listeners.ts';
 export { INSTANCE_STATES, type InstanceState } from './meter.ts';
@@ -62,6 +63,7 @@ export class Sidecar implements PredictionService {
   readonly egress: EgressPolicy;
   private readonly routes: ApiRoutes;
   private readonly listeners: Listeners;
+  private readonly uploads: UploadListener;
 
   private readonly predictions = new Map<string, Prediction>();
   private readonly retentionTimers = new Set<Timer>();
@@ -149,6 +151,12 @@ export class Sidecar implements PredictionService {
         cogWebhook: (id, payload) => this.onCogPayload(id, payload),
       },
     );
+    this.uploads = new UploadListener({
+      host: config.uploadHost,
+      port: config.uploadPort,
+      log,
+      target: (id) => this.predictions.get(id)?.uploadUrl,
+    });
   }
 
   // --- lifecycle -------------------------------------------------------------------------
@@ -156,6 +164,12 @@ export class Sidecar implements PredictionService {
   /** Opens the API, metrics and webhook listeners and starts watching the model server. */
   async start(): Promise<Listening> {
     const listening = await this.listeners.open();
+    listening.upload = await this.uploads.open();
+    if (!isLoopbackHost(this.config.uploadHost))
+      this.log.warn(
+        { uploadHost: this.config.uploadHost },
+        'the upload listener is not on a loopback address',
+      );
     this.webhookBase = listening.webhook;
     this.log.info(
       {
@@ -195,6 +209,7 @@ export class Sidecar implements PredictionService {
     this.webhooks.close();
     this.routes.closeStreams();
     await this.listeners.close();
+    await this.uploads.close();
     this.cog.close();
   }
 

@@ -33,6 +33,8 @@ export interface LanesOptions {
   follower: Follower;
   /** How long an instance that refused or could not be reached is passed over. */
   avoidMs: number;
+  /** Where the instance uploads a prediction's output files. */
+  uploadUrl?: (rec: { id: string; baseUrl: string }) => string | undefined;
 }
 
 /** Least time between two pokes of the autoscaler for a deployment whose instances are busy. */
@@ -208,7 +210,7 @@ export class Lanes {
     const { sidecar, lifecycle, follower } = this.opts;
     const rec = live.rec;
     const lane = live.lane;
-    const r = await sidecar.create(ep.url, rec.id, rec.input);
+    const r = await sidecar.create(ep.url, rec.id, rec.input, this.opts.uploadUrl?.(rec));
     if (isTerminal(rec.status) || live.abort.signal.aborted) {
       // Ended or dropped meanwhile (hold timeout cannot, cancel can): the instance stops it too.
       if (r.kind === 'accepted') void sidecar.cancel(ep.url, rec.id);

@@ -105,8 +105,11 @@ function exchange(
 
 /** What the engine asks of an instance: `SidecarClient` over HTTP, a fake in unit tests. */
 export interface InstanceClient {
-  /** Hands it prediction `id` (idempotent by id). */
-  create(base: string, id: string, input: Record<string, unknown>): Promise<CreateResult>;
+  /**
+   * Hands it prediction `id` (idempotent by id); `uploadUrl` is where the instance uploads
+   * the prediction's output files (`<uploadUrl>/<filename>`).
+   */
+  create(base: string, id: string, input: Record<string, unknown>, uploadUrl?: string): Promise<CreateResult>;
   /** Reads its record of prediction `id`. */
   get(base: string, id: string): Promise<GetResult>;
   /** Asks it to cancel; resolves with whether it answered. */
@@ -145,12 +148,18 @@ export class SidecarClient implements InstanceClient {
     this.clock = opts.clock ?? realClock;
   }
 
-  async create(base: string, id: string, input: Record<string, unknown>): Promise<CreateResult> {
+  async create(
+    base: string,
+    id: string,
+    input: Record<string, unknown>,
+    uploadUrl?: string,
+  ): Promise<CreateResult> {
     let res: Answer;
     try {
       res = await exchange(this.agent, this.clock, 'POST', `${base}/predictions`, this.timeoutMs, {
         id,
         input,
+        ...(uploadUrl ? { output_upload_url: uploadUrl } : {}),
       });
     } catch (err) {
       return { kind: 'unreachable', error: describe(err) };

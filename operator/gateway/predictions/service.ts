@@ -42,6 +42,10 @@ export interface PredictionServiceOptions extends CatalogInformers {
   streamKey?: Buffer;
   /** Which addresses webhooks may reach (default: public ones only). */
   egress?: EgressPolicy;
+  /** Where an instance uploads a prediction's output files. */
+  uploadUrl?: (rec: { id: string; baseUrl: string }) => string | undefined;
+  /** Told the shared key once the store is open (the files' URLs are signed with it too). */
+  onKey?: (key: Buffer) => void;
 }
 
 export interface PredictionService {
@@ -67,7 +71,11 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     openStore: open
       ? async () => {
           const store = await open();
-          if (!opts.streamKey && store.streamKey) tokens.setKey(await store.streamKey());
+          if (!opts.streamKey && store.streamKey) {
+            const key = await store.streamKey();
+            tokens.setKey(key);
+            opts.onKey?.(key);
+          }
           return store;
         }
       : undefined,
@@ -75,6 +83,7 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     retention: opts.retention,
     adoption: opts.adoption,
     streamUrl: (rec) => tokens.url(rec),
+    uploadUrl: opts.uploadUrl,
     webhookOptions: opts.egress ? { egress: opts.egress } : undefined,
   });
   return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog, tokens }) };
