@@ -17,7 +17,7 @@ TETHER := $(shell setpriv --pdeathsig SIGKILL -- true 2>/dev/null && echo setpri
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(DEPS_STAMP): package.json package-lock.json
 	@echo "deps: npm install from package-lock.json (node $$(node --version))"
@@ -47,6 +47,10 @@ engine: ## the container engine the image is built and tested with (podman and r
 postgres: ## the PostgreSQL server the store's tests start (Debian package postgresql-15; apt-get install as root)
 	@hack/postgres.sh
 
+.PHONY: s3
+s3: ## the S3-compatible server the tests start (versitygw, built from its Go module; cached outside the clone)
+	@hack/s3.sh >/dev/null
+
 .PHONY: lint
 lint: $(DEPS_STAMP) ## lint, check formatting, type-check, check the direction of imports
 	biome check .
@@ -71,20 +75,24 @@ build: $(DEPS_STAMP) ## compile to dist/
 	tsc -p tsconfig.build.json
 
 .PHONY: test
-test: cluster-bin python postgres engine $(DEPS_STAMP) ## run every test: unit, against a real PostgreSQL, then against a real local control plane (the image test included)
-	$(TETHER) vitest run --project unit --project postgres --project cluster
+test: cluster-bin python postgres s3 engine $(DEPS_STAMP) ## run every test: unit, against a real PostgreSQL and a real S3 server, then against a real local control plane (the image test included)
+	$(TETHER) vitest run --project unit --project postgres --project s3 --project cluster
 
 .PHONY: test-unit
 test-unit: cluster-bin python $(DEPS_STAMP) ## run the unit tests only
 	$(TETHER) vitest run --project unit
 
 .PHONY: test-cluster
-test-cluster: cluster-bin python postgres engine $(DEPS_STAMP) ## run the cluster tests only
+test-cluster: cluster-bin python postgres s3 engine $(DEPS_STAMP) ## run the cluster tests only
 	$(TETHER) vitest run --project cluster
 
 .PHONY: test-postgres
 test-postgres: postgres $(DEPS_STAMP) ## run the tests against a real PostgreSQL server only (*.pg.test.ts)
 	$(TETHER) vitest run --project postgres
+
+.PHONY: test-s3
+test-s3: s3 $(DEPS_STAMP) ## run the tests against a real S3-compatible server only (*.s3.test.ts)
+	$(TETHER) vitest run --project s3
 
 .PHONY: bench
 bench: bench-sidecar bench-autoscaler bench-activation bench-gateway bench-store ## every benchmark

@@ -1,9 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects: `unit` (pure logic, no processes; embedded PGlite in-process), `postgres`
+// Four projects: `unit` (pure logic, no processes; embedded PGlite in-process), `postgres`
 // (`*.pg.test.ts`: each file starts its own real PostgreSQL server with harness/postgres.ts,
-// no control plane) and `cluster` (a real control plane, started once per run by
-// harness/cluster/global-setup.ts and shared through `inject`).
+// no control plane), `s3` (`*.s3.test.ts`: each file starts its own real S3-compatible
+// server, versitygw, with harness/s3.ts, no control plane) and `cluster` (a real control
+// plane, started once per run by harness/cluster/global-setup.ts and shared through `inject`).
 export default defineConfig({
   test: {
     reporters: ['default', './hack/vitest-summary.ts'],
@@ -12,7 +13,14 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['**/*.test.ts'],
-          exclude: ['**/*.int.test.ts', '**/*.pg.test.ts', 'e2e/tests/**', 'node_modules/**', 'dist/**'],
+          exclude: [
+            '**/*.int.test.ts',
+            '**/*.pg.test.ts',
+            '**/*.s3.test.ts',
+            'e2e/tests/**',
+            'node_modules/**',
+            'dist/**',
+          ],
           environment: 'node',
         },
       },
@@ -20,6 +28,16 @@ export default defineConfig({
         test: {
           name: 'postgres',
           include: ['**/*.pg.test.ts'],
+          exclude: ['node_modules/**', 'dist/**'],
+          environment: 'node',
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
+          name: 's3',
+          include: ['**/*.s3.test.ts'],
           exclude: ['node_modules/**', 'dist/**'],
           environment: 'node',
           testTimeout: 60_000,

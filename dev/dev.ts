@@ -72,7 +72,9 @@ export interface Dev {
   stop(): Promise<void>;
 }
 
-export const DEFAULT_EXAMPLES = ['echo.yaml', 'embed.yaml'].map((f) => join(repoRoot, 'examples', 'dev', f));
+export const DEFAULT_EXAMPLES = ['echo.yaml', 'embed.yaml', 'upscale.yaml'].map((f) =>
+  join(repoRoot, 'examples', 'dev', f),
+);
 /** Namespace of the operator's own objects: its Lease and the API token Secrets. */
 export const SYSTEM_NAMESPACE = 'modelplane-system';
 

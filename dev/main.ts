@@ -10,7 +10,7 @@ export const USAGE = `Usage: modelplane dev [flags]
 
 Starts a local Kubernetes control plane with GPU node pools (kwok A100 and H100 nodes, and
 a T4 and a CPU node whose pods run here as processes), the modelplane operator with its
-gateway, and the example models echo and embed; prints the gateway URL, an API token and how
+gateway, and the example models echo, embed and upscale; prints the gateway URL, an API token and how
 to call the models. The operator keeps predictions in its embedded store (--store-dir); when
 it exits unexpectedly it is restarted, as a kubelet would, and carries on with them. Ctrl-C
 stops everything. Missing builds (the control plane from Go modules, the Python environment

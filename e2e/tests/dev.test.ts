@@ -131,6 +131,23 @@ describe('modelplane dev', () => {
     );
   });
 
+  it('serves upscale: a 3x2 PNG in (a data: URI), a 6x4 PNG out', async () => {
+    // A 3x2 8-bit greyscale PNG.
+    const input =
+      'iVBORw0KGgoAAAANSUhEUgAAAAMAAAACCAAAAAC4HznGAAAADklEQVR4nGPgSjnBAMQACDwCbX6/OEwAAAAASUVORK5CYII=';
+    const res = await fetch(`${gateway}/v1/models/${NS}/upscale/predictions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', prefer: 'wait' },
+      body: JSON.stringify({ input: { image: `data:image/png;base64,${input}`, scale: 2 } }),
+    });
+    const body = (await res.json()) as { status: string; output: string; error?: string };
+    expect(res.status, JSON.stringify(body).slice(0, 500)).toBe(201);
+    expect(body.status, body.error).toBe('succeeded');
+    const png = Buffer.from(/^data:image\/png;base64,(.+)$/s.exec(body.output)?.[1] ?? '', 'base64');
+    expect(png.subarray(1, 4).toString('ascii')).toBe('PNG');
+    expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([6, 4]);
+  });
+
   it('takes a minInstances: 0 deployment from 0 to 1 for a prediction, and back to 0 when idle', async () => {
     const file = join(repoRoot, '.modelplane', 'dev', 'echo-zero.yaml');
     writeFileSync(
@@ -329,9 +346,10 @@ spec:
       timeoutMs: 120_000,
       intervalMs: 500,
     });
-    expect(k('get', 'deployments.modelplane.dev', '-n', NS, '-o', 'name').trim()).toBe(
+    expect(k('get', 'deployments.modelplane.dev', '-n', NS, '-o', 'name').trim().split('\n')).toEqual([
       'deployment.modelplane.dev/embed',
-    );
+      'deployment.modelplane.dev/upscale',
+    ]);
   });
 
   it('stops everything it started on Ctrl-C', async () => {

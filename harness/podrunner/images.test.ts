@@ -79,7 +79,7 @@ describe('resolveImage', () => {
   });
 
   it('reads the predictor of every example model', () => {
-    for (const m of ['echo', 'sleep', 'fail', 'stream', 'setup-fail', 'embed'])
+    for (const m of ['echo', 'sleep', 'fail', 'stream', 'setup-fail', 'embed', 'upscale'])
       expect(readPredictor(join(EXAMPLE_MODELS_DIR, m))).toMatch(/^\w+\.py:\w+$/);
   });
 });

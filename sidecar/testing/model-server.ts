@@ -11,7 +11,7 @@ import { pythonEnv } from '../../harness/python.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const modelsDir = join(root, 'examples', 'models');
-export const MODELS = ['echo', 'sleep', 'fail', 'stream', 'setup-fail', 'embed'] as const;
+export const MODELS = ['echo', 'sleep', 'fail', 'stream', 'setup-fail', 'embed', 'upscale'] as const;
 export type ModelName = (typeof MODELS)[number];
 
 /** `predict.py:Runner`, from the model's cog.yaml. */
