@@ -54,7 +54,8 @@ export function checkKey(key: string): string {
 
 /** Passes bytes through, counting and hashing them; fails with FileTooLargeError past `maxBytes`. */
 export class Metered extends Transform {
-  size = 0;
+  /** Bytes so far (not `size`: an uploader would take that for the stream's length). */
+  bytes = 0;
   private readonly sha256: Hash = createHash('sha256');
   private readonly md5: Hash = createHash('md5');
   private readonly maxBytes: number;
@@ -65,8 +66,8 @@ export class Metered extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.size += chunk.length;
-    if (this.size > this.maxBytes) {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
       done(new FileTooLargeError(this.maxBytes));
       return;
     }
@@ -77,6 +78,6 @@ export class Metered extends Transform {
 
   /** What passed through (once the stream has ended). */
   stored(): Stored {
-    return { size: this.size, sha256: this.sha256.digest('hex'), md5: this.md5.digest('hex') };
+    return { size: this.bytes, sha256: this.sha256.digest('hex'), md5: this.md5.digest('hex') };
   }
 }

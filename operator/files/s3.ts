@@ -63,10 +63,13 @@ export class S3Backend implements FileBackend {
       partSize: this.settings.partSize ?? 5 * 1024 * 1024,
       leavePartsOnError: false,
     });
+    const done = upload.done();
     try {
-      await Promise.race([upload.done(), failed]);
+      await Promise.race([done, failed]);
     } catch (err) {
+      // Abort, and wait until the uploader has aborted the multipart upload: no parts left behind.
       await upload.abort().catch(() => {});
+      await done.catch(() => {});
       throw err;
     }
     return meter.stored();
