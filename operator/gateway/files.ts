@@ -27,7 +27,9 @@ const PAGE_SIZE = 100;
 const CURSOR_PARAM = 'cursor';
 const BACK = 'b.';
 /** What a multipart body may hold beside the file: a few short fields. */
-const FIELD_LIMITS = { files: 1, fields: 10, fieldSize: 64 * 1024, parts: 12 } as const;
+const FIELD_LIMITS = { files: 4, fields: 10, fieldSize: 64 * 1024, parts: 12 } as const;
+/** The fields of an upload beside `content`. */
+const FIELDS = ['filename', 'type', 'metadata'];
 /** A file name: 1-255 characters, none a control character, "/" or "\\". */
 function validName(name: string): boolean {
   return name.length >= 1 && name.length <= 255 && ![...name].some((c) => c < ' ' || c === '/' || c === '\\');
@@ -108,6 +110,21 @@ function upload(files: FileService, req: IncomingMessage, namespace: string): Pr
       else fields[name] = value;
     });
     bb.on('file', (name, stream, info) => {
+      if (name !== 'content' && FIELDS.includes(name)) {
+        // The npm client sends `metadata` as a part with a file name: a field all the same.
+        const chunks: Buffer[] = [];
+        let size = 0;
+        stream.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size <= FIELD_LIMITS.fieldSize) chunks.push(c);
+        });
+        stream.on('end', () => {
+          if (size > FIELD_LIMITS.fieldSize)
+            fail(new HttpError(413, 'Field too large', `the field "${name}" is too long`));
+          else fields[name] = Buffer.concat(chunks).toString('utf8');
+        });
+        return;
+      }
       if (name !== 'content' || stored) {
         stream.resume();
         return;
@@ -128,6 +145,15 @@ function upload(files: FileService, req: IncomingMessage, namespace: string): Pr
       fail(new HttpError(400, 'Bad request', `the multipart body could not be read: ${err.message}`)),
     );
     bb.on('filesLimit', () => fail(new HttpError(400, 'Bad request', 'send one file, in "content"')));
+    bb.on('partsLimit', () =>
+      fail(
+        new HttpError(
+          400,
+          'Bad request',
+          'too many parts: send "content", "filename", "type" and "metadata"',
+        ),
+      ),
+    );
     bb.on('close', () => {
       if (!stored)
         fail(invalid([{ type: 'required', field: 'content', description: 'the file goes in "content"' }]));
