@@ -26,7 +26,7 @@ import { ConfigError, type OperatorConfig, parseConfig, USAGE } from './config.t
 import { addControllers } from './controllers/index.ts';
 import { addPredictionController } from './controllers/prediction.ts';
 import { DirectoryBackend, type FileBackend, FileService, S3Backend } from './files/index.ts';
-import { fileRoutes } from './gateway/files.ts';
+import { fileInputResolver, fileRoutes } from './gateway/files.ts';
 import { addGateway, type Gateway, type Routes } from './gateway/index.ts';
 import { type PredictionService, predictionService } from './gateway/predictions/index.ts';
 import { WebhookSecrets } from './gateway/webhook-secret.ts';
@@ -281,6 +281,7 @@ function addPredictions(
       ),
     streamKey,
     onKey: (key) => files.urls.setKey(key),
+    resolveInput: fileInputResolver(files),
     // Output files are uploaded while the prediction runs: a day bounds any predict timeout.
     uploadUrl: (rec) => files.uploadUrl(internal ? `${internal}/v1` : rec.baseUrl, rec.id, 86_400_000),
     egress: new EgressPolicy(config.gateway.webhookAllowCidrs),

@@ -32,7 +32,7 @@ import { DirectoryBackend, type FileBackend, FileService, S3Backend } from '../f
 import { InformerCatalog, PredictionEngine, StaticEndpoints } from '../predictions/index.ts';
 import { Deployments, Models, ModelVersions, Workloads } from '../resources.ts';
 import { createLogger, Manager } from '../runtime/index.ts';
-import { fileRoutes } from './files.ts';
+import { fileInputResolver, fileRoutes } from './files.ts';
 import { addGateway, type Gateway } from './index.ts';
 import { predictionRoutes } from './predictions/routes.ts';
 import { StreamTokens } from './predictions/stream-token.ts';
@@ -236,7 +236,7 @@ function gatewayWith(name: string, backend: () => FileBackend) {
           uploadUrl: (rec) => files.uploadUrl(`${gateway.url}/v1`, rec.id, 3600_000),
         });
         return [
-          predictionRoutes({ engine, catalog, tokens }),
+          predictionRoutes({ engine, catalog, tokens, resolveInput: fileInputResolver(files) }),
           fileRoutes({
             files,
             prediction: async (id) => {
@@ -315,6 +315,29 @@ for (const kind of ['directory', 's3'] as const) {
       expect(String((p?.input as { image?: unknown } | undefined)?.image)).toMatch(
         new RegExp(`^${base()}/files/[a-z0-9]+/download/`),
       );
+    });
+
+    it("takes a file's API URL as an input, and refuses the URL of no file with 422", async () => {
+      const replicate = npm();
+      const f = (await replicate.files.create(png)) as { id: string };
+      const version = gw.gateway.caches.modelVersions.get('upscale-v1', ns())?.status?.id ?? '';
+      const p = await replicate.predictions.create({
+        version,
+        input: { image: `${base()}/files/${f.id}`, scale: 2 },
+        wait: 60,
+      });
+      const done = await replicate.wait(p, { interval: 200 });
+      expect(done.status, String(done.error)).toBe('succeeded');
+      expect(String((done.input as { image: string }).image)).toMatch(/\/download\//);
+      const file = await tlsFetch(String(done.output));
+      expect(pngSize(new Uint8Array(await file.arrayBuffer()))).toEqual({ width: 48, height: 20 });
+      const missing = await tlsFetch(`${base()}/predictions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ version, input: { image: `${base()}/files/nosuchfile`, scale: 2 } }),
+      });
+      expect(missing.status).toBe(422);
+      expect(JSON.stringify(await missing.json())).toContain('no file');
     });
 
     it('creates, lists, gets and deletes files with both clients', async () => {

@@ -199,6 +199,52 @@ function describe(
   return { namespace, name, contentType: type, metadata };
 }
 
+/** Most strings of an input looked at for file references. */
+const MAX_REFERENCES = 100;
+
+/**
+ * Replaces each string of a prediction's input that names a file of this API by its URL —
+ * `<base>/files/<id>`, as the file object's own URL — with the file's signed download URL,
+ * which the model pod fetches without the caller's token. The file must be in the
+ * prediction's namespace (422 otherwise, as for one that does not exist). Signed URLs,
+ * `https:` URLs and `data:` URIs pass as they are.
+ */
+export function fileInputResolver(files: FileService) {
+  return async (input: unknown, namespace: string, ctx: RequestContext): Promise<unknown> => {
+    const prefix = `${ctx.baseUrl}/files/`;
+    let seen = 0;
+    const walk = async (v: unknown, field: string): Promise<unknown> => {
+      if (typeof v === 'string') {
+        if (!v.startsWith(prefix)) return v;
+        const id = v.slice(prefix.length);
+        if (!/^[a-z0-9]{1,64}$/.test(id)) return v;
+        if (++seen > MAX_REFERENCES)
+          throw invalid([
+            { type: 'invalid', field, description: `at most ${MAX_REFERENCES} files per input` },
+          ]);
+        const rec = await files.get(id);
+        if (!rec || rec.namespace !== namespace)
+          throw invalid([
+            { type: 'invalid', field, description: `no file "${id}" in namespace "${namespace}"` },
+          ]);
+        return files.view(rec, ctx.baseUrl).urls.get;
+      }
+      if (Array.isArray(v)) {
+        const out: unknown[] = [];
+        for (const [i, x] of v.entries()) out.push(await walk(x, `${field}.${i}`));
+        return out;
+      }
+      if (v !== null && typeof v === 'object') {
+        const out: Record<string, unknown> = {};
+        for (const [k, x] of Object.entries(v)) out[k] = await walk(x, field ? `${field}.${k}` : k);
+        return out;
+      }
+      return v;
+    };
+    return walk(input, '');
+  };
+}
+
 export function fileRoutes(deps: FileRoutesDeps): Routes {
   const { files } = deps;
   return (api, { authenticated, authenticatedStream }) => {

@@ -17,7 +17,7 @@ import {
 } from '../../predictions/index.ts';
 import type { Informer } from '../../runtime/index.ts';
 import type { Routes } from '../types.ts';
-import { predictionRoutes } from './routes.ts';
+import { type PredictionRoutesOptions, predictionRoutes } from './routes.ts';
 import { StreamTokens } from './stream-token.ts';
 
 export interface PredictionServiceOptions extends CatalogInformers {
@@ -44,6 +44,8 @@ export interface PredictionServiceOptions extends CatalogInformers {
   egress?: EgressPolicy;
   /** Where an instance uploads a prediction's output files. */
   uploadUrl?: (rec: { id: string; baseUrl: string }) => string | undefined;
+  /** The input as the model server gets it (file references resolved). */
+  resolveInput?: PredictionRoutesOptions['resolveInput'];
   /** Told the shared key once the store is open (the files' URLs are signed with it too). */
   onKey?: (key: Buffer) => void;
 }
@@ -86,5 +88,10 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     uploadUrl: opts.uploadUrl,
     webhookOptions: opts.egress ? { egress: opts.egress } : undefined,
   });
-  return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog, tokens }) };
+  return {
+    engine,
+    catalog,
+    endpoints,
+    routes: predictionRoutes({ engine, catalog, tokens, resolveInput: opts.resolveInput }),
+  };
 }
