@@ -395,11 +395,12 @@ describe('other values', () => {
     // CloudNativePG's <cluster>-app Secret holds the URL under uri.
     expect(env.MODELPLANE_DATABASE_URL).toEqual({ secretKeyRef: { name: 'db-app', key: 'uri' } });
     expect(env.MODELPLANE_STORE_DIR).toBeUndefined();
-    // Only the files' claim, which every replica mounts: ReadWriteMany.
+    // Only the files' claim, which every replica mounts (ReadWriteOnce: a claim's modes are
+    // immutable; several nodes need files.directory.existingClaim or files.kind=s3).
     expect(objs.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => o.metadata.name)).toEqual([
       'modelplane-files',
     ]);
-    expect(one(objs, 'PersistentVolumeClaim').spec.accessModes).toEqual(['ReadWriteMany']);
+    expect(one(objs, 'PersistentVolumeClaim').spec.accessModes).toEqual(['ReadWriteOnce']);
     expect(pod.volumes.map((v: Obj) => v.name).sort()).toEqual(['files', 'stream-key', 'tmp']);
     // The same stream key for every replica.
     expect(one(objs, 'Secret', 'modelplane-stream-key').data.key).toBeTruthy();
