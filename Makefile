@@ -95,7 +95,11 @@ test-s3: s3 $(DEPS_STAMP) ## run the tests against a real S3-compatible server o
 	$(TETHER) vitest run --project s3
 
 .PHONY: bench
-bench: bench-sidecar bench-autoscaler bench-activation bench-gateway bench-store ## every benchmark
+bench: bench-sidecar bench-autoscaler bench-activation bench-gateway bench-store bench-files ## every benchmark
+
+.PHONY: bench-files
+bench-files: python $(DEPS_STAMP) ## benchmark: gateway and sidecar memory while 50 predictions each return a 5 MB file
+	$(TETHER) node bench/files.ts
 
 .PHONY: bench-sidecar
 bench-sidecar: python $(DEPS_STAMP) ## benchmark: the sidecar's added latency over a real Cog server

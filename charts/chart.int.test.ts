@@ -240,6 +240,8 @@ describe('helm install', () => {
         hardwareClasses: { items: classes },
         replicaCount: 2,
         store: { kind: 'postgres', postgres: { existingSecret: 'db-app' } },
+        // Several replicas share their files in a bucket (a ReadWriteOnce claim holds one node).
+        files: { kind: 's3', s3: { endpoint: 'http://s3.invalid:9000', bucket: 'files' } },
       }),
     );
     const out = await helm('upgrade', release, chartPath, '--namespace', ns(), '--values', values);

@@ -488,8 +488,13 @@ describe('other values', () => {
     // CloudNativePG's <cluster>-app Secret holds the URL under uri.
     expect(env.MODELPLANE_DATABASE_URL).toEqual({ secretKeyRef: { name: 'db-app', key: 'uri' } });
     expect(env.MODELPLANE_STORE_DIR).toBeUndefined();
-    expect(objs.filter((o) => o.kind === 'PersistentVolumeClaim')).toEqual([]);
-    expect(pod.volumes.map((v: Obj) => v.name).sort()).toEqual(['stream-key', 'tmp']);
+    // Only the files' claim, which every replica mounts (ReadWriteOnce: a claim's modes are
+    // immutable; several nodes need files.directory.existingClaim or files.kind=s3).
+    expect(objs.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => o.metadata.name)).toEqual([
+      'modelplane-files',
+    ]);
+    expect(one(objs, 'PersistentVolumeClaim').spec.accessModes).toEqual(['ReadWriteOnce']);
+    expect(pod.volumes.map((v: Obj) => v.name).sort()).toEqual(['files', 'stream-key', 'tmp']);
     // The same stream key for every replica.
     expect(one(objs, 'Secret', 'modelplane-stream-key').data.key).toBeTruthy();
     const strings = Object.fromEntries(Object.entries(env).filter(([, v]) => typeof v === 'string'));
@@ -509,17 +514,77 @@ describe('other values', () => {
 
   it('takes a storage class and size, or a claim of your own', async () => {
     const sized = await render({ 'store.embedded.size': '50Gi', 'store.embedded.storageClass': 'fast-ssd' });
-    expect(one(sized, 'PersistentVolumeClaim').spec).toEqual({
+    expect(one(sized, 'PersistentVolumeClaim', 'modelplane-store').spec).toEqual({
       accessModes: ['ReadWriteOnce'],
       storageClassName: 'fast-ssd',
       resources: { requests: { storage: '50Gi' } },
     });
     const own = await render({ 'store.embedded.existingClaim': 'my-claim' });
-    expect(own.filter((o) => o.kind === 'PersistentVolumeClaim')).toEqual([]);
+    expect(own.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => o.metadata.name)).toEqual([
+      'modelplane-files',
+    ]);
     const pod = one(own, 'Deployment').spec.template.spec;
     expect(pod.volumes.find((v: Obj) => v.name === 'store').persistentVolumeClaim).toEqual({
       claimName: 'my-claim',
     });
+  });
+
+  it('keeps files in a directory on a claim of its own by default, or in an S3 bucket by values alone', async () => {
+    const settings = (objs: Obj[]) => {
+      const c = one(objs, 'Deployment').spec.template.spec.containers[0];
+      const env = envOf(c);
+      const strings = Object.fromEntries(
+        Object.entries(env).filter(([, v]) => typeof v === 'string'),
+      ) as Record<string, string>;
+      const config = parseConfig(c.args.slice(1), { ...strings, POD_NAMESPACE: 'modelplane-system' });
+      if (config === 'help') throw new Error('want settings, got help');
+      return { c, env, config };
+    };
+    const dir = await render({});
+    const d = settings(dir);
+    expect(d.config.files).toEqual({
+      kind: 'directory',
+      dir: '/var/lib/modelplane/files',
+      s3: { endpoint: undefined, region: 'us-east-1', bucket: '', prefix: '' },
+      maxBytes: 100 * 1024 * 1024,
+      uploadTtlMs: 86_400_000,
+      internalUrl: 'http://modelplane-gateway.modelplane-system.svc',
+    });
+    const claim = one(dir, 'PersistentVolumeClaim', 'modelplane-files');
+    expect(claim.spec.accessModes).toEqual(['ReadWriteOnce']);
+    expect(claim.metadata.annotations).toEqual({ 'helm.sh/resource-policy': 'keep' });
+    expect(claim.spec.resources).toEqual({ requests: { storage: '20Gi' } });
+    const pod = one(dir, 'Deployment').spec.template.spec;
+    expect(pod.volumes.find((v: Obj) => v.name === 'files').persistentVolumeClaim).toEqual({
+      claimName: 'modelplane-files',
+    });
+    expect(d.c.volumeMounts.find((m: Obj) => m.name === 'files').mountPath).toBe('/var/lib/modelplane/files');
+
+    const s3 = await render({
+      'files.kind': 's3',
+      'files.s3.endpoint': 'http://minio.storage:9000',
+      'files.s3.bucket': 'outputs',
+      'files.s3.prefix': 'mp/',
+      'files.s3.existingSecret': 's3-creds',
+      'files.maxSizeBytes': 1048576,
+    });
+    const t = settings(s3);
+    expect(t.config.files).toMatchObject({
+      kind: 's3',
+      s3: { endpoint: 'http://minio.storage:9000', region: 'us-east-1', bucket: 'outputs', prefix: 'mp/' },
+      maxBytes: 1_048_576,
+    });
+    expect(t.env.AWS_ACCESS_KEY_ID).toEqual({ secretKeyRef: { name: 's3-creds', key: 'accessKeyId' } });
+    expect(t.env.AWS_SECRET_ACCESS_KEY).toEqual({
+      secretKeyRef: { name: 's3-creds', key: 'secretAccessKey' },
+    });
+    expect(s3.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => o.metadata.name)).toEqual([
+      'modelplane-store',
+    ]);
+    expect(
+      one(s3, 'Deployment').spec.template.spec.volumes.find((v: Obj) => v.name === 'files'),
+    ).toBeUndefined();
+    await expect(render({ 'files.kind': 's3' })).rejects.toThrow(/files.s3.bucket/);
   });
 
   it('takes a stream key Secret of your own, or none (the key kept in the store)', async () => {
@@ -539,7 +604,7 @@ describe('other values', () => {
     const none = await render({ 'gateway.streamKey.generate': false });
     expect(none.filter((o) => o.kind === 'Secret')).toEqual([]);
     const nonePod = one(none, 'Deployment').spec.template.spec;
-    expect(nonePod.volumes.map((v: Obj) => v.name).sort()).toEqual(['store', 'tmp']);
+    expect(nonePod.volumes.map((v: Obj) => v.name).sort()).toEqual(['files', 'store', 'tmp']);
     expect(envOf(nonePod.containers[0]).MODELPLANE_STREAM_KEY_FILE).toBeUndefined();
   });
 

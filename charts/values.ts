@@ -88,6 +88,61 @@ export const StoreSchema = z
   .strict()
   .describe('Where predictions are kept.');
 
+export const FILE_BACKENDS = ['directory', 's3'] as const;
+
+export const FilesSchema = z
+  .object({
+    kind: z
+      .enum(FILE_BACKENDS)
+      .describe(
+        'directory: files on a PersistentVolumeClaim the gateway serves (one replica, or a ReadWriteMany claim of yours); s3: any S3-compatible store.',
+      ),
+    maxSizeBytes: z
+      .int()
+      .min(1)
+      .describe('Largest file accepted (uploads and outputs); larger ones get 413.'),
+    uploadTtlSeconds: z
+      .int()
+      .min(1)
+      .describe('How long an uploaded file is kept; outputs go with their prediction.'),
+    internalUrl: z
+      .string()
+      .regex(/^(https?:\/\/[^\s?#]+)?$/)
+      .describe(
+        "Base URL, without /v1, at which model pods reach the gateway to upload output files; empty: the gateway Service's in-cluster URL.",
+      ),
+    directory: z
+      .object({
+        size: quantity('Size of the PersistentVolumeClaim the files are kept on.'),
+        storageClass: str("storageClassName of the claim; empty: the cluster's default class."),
+        existingClaim: z
+          .string()
+          .regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$/)
+          .describe(
+            'A PersistentVolumeClaim of yours (ReadWriteMany for several replicas); empty: the chart makes one.',
+          ),
+      })
+      .strict(),
+    s3: z
+      .object({
+        endpoint: z
+          .string()
+          .regex(/^(https?:\/\/[^\s?#]+)?$/)
+          .describe("The S3-compatible endpoint, e.g. http://minio.storage:9000; empty: AWS's."),
+        region: z.string().min(1).describe("The bucket's region."),
+        bucket: z.string().describe('The bucket; required with kind s3.'),
+        prefix: z.string().describe('Prefix of every key in the bucket.'),
+        existingSecret: secretName(
+          "A Secret (release namespace) with the access key id and secret; empty: the SDK's other sources (e.g. IAM roles for service accounts).",
+        ),
+        accessKeyIdKey: secretKey('The key of that Secret holding the access key id.'),
+        secretAccessKeyKey: secretKey('The key of that Secret holding the secret access key.'),
+      })
+      .strict(),
+  })
+  .strict()
+  .describe('Where files (uploads and prediction outputs) are kept.');
+
 /**
  * The rules across keys, for values.schema.json (JSON Schema `if`/`then`; Helm merges
  * values.yaml first, so store.kind is always there). `storeProblems` states the same rules
@@ -220,6 +275,7 @@ export const ValuesSchema = z
       })
       .strict(),
     store: StoreSchema,
+    files: FilesSchema,
     gateway: z
       .object({
         publicUrl: z

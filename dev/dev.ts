@@ -10,7 +10,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { parseAllDocuments } from 'yaml';
@@ -310,6 +310,8 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
               '--webhook-cert-names=127.0.0.1',
               '--store=embedded',
               `--store-dir=${storeDir}`,
+              // Files (uploads, outputs) beside the predictions whose they are.
+              `--files-dir=${join(storeDir, '..', `${basename(storeDir)}-files`)}`,
               // Webhook receivers on this machine (a script, a local app) listen on loopback.
               '--webhook-allow-cidrs=127.0.0.0/8,::1',
               // `dev` runs the operator as the cluster's admin: idle pods go first on a scale-down.

@@ -47,6 +47,8 @@ const OPERATOR_LAYERS: Record<string, string[]> = {
     'operator/predictions/record.ts',
     'operator/predictions/usage-store.ts',
   ],
+  // Files: their backends, signed URLs and service, on the store's contract and nothing else.
+  'operator/files/': ['lib/', 'operator/predictions/store.ts', 'operator/predictions/record.ts'],
 };
 
 /** Rule 3 sees a folder as one node: the folder one level under the top (`operator/gateway/`,

@@ -60,6 +60,15 @@ export const ENV = {
   webhookAllowCidrs: 'MODELPLANE_WEBHOOK_ALLOW_CIDRS',
   queueBytesPerDeployment: 'MODELPLANE_QUEUE_BYTES_PER_DEPLOYMENT',
   queueBytesPerReplica: 'MODELPLANE_QUEUE_BYTES_PER_REPLICA',
+  files: 'MODELPLANE_FILES',
+  filesDir: 'MODELPLANE_FILES_DIR',
+  filesS3Endpoint: 'MODELPLANE_FILES_S3_ENDPOINT',
+  filesS3Region: 'MODELPLANE_FILES_S3_REGION',
+  filesS3Bucket: 'MODELPLANE_FILES_S3_BUCKET',
+  filesS3Prefix: 'MODELPLANE_FILES_S3_PREFIX',
+  filesMaxSize: 'MODELPLANE_FILES_MAX_SIZE',
+  filesUploadTtl: 'MODELPLANE_FILES_UPLOAD_TTL',
+  filesInternalUrl: 'MODELPLANE_FILES_INTERNAL_URL',
 } as const;
 
 export const STORES = ['embedded', 'postgres', 'memory'] as const;
@@ -389,6 +398,88 @@ together (${ENV.queueBytesPerReplica}; default 1Gi)`,
   }),
 };
 
+const FILE_BACKENDS = ['directory', 's3'] as const;
+
+/** Where files (uploads, prediction outputs) are kept (docs/files.md). */
+const FILES = {
+  files: option({
+    flag: 'files',
+    env: ENV.files,
+    default: 'directory',
+    check: (v: string) =>
+      (FILE_BACKENDS as readonly string[]).includes(v)
+        ? undefined
+        : `want one of ${FILE_BACKENDS.join(', ')}, got "${v}"`,
+    meta: 'KIND',
+    help: `where files are kept (${ENV.files}): directory (--files-dir;
+one replica, or a volume every replica mounts) or s3 (any
+S3-compatible store; credentials from AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY or the SDK's other sources); default directory`,
+  }),
+  filesDir: option({
+    flag: 'files-dir',
+    env: ENV.filesDir,
+    default: '.modelplane/files',
+    meta: 'DIR',
+    help: `the files directory (${ENV.filesDir}; default .modelplane/files)`,
+  }),
+  filesS3Endpoint: option({
+    flag: 'files-s3-endpoint',
+    env: ENV.filesS3Endpoint,
+    meta: 'URL',
+    help: `the S3-compatible endpoint (${ENV.filesS3Endpoint}; default AWS's)`,
+  }),
+  filesS3Region: option({
+    flag: 'files-s3-region',
+    env: ENV.filesS3Region,
+    default: 'us-east-1',
+    meta: 'REGION',
+    help: `the bucket's region (${ENV.filesS3Region}; default us-east-1)`,
+  }),
+  filesS3Bucket: option({
+    flag: 'files-s3-bucket',
+    env: ENV.filesS3Bucket,
+    meta: 'NAME',
+    help: `the bucket (${ENV.filesS3Bucket}; needed with --files=s3)`,
+  }),
+  filesS3Prefix: option({
+    flag: 'files-s3-prefix',
+    env: ENV.filesS3Prefix,
+    default: '',
+    meta: 'PREFIX',
+    help: `prefix of every key in the bucket (${ENV.filesS3Prefix}; default none)`,
+  }),
+  filesMaxSize: option({
+    flag: 'files-max-size',
+    env: ENV.filesMaxSize,
+    type: 'int',
+    min: 1,
+    default: 100 * 1024 * 1024,
+    meta: 'BYTES',
+    help: `largest file accepted (${ENV.filesMaxSize}; default 104857600, 100 MiB)`,
+  }),
+  filesUploadTtlMs: option({
+    flag: 'files-upload-ttl',
+    env: ENV.filesUploadTtl,
+    type: 'duration',
+    min: 1,
+    default: 86_400_000,
+    meta: 'SECONDS',
+    help: `how long an uploaded file is kept (${ENV.filesUploadTtl}; default
+86400); output files go with their prediction's data`,
+  }),
+  filesInternalUrl: option({
+    flag: 'files-internal-url',
+    env: ENV.filesInternalUrl,
+    parse: publicUrl,
+    meta: 'URL',
+    help: `base URL, without /v1, at which model pods reach the gateway to
+upload output files, e.g. http://modelplane.modelplane.svc:8000
+(${ENV.filesInternalUrl}; default: --public-url, else the URL each
+prediction was created at)`,
+  }),
+};
+
 /** The webhook role's settings. */
 const WEBHOOK = {
   webhookAddress: option({
@@ -499,7 +590,7 @@ the token sent to peers, and whose subject peers accept
 };
 
 /** Every setting of `modelplane operator`. */
-export const OPTIONS = { ...GENERAL, ...STORE, ...GATEWAY, ...WEBHOOK, ...AUTOSCALER };
+export const OPTIONS = { ...GENERAL, ...STORE, ...FILES, ...GATEWAY, ...WEBHOOK, ...AUTOSCALER };
 
 const COLUMN = 29;
 
@@ -515,6 +606,8 @@ Flags:
 ${formatOptions(Object.values(GENERAL), COLUMN)}
 Prediction store:
 ${formatOptions(Object.values(STORE), COLUMN)}
+Files (role gateway):
+${formatOptions(Object.values(FILES), COLUMN)}
 Gateway flags (role gateway):
 ${formatOptions(Object.values(GATEWAY), COLUMN)}
 Webhook flags (role webhook):
@@ -550,6 +643,14 @@ export interface OperatorConfig {
     streamKeyFile: string | undefined;
     dataRetentionMs: number;
     recordRetentionMs: number;
+  };
+  files: {
+    kind: 'directory' | 's3';
+    dir: string;
+    s3: { endpoint: string | undefined; region: string; bucket: string; prefix: string };
+    maxBytes: number;
+    uploadTtlMs: number;
+    internalUrl: string | undefined;
   };
   gateway: {
     address: Address;
@@ -587,6 +688,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
     throw new ConfigError(
       `--store=postgres needs --database-url (or ${ENV.databaseUrl}, or the PG* variables)`,
     );
+  if (v.files === 's3' && !v.filesS3Bucket)
+    throw new ConfigError(`--files=s3 needs --files-s3-bucket (or ${ENV.filesS3Bucket})`);
   const mode = v.autoscalerPeers;
   let autoscalerPeers: OperatorConfig['autoscalerPeers'] = false;
   // auto: on in a pod (it has a ServiceAccount token) that serves HTTP.
@@ -628,6 +731,19 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
       streamKeyFile: v.streamKeyFile,
       dataRetentionMs: v.dataRetentionMs,
       recordRetentionMs: v.recordRetentionMs,
+    },
+    files: {
+      kind: v.files as 'directory' | 's3',
+      dir: v.filesDir,
+      s3: {
+        endpoint: v.filesS3Endpoint,
+        region: v.filesS3Region,
+        bucket: v.filesS3Bucket ?? '',
+        prefix: v.filesS3Prefix,
+      },
+      maxBytes: v.filesMaxSize,
+      uploadTtlMs: v.filesUploadTtlMs,
+      internalUrl: v.filesInternalUrl,
     },
     gateway: {
       address: v.gatewayAddress,

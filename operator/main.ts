@@ -25,6 +25,8 @@ import {
 import { ConfigError, type OperatorConfig, parseConfig, USAGE } from './config.ts';
 import { addControllers } from './controllers/index.ts';
 import { addPredictionController } from './controllers/prediction.ts';
+import { DirectoryBackend, type FileBackend, FileService, S3Backend } from './files/index.ts';
+import { fileInputResolver, fileRoutes } from './gateway/files.ts';
 import { addGateway, type Gateway, type Routes } from './gateway/index.ts';
 import { type PredictionService, predictionService } from './gateway/predictions/index.ts';
 import { RunCounts, usageRoutes } from './gateway/usage.ts';
@@ -63,6 +65,8 @@ export interface Operator {
    * queues are this replica's demand.
    */
   readonly predictions: PredictionService;
+  /** Files: uploads and prediction outputs (served by the gateway). */
+  readonly files: FileService;
   /**
    * This replica's demand: the engine's queues and the sources given in `parts` (add more
    * with `demand.add`). The autoscaler reads it; peers read it from the leader.
@@ -118,7 +122,13 @@ export function createOperator(
   const sidecarKey = SidecarKey.inNamespace(manager.client, config.gateway.tokenNamespace);
   let gateway: Gateway | undefined;
   // Webhook signing secrets: the gateway's cache when it runs here, else read on demand.
-  const predictions = addPredictions(manager, config, withGateway, () => gateway?.webhookSecrets, sidecarKey);
+  const { svc: predictions, files } = addPredictions(
+    manager,
+    config,
+    withGateway,
+    () => gateway?.webhookSecrets,
+    sidecarKey,
+  );
   const demand = new LocalDemand({ onError: (err) => log.warn({ err }, 'a demand source failed') });
   for (const s of parts.demandSources ?? []) demand.add(s);
   // The gateway's prediction queues are this replica's demand.
@@ -194,6 +204,13 @@ export function createOperator(
       routes: (gw) => [
         predictions.routes,
         usageRoutes({ usage }),
+        fileRoutes({
+          files,
+          prediction: async (id) => {
+            const rec = await predictions.engine.get(id);
+            return rec && { namespace: rec.namespace, baseUrl: rec.baseUrl, status: rec.status };
+          },
+        }),
         ...(typeof parts.gatewayRoutes === 'function'
           ? parts.gatewayRoutes(gw)
           : (parts.gatewayRoutes ?? [])),
@@ -207,6 +224,7 @@ export function createOperator(
     manager,
     log,
     predictions,
+    files,
     demand,
     gateway,
     autoscaler,
@@ -238,8 +256,29 @@ function addPredictions(
   everyReplica: boolean,
   gatewaySecrets: () => WebhookSecrets | undefined,
   sidecarKey: SidecarKey,
-): PredictionService {
+): { svc: PredictionService; files: FileService } {
   const every = { everyReplica };
+  const f = config.files;
+  const backend: FileBackend =
+    f.kind === 's3'
+      ? new S3Backend({
+          endpoint: f.s3.endpoint,
+          region: f.s3.region,
+          bucket: f.s3.bucket,
+          prefix: f.s3.prefix,
+        })
+      : new DirectoryBackend(f.dir);
+  const files: FileService = new FileService({
+    backend,
+    withStore: (fn) => svc.engine.withStore(fn),
+    maxBytes: f.maxBytes,
+    uploadTtlMs: f.uploadTtlMs,
+    outputUrlTtlMs: config.store.dataRetentionMs,
+    log: manager.log,
+  });
+  const streamKey = config.store.streamKeyFile ? readFileSync(config.store.streamKeyFile) : undefined;
+  if (streamKey) files.urls.setKey(streamKey);
+  const internal = f.internalUrl ?? config.gateway.publicUrl;
   const secrets = new WebhookSecrets(manager.client, config.gateway.tokenNamespace);
   const { store } = config;
   const dataMs = store.dataRetentionMs;
@@ -262,7 +301,11 @@ function addPredictions(
             ? { kind: 'embedded', dir: store.dir, log: manager.log }
             : { kind: 'memory', log: manager.log },
       ),
-    streamKey: store.streamKeyFile ? readFileSync(store.streamKeyFile) : undefined,
+    streamKey,
+    onKey: (key) => files.urls.setKey(key),
+    resolveInput: fileInputResolver(files),
+    // Output files are uploaded while the prediction runs: a day bounds any predict timeout.
+    uploadUrl: (rec) => files.uploadUrl(internal ? `${internal}/v1` : rec.baseUrl, rec.id, 86_400_000),
     egress: new EgressPolicy(config.gateway.webhookAllowCidrs),
     inputBudget: config.gateway.inputBudget,
     sidecarAuthorization: (base) => sidecarKey.authorization(base),
@@ -277,8 +320,14 @@ function addPredictions(
     start: () => svc.engine.start(),
     stop: (timeoutMs) => svc.engine.drain(timeoutMs),
   });
+  if (everyReplica)
+    manager.addRunnable({
+      name: 'files',
+      start: async () => files.start(),
+      stop: () => files.stop(),
+    });
   manager.addReadyCheck('prediction store', () => svc.engine.problem() ?? true);
-  return svc;
+  return { svc, files };
 }
 
 export async function run(argv: string[]): Promise<number> {

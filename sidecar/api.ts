@@ -38,6 +38,8 @@ export interface NewPrediction {
   webhookEventsFilter?: string[] | undefined;
   /** The caller asked for live events. */
   stream?: boolean | undefined;
+  /** Where its output files are uploaded (the gateway's signed URL). */
+  uploadUrl?: string | undefined;
 }
 
 /** What the routes call. */
@@ -254,6 +256,10 @@ export class ApiRoutes {
           description: `webhook may not point at a private, loopback or link-local address: ${refusedHook}`,
         },
       ]);
+    const uploadUrl = b.output_upload_url;
+    if (uploadUrl !== undefined && (typeof uploadUrl !== 'string' || !/^https?:\/\//.test(uploadUrl))) {
+      throw new HttpError(400, 'Bad request', 'output_upload_url must be an http(s) URL');
+    }
     const filter = b.webhook_events_filter;
     if (
       filter !== undefined &&
@@ -271,6 +277,7 @@ export class ApiRoutes {
       webhook: webhook as string | undefined,
       webhookEventsFilter: filter as string[] | undefined,
       stream,
+      uploadUrl: uploadUrl as string | undefined,
     });
     if (refused) throw invalidInput(refused);
     if (streamed) {

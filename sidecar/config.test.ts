@@ -12,6 +12,8 @@ describe('sidecar settings', () => {
       concurrency: 1,
       queueSize: 16,
       webhookHost: '127.0.0.1',
+      uploadHost: '127.0.0.1',
+      uploadPort: 8081,
       pricePerSecond: '0',
       shutdownModel: true,
       webhookToken: undefined,

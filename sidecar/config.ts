@@ -21,6 +21,8 @@ export const ENV = {
   healthInterval: 'MODELPLANE_HEALTH_INTERVAL',
   webhookHost: 'MODELPLANE_WEBHOOK_HOST',
   webhookPort: 'MODELPLANE_WEBHOOK_PORT',
+  uploadHost: 'MODELPLANE_UPLOAD_HOST',
+  uploadPort: 'MODELPLANE_UPLOAD_PORT',
   webhookToken: 'WEBHOOK_AUTH_TOKEN',
   operatorKey: 'MODELPLANE_OPERATOR_KEY',
   podIp: 'MODELPLANE_POD_IP',
@@ -69,6 +71,10 @@ export interface SidecarConfig {
   webhookHost: string;
   /** Port of the webhook listener; 0 picks a free one. */
   webhookPort: number;
+  /** Address of the listener the model server uploads output files to (loopback). */
+  uploadHost: string;
+  /** Its port (Cog's --upload-url names it); 0 picks a free one. */
+  uploadPort: number;
   /** Bearer token the model server sends on its webhooks (its WEBHOOK_AUTH_TOKEN). */
   webhookToken: string | undefined;
   /**
@@ -224,6 +230,24 @@ how often to check the model server (${ENV.healthInterval}; default 0.5)`,
     default: 0,
     meta: 'N',
     help: `port for those webhooks (${ENV.webhookPort}; default 0, any free one)`,
+  }),
+  uploadHost: option({
+    flag: 'upload-host',
+    env: ENV.uploadHost,
+    default: '127.0.0.1',
+    meta: 'ADDR',
+    help: `loopback address the model server uploads output files to
+(${ENV.uploadHost}; default 127.0.0.1)`,
+  }),
+  uploadPort: option({
+    flag: 'upload-port',
+    env: ENV.uploadPort,
+    type: 'int',
+    min: 0,
+    default: 8081,
+    meta: 'N',
+    help: `port of that listener, which the model server's --upload-url
+names (${ENV.uploadPort}; default 8081)`,
   }),
   deployment: option({
     flag: 'deployment',

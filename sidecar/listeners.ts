@@ -26,6 +26,8 @@ export interface Listening {
   api: string;
   metrics: string;
   webhook: string;
+  /** Where the model server uploads output files (uploads.ts), once open. */
+  upload?: string;
 }
 
 export interface ListenerSettings {
@@ -165,7 +167,7 @@ function toProblem(err: unknown): HttpError {
   return new HttpError(500, 'Internal error', message);
 }
 
-function isLoopback(host: string): boolean {
+export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 

@@ -35,6 +35,8 @@ export interface PredictionInit {
   webhookEventsFilter?: string[];
   /** The caller asked for live events (`stream: true`). */
   stream?: boolean;
+  /** Where its output files go (`<url>/<filename>`): the gateway's signed upload URL. */
+  uploadUrl?: string | undefined;
 }
 
 export class Prediction {
@@ -44,6 +46,7 @@ export class Prediction {
   readonly webhookEventsFilter: string[];
   /** The caller asked for live events. */
   readonly stream: boolean;
+  readonly uploadUrl: string | undefined;
   status: PredictionStatus = 'starting';
   output: unknown = null;
   logs = '';
@@ -78,6 +81,7 @@ export class Prediction {
     this.webhook = init.webhook;
     this.webhookEventsFilter = init.webhookEventsFilter ?? [...WEBHOOK_EVENTS];
     this.stream = init.stream === true;
+    this.uploadUrl = init.uploadUrl;
     this.clock = init.clock ?? realClock;
     this.createdAt = this.clock.now();
     this.createdMono = this.clock.mono();

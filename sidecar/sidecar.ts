@@ -24,7 +24,7 @@ import { type CogClient, HttpCogClient } from './cog-client.ts';
 import { type CogPayload, CogWebhooks } from './cog-webhooks.ts';
 import type { SidecarConfig } from './config.ts';
 import { Drain } from './drain.ts';
-import { hostForUrl, Listeners, type Listening } from './listeners.ts';
+import { hostForUrl, isLoopback as isLoopbackHost, Listeners, type Listening } from './listeners.ts';
 import { Meter } from './meter.ts';
 import type { SidecarMetrics } from './metrics.ts';
 import { ModelHealth, type ReadyReason } from './model-health.ts';
@@ -32,6 +32,7 @@ import { operatorAuth } from './operator-auth.ts';
 import { Prediction } from './prediction.ts';
 import { ProgressPolicy } from './progress.ts';
 import { Slots } from './slots.ts';
+import { UploadListener } from './uploads.ts';
 
 export type { Listening } from './listeners.ts';
 export { INSTANCE_STATES, type InstanceState } from './meter.ts';
@@ -65,6 +66,7 @@ export class Sidecar implements PredictionService {
   readonly egress: EgressPolicy;
   private readonly routes: ApiRoutes;
   private readonly listeners: Listeners;
+  private readonly uploads: UploadListener;
 
   private readonly predictions = new Map<string, Prediction>();
   private readonly retentionTimers = new Set<Timer>();
@@ -162,6 +164,12 @@ export class Sidecar implements PredictionService {
         cogWebhook: (id, payload) => this.onCogPayload(id, payload),
       },
     );
+    this.uploads = new UploadListener({
+      host: config.uploadHost,
+      port: config.uploadPort,
+      log,
+      target: (id) => this.predictions.get(id)?.uploadUrl,
+    });
   }
 
   // --- lifecycle -------------------------------------------------------------------------
@@ -169,6 +177,12 @@ export class Sidecar implements PredictionService {
   /** Opens the API, metrics and webhook listeners and starts watching the model server. */
   async start(): Promise<Listening> {
     const listening = await this.listeners.open();
+    listening.upload = await this.uploads.open();
+    if (!isLoopbackHost(this.config.uploadHost))
+      this.log.warn(
+        { uploadHost: this.config.uploadHost },
+        'the upload listener is not on a loopback address',
+      );
     this.webhookBase = listening.webhook;
     this.log.info(
       {
@@ -209,6 +223,7 @@ export class Sidecar implements PredictionService {
     this.webhooks.close();
     this.routes.closeStreams();
     await this.listeners.close();
+    await this.uploads.close();
     this.cog.close();
   }
 

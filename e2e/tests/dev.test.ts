@@ -131,7 +131,7 @@ describe('modelplane dev', () => {
     );
   });
 
-  it('serves upscale: a 3x2 PNG in (a data: URI), a 6x4 PNG out', async () => {
+  it('serves upscale: a 3x2 PNG in (a data: URI), a 6x4 PNG out at a signed URL that needs no token', async () => {
     // A 3x2 8-bit greyscale PNG.
     const input =
       'iVBORw0KGgoAAAANSUhEUgAAAAMAAAACCAAAAAC4HznGAAAADklEQVR4nGPgSjnBAMQACDwCbX6/OEwAAAAASUVORK5CYII=';
@@ -143,7 +143,12 @@ describe('modelplane dev', () => {
     const body = (await res.json()) as { status: string; output: string; error?: string };
     expect(res.status, JSON.stringify(body).slice(0, 500)).toBe(201);
     expect(body.status, body.error).toBe('succeeded');
-    const png = Buffer.from(/^data:image\/png;base64,(.+)$/s.exec(body.output)?.[1] ?? '', 'base64');
+    // The model server uploaded its output file through the sidecar into the files store.
+    expect(body.output.startsWith(`${gateway}/v1/files/`), body.output).toBe(true);
+    const file = await fetch(body.output);
+    expect(file.status).toBe(200);
+    expect(file.headers.get('content-type')).toBe('image/png');
+    const png = Buffer.from(await file.arrayBuffer());
     expect(png.subarray(1, 4).toString('ascii')).toBe('PNG');
     expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([6, 4]);
   });

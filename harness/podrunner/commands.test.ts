@@ -36,6 +36,34 @@ describe('cogServerArgs', () => {
     expect(awaitsExplicitShutdown(['--await-explicit-shutdown=false'])).toBe(false);
   });
 
+  it("moves the upload URL on the pod's loopback to the pod IP, in both flag forms", () => {
+    expect(
+      cogServerArgs(
+        { args: ['python', '-m', 'cog.server.http', '--upload-url', 'http://127.0.0.1:8081/upload/'] },
+        '127.10.0.5',
+      ),
+    ).toEqual([
+      '-m',
+      'cog.server.http',
+      '--upload-url',
+      'http://127.10.0.5:8081/upload/',
+      '--host',
+      '127.10.0.5',
+    ]);
+    expect(
+      cogServerArgs(
+        { args: ['python', '-m', 'cog.server.http', '--upload-url=http://localhost:8081/upload/'] },
+        '127.10.0.6',
+      ),
+    ).toEqual([
+      '-m',
+      'cog.server.http',
+      '--upload-url=http://127.10.0.6:8081/upload/',
+      '--host',
+      '127.10.0.6',
+    ]);
+  });
+
   it('refuses a command other than the Cog server', () => {
     expect(() => cogServerArgs({ command: ['bash', '-c', 'run.sh'] }, '127.10.0.5')).toThrow(
       /python -m cog.server.http .*bash -c run.sh/,
@@ -85,6 +113,7 @@ describe('modelplane containers', () => {
       MODELPLANE_SIDECAR_HOST: '127.10.0.5',
       MODELPLANE_METRICS_HOST: '127.10.0.5',
       MODELPLANE_WEBHOOK_HOST: '127.10.0.5',
+      MODELPLANE_UPLOAD_HOST: '127.10.0.5',
       MODELPLANE_SIDECAR_PORT: '8080',
       WEBHOOK_AUTH_TOKEN: 't',
     });

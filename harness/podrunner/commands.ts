@@ -97,6 +97,15 @@ export function cogServerArgs(c: ContainerCommand, podIP: string): string[] {
       continue;
     }
     if (a.startsWith('--host=')) continue;
+    // The sidecar's upload listener is on the pod's own loopback: the pod's IP here.
+    if (a === '--upload-url' && i + 1 < rest.length) {
+      flags.push(a, rewriteUrl(rest[++i]!, podIP));
+      continue;
+    }
+    if (a.startsWith('--upload-url=')) {
+      flags.push(`--upload-url=${rewriteUrl(a.slice('--upload-url='.length), podIP)}`);
+      continue;
+    }
     flags.push(a);
   }
   return ['-m', 'cog.server.http', ...flags, '--host', podIP];
@@ -137,9 +146,14 @@ export function rewriteUrl(value: string, podIP: string): string {
 }
 
 /** Environment variables of `modelplane sidecar` that name an address to bind or the model server. */
-const SIDECAR_HOST_ENV = ['MODELPLANE_SIDECAR_HOST', 'MODELPLANE_METRICS_HOST', 'MODELPLANE_WEBHOOK_HOST'];
+const SIDECAR_HOST_ENV = [
+  'MODELPLANE_SIDECAR_HOST',
+  'MODELPLANE_METRICS_HOST',
+  'MODELPLANE_WEBHOOK_HOST',
+  'MODELPLANE_UPLOAD_HOST',
+];
 const SIDECAR_URL_ENV = ['MODELPLANE_MODEL_URL'];
-const SIDECAR_HOST_FLAGS = ['--host', '--metrics-host', '--webhook-host'];
+const SIDECAR_HOST_FLAGS = ['--host', '--metrics-host', '--webhook-host', '--upload-host'];
 const SIDECAR_URL_FLAGS = ['--model-url'];
 
 /**

@@ -188,6 +188,7 @@ describe('desiredWorkload', () => {
     expect(drain).toBeGreaterThanOrEqual(300);
     expect(drain).toBeLessThan(330);
     // The Cog server ignores SIGTERM and waits for the sidecar's POST /shutdown; no preStop sleep.
+    // It uploads output files to the sidecar's loopback listener, which the sidecar opens on that port.
     expect(model.args).toEqual([
       'python',
       '-m',
@@ -196,7 +197,11 @@ describe('desiredWorkload', () => {
       'true',
       '--host',
       '127.0.0.1',
+      '--upload-url',
+      'http://127.0.0.1:8081/upload/',
     ]);
+    expect(sidecar.env?.find((e) => e.name === 'MODELPLANE_UPLOAD_PORT')?.value).toBe('8081');
+    expect(sidecar.ports?.map((p) => p.containerPort)).not.toContain(8081);
     expect(model.command).toBeUndefined();
     expect(model.lifecycle).toBeUndefined();
     expect(sidecar.env?.find((e) => e.name === 'MODELPLANE_SHUTDOWN_MODEL')?.value).toBe('true');

@@ -26,6 +26,8 @@ export const SIDECAR_CONTAINER = 'sidecar';
 export const MODEL_PORT = 5000;
 export const SIDECAR_API_PORT = 8080;
 export const SIDECAR_METRICS_PORT = 9090;
+/** Port of the sidecar's loopback listener the model server uploads output files to. */
+export const SIDECAR_UPLOAD_PORT = 8081;
 /**
  * Seconds a terminating pod gets beyond the predict timeout to finish its last prediction:
  * the sidecar's drain timeout takes a third of it, its drain read timeout (10 s by default)
@@ -47,7 +49,9 @@ export const RESERVED_MODEL_ENV = [
 /**
  * How the model container runs: the Cog server, as a Cog image's CMD does, but ignoring
  * SIGTERM (`--await-explicit-shutdown true`), so deleting a pod does not kill the predictions
- * it runs; the sidecar drains, then stops it with `POST /shutdown`.
+ * it runs (the sidecar drains, then stops it with `POST /shutdown`), and uploading the files
+ * its predictions return to the sidecar's loopback listener (`--upload-url`), which streams
+ * them into the files store: outputs hold their URLs, not the files.
  */
 export const MODEL_ARGS = [
   'python',
@@ -58,6 +62,8 @@ export const MODEL_ARGS = [
   // Only the pod's own sidecar reaches it: no other pod can run the model directly.
   '--host',
   '127.0.0.1',
+  '--upload-url',
+  `http://127.0.0.1:${SIDECAR_UPLOAD_PORT}/upload/`,
 ];
 
 export interface WorkloadInput {
@@ -180,6 +186,7 @@ export function podSpec(input: WorkloadInput): IPodSpec {
       { name: 'MODELPLANE_MODEL_URL', value: `http://127.0.0.1:${MODEL_PORT}` },
       { name: 'MODELPLANE_SIDECAR_PORT', value: String(SIDECAR_API_PORT) },
       { name: 'MODELPLANE_METRICS_PORT', value: String(SIDECAR_METRICS_PORT) },
+      { name: 'MODELPLANE_UPLOAD_PORT', value: String(SIDECAR_UPLOAD_PORT) },
       { name: 'COG_MAX_CONCURRENCY', value: String(version.spec.maxConcurrency) },
       { name: 'MODELPLANE_SETUP_TIMEOUT', value: String(version.spec.setupTimeoutSeconds) },
       { name: 'MODELPLANE_PREDICT_TIMEOUT', value: String(predictTimeout) },

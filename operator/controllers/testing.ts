@@ -1,5 +1,7 @@
 /** Shared by the controllers' cluster tests: objects to apply and an in-process operator. */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import type { OperatorConfig } from '../config.ts';
@@ -120,6 +122,15 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
       streamKeyFile: undefined,
       dataRetentionMs: 3_600_000,
       recordRetentionMs: 86_400_000,
+    },
+    // Files in a fresh directory of the test's own.
+    files: {
+      kind: 'directory',
+      dir: mkdtempSync(join(tmpdir(), 'mp-files-')),
+      s3: { endpoint: undefined, region: 'us-east-1', bucket: '', prefix: '' },
+      maxBytes: 100 * 1024 * 1024,
+      uploadTtlMs: 86_400_000,
+      internalUrl: undefined,
     },
     gateway: {
       address: { host: '127.0.0.1', port: 0 },

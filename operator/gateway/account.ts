@@ -1,6 +1,6 @@
 /**
- * The account-level endpoints: `/hardware`, `/account`, `/webhooks/default/secret`, and
- * `/files` (not offered: a 501, so clients send files inline as data URIs instead).
+ * The account-level endpoints: `/hardware`, `/account` and `/webhooks/default/secret` (the
+ * Files API is in files.ts).
  */
 import { methodNotAllowed } from '../../lib/express.ts';
 import { HttpError, sendJson } from '../../lib/http.ts';
@@ -54,17 +54,6 @@ export function accountRoutes(deps: { caches: GatewayCaches; webhookSecrets: Web
         // The key signs webhooks of predictions: whoever may create predictions there may know it.
         await ctx.authorize('create', 'predictions', ns);
         sendJson(res, 200, { key: await webhookSecrets.get(ns) });
-      })
-      .all(methodNotAllowed);
-
-    api
-      .route('/files')
-      .post(authenticated, () => {
-        throw new HttpError(
-          501,
-          'Not implemented',
-          'file uploads are not offered by this server: send files inline as data URIs',
-        );
       })
       .all(methodNotAllowed);
   };

@@ -139,11 +139,6 @@ describe('the gateway under generated requests', () => {
           { name: 'echo', version: 'echo-v1', hardware: 'cpu', min_instances: 0, max_instances: 1 },
         ],
         maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
-        // Documented: this build serves no file uploads (inputs carry files as data URIs).
-        allowed: (route, a) =>
-          route.path === '/v1/files' &&
-          a.status === 501 &&
-          a.contentType.startsWith('application/problem+json'),
         alive: async () => {
           const res = await fetch(`${gateway.url}/v1/hardware`, { headers: credential });
           if (res.status !== 200) throw new Error(`the gateway no longer serves: ${res.status}`);

@@ -465,15 +465,6 @@ describe('account endpoints', () => {
     expect(otherKey).not.toBe(key);
     secrets.push(key, otherKey);
   });
-
-  it('answers POST /files with 501, so clients send files inline', async () => {
-    const res = await fetch(`${gateway.url}/v1/files`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}` },
-    });
-    expect(res.status).toBe(501);
-    expect(res.headers.get('content-type')).toBe('application/problem+json');
-  });
 });
 
 describe('authentication', () => {

@@ -9,6 +9,7 @@ import { createLogger } from '../runtime/index.ts';
 import { accountRoutes } from './account.ts';
 import type { Caller } from './auth.ts';
 import { deploymentRoutes } from './deployments.ts';
+import { fileRoutes } from './files.ts';
 import { modelRoutes } from './models.ts';
 import { predictionRoutes } from './predictions/routes.ts';
 import { context, GatewayServer } from './server.ts';
@@ -37,22 +38,33 @@ describe("the gateway's routes", () => {
     accountRoutes({ caches: none, webhookSecrets: none }),
     predictionRoutes({ engine: none, catalog: none, tokens: none }),
     usageRoutes({ usage: () => undefined }),
+    fileRoutes({ files: none, prediction: none }),
   ];
-  for (const add of groups) add(api, { authenticated, json: body });
+  const authenticatedStream: RequestHandler = (_req, _res, next) => next();
+  for (const add of groups) add(api, { authenticated, authenticatedStream, json: body });
   type Layer = { method?: string; handle: unknown };
   const routes = (api.stack as { route?: { path: string; stack: Layer[] } }[]).flatMap((l) =>
     l.route ? [l.route] : [],
   );
 
-  it('authenticate every caller, except on the stream URL that carries its own token', () => {
+  it('authenticate every caller, except on the signed URLs that carry their own credential', () => {
     const unauthenticated = routes.flatMap((r) => {
       const methods = new Set(r.stack.flatMap((l) => (l.method && l.method !== '_all' ? [l.method] : [])));
       return [...methods]
-        .filter((m) => !r.stack.some((l) => l.method === m && l.handle === authenticated))
+        .filter(
+          (m) =>
+            !r.stack.some(
+              (l) => l.method === m && (l.handle === authenticated || l.handle === authenticatedStream),
+            ),
+        )
         .map((m) => `${m.toUpperCase()} ${r.path}`);
     });
     expect(routes.length).toBeGreaterThan(10);
-    expect(unauthenticated).toEqual(['GET /predictions/:id/stream']);
+    expect(unauthenticated.sort()).toEqual([
+      'GET /files/:id/download/:token',
+      'GET /predictions/:id/stream',
+      'PUT /files/outputs/:prediction/:token/:name',
+    ]);
   });
 
   it('declare each path once, ending with a 405 for other methods', () => {

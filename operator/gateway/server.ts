@@ -194,6 +194,7 @@ export class GatewayServer {
     this.api = api;
     const middleware = {
       authenticated: this.authenticated,
+      authenticatedStream: this.authenticatedStream,
       json: jsonBody({ limit: this.maxBodyBytes, maxDepth: MAX_JSON_DEPTH }),
     };
     for (const add of opts.routes) add(api, middleware);
@@ -307,6 +308,13 @@ export class GatewayServer {
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > this.maxBodyBytes)
       throw new HttpError(413, 'Request body too large', `the body is over ${this.maxBodyBytes} bytes`);
+    if (this.opts.ready) await this.opts.ready();
+    exchange(res).caller = await this.opts.authenticate(req);
+    next();
+  };
+
+  /** `authenticated` for a route that limits its streamed body itself. */
+  private readonly authenticatedStream: RequestHandler = async (req, res, next) => {
     if (this.opts.ready) await this.opts.ready();
     exchange(res).caller = await this.opts.authenticate(req);
     next();

@@ -44,6 +44,11 @@ export interface RouteMiddleware {
    * it except one that carries its own credential (the SSE stream URL with its signed token).
    */
   authenticated: RequestHandler;
+  /**
+   * `authenticated` without the body limit, for a route that streams its body and limits it
+   * itself (file uploads).
+   */
+  authenticatedStream: RequestHandler;
   /** Reads a JSON body under the server's byte limit into `req.body` (413, or 400 for bad JSON). */
   json: RequestHandler;
 }

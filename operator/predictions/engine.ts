@@ -83,6 +83,8 @@ export interface EngineOptions {
   registry?: Registry;
   /** The stream URL of a prediction (`urls.stream`); none when not given. */
   streamUrl?: (rec: { id: string; baseUrl: string; createdAt: number }) => string;
+  /** Where an instance uploads a prediction's output files (none: outputs stay inline). */
+  uploadUrl?: (rec: { id: string; baseUrl: string }) => string | undefined;
   sidecar?: InstanceClient;
   /** The `Authorization` header of calls to the sidecar at `base`, when `sidecar` is left to the engine. */
   sidecarAuthorization?: (base: string) => Promise<string>;
@@ -207,6 +209,7 @@ export class PredictionEngine implements DemandSource {
     });
     this.follower = new Follower({ sidecar: this.sidecar, clock: this.clock, lifecycle: this.lifecycle });
     this.lanes = new Lanes({
+      uploadUrl: opts.uploadUrl,
       catalog: this.catalog,
       endpoints: this.endpoints,
       sidecar: this.sidecar,
@@ -273,6 +276,11 @@ export class PredictionEngine implements DemandSource {
         { 'retry-after': String(STORE_RETRY_AFTER_S) },
       );
     return this.store;
+  }
+
+  /** Runs `fn` on the open store for a request (files): a 503 while it is not open or cannot be reached. */
+  withStore<T>(fn: (store: PredictionStore) => Promise<T>): Promise<T> {
+    return this.ask(fn);
   }
 
   /** A call of the store for a request: a 503 with Retry-After while it cannot be reached. */

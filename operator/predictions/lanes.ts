@@ -36,6 +36,8 @@ export interface LanesOptions {
   avoidMs: number;
   /** Bytes of inputs held, per deployment and in all (default: DEFAULT_INPUT_BUDGET). */
   budget?: InputBudget;
+  /** Where the instance uploads a prediction's output files. */
+  uploadUrl?: (rec: { id: string; baseUrl: string }) => string | undefined;
 }
 
 /**
@@ -242,6 +244,7 @@ export class Lanes {
     const r = await sidecar.create(ep.url, rec.id, rec.input, {
       live: wantsLive(live),
       inputChecked: live.inputChecked,
+      uploadUrl: this.opts.uploadUrl?.(rec),
       onEvent: (e) => follower.onCreateEvent(live, e),
       signal: live.abort.signal,
     });

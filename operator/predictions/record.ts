@@ -90,3 +90,29 @@ export function toView(rec: Omit<PredictionRecord, 'events'>, streamUrl?: string
     dataRemoved: rec.dataRemoved,
   }) as PredictionView;
 }
+
+/**
+ * A file the API keeps: one a caller uploaded (`POST /v1/files`), or an output file of a
+ * prediction (`prediction` set: removed with the prediction's data). Its bytes are in the files
+ * backend under `key`; this record is what the store keeps of it.
+ */
+export interface FileRecord {
+  /** Lowercase base32, like prediction ids. */
+  id: string;
+  namespace: string;
+  name: string;
+  contentType: string;
+  size: number;
+  /** Hex SHA-256 of the bytes. */
+  sha256: string;
+  /** Hex MD5 of the bytes (the file's etag). */
+  md5: string;
+  metadata: Record<string, unknown>;
+  createdAt: number;
+  /** When it expires (epoch ms); absent for outputs, which go with their prediction's data. */
+  expiresAt?: number;
+  /** The prediction whose output it is. */
+  prediction?: string;
+  /** Where the files backend keeps the bytes. */
+  key: string;
+}

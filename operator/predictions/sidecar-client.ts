@@ -39,6 +39,8 @@ export interface CreateOptions {
   onEvent?: (e: InstanceEvent) => void;
   /** Stops following the create's stream. */
   signal?: AbortSignal;
+  /** Where the instance uploads the prediction's output files (`<uploadUrl>/<filename>`). */
+  uploadUrl?: string;
 }
 
 export type CreateResult =
@@ -227,7 +229,14 @@ export class SidecarClient implements InstanceClient {
     input: Record<string, unknown>,
     opts: CreateOptions = {},
   ): Promise<CreateResult> {
-    const data = Buffer.from(JSON.stringify(opts.live ? { id, input, stream: true } : { id, input }));
+    const data = Buffer.from(
+      JSON.stringify({
+        id,
+        input,
+        ...(opts.live ? { stream: true } : {}),
+        ...(opts.uploadUrl ? { output_upload_url: opts.uploadUrl } : {}),
+      }),
+    );
     const url = new URL(`${base}/predictions`);
     let auth: string | undefined;
     try {

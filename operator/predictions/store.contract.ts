@@ -6,6 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StreamEvent } from '../../lib/prediction.ts';
+import type { FileRecord } from './record.ts';
 import type { PredictionStore, StoredPrediction, StoreNotice } from './store.ts';
 
 export interface StoreFactory {
@@ -38,6 +39,26 @@ export function storedRecord(over: Partial<StoredPrediction> = {}): StoredPredic
     createdAt: 1_700_000_000_000 + seq,
     webhookEvents: ['completed'],
     baseUrl: 'http://gw/v1',
+    ...over,
+  };
+}
+
+let fileSeq = 0;
+/** A file record with a unique id, created after the ones before it. */
+export function fileRecord(over: Partial<FileRecord> = {}): FileRecord {
+  fileSeq++;
+  const id = `f${String(fileSeq).padStart(8, '0')}${'b'.repeat(17)}`;
+  return {
+    id,
+    namespace: 'ns',
+    name: `file-${fileSeq}.png`,
+    contentType: 'image/png',
+    size: 1234 + fileSeq,
+    sha256: 'c'.repeat(64),
+    md5: 'd'.repeat(32),
+    metadata: {},
+    createdAt: 1_700_000_000_000 + fileSeq * 1000,
+    key: `ns/${id}`,
     ...over,
   };
 }
@@ -361,6 +382,61 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect(await s.events(rec.id, 0)).toEqual([]);
       expect(await s.insert(storedRecord({ idempotencyKey: 'del' }), 'r1')).toBeUndefined();
       await s.ping();
+    });
+
+    it('keeps file records: every field, lists newest first by namespace with cursors, forgets deleted ones', async () => {
+      const s = await open();
+      const full = fileRecord({
+        namespace: 'team-a',
+        metadata: { a: 1, nested: { b: [true, null] } },
+        expiresAt: 1_700_000_900_000,
+      });
+      const output = fileRecord({ namespace: 'team-a', prediction: 'p1' });
+      const other = fileRecord({ namespace: 'team-b' });
+      for (const f of [full, output, other]) await s.insertFile(f);
+      expect(await s.getFile(full.id)).toEqual(full);
+      expect(await s.getFile(output.id)).toEqual(output);
+      expect(await s.getFile('nope')).toBeUndefined();
+      const first = await s.listFiles({ namespaces: ['team-a'], limit: 1 });
+      expect(first.items).toEqual([output]);
+      expect(first.previous).toBeUndefined();
+      const second = await s.listFiles({ namespaces: ['team-a'], limit: 1, cursor: first.next! });
+      expect(second.items).toEqual([full]);
+      expect(second.next).toBeUndefined();
+      const back = await s.listFiles({ namespaces: ['team-a'], limit: 1, before: second.previous! });
+      expect(back.items).toEqual([output]);
+      expect((await s.listFiles({ namespaces: 'all', limit: 10 })).items).toEqual([other, output, full]);
+      expect((await s.listFiles({ namespaces: [], limit: 10 })).items).toEqual([]);
+      expect(await s.deleteFile(other.id)).toEqual(other);
+      expect(await s.deleteFile(other.id)).toBeUndefined();
+      expect(await s.getFile(other.id)).toBeUndefined();
+    });
+
+    it('finds the files that are gone: expired ones, and outputs of predictions whose data was removed or purged', async () => {
+      const s = await open();
+      const pred = storedRecord();
+      const kept = storedRecord();
+      await s.insert(pred, 'r1');
+      await s.insert(kept, 'r1');
+      await s.update({ ...pred, status: 'succeeded', completedAt: 2_000 }, 'r1');
+      await s.update({ ...kept, status: 'succeeded', completedAt: 9_000 }, 'r1');
+      const expiring = fileRecord({ expiresAt: 5_000 });
+      const lasting = fileRecord({ expiresAt: 50_000 });
+      const output = fileRecord({ prediction: pred.id });
+      const keptOutput = fileRecord({ prediction: kept.id });
+      const orphan = fileRecord({ prediction: 'p-never-stored' });
+      for (const f of [expiring, lasting, output, keptOutput, orphan]) await s.insertFile(f);
+      const ids = async (now: number) => (await s.goneFiles(now, 100)).map((f) => f.id).sort();
+      expect(await ids(4_999)).toEqual([orphan.id].sort());
+      expect(await ids(5_000)).toEqual([expiring.id, orphan.id].sort());
+      await s.removeData(5_000);
+      expect(await ids(5_000)).toEqual([expiring.id, output.id, orphan.id].sort());
+      expect(await s.goneFiles(5_000, 1)).toHaveLength(1);
+      await s.purge(10_000);
+      expect(await ids(5_000)).toEqual([expiring.id, keptOutput.id, output.id, orphan.id].sort());
+      for (const id of await ids(5_000)) await s.deleteFile(id);
+      expect(await ids(5_000)).toEqual([]);
+      expect(await s.getFile(lasting.id)).toEqual(lasting);
     });
 
     if (factory.another) {

@@ -14,7 +14,7 @@
  */
 import { type Clock, realClock } from '../../lib/clock.ts';
 import { isTerminal, type PredictionStatus, type StreamEvent } from '../../lib/prediction.ts';
-import type { PredictionRecord } from './record.ts';
+import type { FileRecord, PredictionRecord } from './record.ts';
 import { MemoryUsageStore, type UsageStore } from './usage-store.ts';
 
 /** A prediction as the store keeps it: the record without its stream events (kept apart). */
@@ -56,6 +56,14 @@ export function pageCursors(
     next: more && last ? encodeCursor(last) : undefined,
     previous: opts.cursor && first ? encodeCursor(first) : undefined,
   };
+}
+
+export type FileListOptions = Pick<ListOptions, 'namespaces' | 'cursor' | 'before' | 'limit'>;
+
+export interface FileListPage {
+  items: FileRecord[];
+  next?: string;
+  previous?: string;
 }
 
 /** The fields `update` writes: those that change while a prediction runs. */
@@ -156,6 +164,20 @@ export interface PredictionStore {
   /** Deletes the records of predictions that ended before `before`; resolves how many. */
   purge(before: number): Promise<number>;
 
+  /** Keeps the record of a stored file. */
+  insertFile(rec: FileRecord): Promise<void>;
+  getFile(id: string): Promise<FileRecord | undefined>;
+  /** Files in `opts.namespaces`, newest first (by creation time, then id). */
+  listFiles(opts: FileListOptions): Promise<FileListPage>;
+  /** Forgets a file's record; resolves it, undefined when unknown. */
+  deleteFile(id: string): Promise<FileRecord | undefined>;
+  /**
+   * Up to `limit` files that are gone for callers: expired at `now` (epoch ms), or outputs of
+   * a prediction whose data was removed (or whose record was purged). Their bytes are removed
+   * from the files backend, then their records with `deleteFile`.
+   */
+  goneFiles(now: number, limit: number): Promise<FileRecord[]>;
+
   /** Resolves when the store answers (for readiness); rejects with why not. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -204,6 +226,7 @@ export class MemoryStore implements PredictionStore {
   private readonly keys = new Map<string, string>();
   private readonly listeners = new Set<(n: StoreNotice) => void>();
   private readonly replicas = new Map<string, number>();
+  private readonly files = new Map<string, FileRecord>();
   private readonly maxRecords: number;
   private readonly clock: Clock;
 
@@ -348,6 +371,46 @@ export class MemoryStore implements PredictionStore {
       n++;
     }
     return n;
+  }
+
+  async insertFile(rec: FileRecord): Promise<void> {
+    this.files.set(rec.id, { ...rec });
+  }
+
+  async getFile(id: string): Promise<FileRecord | undefined> {
+    const f = this.files.get(id);
+    return f && { ...f };
+  }
+
+  async listFiles(opts: FileListOptions): Promise<FileListPage> {
+    const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
+    const before = opts.before ? decodeCursor(opts.before) : undefined;
+    const ns = opts.namespaces === 'all' ? undefined : new Set(opts.namespaces);
+    const all = [...this.files.values()].filter(
+      (f) => (!ns || ns.has(f.namespace)) && (!after || newer(after, f)) && (!before || newer(f, before)),
+    );
+    all.sort((a, b) => (newer(a, b) ? -1 : 1));
+    const items = (before ? all.slice(-opts.limit) : all.slice(0, opts.limit)).map((f) => ({ ...f }));
+    return { items, ...pageCursors(items, opts, all.length > opts.limit) };
+  }
+
+  async deleteFile(id: string): Promise<FileRecord | undefined> {
+    const f = this.files.get(id);
+    this.files.delete(id);
+    return f;
+  }
+
+  async goneFiles(now: number, limit: number): Promise<FileRecord[]> {
+    const out: FileRecord[] = [];
+    for (const f of this.files.values()) {
+      if (out.length >= limit) break;
+      const p = f.prediction === undefined ? undefined : this.entries.get(f.prediction)?.rec;
+      const gone =
+        (f.expiresAt !== undefined && f.expiresAt <= now) ||
+        (f.prediction !== undefined && (!p || p.dataRemoved === true));
+      if (gone) out.push({ ...f });
+    }
+    return out;
   }
 
   async ping(): Promise<void> {}

@@ -40,7 +40,7 @@ afterAll(async () => {
 
 storeContract('embedded (PGlite)', {
   async open() {
-    await shared.query('TRUNCATE predictions, prediction_events, replicas');
+    await shared.query('TRUNCATE predictions, prediction_events, replicas, files');
     return SqlPredictionStore.create(shared, { log, ownsDatabase: false });
   },
 });

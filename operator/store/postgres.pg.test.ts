@@ -39,7 +39,7 @@ afterAll(async () => {
 
 storeContract('PostgreSQL', {
   async open() {
-    await admin.query('TRUNCATE predictions, prediction_events, replicas');
+    await admin.query('TRUNCATE predictions, prediction_events, replicas, files');
     return openStore({ kind: 'postgres', url: contractUrl, log });
   },
   another: () => openStore({ kind: 'postgres', url: contractUrl, log }),

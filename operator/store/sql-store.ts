@@ -11,7 +11,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { PREDICTION_STATUSES, type StreamEvent, TERMINAL_STATUSES } from '../../lib/prediction.ts';
+import type { FileRecord } from '../predictions/record.ts';
 import type {
+  FileListOptions,
+  FileListPage,
   ListOptions,
   ListPage,
   PredictionStore,
@@ -277,6 +280,47 @@ const ADOPT = `
 /** 9999-12-31T23:59:59.999Z: later times are clamped to it (timestamptz ends in year 294276, JS Dates later). */
 const MAX_TIME = 253_402_300_799_999;
 
+const FILE_COLUMNS = [
+  'id',
+  'namespace',
+  'name',
+  'content_type',
+  'size',
+  'sha256',
+  'md5',
+  'metadata',
+  'created_at',
+  'expires_at',
+  'prediction_id',
+  'key',
+] as const;
+const SELECT_FILE = `SELECT ${FILE_COLUMNS.join(', ')} FROM files`;
+const INSERT_FILE = `INSERT INTO files (${FILE_COLUMNS.join(', ')})
+  VALUES (${FILE_COLUMNS.map((c, i) => `$${i + 1}${c === 'metadata' ? '::jsonb' : ''}`).join(', ')})`;
+/** Expired files, and outputs of predictions whose data was removed or whose record is gone. */
+const GONE_FILES = `SELECT ${FILE_COLUMNS.map((c) => `f.${c}`).join(', ')} FROM files f
+  LEFT JOIN predictions p ON p.id = f.prediction_id
+  WHERE f.expires_at <= $1 OR (f.prediction_id IS NOT NULL AND (p.id IS NULL OR p.data_removed))
+  LIMIT $2`;
+
+function fileFromRow(r: Row): FileRecord {
+  const rec: FileRecord = {
+    id: r.id as string,
+    namespace: r.namespace as string,
+    name: r.name as string,
+    contentType: r.content_type as string,
+    size: Number(r.size),
+    sha256: r.sha256 as string,
+    md5: r.md5 as string,
+    metadata: r.metadata as Record<string, unknown>,
+    createdAt: ms(r.created_at),
+    key: r.key as string,
+  };
+  if (r.expires_at != null) rec.expiresAt = ms(r.expires_at);
+  if (r.prediction_id != null) rec.prediction = r.prediction_id as string;
+  return rec;
+}
+
 /** Rows changed per statement by removeData and purge (each batch is one short transaction). */
 const BATCH = 1000;
 
@@ -488,6 +532,65 @@ export class SqlPredictionStore implements PredictionStore {
       return tx.query(ADOPT, [replica, staleMs]);
     });
     return rows.map(fromRow).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+  }
+
+  async insertFile(rec: FileRecord): Promise<void> {
+    await this.db.query(INSERT_FILE, [
+      rec.id,
+      rec.namespace,
+      rec.name,
+      rec.contentType,
+      rec.size,
+      rec.sha256,
+      rec.md5,
+      JSON.stringify(rec.metadata ?? {}),
+      new Date(rec.createdAt),
+      date(rec.expiresAt),
+      rec.prediction ?? null,
+      rec.key,
+    ]);
+  }
+
+  async getFile(id: string): Promise<FileRecord | undefined> {
+    const rows = await this.db.query(`${SELECT_FILE} WHERE id = $1`, [id]);
+    return rows[0] && fileFromRow(rows[0]);
+  }
+
+  async listFiles(opts: FileListOptions): Promise<FileListPage> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const arg = (v: unknown) => {
+      args.push(v);
+      return `$${args.length}`;
+    };
+    if (opts.namespaces !== 'all') {
+      if (opts.namespaces.length === 0) return { items: [] };
+      where.push(
+        `namespace IN (SELECT jsonb_array_elements_text(${arg(JSON.stringify(opts.namespaces))}::jsonb))`,
+      );
+    }
+    const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
+    if (after) where.push(`(created_at, id) < (${arg(new Date(after.createdAt))}, ${arg(after.id)})`);
+    const before = opts.before ? decodeCursor(opts.before) : undefined;
+    if (before) where.push(`(created_at, id) > (${arg(new Date(before.createdAt))}, ${arg(before.id)})`);
+    const sql = `${SELECT_FILE}${where.length ? ` WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY ${before ? 'created_at ASC, id ASC' : 'created_at DESC, id DESC'} LIMIT ${arg(opts.limit + 1)}`;
+    const rows = await this.db.query(sql, args);
+    const items = rows.slice(0, opts.limit).map(fileFromRow);
+    if (before) items.reverse();
+    return { items, ...pageCursors(items, opts, rows.length > opts.limit) };
+  }
+
+  async deleteFile(id: string): Promise<FileRecord | undefined> {
+    const rows = await this.db.query(`DELETE FROM files WHERE id = $1 RETURNING ${FILE_COLUMNS.join(', ')}`, [
+      id,
+    ]);
+    return rows[0] && fileFromRow(rows[0]);
+  }
+
+  async goneFiles(now: number, limit: number): Promise<FileRecord[]> {
+    const rows = await this.db.query(GONE_FILES, [new Date(Math.min(now, MAX_TIME)), limit]);
+    return rows.map(fileFromRow);
   }
 
   async removeData(before: number): Promise<number> {

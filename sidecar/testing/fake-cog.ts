@@ -111,6 +111,7 @@ export async function unitSidecar(
   if (base === 'help') throw new Error('unreachable');
   const config: SidecarConfig = {
     ...base,
+    uploadPort: 0,
     healthInterval: 0.5,
     deployment: 'test-deployment',
     version: 'test-version',

@@ -30,6 +30,8 @@ export interface ModelServerOptions {
   webhookToken?: string;
   /** COG_THROTTLE_RESPONSE_INTERVAL in seconds (Cog's default is 0.5). */
   throttleSeconds?: number;
+  /** Cog's --upload-url: where it uploads the files its predictions return. */
+  uploadUrl?: string;
   /** COG_SETUP_TIMEOUT in seconds. */
   setupTimeout?: number;
   /** Ignore SIGTERM; stop on POST /shutdown (what a pod's model container should do). */
@@ -91,6 +93,7 @@ export async function startModelServer(model: string, opts: ModelServerOptions =
   const logDir = opts.logDir ?? mkdtempSync(join(tmpdir(), `modelplane-${model}-`));
   const args = ['-m', 'cog.server.http', '--host', '127.0.0.1'];
   if (opts.awaitExplicitShutdown) args.push('--await-explicit-shutdown', 'true');
+  if (opts.uploadUrl) args.push('--upload-url', opts.uploadUrl);
   const childEnv: NodeJS.ProcessEnv = {
     ...process.env,
     // coglet starts its worker as `python` from PATH: the venv's must come first.

@@ -20,6 +20,7 @@ export function testConfig(modelUrl: string, overrides: Partial<SidecarConfig> =
     port: 0,
     metricsHost: '127.0.0.1',
     metricsPort: 0,
+    uploadPort: 0,
     modelUrl,
     healthInterval: 0.1,
     deployment: 'test-deployment',
@@ -95,7 +96,8 @@ export async function spawnSidecar(
       String(metricsPort),
       ...args,
     ],
-    { logFile, env: { ...process.env, ...env } },
+    // The upload listener on a free port too (an environment variable: a baseline ignores it).
+    { logFile, env: { ...process.env, MODELPLANE_UPLOAD_PORT: '0', ...env } },
   );
   const api = `http://127.0.0.1:${port}`;
   await waitFor('the sidecar to listen', async () => {

@@ -73,6 +73,10 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/* The claim the embedded store is kept on. */}}
+{{- define "modelplane.filesClaim" -}}
+{{- default (printf "%s-files" (include "modelplane.fullname" .)) .Values.files.directory.existingClaim }}
+{{- end }}
+
 {{- define "modelplane.storeClaim" -}}
 {{- default (printf "%s-store" (include "modelplane.fullname" .)) .Values.store.embedded.existingClaim }}
 {{- end }}

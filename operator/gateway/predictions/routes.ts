@@ -33,6 +33,11 @@ export interface PredictionRoutesOptions {
   tokens: StreamTokens;
   /** Seconds between SSE keep-alive comments (default 15). */
   keepAliveMs?: number;
+  /**
+   * The input as the model server gets it: references to files of this API replaced by their
+   * signed URLs (files.ts). Default: as given.
+   */
+  resolveInput?: (input: unknown, namespace: string, ctx: RequestContext) => Promise<unknown>;
 }
 
 function unprocessable(detail: string): HttpError {
@@ -114,9 +119,10 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
     const key = header(req, 'idempotency-key');
     if (key !== undefined && (key.length === 0 || key.length > 255))
       throw new HttpError(400, 'Bad request', 'Idempotency-Key must be 1-255 characters');
+    const input = opts.resolveInput ? await opts.resolveInput(b.input, target.namespace, ctx) : b.input;
     const { record, replayed } = await engine.create({
       ...target,
-      input: b.input,
+      input,
       webhook,
       webhookEvents: events,
       idempotencyKey: key,

@@ -19,7 +19,7 @@ import {
 } from '../../predictions/index.ts';
 import type { Informer } from '../../runtime/index.ts';
 import type { Routes } from '../types.ts';
-import { predictionRoutes } from './routes.ts';
+import { type PredictionRoutesOptions, predictionRoutes } from './routes.ts';
 import { StreamTokens } from './stream-token.ts';
 
 export interface PredictionServiceOptions extends CatalogInformers {
@@ -50,6 +50,12 @@ export interface PredictionServiceOptions extends CatalogInformers {
   inputBudget?: Partial<InputBudgetLimits>;
   /** The `Authorization` header of calls to the sidecar at `base` (operator/sidecar-key.ts). */
   sidecarAuthorization?: (base: string) => Promise<string>;
+  /** Where an instance uploads a prediction's output files. */
+  uploadUrl?: (rec: { id: string; baseUrl: string }) => string | undefined;
+  /** The input as the model server gets it (file references resolved). */
+  resolveInput?: PredictionRoutesOptions['resolveInput'];
+  /** Told the shared key once the store is open (the files' URLs are signed with it too). */
+  onKey?: (key: Buffer) => void;
 }
 
 export interface PredictionService {
@@ -75,7 +81,11 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     openStore: open
       ? async () => {
           const store = await open();
-          if (!opts.streamKey && store.streamKey) tokens.setKey(await store.streamKey());
+          if (!opts.streamKey && store.streamKey) {
+            const key = await store.streamKey();
+            tokens.setKey(key);
+            opts.onKey?.(key);
+          }
           return store;
         }
       : undefined,
@@ -83,9 +93,15 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     retention: opts.retention,
     adoption: opts.adoption,
     streamUrl: (rec) => tokens.url(rec),
+    uploadUrl: opts.uploadUrl,
     webhookOptions: opts.egress ? { egress: opts.egress } : undefined,
     inputBudget: opts.inputBudget,
     sidecarAuthorization: opts.sidecarAuthorization,
   });
-  return { engine, catalog, endpoints, routes: predictionRoutes({ engine, catalog, tokens }) };
+  return {
+    engine,
+    catalog,
+    endpoints,
+    routes: predictionRoutes({ engine, catalog, tokens, resolveInput: opts.resolveInput }),
+  };
 }
