@@ -27,8 +27,14 @@ import { type Caches, keysWhere } from './caches.ts';
 import { findCondition, transitions } from './conditions.ts';
 import { type Blocker, deploymentStatus } from './deployment-status.ts';
 import { AUTOSCALER_FIELD_MANAGER, CONTROLLER, fieldManager, reportingController } from './names.ts';
-import { desiredWebhookSecret, desiredWorkload, type WorkloadInput, webhookSecretName } from './pod-spec.ts';
-import { releaseFor, releaseHash, replicasToApply } from './release.ts';
+import {
+  desiredWebhookSecret,
+  desiredWorkload,
+  podTemplateHash,
+  type WorkloadInput,
+  webhookSecretName,
+} from './pod-spec.ts';
+import { podReleaseFor, releaseFor, releaseHash, replicasToApply } from './release.ts';
 import { versionId } from './version-id.ts';
 
 export interface DeploymentControllerOptions {
@@ -47,6 +53,8 @@ interface Written {
   generation: number | undefined;
   hash: string;
   release: number;
+  templateHash: string;
+  podRelease: number;
 }
 
 function ownedBy(workload: Workload, uid: string | undefined): boolean {
@@ -136,6 +144,7 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
     const hash = releaseHash(spec);
     const mine = written.get(key);
     let release: number;
+    let podRelease: number | undefined;
     let cut = false;
     if (mine && mine.uid === uid && mine.generation === generation && mine.hash === hash) {
       release = mine.release;
@@ -158,6 +167,14 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
         sidecarImage: opts.sidecarImage,
         replicas,
       };
+      // A release that leaves the pod template as it is keeps the pods: they keep the label
+      // of the release that started them.
+      const templateHash = podTemplateHash(input);
+      podRelease =
+        mine && mine.uid === uid && mine.release === release && mine.templateHash === templateHash
+          ? mine.podRelease
+          : podReleaseFor(templateHash, workload, release);
+      input.podRelease = podRelease;
       await ensureWebhookSecret({ name, namespace, uid }, ctx);
       const desired = desiredWorkload(input);
       // Keeping the count as read must not undo a change the autoscaler made since: the
@@ -168,13 +185,16 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
         fieldManager: FIELD_MANAGER,
         current: workload,
       });
-      written.set(key, { uid, generation, hash, release });
+      written.set(key, { uid, generation, hash, release, templateHash, podRelease });
       if (cut) {
-        ctx.log.info({ release, version: spec.version }, 'release cut');
+        const rolls = podRelease === release;
+        ctx.log.info({ release, podRelease, version: spec.version }, 'release cut');
         void events.normal(
           obj,
-          REASON.RollingOut,
-          `release ${release}: version ${spec.version} on ${spec.hardware}, ${spec.minInstances}–${spec.maxInstances} instances`,
+          rolls ? REASON.RollingOut : REASON.Released,
+          `release ${release}: version ${spec.version} on ${spec.hardware}, ${spec.minInstances}–${spec.maxInstances} instances${
+            rolls ? '' : `; the pods of release ${podRelease} keep running`
+          }`,
           'Release',
         );
       }
@@ -189,6 +209,7 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
       spec,
       previous,
       release,
+      podRelease,
       versionId: blocker ? undefined : id,
       hardware: spec.hardware,
       blocker,

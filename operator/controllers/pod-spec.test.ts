@@ -10,6 +10,7 @@ import {
   desiredWebhookSecret,
   desiredWorkload,
   MODEL_CONTAINER,
+  podTemplateHash,
   SIDECAR_CONTAINER,
   WEBHOOK_TOKEN_KEY,
   type WorkloadInput,
@@ -100,6 +101,35 @@ describe('desiredWorkload', () => {
     expect(w.spec!.selector.matchLabels).toEqual({ [LABEL.deployment]: 'llama' });
     expect(w.metadata?.annotations?.[ANNOTATION.releaseHash]).toBe(releaseHash(spec));
     expect(w.spec!.template.metadata?.annotations?.[ANNOTATION.versionId]).toBe('a'.repeat(64));
+  });
+
+  it('keeps the pod template, and its hash, when only instances, scaling, queue or rollout change', () => {
+    const scaled = DeploymentSpecSchema.parse({
+      ...spec,
+      minInstances: 1,
+      maxInstances: 7,
+      scaling: { targetPerInstance: 3, scaleDownDelaySeconds: 5 },
+      queue: { maxLength: 10, maxWaitSeconds: 20 },
+      rollout: { strategy: 'RollingUpdate' },
+    });
+    const next = input({ spec: scaled, release: 4, podRelease: 3, releaseHash: releaseHash(scaled) });
+    expect(podTemplateHash(next)).toBe(podTemplateHash(input()));
+    expect(desiredWorkload(next).spec!.template).toEqual(w.spec!.template);
+    expect(desiredWorkload(next).metadata?.labels?.[LABEL.release]).toBe('4');
+    expect(w.metadata?.annotations?.[ANNOTATION.podTemplateHash]).toBe(podTemplateHash(input()));
+  });
+
+  it('changes the pod template hash when the pods must change', () => {
+    const base = podTemplateHash(input());
+    expect(
+      podTemplateHash(input({ version: { name: 'llama-v2', id: 'b'.repeat(64), spec: version } })),
+    ).not.toBe(base);
+    expect(podTemplateHash(input({ sidecarImage: 'ghcr.io/modelplane/modelplane:0.2.0' }))).not.toBe(base);
+    expect(
+      podTemplateHash(
+        input({ hardware: { name: 'gpu-h100-2x', spec: { ...h100x2, pricePerSecond: '0.1' } } }),
+      ),
+    ).not.toBe(base);
   });
 
   it('sets replicas only when told to, with the rollout settings of the spec', () => {
