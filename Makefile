@@ -87,7 +87,7 @@ test-postgres: postgres $(DEPS_STAMP) ## run the tests against a real PostgreSQL
 	$(TETHER) vitest run --project postgres
 
 .PHONY: bench
-bench: bench-sidecar bench-autoscaler bench-activation bench-gateway bench-store ## every benchmark
+bench: bench-sidecar bench-autoscaler bench-activation bench-gateway bench-store bench-scale ## every benchmark
 
 .PHONY: bench-sidecar
 bench-sidecar: python $(DEPS_STAMP) ## benchmark: the sidecar's added latency over a real Cog server
@@ -104,6 +104,10 @@ bench-activation: cluster-bin python $(DEPS_STAMP) ## benchmark: a model pod tur
 .PHONY: bench-gateway
 bench-gateway: cluster-bin python $(DEPS_STAMP) ## benchmark: predictions/s through the gateway and the sidecars against the Cog servers directly
 	$(TETHER) node bench/gateway.ts
+
+.PHONY: bench-scale
+bench-scale: cluster-bin python $(DEPS_STAMP) ## benchmark: 1,000 Deployments to Ready, idle resyncs, and 5,000 Prediction objects (BENCH_FLAGS='--idle 60' for a quick run)
+	$(TETHER) node bench/scale.ts $(BENCH_FLAGS)
 
 .PHONY: bench-store
 bench-store: postgres $(DEPS_STAMP) ## benchmark: the prediction store's writes per prediction, memory vs embedded PGlite vs PostgreSQL
