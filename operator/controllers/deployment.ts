@@ -18,12 +18,14 @@ import {
   apply,
   applyStatus,
   type EventRecorder,
+  isConflict,
   type Manager,
   ownsField,
   type ReconcileContext,
+  specChanged,
   TerminalError,
 } from '../runtime/index.ts';
-import { type Caches, keysWhere } from './caches.ts';
+import { type Caches, keysWhere, podsOf } from './caches.ts';
 import { findCondition, transitions } from './conditions.ts';
 import { type Blocker, deploymentStatus } from './deployment-status.ts';
 import { AUTOSCALER_FIELD_MANAGER, CONTROLLER, fieldManager, reportingController } from './names.ts';
@@ -66,28 +68,35 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
   const events: EventRecorder = manager.eventRecorder(reportingController(CONTROLLER.deployment));
   const now = opts.now ?? (() => new Date());
   const written = new Map<string, Written>();
+  /** Deployments (by uid) whose webhook token Secret this process has seen or made. */
+  const secretsSeen = new Set<string>();
 
   /**
-   * The Secret with the webhook token the pods' two containers share: created once (server-side
-   * apply) with a random token, then left as it is, so running pods keep a valid token. It is
-   * read, not cached: the controller needs no list or watch on Secrets.
+   * The Secret with the webhook token the pods' two containers share: created once with a
+   * random token, then left as it is, so running pods keep a valid token. It is neither cached
+   * nor read: a create that finds it there (409) is all the check it needs, and once this
+   * process has seen it, it is not asked again — a resync of a thousand Deployments sends
+   * nothing for their Secrets.
    */
   async function ensureWebhookSecret(
     owner: { name: string; namespace: string; uid: string },
     ctx: ReconcileContext,
   ): Promise<void> {
-    const secretName = webhookSecretName(owner.name);
-    if (await client.find(Secrets, secretName, owner.namespace)) return;
-    await client.apply(Secrets, desiredWebhookSecret(owner) as never, {
-      fieldManager: FIELD_MANAGER,
-      force: false,
-    });
-    ctx.log.info({ secret: secretName }, 'webhook token Secret created');
+    if (secretsSeen.has(owner.uid)) return;
+    try {
+      await client.create(Secrets, desiredWebhookSecret(owner) as never, { fieldManager: FIELD_MANAGER });
+      ctx.log.info({ secret: webhookSecretName(owner.name) }, 'webhook token Secret created');
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+    secretsSeen.add(owner.uid);
   }
 
   async function reconcile(key: string, ctx: ReconcileContext): Promise<void> {
     const obj = c.deployments.getByKey(key);
     if (!obj || obj.metadata.deletionTimestamp) {
+      const uid = written.get(key)?.uid ?? obj?.metadata.uid;
+      if (uid) secretsSeen.delete(uid);
       written.delete(key);
       return; // the garbage collector removes the children
     }
@@ -203,7 +212,7 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
       release = previous?.release ?? 0;
     }
 
-    const pods = c.pods.list(namespace).filter((p) => p.metadata?.labels?.[LABEL.deployment] === name);
+    const pods = podsOf(c.pods, namespace, name);
     const status = deploymentStatus({
       generation,
       spec,
@@ -233,14 +242,18 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
           return owner && pod.metadata?.namespace ? [`${pod.metadata.namespace}/${owner}`] : [];
         },
       },
+      // Only their spec matters here: their status writes (a HardwareClass's nodes, say) would
+      // otherwise reconcile every Deployment on them.
       {
         source: c.modelVersions,
         map: (v) =>
           keysWhere(c.deployments.list(v.metadata?.namespace), (d) => d.spec?.version, v.metadata?.name),
+        changed: specChanged,
       },
       {
         source: c.hardwareClasses,
         map: (h) => keysWhere(c.deployments.list(), (d) => d.spec?.hardware, h.metadata?.name),
+        changed: specChanged,
       },
     ],
     reconcile,
