@@ -95,7 +95,7 @@ test-s3: s3 $(DEPS_STAMP) ## run the tests against a real S3-compatible server o
 	$(TETHER) vitest run --project s3
 
 .PHONY: bench
-bench: bench-sidecar bench-autoscaler bench-activation bench-gateway bench-store bench-files ## every benchmark
+bench: bench-sidecar bench-autoscaler bench-activation bench-gateway bench-store bench-files bench-scale ## every benchmark
 
 .PHONY: bench-files
 bench-files: python $(DEPS_STAMP) ## benchmark: gateway and sidecar memory while 50 predictions each return a 5 MB file
@@ -116,6 +116,10 @@ bench-activation: cluster-bin python $(DEPS_STAMP) ## benchmark: a model pod tur
 .PHONY: bench-gateway
 bench-gateway: cluster-bin python $(DEPS_STAMP) ## benchmark: predictions/s through the gateway and the sidecars against the Cog servers directly
 	$(TETHER) node bench/gateway.ts
+
+.PHONY: bench-scale
+bench-scale: cluster-bin python $(DEPS_STAMP) ## benchmark: 1,000 Deployments to Ready, idle resyncs, and 5,000 Prediction objects (BENCH_FLAGS='--idle 60' for a quick run)
+	$(TETHER) node bench/scale.ts $(BENCH_FLAGS)
 
 .PHONY: bench-store
 bench-store: postgres $(DEPS_STAMP) ## benchmark: the prediction store's writes per prediction, memory vs embedded PGlite vs PostgreSQL

@@ -41,7 +41,11 @@ export const LABEL = {
   deployment: `${GROUP}/deployment`,
   /** Name of the ModelVersion a pod runs. */
   version: `${GROUP}/version`,
-  /** Release number of the Deployment a pod belongs to. */
+  /**
+   * Release number: on the workload, the Deployment's current release; on a pod, the release
+   * that last changed what its pods run (a release that changes only scaling or queue
+   * settings keeps the pods it has, and their label).
+   */
   release: `${GROUP}/release`,
   /** Name of the Model. */
   model: `${GROUP}/model`,
@@ -62,6 +66,11 @@ export const ANNOTATION = {
   versionId: `${GROUP}/version-id`,
   /** Hash of the Deployment spec a release was cut from. */
   releaseHash: `${GROUP}/release-hash`,
+  /**
+   * Hash of a workload's pod template, release label left out: a release whose template hash
+   * is unchanged keeps the pods that run.
+   */
+  podTemplateHash: `${GROUP}/pod-template-hash`,
   /** Kubernetes' own hint for which pods a ReplicaSet removes first (lower goes first). */
   podDeletionCost: 'controller.kubernetes.io/pod-deletion-cost',
 } as const;
@@ -97,6 +106,8 @@ export const REASON = {
   Reconciling: 'Reconciling',
   ReleaseRolledOut: 'ReleaseRolledOut',
   RollingOut: 'RollingOut',
+  /** A release that keeps the running pods (only instances, scaling, queue or rollout changed). */
+  Released: 'Released',
   Scaling: 'Scaling',
   ScaledToZero: 'ScaledToZero',
   MinimumInstancesReady: 'MinimumInstancesReady',

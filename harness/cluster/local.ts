@@ -25,6 +25,10 @@ export interface LocalClusterOptions {
   log?: (line: string) => void;
   /** Extra kube-apiserver flags, after the harness's own (a later flag wins). */
   apiServerFlags?: string[];
+  /** Extra kube-controller-manager flags (`--kube-api-qps=200`, say), after the harness's own. */
+  controllerManagerFlags?: string[];
+  /** Extra kube-scheduler flags, after the harness's own. */
+  schedulerFlags?: string[];
 }
 
 type Ports = Record<'etcdPort' | 'etcdPeerPort' | 'apiPort' | 'cmPort' | 'schedPort' | 'kwokPort', number>;
@@ -271,6 +275,7 @@ export class LocalCluster {
       '--controllers=*',
       '--concurrent-gc-syncs=10',
       '--v=1',
+      ...(opts.controllerManagerFlags ?? []),
     ]);
     const scheduler = this.spawn('kube-scheduler', bin['kube-scheduler'], [
       `--kubeconfig=${schedConfig}`,
@@ -281,6 +286,7 @@ export class LocalCluster {
       `--cert-dir=${join(pki, 'scheduler')}`,
       '--leader-elect=false',
       '--v=1',
+      ...(opts.schedulerFlags ?? []),
     ]);
     const kwokConfigFile = join(d, 'kwok.yaml');
     writeFileSync(

@@ -217,14 +217,15 @@ describe('the autoscaler', () => {
   });
 
   it('marks the busy pod, keeps the scale-down delay across a restart, and removes idle pods first', async () => {
+    // Release 2 changed only the rollout settings: the pods of release 1 keep running.
     const pods = await waitFor(
-      '3 ready pods of release 2',
+      '3 ready pods, started by release 1',
       async () => {
         const p = await podsOf(client, ns(), NAME);
         return p.length === 3 &&
           p.every(
             (x) =>
-              x.metadata?.labels?.['modelplane.dev/release'] === '2' &&
+              x.metadata?.labels?.['modelplane.dev/release'] === '1' &&
               x.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
           )
           ? p

@@ -20,10 +20,9 @@ import {
   ANNOTATION,
   type DeploymentSpec,
   DeploymentSpecSchema,
-  LABEL,
   ModelVersionSpecSchema,
 } from '../../crds/index.ts';
-import type { Caches } from '../controllers/caches.ts';
+import { type Caches, podsOf } from '../controllers/caches.ts';
 import { AUTOSCALER_FIELD_MANAGER } from '../controllers/names.ts';
 import type { DeploymentDemand } from '../predictions/demand.ts';
 import { Deployments, type Pod, Pods, type Stored, type Workload, Workloads } from '../resources.ts';
@@ -93,8 +92,13 @@ interface Tracked {
   stateWritten?: string;
   stateWrittenAt: number;
   statusWritten?: string;
+  /** The resourceVersion of the Deployment that last status write was made over. */
+  statusWrittenOver?: string;
   statusWrittenAt: number;
 }
+
+/** Deployments scaled at once in a tick. */
+const TICK_CONCURRENCY = 16;
 
 /** Compares resourceVersions as etcd writes them (integers); the cache wins when unsure. */
 function newer(a: Workload | undefined, b: Workload | undefined): Workload | undefined {
@@ -243,10 +247,17 @@ export class Autoscaler {
     const { caches } = this.opts;
     if (this.opts.peers) this.remote = await this.opts.peers.scrape();
     const demand = sumDemand([this.opts.local.demand(), ...this.remote]);
+    // A bounded number at once: a thousand new Deployments must not become a thousand
+    // concurrent requests in front of the controllers' own.
+    const keys = caches.deployments.keys();
+    let next = 0;
     await Promise.all(
-      caches.deployments
-        .keys()
-        .map((key) => this.serially(key, () => this.scale(key, demand.get(key), this.clock.now()))),
+      Array.from({ length: Math.min(TICK_CONCURRENCY, keys.length) }, async () => {
+        while (next < keys.length) {
+          const key = keys[next++] as string;
+          await this.serially(key, () => this.scale(key, demand.get(key), this.clock.now()));
+        }
+      }),
     );
     for (const [key, t] of this.tracked) {
       const obj = caches.deployments.getByKey(key);
@@ -365,21 +376,21 @@ export class Autoscaler {
   private async writeStatus(obj: Deployment, t: Tracked, status: ScalingStatus, now: number): Promise<void> {
     if (covers(obj.status, status)) return;
     const text = JSON.stringify(status);
-    // Our last write may not be in the cache yet.
-    if (text === t.statusWritten && now - t.statusWrittenAt < 2_000) return;
+    // Our last write may not be in the cache yet: while the cache holds the object our write
+    // was based on, writing the same again would only repeat it (every tick, under load).
+    if (text === t.statusWritten && obj.metadata.resourceVersion === t.statusWrittenOver) return;
     const { queued: _q, running: _r, ...rest } = status;
     const urgent = !covers(obj.status, rest);
     if (!urgent && now - t.statusWrittenAt < (this.opts.statusIntervalMs ?? 5_000)) return;
     await applyStatus(this.opts.client, Deployments, obj, status as never, { fieldManager: FIELD_MANAGER });
     t.statusWritten = text;
+    t.statusWrittenOver = obj.metadata.resourceVersion;
     t.statusWrittenAt = now;
   }
 
   /** Sets each pod's deletion cost to its outstanding predictions, where that changed. */
   private async markPods(namespace: string, name: string, perPod: Record<string, number>): Promise<void> {
-    const pods = this.opts.caches.pods
-      .list(namespace)
-      .filter((p) => p.metadata?.labels?.[LABEL.deployment] === name && !p.metadata?.deletionTimestamp);
+    const pods = podsOf(this.opts.caches.pods, namespace, name).filter((p) => !p.metadata?.deletionTimestamp);
     await Promise.all(
       pods.map(async (pod: Pod) => {
         const podName = pod.metadata?.name ?? '';

@@ -27,14 +27,27 @@ export interface Caches {
   nodes: Informer<Of<typeof Nodes>>;
 }
 
+/** The index of the pods cache by their modelplane Deployment (`namespace/name`). */
+export const BY_DEPLOYMENT = 'deployment';
+
+/** The pods of the modelplane Deployment `namespace/name`, from the cache's index. */
+export function podsOf(pods: Caches['pods'], namespace: string, name: string) {
+  return pods.byIndex(BY_DEPLOYMENT, `${namespace}/${name}`);
+}
+
 export function caches(manager: Manager): Caches {
+  const pods = manager.informer(Pods, { labelSelector: LABEL.deployment });
+  pods.addIndex(BY_DEPLOYMENT, (p) => {
+    const owner = p.metadata?.labels?.[LABEL.deployment];
+    return owner === undefined ? undefined : `${p.metadata?.namespace}/${owner}`;
+  });
   return {
     hardwareClasses: manager.informer(HardwareClasses),
     models: manager.informer(Models),
     modelVersions: manager.informer(ModelVersions),
     deployments: manager.informer(Deployments),
     workloads: manager.informer(Workloads, { labelSelector: `${LABEL.appManagedBy}=${MANAGED_BY}` }),
-    pods: manager.informer(Pods, { labelSelector: LABEL.deployment }),
+    pods,
     nodes: manager.informer(Nodes),
   };
 }

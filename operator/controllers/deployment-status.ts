@@ -19,6 +19,11 @@ export interface StatusInput {
   spec: DeploymentSpec;
   previous: DeploymentStatus | undefined;
   release: number;
+  /**
+   * The release label the current pods carry: the last release that changed the pod template
+   * (default `release`). A release of instances, scaling or queue settings alone keeps its pods.
+   */
+  podRelease?: number;
   versionId: string | undefined;
   hardware: string;
   /** Set when the workload could not be applied as specified. */
@@ -59,7 +64,8 @@ export function deploymentStatus(input: StatusInput): DeploymentStatus {
   const { spec, release, workload, previous } = input;
   const live = input.pods.filter((p) => !p.metadata?.deletionTimestamp);
   const ready = live.filter(isPodReady).length;
-  const current = live.filter((p) => p.metadata?.labels?.[LABEL.release] === String(release));
+  const podRelease = String(input.podRelease ?? release);
+  const current = live.filter((p) => p.metadata?.labels?.[LABEL.release] === podRelease);
   const currentReady = current.filter(isPodReady).length;
   // The workload's count: the autoscaler sets it, between minInstances and maxInstances.
   const desired = workloadReplicas(workload, spec);

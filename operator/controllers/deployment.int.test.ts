@@ -11,7 +11,7 @@ import { waitFor } from '../../harness/processes.ts';
 import { publicKeyText } from '../../lib/sidecar-token.ts';
 import type { Operator } from '../main.ts';
 import { Deployments, type Pod, Pods, Secrets, Workloads } from '../resources.ts';
-import { ownsField } from '../runtime/index.ts';
+import { type KubeObject, ownsField, resourceType } from '../runtime/index.ts';
 import { SIDECAR_KEY_SECRET } from '../sidecar-key.ts';
 import { AUTOSCALER_FIELD_MANAGER } from './names.ts';
 import { MODEL_CONTAINER, SIDECAR_CONTAINER } from './pod-spec.ts';
@@ -31,6 +31,12 @@ const ns = useNamespace(cluster, 'mp-deploy');
 const client = clientFor(cluster.kubeconfig);
 let operator: Operator;
 const EXTRA_NODE = 'gpu-h100-extra-0';
+const ReplicaSets = resourceType<KubeObject>({
+  apiVersion: 'apps/v1',
+  kind: 'ReplicaSet',
+  plural: 'replicasets',
+  namespaced: true,
+});
 
 beforeAll(async () => {
   await installCrds(cluster.kubeconfig);
@@ -184,6 +190,67 @@ describe('the Deployment controller', () => {
     expect(w?.spec?.template.spec?.containers.find((c) => c.name === MODEL_CONTAINER)?.image).toBe(
       'registry.example.com/models/echo:2.0',
     );
+  });
+
+  it('cuts a release without replacing pods when only maxInstances changes; a new version replaces them', async () => {
+    await applyModel(client, ns(), 'bounds', { hardware: 'cpu', minInstances: 2, maxInstances: 2 });
+    const first = await ready('bounds', 2);
+    const uids = async () => (await podsOf(client, ns(), 'bounds')).map((p) => p.metadata?.uid ?? '').sort();
+    const before = await uids();
+    expect(before).toHaveLength(2);
+    const replicaSets = async () =>
+      (
+        await client.list(ReplicaSets, { namespace: ns(), labelSelector: 'modelplane.dev/deployment=bounds' })
+      ).items.map((r) => r.metadata?.uid);
+    const setsBefore = await replicaSets();
+
+    await applyModel(client, ns(), 'bounds', { hardware: 'cpu', minInstances: 2, maxInstances: 5 });
+    const second = await waitFor(
+      'release 2 of bounds, Ready',
+      async () => {
+        const s = await status('bounds');
+        return s?.release === first.release! + 1 &&
+          s.observedGeneration === (await client.get(Deployments, 'bounds', ns())).metadata?.generation &&
+          condition(s, 'Ready')?.status === 'True'
+          ? s
+          : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(second.readyInstances).toBe(2);
+    const [w] = await workloadsOf(client, ns(), 'bounds');
+    expect(w?.metadata?.labels?.['modelplane.dev/release']).toBe(String(second.release));
+    // The pods of release 1 still serve release 2: same UIDs, no new ReplicaSet.
+    expect(await uids()).toEqual(before);
+    expect(await replicaSets()).toEqual(setsBefore);
+    expect(w?.spec?.template.metadata?.labels?.['modelplane.dev/release']).toBe(String(first.release));
+
+    // A new version needs new pods: they replace the old ones, labelled with the new release.
+    await applyModel(client, ns(), 'bounds', {
+      hardware: 'cpu',
+      minInstances: 2,
+      maxInstances: 5,
+      version: 'bounds-v2',
+      image: 'registry.example.com/models/echo:2.0',
+    });
+    const third = await waitFor(
+      'release 3 of bounds rolled out on new pods',
+      async () => {
+        const s = await status('bounds');
+        const pods = await podsOf(client, ns(), 'bounds');
+        return s?.release === second.release! + 1 &&
+          condition(s, 'Ready')?.status === 'True' &&
+          pods.length === 2 &&
+          pods.every((p) => p.metadata?.labels?.['modelplane.dev/release'] === String(s.release))
+          ? s
+          : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    const after = await uids();
+    expect(after.filter((u) => before.includes(u))).toEqual([]);
+    expect(third.versionId).not.toBe(second.versionId);
+    await deleteAndWaitGone('bounds');
   });
 
   it('makes no write when objects are re-applied unchanged and resyncs run', async () => {

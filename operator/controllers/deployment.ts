@@ -21,15 +21,16 @@ import {
   type Manager,
   ownsField,
   type ReconcileContext,
+  specChanged,
   TerminalError,
 } from '../runtime/index.ts';
 import type { SidecarKey } from '../sidecar-key.ts';
-import { type Caches, keysWhere } from './caches.ts';
+import { type Caches, keysWhere, podsOf } from './caches.ts';
 import { findCondition, transitions } from './conditions.ts';
 import { type Blocker, deploymentStatus } from './deployment-status.ts';
 import { AUTOSCALER_FIELD_MANAGER, CONTROLLER, fieldManager, reportingController } from './names.ts';
-import { desiredWorkload, type WorkloadInput } from './pod-spec.ts';
-import { releaseFor, releaseHash, replicasToApply } from './release.ts';
+import { desiredWorkload, podTemplateHash, type WorkloadInput } from './pod-spec.ts';
+import { podReleaseFor, releaseFor, releaseHash, replicasToApply } from './release.ts';
 import { versionId } from './version-id.ts';
 
 export interface DeploymentControllerOptions {
@@ -52,6 +53,8 @@ interface Written {
   generation: number | undefined;
   hash: string;
   release: number;
+  templateHash: string;
+  podRelease: number;
 }
 
 function ownedBy(workload: Workload, uid: string | undefined): boolean {
@@ -123,6 +126,7 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
     const hash = releaseHash(spec);
     const mine = written.get(key);
     let release: number;
+    let podRelease: number | undefined;
     let cut = false;
     if (mine && mine.uid === uid && mine.generation === generation && mine.hash === hash) {
       release = mine.release;
@@ -147,6 +151,14 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
         webhookAllowCidrs: opts.webhookAllowCidrs,
         replicas,
       };
+      // A release that leaves the pod template as it is keeps the pods: they keep the label
+      // of the release that started them.
+      const templateHash = podTemplateHash(input);
+      podRelease =
+        mine && mine.uid === uid && mine.release === release && mine.templateHash === templateHash
+          ? mine.podRelease
+          : podReleaseFor(templateHash, workload, release);
+      input.podRelease = podRelease;
       const desired = desiredWorkload(input);
       // Keeping the count as read must not undo a change the autoscaler made since: the
       // resourceVersion makes the API server refuse the apply (409) if the cache was stale.
@@ -156,13 +168,16 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
         fieldManager: FIELD_MANAGER,
         current: workload,
       });
-      written.set(key, { uid, generation, hash, release });
+      written.set(key, { uid, generation, hash, release, templateHash, podRelease });
       if (cut) {
-        ctx.log.info({ release, version: spec.version }, 'release cut');
+        const rolls = podRelease === release;
+        ctx.log.info({ release, podRelease, version: spec.version }, 'release cut');
         void events.normal(
           obj,
-          REASON.RollingOut,
-          `release ${release}: version ${spec.version} on ${spec.hardware}, ${spec.minInstances}–${spec.maxInstances} instances`,
+          rolls ? REASON.RollingOut : REASON.Released,
+          `release ${release}: version ${spec.version} on ${spec.hardware}, ${spec.minInstances}–${spec.maxInstances} instances${
+            rolls ? '' : `; the pods of release ${podRelease} keep running`
+          }`,
           'Release',
         );
       }
@@ -171,12 +186,13 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
       release = previous?.release ?? 0;
     }
 
-    const pods = c.pods.list(namespace).filter((p) => p.metadata?.labels?.[LABEL.deployment] === name);
+    const pods = podsOf(c.pods, namespace, name);
     const status = deploymentStatus({
       generation,
       spec,
       previous,
       release,
+      podRelease,
       versionId: blocker ? undefined : id,
       hardware: spec.hardware,
       blocker,
@@ -200,14 +216,18 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
           return owner && pod.metadata?.namespace ? [`${pod.metadata.namespace}/${owner}`] : [];
         },
       },
+      // Only their spec matters here: their status writes (a HardwareClass's nodes, say) would
+      // otherwise reconcile every Deployment on them.
       {
         source: c.modelVersions,
         map: (v) =>
           keysWhere(c.deployments.list(v.metadata?.namespace), (d) => d.spec?.version, v.metadata?.name),
+        changed: specChanged,
       },
       {
         source: c.hardwareClasses,
         map: (h) => keysWhere(c.deployments.list(), (d) => d.spec?.hardware, h.metadata?.name),
+        changed: specChanged,
       },
     ],
     reconcile,

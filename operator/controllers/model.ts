@@ -11,7 +11,7 @@ import {
   REASON,
 } from '../../crds/index.ts';
 import { type Meta, Models, ModelVersions } from '../resources.ts';
-import { applyStatus, type Manager, TerminalError } from '../runtime/index.ts';
+import { applyStatus, type Manager, specChanged, TerminalError } from '../runtime/index.ts';
 import { type Caches, keysWhere } from './caches.ts';
 import { mergeConditions, type Observation } from './conditions.ts';
 import { CONTROLLER, fieldManager } from './names.ts';
@@ -83,6 +83,9 @@ export function addModelVersionController(manager: Manager, c: Caches, opts: Opt
   });
 }
 
+/** How long a Model waits after a change of its versions or deployments before its status is written. */
+const MODEL_BURST_MS = 1_000;
+
 export function addModelController(manager: Manager, c: Caches, opts: Options) {
   const client = manager.leaderClient;
   const now = opts.now ?? (() => new Date());
@@ -91,9 +94,11 @@ export function addModelController(manager: Manager, c: Caches, opts: Options) {
   return manager.addController({
     name: 'model',
     for: c.models,
+    // Its status counts versions and names deployments: their status writes do not concern
+    // it, and a burst of new Deployments of one Model is one status write a second.
     watches: [
-      { source: c.modelVersions, map: modelKey },
-      { source: c.deployments, map: modelKey },
+      { source: c.modelVersions, map: modelKey, changed: specChanged, delayMs: MODEL_BURST_MS },
+      { source: c.deployments, map: modelKey, changed: specChanged, delayMs: MODEL_BURST_MS },
     ],
     workers: opts.workers,
     resyncPeriodMs: opts.resyncPeriodMs,

@@ -6,7 +6,13 @@ import {
   LABEL,
   ModelVersionSpecSchema,
 } from '../../crds/index.ts';
-import { desiredWorkload, MODEL_CONTAINER, SIDECAR_CONTAINER, type WorkloadInput } from './pod-spec.ts';
+import {
+  desiredWorkload,
+  MODEL_CONTAINER,
+  podTemplateHash,
+  SIDECAR_CONTAINER,
+  type WorkloadInput,
+} from './pod-spec.ts';
 import { releaseHash } from './release.ts';
 
 const h100x2 = HardwareClassSpecSchema.parse({
@@ -92,6 +98,35 @@ describe('desiredWorkload', () => {
     expect(w.spec!.selector.matchLabels).toEqual({ [LABEL.deployment]: 'llama' });
     expect(w.metadata?.annotations?.[ANNOTATION.releaseHash]).toBe(releaseHash(spec));
     expect(w.spec!.template.metadata?.annotations?.[ANNOTATION.versionId]).toBe('a'.repeat(64));
+  });
+
+  it('keeps the pod template, and its hash, when only instances, scaling, queue or rollout change', () => {
+    const scaled = DeploymentSpecSchema.parse({
+      ...spec,
+      minInstances: 1,
+      maxInstances: 7,
+      scaling: { targetPerInstance: 3, scaleDownDelaySeconds: 5 },
+      queue: { maxLength: 10, maxWaitSeconds: 20 },
+      rollout: { strategy: 'RollingUpdate' },
+    });
+    const next = input({ spec: scaled, release: 4, podRelease: 3, releaseHash: releaseHash(scaled) });
+    expect(podTemplateHash(next)).toBe(podTemplateHash(input()));
+    expect(desiredWorkload(next).spec!.template).toEqual(w.spec!.template);
+    expect(desiredWorkload(next).metadata?.labels?.[LABEL.release]).toBe('4');
+    expect(w.metadata?.annotations?.[ANNOTATION.podTemplateHash]).toBe(podTemplateHash(input()));
+  });
+
+  it('changes the pod template hash when the pods must change', () => {
+    const base = podTemplateHash(input());
+    expect(
+      podTemplateHash(input({ version: { name: 'llama-v2', id: 'b'.repeat(64), spec: version } })),
+    ).not.toBe(base);
+    expect(podTemplateHash(input({ sidecarImage: 'ghcr.io/modelplane/modelplane:0.2.0' }))).not.toBe(base);
+    expect(
+      podTemplateHash(
+        input({ hardware: { name: 'gpu-h100-2x', spec: { ...h100x2, pricePerSecond: '0.1' } } }),
+      ),
+    ).not.toBe(base);
   });
 
   it('sets replicas only when told to, with the rollout settings of the spec', () => {
@@ -209,7 +244,8 @@ describe('desiredWorkload', () => {
 
   it('keeps the model server on loopback, undeclared, under a restricted security context', () => {
     expect(model.ports).toBeUndefined();
-    expect(model.args?.slice(-2)).toEqual(['--host', '127.0.0.1']);
+    const args = model.args ?? [];
+    expect(args[args.indexOf('--host') + 1]).toBe('127.0.0.1');
     expect(model.securityContext).toEqual({
       runAsNonRoot: true,
       allowPrivilegeEscalation: false,

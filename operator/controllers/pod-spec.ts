@@ -3,6 +3,7 @@
  * them (the pod template: the model container, the sidecar, the hardware's resources,
  * placement and tolerations).
  */
+import { createHash } from 'node:crypto';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
@@ -19,6 +20,7 @@ import {
   type ModelVersionSpec,
 } from '../../crds/index.ts';
 import type { Workload } from '../resources.ts';
+import { canonicalJson } from './version-id.ts';
 
 export const MODEL_CONTAINER = 'model';
 export const SIDECAR_CONTAINER = 'sidecar';
@@ -73,6 +75,12 @@ export interface WorkloadInput {
   version: { name: string; id: string; spec: ModelVersionSpec };
   hardware: { name: string; spec: HardwareClassSpec };
   release: number;
+  /**
+   * The release whose pods the template describes: the last release that changed the pod
+   * template (default `release`). A release that changes only what the autoscaler and the
+   * gateway read (instances, scaling, queue, rollout) keeps it, so no pod is replaced.
+   */
+  podRelease?: number;
   releaseHash: string;
   sidecarImage: string;
   /**
@@ -254,9 +262,26 @@ export function podSpec(input: WorkloadInput): IPodSpec {
   return spec;
 }
 
+/**
+ * The hash of the pod template `input` gives, the release label left out: equal hashes mean
+ * the pods that run are what the release wants.
+ */
+export function podTemplateHash(input: WorkloadInput): string {
+  const { [LABEL.release]: _release, ...labels } = workloadLabels(input);
+  return createHash('sha256')
+    .update(canonicalJson({ labels, annotations: podAnnotations(input), spec: podSpec(input) }))
+    .digest('hex')
+    .slice(0, 32);
+}
+
+function podAnnotations(input: WorkloadInput): Record<string, string> {
+  return { [ANNOTATION.versionId]: input.version.id };
+}
+
 /** The apps/v1 Deployment that runs the pods of one release of a modelplane Deployment. */
 export function desiredWorkload(input: WorkloadInput): Workload {
   const labels = workloadLabels(input);
+  const podLabels = { ...labels, [LABEL.release]: String(input.podRelease ?? input.release) };
   const rollout = input.spec.rollout;
   return {
     apiVersion: 'apps/v1',
@@ -265,7 +290,10 @@ export function desiredWorkload(input: WorkloadInput): Workload {
       name: input.owner.name,
       namespace: input.owner.namespace,
       labels,
-      annotations: { [ANNOTATION.releaseHash]: input.releaseHash },
+      annotations: {
+        [ANNOTATION.releaseHash]: input.releaseHash,
+        [ANNOTATION.podTemplateHash]: podTemplateHash(input),
+      },
       ownerReferences: [
         {
           apiVersion: API_VERSION,
@@ -290,7 +318,7 @@ export function desiredWorkload(input: WorkloadInput): Workload {
       progressDeadlineSeconds: rollout.progressDeadlineSeconds,
       revisionHistoryLimit: 2,
       template: {
-        metadata: { labels, annotations: { [ANNOTATION.versionId]: input.version.id } },
+        metadata: { labels: podLabels, annotations: podAnnotations(input) },
         spec: podSpec(input),
       },
     },

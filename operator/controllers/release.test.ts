@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ANNOTATION, DeploymentSpecSchema, LABEL } from '../../crds/index.ts';
 import type { Workload } from '../resources.ts';
-import { releaseFor, releaseHash, replicasToApply } from './release.ts';
+import { podReleaseFor, releaseFor, releaseHash, replicasToApply } from './release.ts';
 
 const spec = DeploymentSpecSchema.parse({
   model: 'llama',
@@ -54,5 +54,23 @@ describe('replicasToApply', () => {
     );
     expect(replicasToApply(spec, existing, false)).toBe(5);
     expect(replicasToApply(spec, existing, true)).toBeUndefined();
+  });
+});
+
+describe('podReleaseFor', () => {
+  const workload = (templateHash: string, podRelease: number): Workload => ({
+    metadata: { annotations: { [ANNOTATION.podTemplateHash]: templateHash } },
+    spec: { selector: {}, template: { metadata: { labels: { [LABEL.release]: String(podRelease) } } } },
+  });
+  it("keeps the running pods' release while the pod template is the same", () => {
+    expect(podReleaseFor('t1', workload('t1', 2), 5)).toBe(2);
+  });
+  it('gives the pods the new release when the template changed, or there is no workload yet', () => {
+    expect(podReleaseFor('t2', workload('t1', 2), 5)).toBe(5);
+    expect(podReleaseFor('t1', undefined, 1)).toBe(1);
+  });
+  it('ignores a pod release that is missing or ahead of the release', () => {
+    expect(podReleaseFor('t1', workload('t1', 0), 3)).toBe(3);
+    expect(podReleaseFor('t1', workload('t1', 9), 3)).toBe(3);
   });
 });

@@ -31,6 +31,18 @@ export function releaseFor(
   return { release: Math.max(status?.release ?? 0, childRelease) + 1, cut: true };
 }
 
+/**
+ * The release the pods of `release` carry: the workload's pod release when its pod template
+ * is the same (`templateHash` unchanged: only instances, scaling, queue or rollout settings
+ * changed, and the running pods stay), else `release` itself (the template changed, and the
+ * pods are replaced).
+ */
+export function podReleaseFor(templateHash: string, workload: Workload | undefined, release: number): number {
+  if (workload?.metadata?.annotations?.[ANNOTATION.podTemplateHash] !== templateHash) return release;
+  const running = Number(workload.spec?.template?.metadata?.labels?.[LABEL.release] ?? 0) || 0;
+  return running > 0 && running <= release ? running : release;
+}
+
 /** Instances a new workload starts with: `minInstances` (0 for a deployment that scales to zero). */
 export function initialReplicas(spec: DeploymentSpec): number {
   return spec.minInstances;

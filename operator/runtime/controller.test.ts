@@ -6,6 +6,7 @@ import {
   type ControllerOptions,
   controllerOwnerKeys,
   type Source,
+  specChanged,
   TerminalError,
 } from './controller.ts';
 import type { EventHandler } from './informer.ts';
@@ -227,6 +228,42 @@ describe('Controller', () => {
     });
     await settle();
     expect(seen).toEqual(['ns/parent']);
+    await controller.stop();
+  });
+
+  it('ignores updates of a watched kind that its filter rejects, and coalesces delayed events', async () => {
+    const seen: string[] = [];
+    const specs = new FakeSource(ConfigMaps);
+    const bursts = new FakeSource(ConfigMaps);
+    const { controller, clock } = setup(
+      async (key) => {
+        seen.push(key);
+      },
+      {
+        watches: [
+          { source: specs, map: () => ['ns/by-spec'], changed: specChanged },
+          { source: bursts, map: () => ['ns/burst'], delayMs: 1_000 },
+        ],
+      },
+    );
+    await controller.start();
+    const cm = (generation: number, rv: string): KubeObject => ({
+      ...ConfigMaps,
+      metadata: { name: 'c', namespace: 'ns', generation, resourceVersion: rv },
+    });
+    specs.update(cm(1, '1'), cm(1, '2')); // a status write: ignored
+    await settle();
+    expect(seen).toEqual([]);
+    specs.update(cm(1, '2'), cm(2, '3')); // a spec change
+    await settle();
+    expect(seen).toEqual(['ns/by-spec']);
+
+    for (let i = 0; i < 5; i++) bursts.add(cm(1, String(10 + i)));
+    await settle();
+    expect(seen).toEqual(['ns/by-spec']);
+    clock.advance(1_000);
+    await settle();
+    expect(seen).toEqual(['ns/by-spec', 'ns/burst']);
     await controller.stop();
   });
 

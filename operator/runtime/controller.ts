@@ -62,6 +62,22 @@ export interface Watch<T extends KubeObject = KubeObject> {
   source: Source<T>;
   /** The primary keys an object of this kind concerns. */
   map: (obj: T) => string[];
+  /**
+   * Whether an update matters to the primary objects (default: every update does). A
+   * controller that reads only an object's spec ignores its status writes with
+   * `specChanged`, so that one HardwareClass's status does not reconcile every Deployment.
+   */
+  changed?: (old: T, obj: T) => boolean;
+  /**
+   * Queue the keys this long after the event rather than at once: a burst of events (a
+   * thousand Deployments of one Model applied together) becomes one reconcile per period.
+   */
+  delayMs?: number;
+}
+
+/** An update changed the object's spec (its generation), not only its status or metadata. */
+export function specChanged(old: KubeObject, obj: KubeObject): boolean {
+  return old.metadata?.generation !== obj.metadata?.generation;
 }
 
 export interface ControllerOptions<T extends KubeObject = KubeObject> {
@@ -205,7 +221,19 @@ export class Controller<T extends KubeObject = KubeObject> {
       this.unregister.push(source.addEventHandler(mapped((obj) => controllerOwnerKeys(obj, owner))));
     }
     for (const w of this.opts.watches ?? []) {
-      this.unregister.push(w.source.addEventHandler(mapped(w.map)));
+      const delay = w.delayMs ?? 0;
+      const queue1 = delay > 0 ? (key: string) => queue.addAfter(key, delay) : add;
+      const changed = w.changed;
+      this.unregister.push(
+        w.source.addEventHandler({
+          onAdd: (obj) => w.map(obj).forEach(queue1),
+          onUpdate: (old, obj) => {
+            if (changed && !changed(old, obj)) return;
+            new Set([...w.map(old), ...w.map(obj)]).forEach(queue1);
+          },
+          onDelete: (obj) => w.map(obj).forEach(queue1),
+        }),
+      );
     }
   }
 

@@ -22,6 +22,7 @@ export {
   type ReconcileContext,
   type ReconcileResult,
   type Source,
+  specChanged,
   TerminalError,
   type Watch,
 } from './controller.ts';

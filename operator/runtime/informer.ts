@@ -75,6 +75,9 @@ export class Informer<T extends KubeObject = KubeObject> {
   private readonly silenceMs: number;
   private readonly log: Logger;
   private readonly store = new Map<string, T>();
+  /** Indexes: name → (value → keys of the objects with that value). */
+  private readonly indexers = new Map<string, (obj: T) => string | undefined>();
+  private readonly indexes = new Map<string, Map<string, Set<string>>>();
   private handlers: EventHandler<T>[] = [];
   private resourceVersion: string | undefined;
   private synced = false;
@@ -155,8 +158,72 @@ export class Informer<T extends KubeObject = KubeObject> {
 
   /** Every cached object, or those of one namespace. */
   list(namespace?: string): T[] {
-    const all = [...this.store.values()];
-    return namespace === undefined ? all : all.filter((o) => o.metadata?.namespace === namespace);
+    if (namespace === undefined) return [...this.store.values()];
+    const out: T[] = [];
+    for (const o of this.store.values()) if (o.metadata?.namespace === namespace) out.push(o);
+    return out;
+  }
+
+  /**
+   * Keeps an index of the cache by `value(obj)` (a label, say), so `byIndex` finds the objects
+   * with one value without walking the whole cache. Add it before the informer starts.
+   */
+  addIndex(name: string, value: (obj: T) => string | undefined): void {
+    if (this.indexers.has(name)) return;
+    this.indexers.set(name, value);
+    const index = new Map<string, Set<string>>();
+    this.indexes.set(name, index);
+    for (const [key, obj] of this.store) this.indexOne(index, value, key, obj);
+  }
+
+  /** The cached objects whose index `name` has `value` (see `addIndex`). */
+  byIndex(name: string, value: string): T[] {
+    const index = this.indexes.get(name);
+    if (!index) throw new Error(`no index ${name} on ${this.type.plural}`);
+    const out: T[] = [];
+    for (const key of index.get(value) ?? []) {
+      const obj = this.store.get(key);
+      if (obj) out.push(obj);
+    }
+    return out;
+  }
+
+  private indexOne(
+    index: Map<string, Set<string>>,
+    value: (obj: T) => string | undefined,
+    key: string,
+    obj: T,
+  ): void {
+    const v = value(obj);
+    if (v === undefined) return;
+    const keys = index.get(v);
+    if (keys) keys.add(key);
+    else index.set(v, new Set([key]));
+  }
+
+  private unindexOne(
+    index: Map<string, Set<string>>,
+    value: (obj: T) => string | undefined,
+    key: string,
+    obj: T,
+  ) {
+    const v = value(obj);
+    if (v === undefined) return;
+    const keys = index.get(v);
+    keys?.delete(key);
+    if (keys?.size === 0) index.delete(v);
+  }
+
+  /** Puts `obj` in the cache under `key` (undefined: removes it), keeping the indexes. */
+  private put(key: string, obj: T | undefined): void {
+    const prev = this.store.get(key);
+    for (const [name, value] of this.indexers) {
+      const index = this.indexes.get(name) as Map<string, Set<string>>;
+      if (prev) this.unindexOne(index, value, key, prev);
+      if (obj) this.indexOne(index, value, key, obj);
+    }
+    if (obj) this.store.set(key, obj);
+    else this.store.delete(key);
   }
 
   keys(): string[] {
@@ -235,7 +302,8 @@ export class Informer<T extends KubeObject = KubeObject> {
     });
     const old = new Map(this.store);
     this.store.clear();
-    for (const obj of items) this.store.set(objectKey(obj), obj);
+    for (const index of this.indexes.values()) index.clear();
+    for (const obj of items) this.put(objectKey(obj), obj);
     this.resourceVersion = resourceVersion;
     this.lists++;
     for (const [key, obj] of this.store) {
@@ -298,7 +366,7 @@ export class Informer<T extends KubeObject = KubeObject> {
       case 'MODIFIED': {
         const key = objectKey(obj);
         const prev = this.store.get(key);
-        this.store.set(key, obj);
+        this.put(key, obj);
         this.resourceVersion = obj.metadata?.resourceVersion ?? this.resourceVersion;
         if (prev) this.emit('onUpdate', prev, obj);
         else this.emit('onAdd', obj);
@@ -307,7 +375,7 @@ export class Informer<T extends KubeObject = KubeObject> {
       case 'DELETED': {
         const key = objectKey(obj);
         const prev = this.store.get(key);
-        this.store.delete(key);
+        this.put(key, undefined);
         this.resourceVersion = obj.metadata?.resourceVersion ?? this.resourceVersion;
         this.emit('onDelete', prev ?? obj);
         return;
