@@ -9,6 +9,7 @@
  * final`) is folded the same way.
  */
 import type { Logger } from 'pino';
+import { jsonBytes } from '../lib/bounded.ts';
 import { isTerminal, modelMetrics } from '../lib/prediction.ts';
 import type { Prediction } from './prediction.ts';
 import type { Slots } from './slots.ts';
@@ -46,8 +47,9 @@ export function applyCog(p: Prediction, payload: CogPayload, mode: OutputMode): 
   const status = payload.status;
   if (status === 'processing' || status === 'starting') p.markStarted();
   const logs = payload.logs;
-  if (typeof logs === 'string' && logs.length > p.logs.length && logs.startsWith(p.logs)) {
-    p.appendLogs(logs.slice(p.logs.length));
+  // Only what extends the logs taken in so far (they are kept bounded, so counted by length).
+  if (typeof logs === 'string' && logs.length > p.logsSeen) {
+    p.appendLogs(logs.slice(p.logsSeen));
   }
   if (!isTerminal(status)) {
     if (mode !== 'single' && Array.isArray(payload.output) && payload.output.length > p.items.length) {
@@ -57,8 +59,10 @@ export function applyCog(p: Prediction, payload: CogPayload, mode: OutputMode): 
   }
   settleOutput(p, payload.output, mode);
   const predictTime = payload.metrics?.predict_time;
-  p.end(status, {
-    error: status === 'failed' ? (payload.error ?? 'prediction failed') : null,
+  // Output past the cap: it ends failed (with no output), whatever the model server says.
+  const overflow = p.outputOverflow && status === 'succeeded';
+  p.end(overflow ? 'failed' : status, {
+    error: overflow ? p.overflowError() : status === 'failed' ? (payload.error ?? 'prediction failed') : null,
     predictTime: typeof predictTime === 'number' && Number.isFinite(predictTime) ? predictTime : undefined,
     modelMetrics: modelMetrics(payload.metrics),
   });
@@ -67,16 +71,18 @@ export function applyCog(p: Prediction, payload: CogPayload, mode: OutputMode): 
 
 /** The output of a prediction that has just ended, with the events of what had not been sent. */
 function settleOutput(p: Prediction, final: unknown, mode: OutputMode): void {
+  if (p.outputOverflow) return;
   if (final === undefined || final === null) {
     if (mode === 'iterator' || p.items.length > 0) p.output = [...p.items];
     return;
   }
   if (mode === 'iterator' && Array.isArray(final)) {
     for (const item of final.slice(p.items.length)) p.pushItem(item);
-    p.output = final;
+    if (!p.outputOverflow) p.output = final;
     return;
   }
   if (mode === 'single') {
+    if (!p.takeOutput(jsonBytes(final))) return;
     p.output = final;
     p.sendOutput(final);
     return;
@@ -85,7 +91,11 @@ function settleOutput(p: Prediction, final: unknown, mode: OutputMode): void {
   const sent = p.items;
   if (Array.isArray(final) && sent.length > 0 && sent.every((x, i) => deepEqual(x, final[i]))) {
     for (const item of final.slice(sent.length)) p.pushItem(item);
+    if (p.outputOverflow) return;
   } else if (!(sent.length === 1 && deepEqual(sent[0], final))) {
+    // A final value unlike the items: it replaces them, and counts in their stead.
+    p.outputBytes = 0;
+    if (!p.takeOutput(jsonBytes(final))) return;
     p.sendOutput(final);
   }
   p.output = final;

@@ -35,6 +35,10 @@ export const ENV = {
   drainReadTimeout: 'MODELPLANE_DRAIN_READ_TIMEOUT',
   usageReadTimeout: 'MODELPLANE_USAGE_READ_TIMEOUT',
   retention: 'MODELPLANE_RETENTION',
+  retainMax: 'MODELPLANE_RETAIN_MAX',
+  retainBytes: 'MODELPLANE_RETAIN_BYTES',
+  maxLogBytes: 'MODELPLANE_MAX_LOG_BYTES',
+  maxOutputBytes: 'MODELPLANE_MAX_OUTPUT_BYTES',
   shutdownModel: 'MODELPLANE_SHUTDOWN_MODEL',
   logLevel: 'MODELPLANE_LOG_LEVEL',
   progress: 'MODELPLANE_PROGRESS',
@@ -102,6 +106,14 @@ export interface SidecarConfig {
   usageReadTimeout: number;
   /** Seconds finished predictions stay readable. */
   retention: number;
+  /** The most finished predictions kept; past it the oldest go first (those already read before the others). */
+  retainMax: number;
+  /** The most bytes (logs, output, events) finished predictions hold together; past it as retainMax. */
+  retainBytes: number;
+  /** Bytes of logs a prediction keeps: the last ones, behind a marker line. */
+  maxLogBytes: number;
+  /** Bytes of output a prediction may have; past it it ends `failed`. */
+  maxOutputBytes: number;
   /** Whether to ask the model server to shut down (POST /shutdown) when the sidecar exits. */
   shutdownModel: boolean;
   logLevel: string;
@@ -335,6 +347,47 @@ operator to read the instance's final usage (GET /status)
     meta: 'SECONDS',
     help: `how long finished predictions stay readable (${ENV.retention};
 default 600)`,
+  }),
+  retainMax: option({
+    flag: 'retain-max',
+    env: ENV.retainMax,
+    type: 'number',
+    min: 1,
+    default: 1000,
+    meta: 'N',
+    help: `the most finished predictions kept; past it the oldest go,
+those already read first (${ENV.retainMax}; default 1000)`,
+  }),
+  retainBytes: option({
+    flag: 'retain-bytes',
+    env: ENV.retainBytes,
+    type: 'number',
+    min: 0,
+    default: 64 << 20,
+    meta: 'BYTES',
+    help: `the most bytes of logs, output and events finished predictions
+hold together; past it as --retain-max (${ENV.retainBytes};
+default 67108864, 64 MiB)`,
+  }),
+  maxLogBytes: option({
+    flag: 'max-log-bytes',
+    env: ENV.maxLogBytes,
+    type: 'number',
+    min: 1024,
+    default: 1 << 20,
+    meta: 'BYTES',
+    help: `bytes of logs a prediction keeps: the last ones, after a line
+saying how many were dropped (${ENV.maxLogBytes}; default 1048576)`,
+  }),
+  maxOutputBytes: option({
+    flag: 'max-output-bytes',
+    env: ENV.maxOutputBytes,
+    type: 'number',
+    min: 1024,
+    default: 16 << 20,
+    meta: 'BYTES',
+    help: `bytes of output (as JSON) a prediction may have; past it the
+prediction fails (${ENV.maxOutputBytes}; default 16777216)`,
   }),
   webhookAllowCidrs: allowCidrsOption(ENV.webhookAllowCidrs),
   shutdownModel: option({

@@ -203,6 +203,39 @@ describe('the lifecycle of a prediction (progress: webhook)', () => {
     await u.run(1000);
     expect(u.sidecar.get('a')).toBeUndefined();
   });
+
+  it('past the retention cap forgets the oldest finished predictions, those already read first', async () => {
+    const u = await unitSidecar({ retainMax: 2 });
+    for (const id of ['a', 'b', 'c']) {
+      await create(u, id);
+      u.cog.send(id, { status: 'succeeded', output: id });
+      await u.flush();
+    }
+    // a, the oldest, unread, goes: the cap is 2.
+    expect(u.sidecar.get('a')).toBeUndefined();
+    expect(u.logs.some((l) => l.msg?.includes('before its final record was read'))).toBe(true);
+    // c read: it goes before b, which is older but unread.
+    u.sidecar.read(u.sidecar.get('c')!);
+    await create(u, 'd');
+    u.cog.send('d', { status: 'succeeded', output: 'd' });
+    await u.flush();
+    expect(u.sidecar.get('b')?.status).toBe('succeeded');
+    expect(u.sidecar.get('c')).toBeUndefined();
+    expect(u.sidecar.get('d')?.status).toBe('succeeded');
+  });
+
+  it('past the retention byte cap forgets the oldest finished predictions', async () => {
+    const u = await unitSidecar({ retainBytes: 5000 });
+    for (const id of ['a', 'b', 'c']) {
+      await create(u, id);
+      u.cog.send(id, { status: 'succeeded', output: 'o'.repeat(2000), logs: `${id}\n` });
+      await u.flush();
+    }
+    // Each holds ~4 KB (its output, and the output event again): one at a time fits.
+    expect(u.sidecar.get('a')).toBeUndefined();
+    expect(u.sidecar.get('b')).toBeUndefined();
+    expect(u.sidecar.get('c')?.output).toBe('o'.repeat(2000));
+  });
 });
 
 describe('the lifecycle of a prediction (progress: final)', () => {

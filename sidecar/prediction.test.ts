@@ -204,3 +204,62 @@ describe('a prediction fed by Cog webhooks', () => {
     expect(p.toJSON()).not.toHaveProperty('urls');
   });
 });
+
+describe('a prediction bounded in bytes', () => {
+  const bounds = { logBytes: 1000, outputBytes: 2000, eventBytes: 3000 };
+
+  it('keeps the last bytes of its logs behind a marker, and folds growing snapshots on', () => {
+    const p = new Prediction({ id: 'p1', input: {}, clock: fakeClock(), bounds });
+    const line = `${'x'.repeat(99)}\n`;
+    let all = '';
+    for (let i = 0; i < 30; i++) {
+      all += line;
+      applyCog(p, { status: 'processing', logs: all }, 'iterator');
+    }
+    expect(p.logs).toBe(`[… 2000 bytes of earlier logs dropped …]\n${line.repeat(10)}`);
+    // A stale snapshot changes nothing.
+    applyCog(p, { status: 'processing', logs: line.repeat(3) }, 'iterator');
+    applyCog(p, { status: 'succeeded', logs: all + line }, 'iterator');
+    expect(p.logs).toBe(`[… 2100 bytes of earlier logs dropped …]\n${line.repeat(10)}`);
+  });
+
+  it('keeps stream events within their bound: the oldest go, ids stay', () => {
+    const p = new Prediction({ id: 'p1', input: {}, clock: fakeClock(), bounds });
+    for (let i = 0; i < 50; i++) p.appendLogs(`${'y'.repeat(99)}\n`);
+    const kept = p.eventsSince(0);
+    expect(kept).toHaveLength(30);
+    expect(kept[0]!.id).toBe(21);
+    expect(p.eventsSince(45).map((e) => e.id)).toEqual([46, 47, 48, 49, 50]);
+  });
+
+  it('fails when its single output is larger than the cap, keeping none of it', () => {
+    const p = new Prediction({ id: 'p1', input: {}, clock: fakeClock(), bounds });
+    const events = record(p);
+    applyCog(p, { status: 'succeeded', output: 'z'.repeat(3000) }, 'single');
+    expect(p.status).toBe('failed');
+    expect(p.output).toBeNull();
+    expect(p.error).toMatch(/output is larger than this deployment keeps \(2\.9 KiB, more than 2 KiB/);
+    expect(events.map((e) => e.event)).toEqual(['error', 'done']);
+  });
+
+  it('stops keeping iterator items past the cap and fails at the end', () => {
+    const p = new Prediction({ id: 'p1', input: {}, clock: fakeClock(), bounds });
+    const items = Array.from({ length: 30 }, (_, i) => `${i}`.padEnd(100, '.'));
+    applyCog(p, { status: 'processing', output: items.slice(0, 10) }, 'iterator');
+    expect(p.items).toHaveLength(10);
+    applyCog(p, { status: 'processing', output: items.slice(0, 25) }, 'iterator');
+    expect(p.items).toHaveLength(0);
+    expect(p.outputOverflow).toBe(true);
+    applyCog(p, { status: 'succeeded', output: items }, 'iterator');
+    expect(p.status).toBe('failed');
+    expect(p.output).toBeNull();
+    expect(p.error).toMatch(/more than 2 KiB/);
+  });
+
+  it('keeps output within the cap as it is', () => {
+    const p = new Prediction({ id: 'p1', input: {}, clock: fakeClock(), bounds });
+    applyCog(p, { status: 'succeeded', output: 'z'.repeat(1500) }, 'single');
+    expect(p.status).toBe('succeeded');
+    expect(p.output).toBe('z'.repeat(1500));
+  });
+});

@@ -5,6 +5,7 @@
  * `error` and `done` events. What the Cog server reports is folded in by cog-webhooks.ts.
  */
 
+import { boundLogs, byteLength, formatBytes, jsonBytes } from '../lib/bounded.ts';
 import { type Clock, realClock } from '../lib/clock.ts';
 import type { InvalidField } from '../lib/openapi-input.ts';
 import {
@@ -37,6 +38,29 @@ export interface PredictionInit {
   stream?: boolean;
   /** Where its output files go (`<url>/<filename>`): the gateway's signed upload URL. */
   uploadUrl?: string | undefined;
+  /** Bounds in bytes (DEFAULT_BOUNDS when not given). */
+  bounds?: Partial<PredictionBounds>;
+}
+
+/** What one prediction may hold in memory, in bytes. */
+export interface PredictionBounds {
+  /** Logs kept: the last ones, behind a marker line counting those dropped. */
+  logBytes: number;
+  /** Output: past it the prediction ends `failed`. */
+  outputBytes: number;
+  /** Stream events kept for replay: the oldest go first (ids stay as they were). */
+  eventBytes: number;
+}
+
+export const DEFAULT_BOUNDS: PredictionBounds = {
+  logBytes: 1 << 20,
+  outputBytes: 16 << 20,
+  eventBytes: 32 << 20,
+};
+
+/** The error of a prediction whose output went past the cap. */
+export function outputTooLarge(bytes: number, max: number): string {
+  return `the output is larger than this deployment keeps (${bytes === Number.POSITIVE_INFINITY ? 'not serialisable' : formatBytes(bytes)}, more than ${formatBytes(max)}; --max-output-bytes)`;
 }
 
 export class Prediction {
@@ -49,7 +73,17 @@ export class Prediction {
   readonly uploadUrl: string | undefined;
   status: PredictionStatus = 'starting';
   output: unknown = null;
+  /** Its logs: the last `bounds.logBytes` bytes, after a marker line when earlier ones were dropped. */
   logs = '';
+  /** Characters of the model server's logs taken in so far (its webhooks carry all of them). */
+  logsSeen = 0;
+  /** Bytes of output taken in (items sent, or the final value). */
+  outputBytes = 0;
+  /** The output went past `bounds.outputBytes`: no more is kept and it ends `failed`. */
+  outputOverflow = false;
+  /** Its final record was read (or its `completed` webhook sent): first to go past the retention cap. */
+  collected = false;
+  readonly bounds: PredictionBounds;
   error: string | null = null;
   /** Epoch ms. */
   readonly createdAt: number;
@@ -69,6 +103,9 @@ export class Prediction {
 
   private readonly clock: Clock;
   private readonly events: PredictionEvent[] = [];
+  /** Ids given so far; bytes of the data of the events kept. */
+  private lastEventId = 0;
+  private eventBytes = 0;
   /** Listeners that want live events (event streams opened by callers). */
   private watchers = 0;
   private readonly listeners = new Set<Listener>();
@@ -82,6 +119,7 @@ export class Prediction {
     this.webhookEventsFilter = init.webhookEventsFilter ?? [...WEBHOOK_EVENTS];
     this.stream = init.stream === true;
     this.uploadUrl = init.uploadUrl;
+    this.bounds = { ...DEFAULT_BOUNDS, ...init.bounds };
     this.clock = init.clock ?? realClock;
     this.createdAt = this.clock.now();
     this.createdMono = this.clock.mono();
@@ -125,12 +163,29 @@ export class Prediction {
   /** New log text (an extension of `logs`): kept and sent as a `logs` event. */
   appendLogs(delta: string): void {
     if (this.terminal || !delta) return;
-    this.logs += delta;
-    this.emit('logs', delta);
+    this.logsSeen += delta.length;
+    this.logs = boundLogs(this.logs + delta, this.bounds.logBytes);
+    // One event holds at most the logs' bound (its tail, marked, when larger).
+    this.emit('logs', boundLogs(delta, this.bounds.logBytes));
+  }
+
+  /**
+   * Counts `bytes` more of output against the cap; false (and the output marked overflowed)
+   * when it goes past.
+   */
+  takeOutput(bytes: number): boolean {
+    if (this.outputOverflow) return false;
+    this.outputBytes += bytes;
+    if (this.outputBytes <= this.bounds.outputBytes) return true;
+    this.outputOverflow = true;
+    this.output = null;
+    this.sent.length = 0;
+    return false;
   }
 
   /** One more output item: the output becomes the items so far, and the item is sent. */
   pushItem(item: unknown): void {
+    if (!this.takeOutput(jsonBytes(item))) return;
     this.sent.push(item);
     this.output = [...this.sent];
     this.emit('output', outputText(item), item);
@@ -139,6 +194,11 @@ export class Prediction {
   /** Sends `value` as one `output` event (the output itself is set by the caller). */
   sendOutput(value: unknown): void {
     this.emit('output', outputText(value), value);
+  }
+
+  /** The error it ends with when its output went past the cap. */
+  overflowError(): string {
+    return outputTooLarge(this.outputBytes, this.bounds.outputBytes);
   }
 
   /**
@@ -181,17 +241,29 @@ export class Prediction {
   }
 
   private emit(event: StreamEventName, data: string, value?: unknown): void {
-    const e: PredictionEvent =
-      value === undefined
-        ? { id: this.events.length + 1, event, data }
-        : { id: this.events.length + 1, event, data, value };
+    const id = ++this.lastEventId;
+    const e: PredictionEvent = value === undefined ? { id, event, data } : { id, event, data, value };
     this.events.push(e);
+    // Kept for replay within the bound: the oldest go first (the last one always stays).
+    this.eventBytes += byteLength(data);
+    while (this.eventBytes > this.bounds.eventBytes && this.events.length > 1) {
+      this.eventBytes -= byteLength(this.events.shift()!.data);
+    }
     for (const l of this.listeners) l(e);
   }
 
-  /** Events after `afterId` (0 = all). */
+  /**
+   * Events after `afterId` (0 = all) that are still kept: past the event bound the oldest
+   * are gone, and a replay starts at the first one kept.
+   */
   eventsSince(afterId: number): PredictionEvent[] {
-    return this.events.slice(Math.max(0, afterId));
+    const first = this.events[0]?.id ?? 1;
+    return this.events.slice(Math.max(0, afterId - first + 1));
+  }
+
+  /** Bytes it holds in logs, output and kept events (roughly what retaining it costs). */
+  heldBytes(): number {
+    return byteLength(this.logs) + this.outputBytes + this.eventBytes;
   }
 
   /**

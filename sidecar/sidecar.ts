@@ -69,7 +69,9 @@ export class Sidecar implements PredictionService {
   private readonly uploads: UploadListener;
 
   private readonly predictions = new Map<string, Prediction>();
-  private readonly retentionTimers = new Set<Timer>();
+  /** Finished predictions kept for the retention, oldest first, with what each holds. */
+  private readonly retained = new Map<string, { p: Prediction; timer: Timer | undefined; bytes: number }>();
+  private retainedBytes = 0;
   private webhookBase = '';
   private stopped = false;
   private usageReaders: Array<() => void> = [];
@@ -218,8 +220,9 @@ export class Sidecar implements PredictionService {
     this.stopped = true;
     this.health.stop();
     this.slots.stop();
-    for (const t of this.retentionTimers) t.cancel();
-    this.retentionTimers.clear();
+    for (const r of this.retained.values()) r.timer?.cancel();
+    this.retained.clear();
+    this.retainedBytes = 0;
     this.webhooks.close();
     this.routes.closeStreams();
     await this.listeners.close();
@@ -353,7 +356,16 @@ export class Sidecar implements PredictionService {
       );
     }
     const { id } = req;
-    const p = new Prediction({ ...req, clock: this.clock });
+    const p = new Prediction({
+      ...req,
+      clock: this.clock,
+      bounds: {
+        logBytes: this.config.maxLogBytes,
+        outputBytes: this.config.maxOutputBytes,
+        // Events carry the logs and output again as they came.
+        eventBytes: this.config.maxLogBytes + this.config.maxOutputBytes,
+      },
+    });
     this.predictions.set(id, p);
     if (p.webhook) {
       this.webhooks.register(id, p.webhook, p.webhookEventsFilter);
@@ -377,6 +389,7 @@ export class Sidecar implements PredictionService {
   }
 
   read(p: Prediction): void {
+    if (p.terminal) p.collected = true;
     this.drainer.read(p);
   }
 
@@ -413,14 +426,51 @@ export class Sidecar implements PredictionService {
       'prediction finished',
     );
     this.webhooks.notify(p.id, 'completed', () => this.view(p));
-    if (!this.stopped) {
-      const t = this.clock.setTimer(() => {
-        this.retentionTimers.delete(t);
-        this.predictions.delete(p.id);
-      }, this.config.retention * 1000);
-      this.retentionTimers.add(t);
-    }
+    if (!this.stopped) this.retain(p);
     this.drainer.check();
+  }
+
+  /**
+   * Keeps a finished prediction readable for the retention time, within the count and byte
+   * caps: past them the oldest finished ones are forgotten, those whose final record was
+   * already read (or sent by webhook) before those not yet read.
+   */
+  private retain(p: Prediction): void {
+    if (p.webhook && p.webhookEventsFilter.includes('completed')) p.collected = true;
+    const timer = this.clock.setTimer(() => this.forget(p.id), this.config.retention * 1000);
+    const bytes = p.heldBytes();
+    this.retained.set(p.id, { p, timer, bytes });
+    this.retainedBytes += bytes;
+    while (
+      this.retained.size > 1 &&
+      (this.retained.size > this.config.retainMax || this.retainedBytes > this.config.retainBytes)
+    ) {
+      let victim: string | undefined;
+      for (const [id, r] of this.retained) {
+        if (r.p.collected) {
+          victim = id;
+          break;
+        }
+      }
+      victim ??= this.retained.keys().next().value!;
+      const r = this.retained.get(victim)!;
+      if (!r.p.collected) {
+        this.log.warn(
+          { prediction: victim, retained: this.retained.size, retainedBytes: this.retainedBytes },
+          'forgetting a finished prediction before its final record was read (retention cap)',
+        );
+      }
+      this.forget(victim);
+    }
+  }
+
+  private forget(id: string): void {
+    const r = this.retained.get(id);
+    if (!r) return;
+    r.timer?.cancel();
+    this.retained.delete(id);
+    this.retainedBytes -= r.bytes;
+    this.predictions.delete(id);
   }
 }
 

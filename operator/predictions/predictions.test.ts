@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EgressPolicy } from '../../lib/egress.ts';
 import { notReadyReason } from './catalog.ts';
 import { leastOutstanding, type PodLike, podEndpoint } from './endpoints.ts';
-import { LOG_TAIL_CHARS, logTail, type PredictionRecord, toView } from './record.ts';
+import { LOG_TAIL_BYTES, logTail, type PredictionRecord, toView } from './record.ts';
 import { sign, stableMessageId, WebhookSender } from './webhooks.ts';
 
 const LOOPBACK = new EgressPolicy(['127.0.0.0/8']);
@@ -164,10 +164,15 @@ describe('the prediction object', () => {
 });
 
 describe('what a record keeps', () => {
-  it('keeps the last LOG_TAIL_CHARS characters of logs', () => {
+  it('keeps the last LOG_TAIL_BYTES bytes of logs behind a marker line', () => {
     expect(logTail('short')).toBe('short');
-    const long = `${'a'.repeat(10)}${'b'.repeat(LOG_TAIL_CHARS)}`;
-    expect(logTail(long)).toBe('b'.repeat(LOG_TAIL_CHARS));
+    const long = `${'a'.repeat(10)}${'b'.repeat(LOG_TAIL_BYTES)}`;
+    expect(logTail(long)).toBe(`[… 10 bytes of earlier logs dropped …]\n${'b'.repeat(LOG_TAIL_BYTES)}`);
+    // In bytes: two-byte characters keep half as many.
+    const wide = 'é'.repeat(LOG_TAIL_BYTES);
+    expect(logTail(wide)).toBe(
+      `[… ${LOG_TAIL_BYTES} bytes of earlier logs dropped …]\n${'é'.repeat(LOG_TAIL_BYTES / 2)}`,
+    );
   });
 
   it('shows data_removed once the data is removed', () => {

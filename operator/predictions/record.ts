@@ -1,4 +1,5 @@
 /** A prediction as the predictions module keeps it, and the object callers read. */
+import { boundLogs } from '../../lib/bounded.ts';
 import {
   type PredictionCore,
   type PredictionObject,
@@ -52,12 +53,12 @@ export function withoutEvents(rec: PredictionRecord): Omit<PredictionRecord, 'ev
   return state;
 }
 
-/** The most characters of logs a prediction keeps: the last ones (1 Mi). */
-export const LOG_TAIL_CHARS = 1 << 20;
+/** The most bytes of logs a prediction keeps: the last ones (1 MiB), as the sidecar does. */
+export const LOG_TAIL_BYTES = 1 << 20;
 
-/** The last LOG_TAIL_CHARS characters of `logs`. */
+/** The last LOG_TAIL_BYTES bytes of `logs`, behind a line counting the bytes dropped. */
 export function logTail(logs: string): string {
-  return logs.length > LOG_TAIL_CHARS ? logs.slice(-LOG_TAIL_CHARS) : logs;
+  return boundLogs(logs, LOG_TAIL_BYTES);
 }
 
 /** The prediction object as the API returns it, with `urls` and the record's `model`. */
