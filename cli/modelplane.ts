@@ -1,7 +1,8 @@
 /**
  * The one modelplane executable. Subcommands are the processes of DESIGN.md §2:
  * `operator`, `sidecar` and `dev` (each arrives with the component that implements it), and
- * `token` (API tokens for the gateway) and `usage` (cost and usage, from the gateway).
+ * `token` (API tokens for the gateway), `usage` (cost and usage, from the gateway) and `check`
+ * (the production-readiness checklist of a deployment).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -32,6 +33,11 @@ export const subcommands: Record<string, Subcommand> = {
     summary:
       'cost and usage by namespace, model, deployment, hardware or day, with idle cost and utilization',
     run: async (argv) => (await import('./usage.ts')).run(argv),
+  },
+  check: {
+    summary:
+      'production-readiness checklist of a deployment: consistency, runtime, timeouts, cost, license, stability',
+    run: async (argv) => (await import('./check/main.ts')).run(argv),
   },
   dev: {
     summary: 'run modelplane on this machine: control plane, operator, pod runner, example models',

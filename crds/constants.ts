@@ -51,6 +51,9 @@ export const LABEL = {
   model: `${GROUP}/model`,
   /** Name of the HardwareClass a pod runs on. */
   hardware: `${GROUP}/hardware`,
+  /** On a Model, "true" marks it official: supported by its team, with a stable schema
+   *  (`modelplane check` reports it). */
+  official: `${GROUP}/official`,
   /** Marks Secrets that hold gateway API tokens. */
   apiToken: `${GROUP}/api-token`,
   appName: 'app.kubernetes.io/name',

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig, parseInputFlag, renderTable, run } from './main.ts';
+
+describe('modelplane check settings', () => {
+  it('reads a YAML or JSON config with the flag names', () => {
+    expect(parseConfig('runs: 3\nmaxP95: 1.5\ninput:\n  text: hi\n', 'c.yaml')).toEqual({
+      runs: 3,
+      maxP95: 1.5,
+      input: { text: 'hi' },
+    });
+    expect(parseConfig('{"unitsPerAction": 4}', 'c.json')).toEqual({ unitsPerAction: 4 });
+  });
+  it('refuses unknown settings and bad numbers, naming them', () => {
+    expect(() => parseConfig('rns: 3', 'c.yaml')).toThrow('unknown setting "rns"');
+    expect(() => parseConfig('runs: many', 'c.yaml')).toThrow('c.yaml: runs must be a number');
+    expect(() => parseConfig('- 1', 'c.yaml')).toThrow('must be a mapping');
+  });
+  it('parses --input values as JSON when they parse, else as strings', () => {
+    expect(parseInputFlag('n=3')).toEqual(['n', 3]);
+    expect(parseInputFlag('text=hello world')).toEqual(['text', 'hello world']);
+    expect(parseInputFlag('a=b=c')).toEqual(['a', 'b=c']);
+    expect(() => parseInputFlag('=x')).toThrow('KEY=VALUE');
+  });
+  it('exits 2 on a malformed target or runs before touching any cluster', async () => {
+    expect(await run([])).toBe(2);
+    expect(await run(['no-slash'])).toBe(2);
+    expect(await run(['ns/echo', '--runs', '1'])).toBe(2);
+  });
+  it('renders a table with notes and counts', () => {
+    const out = renderTable({
+      target: 'ns/echo',
+      deployment: 'echo',
+      version: 'echo-v1',
+      rows: [
+        { check: 'consistency', verdict: 'pass', figure: '5/5 identical' },
+        { check: 'license', verdict: 'warn', figure: 'none', detail: "set the Model's spec.licenseUrl" },
+      ],
+    });
+    expect(out).toContain('consistency   PASS     5/5 identical');
+    expect(out).toContain("license: set the Model's spec.licenseUrl");
+    expect(out).toContain('1 pass, 1 warn, 0 fail, 0 skip');
+  });
+});

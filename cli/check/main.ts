@@ -1,0 +1,192 @@
+/**
+ * `modelplane check <namespace>/<deployment-or-model>`: the production-readiness checklist.
+ * Settings come from flags, or a YAML/JSON `--config` file with the same names (flags win);
+ * the report is a table or `--json`; the exit status is 1 when any row fails.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
+import { exitStatus, type Row } from './checks.ts';
+import { type CheckSettings, Cluster, check, Gateway, type Report } from './runner.ts';
+
+export const CHECK_HELP = `Usage: modelplane check <namespace>/<deployment-or-model> [flags]
+
+Runs the production-readiness checklist on a deployment (or a Model's deployment) through the
+gateway's prediction API and the Kubernetes API: consistency, runtime, throughput, Cancel-After,
+idempotent retries, a client timeout, cost per user action and idle cost, license, image digest,
+schema compatibility with the previous version, official label, kept warm. Exits 1 when a
+check fails.
+
+Flags:
+  --input K=V            an input of the prediction (repeatable; V is parsed as JSON when it
+                         can be, else taken as a string)
+  --input-file FILE      the input as a JSON object (--input entries are laid over it)
+  --runs N               predictions of the same input (default 5)
+  --units-per-action N   predictions one user action takes, for the cost per action (default 1)
+  --max-p95 SECONDS      fail when the predict time's p95 is over this
+  --min-cosine X         least cosine similarity of number-array outputs (default 0.999)
+  --config FILE          YAML or JSON with the same settings: input, runs, unitsPerAction,
+                         maxP95, minCosine (flags win over it)
+  --json                 print the report as JSON
+  --api-url URL          the gateway's API base, /v1 included
+                         (MODELPLANE_API_URL; default http://localhost:8000/v1)
+  --token TOKEN          API token (MODELPLANE_API_TOKEN or REPLICATE_API_TOKEN)
+  --kubeconfig PATH      kubeconfig to use (KUBECONFIG; default ~/.kube/config)
+  -h, --help             show this help
+`;
+
+const CONFIG_KEYS = ['input', 'runs', 'unitsPerAction', 'maxP95', 'minCosine'] as const;
+
+/** Reads a config file's settings; throws saying what is wrong. */
+export function parseConfig(text: string, file: string): Partial<CheckSettings> {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new Error(`${file}: not YAML or JSON: ${(err as Error).message}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new Error(`${file}: must be a mapping`);
+  const out: Partial<CheckSettings> = {};
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    if (!(CONFIG_KEYS as readonly string[]).includes(k))
+      throw new Error(`${file}: unknown setting "${k}" (known: ${CONFIG_KEYS.join(', ')})`);
+    if (k === 'input') {
+      if (v === null || typeof v !== 'object' || Array.isArray(v))
+        throw new Error(`${file}: input must be a mapping`);
+      out.input = v as Record<string, unknown>;
+    } else {
+      out[k as Exclude<(typeof CONFIG_KEYS)[number], 'input'>] = number(v, `${file}: ${k}`);
+    }
+  }
+  return out;
+}
+
+function number(v: unknown, what: string): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : Number.NaN;
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${what} must be a number ≥ 0, not ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** `k=v`: v as JSON when it parses, else the string. */
+export function parseInputFlag(kv: string): [string, unknown] {
+  const i = kv.indexOf('=');
+  if (i <= 0) throw new Error(`--input must be KEY=VALUE, not "${kv}"`);
+  const v = kv.slice(i + 1);
+  try {
+    return [kv.slice(0, i), JSON.parse(v)];
+  } catch {
+    return [kv.slice(0, i), v];
+  }
+}
+
+/** The report as a table: CHECK, RESULT, FIGURE, then the details of rows that warn or fail. */
+export function renderTable(r: Report): string {
+  const rows = [
+    ['CHECK', 'RESULT', 'FIGURE'],
+    ...r.rows.map((x) => [x.check, x.verdict.toUpperCase(), x.figure]),
+  ];
+  const widths = [0, 1].map((i) => Math.max(...rows.map((row) => row[i]!.length)));
+  const lines = rows.map(
+    (row) => `${row[0]!.padEnd(widths[0]!)}   ${row[1]!.padEnd(widths[1]!)}   ${row[2]}`,
+  );
+  const notes = r.rows.filter((x: Row) => x.detail).map((x) => `  ${x.check}: ${x.detail}`);
+  const counts = ['pass', 'warn', 'fail', 'skip'].map(
+    (v) => `${r.rows.filter((x) => x.verdict === v).length} ${v}`,
+  );
+  return `${r.target} (deployment ${r.deployment}, version ${r.version})\n\n${lines.join('\n')}\n${
+    notes.length ? `\nNotes:\n${notes.join('\n')}\n` : ''
+  }\n${counts.join(', ')}\n`;
+}
+
+export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const fail = (msg: string, code = 2): number => {
+    process.stderr.write(`modelplane check: ${msg}\n${code === 2 ? `\n${CHECK_HELP}` : ''}`);
+    return code;
+  };
+  let values: Record<string, string | string[] | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      options: {
+        input: { type: 'string', multiple: true },
+        'input-file': { type: 'string' },
+        runs: { type: 'string' },
+        'units-per-action': { type: 'string' },
+        'max-p95': { type: 'string' },
+        'min-cosine': { type: 'string' },
+        config: { type: 'string' },
+        json: { type: 'boolean' },
+        'api-url': { type: 'string' },
+        token: { type: 'string' },
+        kubeconfig: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: true,
+    }));
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(CHECK_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) return fail('name one target: <namespace>/<deployment-or-model>');
+  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]*[a-z0-9])?)$/.exec(positionals[0]!);
+  if (!m) return fail(`"${positionals[0]}" is not <namespace>/<name>`);
+  let settings: CheckSettings;
+  try {
+    const fromFile = values.config
+      ? parseConfig(readFileSync(values.config as string, 'utf8'), values.config as string)
+      : {};
+    let input: Record<string, unknown> = { ...(fromFile.input ?? {}) };
+    if (values['input-file']) {
+      const raw = JSON.parse(readFileSync(values['input-file'] as string, 'utf8')) as unknown;
+      if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+        throw new Error(`${values['input-file']}: must hold a JSON object`);
+      input = { ...input, ...(raw as Record<string, unknown>) };
+    }
+    for (const kv of (values.input as string[] | undefined) ?? []) {
+      const [k, v] = parseInputFlag(kv);
+      input[k] = v;
+    }
+    const flag = (name: string, key: keyof CheckSettings) =>
+      values[name] !== undefined ? number(values[name], `--${name}`) : (fromFile[key] as number | undefined);
+    const runs = flag('runs', 'runs') ?? 5;
+    if (!Number.isInteger(runs) || runs < 2 || runs > 100)
+      throw new Error('--runs must be a whole number from 2 to 100');
+    settings = { input, runs, unitsPerAction: flag('units-per-action', 'unitsPerAction') ?? 1 };
+    const maxP95 = flag('max-p95', 'maxP95');
+    if (maxP95 !== undefined) settings.maxP95 = maxP95;
+    const minCosine = flag('min-cosine', 'minCosine');
+    if (minCosine !== undefined) settings.minCosine = minCosine;
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+  const kc = new KubeConfig();
+  if (values.kubeconfig) kc.loadFromFile(values.kubeconfig as string);
+  else kc.loadFromDefault();
+  const base = (
+    (values['api-url'] as string | undefined) ??
+    env.MODELPLANE_API_URL ??
+    'http://localhost:8000/v1'
+  ).replace(/\/+$/, '');
+  const token = (values.token as string | undefined) ?? env.MODELPLANE_API_TOKEN ?? env.REPLICATE_API_TOKEN;
+  let report: Report;
+  try {
+    report = await check(
+      { namespace: m[1]!, name: m[3]! },
+      settings,
+      new Gateway({ base, ...(token ? { token } : {}) }),
+      new Cluster(kc),
+      values.json ? undefined : (line) => process.stderr.write(`${line}\n`),
+    );
+  } catch (err) {
+    return fail((err as Error).message, 1);
+  }
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderTable(report));
+  return exitStatus(report.rows);
+}

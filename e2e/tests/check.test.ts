@@ -1,0 +1,94 @@
+/**
+ * `modelplane check` end to end, on the local cluster whose T4 node is the pod runner's: the
+ * `echo` model (check.yaml) is a real Cog server beside a real sidecar, predictions go through
+ * the gateway, the cluster is read through the Kubernetes API. Every row it runs passes, but
+ * two: the image is a local tag (`image digest` warns) and echo answers in far less than the
+ * shortest Cancel-After (`cancel-after` is skipped); consistency is exact.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { run as checkCli } from '../../cli/check/main.ts';
+import type { Report } from '../../cli/check/runner.ts';
+import { type Dev, startDev } from '../../dev/dev.ts';
+import { repoRoot } from '../../harness/cluster/paths.ts';
+
+const NS = `check-${process.pid}`;
+
+let dev: Dev;
+
+async function check(...args: string[]): Promise<{ code: number; out: string }> {
+  let out = '';
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
+    out += String(s);
+    return true;
+  });
+  let code: number;
+  try {
+    code = await checkCli([...args, '--kubeconfig', dev.kubeconfig], {
+      MODELPLANE_API_URL: `${dev.gatewayUrl}/v1`,
+      MODELPLANE_API_TOKEN: dev.token,
+    });
+  } finally {
+    spy.mockRestore();
+  }
+  return { code, out };
+}
+
+describe('modelplane check on echo', () => {
+  beforeAll(async () => {
+    dev = await startDev({
+      gatewayPort: 0,
+      namespace: NS,
+      examples: [join(repoRoot, 'e2e', 'tests', 'check.yaml')],
+      logDir: join(repoRoot, '.modelplane', 'e2e', NS),
+      log: (l) => process.stderr.write(`dev: ${l}\n`),
+    });
+  }, 600_000);
+  afterAll(async () => {
+    await dev?.stop();
+  });
+
+  it('passes every row it runs, with exact consistency', async () => {
+    const { code, out } = await check(
+      `${NS}/echo`,
+      '--input',
+      'text=hello',
+      '--runs',
+      '5',
+      '--units-per-action',
+      '3',
+      '--json',
+    );
+    process.stderr.write(`modelplane check --json:\n${out}\n`);
+    const report = JSON.parse(out) as Report;
+    const by = Object.fromEntries(report.rows.map((r) => [r.check, r]));
+    expect(by.consistency).toMatchObject({ verdict: 'pass', figure: '5/5 identical' });
+    expect(by['image digest']?.verdict).toBe('warn');
+    expect(by['cancel-after']?.verdict).toBe('skip');
+    for (const r of report.rows.filter((x) => !['image digest', 'cancel-after'].includes(x.check)))
+      expect(r.verdict, `${r.check}: ${r.figure} ${r.detail ?? ''}`).toBe('pass');
+    expect(report.rows.map((r) => r.check)).toEqual([
+      'consistency',
+      'runtime',
+      'throughput',
+      'cancel-after',
+      'idempotency',
+      'client timeout',
+      'cost per action',
+      'idle cost',
+      'license',
+      'image digest',
+      'schema vs previous',
+      'official',
+      'kept warm',
+    ]);
+    expect(code).toBe(0);
+  }, 300_000);
+
+  it('fails, exiting 1, when the runtime is over --max-p95', async () => {
+    const { code, out } = await check(`${NS}/echo`, '--input', 'text=hello', '--runs', '2', '--max-p95', '0');
+    process.stderr.write(`modelplane check:\n${out}\n`);
+    expect(out).toMatch(/runtime\s+FAIL/);
+    expect(code).toBe(1);
+  }, 300_000);
+});
