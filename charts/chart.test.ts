@@ -213,6 +213,7 @@ describe('default values', async () => {
       streamKeyFile: '/etc/modelplane/stream-key/key',
       dataRetentionMs: 3_600_000,
       recordRetentionMs: 30 * 86_400_000,
+      usageRetentionMs: 400 * 86_400_000,
     });
     expect(config.autoscalerPeers).toMatchObject({
       labelSelector: `${DEFAULT_PEER_SELECTOR},app.kubernetes.io/instance=modelplane`,

@@ -84,6 +84,12 @@ export const StoreSchema = z
       .int()
       .min(1)
       .describe('How long the record of a finished prediction (status, times, metrics, cost) is kept.'),
+    usageRetentionSeconds: z
+      .int()
+      .min(1)
+      .describe(
+        'How long usage (instance time by state, predictions, cost; five-minute buckets) is kept for modelplane usage.',
+      ),
   })
   .strict()
   .describe('Where predictions are kept.');

@@ -52,6 +52,7 @@ export const ENV = {
   streamKeyFile: 'MODELPLANE_STREAM_KEY_FILE',
   dataRetention: 'MODELPLANE_DATA_RETENTION',
   recordRetention: 'MODELPLANE_RECORD_RETENTION',
+  usageRetention: 'MODELPLANE_USAGE_RETENTION',
   webhookAddress: 'MODELPLANE_WEBHOOK_ADDRESS',
   webhookConfiguration: 'MODELPLANE_WEBHOOK_CONFIGURATION',
   webhookCertSecret: 'MODELPLANE_WEBHOOK_CERT_SECRET',
@@ -321,6 +322,17 @@ default .modelplane/store)`,
     meta: 'SECONDS',
     help: `how long the record of a finished prediction (status, times,
 metrics, cost) is kept (${ENV.recordRetention}; default 2592000, 30 days)`,
+  }),
+  usageRetentionMs: option({
+    flag: 'usage-retention',
+    env: ENV.usageRetention,
+    type: 'duration',
+    min: 1,
+    default: 400 * 86_400_000,
+    meta: 'SECONDS',
+    help: `how long usage (instance time by state, predictions, cost; in
+five-minute buckets) is kept (${ENV.usageRetention}; default 34560000,
+400 days)`,
   }),
 };
 
@@ -643,6 +655,7 @@ export interface OperatorConfig {
     streamKeyFile: string | undefined;
     dataRetentionMs: number;
     recordRetentionMs: number;
+    usageRetentionMs: number;
   };
   files: {
     kind: 'directory' | 's3';
@@ -731,6 +744,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
       streamKeyFile: v.streamKeyFile,
       dataRetentionMs: v.dataRetentionMs,
       recordRetentionMs: v.recordRetentionMs,
+      usageRetentionMs: v.usageRetentionMs,
     },
     files: {
       kind: v.files as 'directory' | 's3',

@@ -312,6 +312,7 @@ function addPredictions(
     retention: {
       dataMs,
       recordMs: store.recordRetentionMs,
+      usageMs: store.usageRetentionMs,
       everyMs: Math.min(60_000, Math.max(1000, dataMs / 4)),
     },
   });

@@ -122,6 +122,7 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
       streamKeyFile: undefined,
       dataRetentionMs: 3_600_000,
       recordRetentionMs: 86_400_000,
+      usageRetentionMs: 400 * 86_400_000,
     },
     // Files in a fresh directory of the test's own.
     files: {

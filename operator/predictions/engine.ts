@@ -60,7 +60,9 @@ export interface Retention {
   dataMs: number;
   /** How long after it ends its record is kept (default 30 days). */
   recordMs: number;
-  /** How often both are applied (default 1 min). */
+  /** How long usage buckets are kept (default 400 days). */
+  usageMs: number;
+  /** How often they are applied (default 1 min). */
   everyMs: number;
 }
 
@@ -119,7 +121,12 @@ export interface CreateRequest {
   origin?: string;
 }
 
-const DEFAULT_RETENTION: Retention = { dataMs: 3_600_000, recordMs: 30 * 86_400_000, everyMs: 60_000 };
+const DEFAULT_RETENTION: Retention = {
+  dataMs: 3_600_000,
+  recordMs: 30 * 86_400_000,
+  usageMs: 400 * 86_400_000,
+  everyMs: 60_000,
+};
 /** Retry-After of a 503 while the store cannot be reached. */
 const STORE_RETRY_AFTER_S = 2;
 
@@ -795,14 +802,19 @@ export class PredictionEngine implements DemandSource {
     return this.webhooks.drain();
   }
 
-  /** Removes the data of predictions past the data retention time, and records past theirs. */
+  /**
+   * Removes the data of predictions past the data retention time, records past theirs, and
+   * usage buckets past the usage retention time.
+   */
   async applyRetention(): Promise<void> {
     const store = this.store;
     if (!store) return;
     const now = this.clock.now();
     const removed = await store.removeData(now - this.retention.dataMs);
     const purged = await store.purge(now - this.retention.recordMs);
-    if (removed || purged) this.log.info({ removed, purged }, 'applied the retention times');
+    const usage = (await store.usage?.purgeUsage(now - this.retention.usageMs)) ?? 0;
+    if (removed || purged || usage)
+      this.log.info({ removed, purged, usageBuckets: usage }, 'applied the retention times');
   }
 
   private scheduleRetention(): void {

@@ -7,6 +7,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StreamEvent } from '../../lib/prediction.ts';
 import { engineOnFakeClock, type FakeEngine, NS, T0 } from './testing.ts';
+import { sample } from './usage-store.contract.ts';
+import { USAGE_BUCKET_MS } from './usage-store.ts';
 
 let t: FakeEngine | undefined;
 afterEach(() => t?.engine.close());
@@ -364,6 +366,24 @@ describe('retention', () => {
     expect(await t!.events(record.id)).toEqual([]);
     await advance(3_600_000);
     expect(await engine.get(record.id)).toBeUndefined();
+    await engine.close();
+  });
+  it('removes usage buckets and ended instances after the usage retention', async () => {
+    const { engine, advance } = setup({
+      engine: { retention: { dataMs: 3_600_000, recordMs: 7_200_000, usageMs: 86_400_000, everyMs: 60_000 } },
+    });
+    void engine.start();
+    await advance(0);
+    const usage = engine.usageStore()!;
+    const at = t!.clock.now();
+    const ms = { setup: 1000, idle: 2000, busy: 0, down: 0 };
+    await usage.recordInstance(sample({ at, ms, ended: true }));
+    const all = { since: 0, until: Number.MAX_SAFE_INTEGER, namespaces: 'all' as const };
+    await advance(86_400_000 - 60_000);
+    expect((await usage.buckets(all)).length).toBe(1);
+    await advance(USAGE_BUCKET_MS + 60_000);
+    expect(await usage.buckets(all)).toEqual([]);
+    expect(await usage.instances(all)).toEqual([]);
     await engine.close();
   });
 });
