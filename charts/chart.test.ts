@@ -435,6 +435,7 @@ describe('other values', () => {
         'gateway.webhookAllowCidrs': ['10.20.0.0/16', 'fd00::/8'],
         'store.kind': 'postgres',
         'store.postgres.existingSecret': 'db-app',
+        'files.directory.existingClaim': 'shared-files',
         replicaCount: 3,
       },
       { release: 'prod', namespace: 'ml' },
@@ -474,6 +475,7 @@ describe('other values', () => {
       'store.postgres.existingSecret': 'db-app',
       'store.dataRetentionSeconds': 600,
       'store.recordRetentionSeconds': 86400,
+      'files.directory.existingClaim': 'shared-files',
       replicaCount: 3,
     });
     const deployment = one(objs, 'Deployment', 'modelplane-operator');
@@ -489,12 +491,11 @@ describe('other values', () => {
     // CloudNativePG's <cluster>-app Secret holds the URL under uri.
     expect(env.MODELPLANE_DATABASE_URL).toEqual({ secretKeyRef: { name: 'db-app', key: 'uri' } });
     expect(env.MODELPLANE_STORE_DIR).toBeUndefined();
-    // Only the files' claim, which every replica mounts (ReadWriteOnce: a claim's modes are
-    // immutable; several nodes need files.directory.existingClaim or files.kind=s3).
-    expect(objs.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => o.metadata.name)).toEqual([
-      'modelplane-files',
-    ]);
-    expect(one(objs, 'PersistentVolumeClaim').spec.accessModes).toEqual(['ReadWriteOnce']);
+    // No claim of the chart's: every replica mounts the ReadWriteMany claim named.
+    expect(objs.filter((o) => o.kind === 'PersistentVolumeClaim')).toEqual([]);
+    expect(pod.volumes.find((v: Obj) => v.name === 'files').persistentVolumeClaim).toEqual({
+      claimName: 'shared-files',
+    });
     expect(pod.volumes.map((v: Obj) => v.name).sort()).toEqual(['files', 'stream-key', 'tmp']);
     // The same stream key for every replica.
     expect(one(objs, 'Secret', 'modelplane-stream-key').data.key).toBeTruthy();
@@ -744,17 +745,35 @@ describe('bad values fail with the offending key', () => {
 
   it('refuses the same in the templates when the schema is skipped', async () => {
     const several = await runHelm(
-      templateArgs('modelplane', 'modelplane-system', { replicaCount: 2 }, ['--skip-schema-validation']),
+      templateArgs(
+        'modelplane',
+        'modelplane-system',
+        { replicaCount: 2, 'files.kind': 's3', 'files.s3.bucket': 'b' },
+        ['--skip-schema-validation'],
+      ),
     );
     expect(several.code).not.toBe(0);
     expect(several.stderr).toContain('set replicaCount to 1, or use store.kind=postgres');
     const noSecret = await runHelm(
-      templateArgs('modelplane', 'modelplane-system', { 'store.kind': 'postgres', replicaCount: 2 }, [
-        '--skip-schema-validation',
-      ]),
+      templateArgs(
+        'modelplane',
+        'modelplane-system',
+        { 'store.kind': 'postgres', replicaCount: 2, 'files.kind': 's3', 'files.s3.bucket': 'b' },
+        ['--skip-schema-validation'],
+      ),
     );
     expect(noSecret.code).not.toBe(0);
     expect(noSecret.stderr).toContain('set store.postgres.existingSecret');
+    const sharedFiles = await runHelm(
+      templateArgs(
+        'modelplane',
+        'modelplane-system',
+        { 'store.kind': 'postgres', 'store.postgres.existingSecret': 'db', replicaCount: 2 },
+        ['--skip-schema-validation'],
+      ),
+    );
+    expect(sharedFiles.code).not.toBe(0);
+    expect(sharedFiles.stderr).toContain('files.directory.existingClaim');
   });
 
   it('the zod schema and values.schema.json accept and refuse the same store values', async () => {
@@ -767,8 +786,22 @@ describe('bad values fail with the offending key', () => {
       { 'store.kind': 'postgres', replicaCount: 4, 'store.postgres.existingSecret': 'db' },
       { 'store.kind': 'postgres', replicaCount: 4, 'store.postgres.existingSecret': '' },
       { 'store.kind': 'embedded', 'store.postgres.existingSecret': 'db' },
+      {
+        'store.kind': 'postgres',
+        replicaCount: 4,
+        'store.postgres.existingSecret': 'db',
+        'files.kind': 's3',
+        'files.s3.bucket': 'b',
+      },
+      {
+        'store.kind': 'postgres',
+        replicaCount: 4,
+        'store.postgres.existingSecret': 'db',
+        'files.directory.existingClaim': 'shared-files',
+      },
     ];
-    const want = [true, false, false, true, true, false, true];
+    // Several replicas on the chart's own (ReadWriteOnce) files claim are refused too.
+    const want = [true, false, false, true, false, false, true, true, true];
     const zod: boolean[] = [];
     const helmSays: boolean[] = [];
     for (const values of cases) {
@@ -792,6 +825,8 @@ describe('bad values fail with the offending key', () => {
         'operator.leaderElect': false,
         'store.kind': 'postgres',
         'store.postgres.existingSecret': 'db',
+        'files.kind': 's3',
+        'files.s3.bucket': 'b',
         replicaCount: 2,
       }),
     );

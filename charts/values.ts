@@ -183,11 +183,28 @@ const STORE_RULES = [
       },
     },
   },
+  {
+    description:
+      "The chart's files claim is ReadWriteOnce: several replicas on the directory backend need files.directory.existingClaim (ReadWriteMany) or files.kind s3.",
+    if: {
+      required: ['replicaCount', 'files'],
+      properties: {
+        replicaCount: { minimum: 2 },
+        files: { required: ['kind'], properties: { kind: { const: 'directory' } } },
+      },
+    },
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's keyword
+    then: {
+      properties: {
+        files: { properties: { directory: { properties: { existingClaim: { minLength: 1 } } } } },
+      },
+    },
+  },
 ];
 
 /** What the values break of the rules across keys (empty: none), as the zod schema reports it. */
 function storeProblems(
-  v: { replicaCount: number; store: z.output<typeof StoreSchema> },
+  v: { replicaCount: number; store: z.output<typeof StoreSchema>; files: z.output<typeof FilesSchema> },
   ctx: z.RefinementCtx,
 ) {
   if (v.store.kind === 'embedded' && v.replicaCount !== 1)
@@ -201,6 +218,13 @@ function storeProblems(
       code: 'custom',
       path: ['store', 'postgres', 'existingSecret'],
       message: 'store.kind postgres needs the Secret holding the database URL',
+    });
+  if (v.files.kind === 'directory' && v.replicaCount > 1 && !v.files.directory.existingClaim)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['files', 'directory', 'existingClaim'],
+      message:
+        "the chart's files claim is ReadWriteOnce: several replicas need a ReadWriteMany claim of yours (files.directory.existingClaim) or files.kind s3",
     });
 }
 
