@@ -4,6 +4,7 @@
  * as a table, CSV or JSON; `--units-per-action N` adds the cost of one user action.
  */
 import { parseArgs } from 'node:util';
+import type { UsageSummary } from '../operator/predictions/usage-store.ts';
 
 export const USAGE_HELP = `Usage: modelplane usage [flags]
 
@@ -22,22 +23,8 @@ Flags:
   -h, --help              show this help
 `;
 
-export interface UsageRow {
-  key: string;
-  instances: number;
-  setup_seconds: number;
-  idle_seconds: number;
-  busy_seconds: number;
-  down_seconds: number;
-  running_seconds: number;
-  utilization: number;
-  predictions: number;
-  prediction_cost: string;
-  instance_cost: string;
-  idle_cost: string;
-  cost_per_prediction: string | null;
-  cost_per_action?: string | null;
-}
+/** One row of `GET /v1/usage`: the gateway's summary of a group. */
+export type UsageRow = UsageSummary;
 
 export interface UsageAnswer {
   by: string;
