@@ -20,12 +20,11 @@ import { type FileService, FileTooLargeError, type NewFile } from '../files/inde
 import type { FileRecord } from '../predictions/record.ts';
 import { decodeCursor } from '../predictions/store.ts';
 import { callerNamespace } from './common.ts';
+import { storePage, storePosition } from './pagination.ts';
 import { context } from './server.ts';
 import type { RequestContext, Routes } from './types.ts';
 
 const PAGE_SIZE = 100;
-const CURSOR_PARAM = 'cursor';
-const BACK = 'b.';
 /** What a multipart body may hold beside the file: a few short fields. */
 const FIELD_LIMITS = { files: 4, fields: 10, fieldSize: 64 * 1024, parts: 12 } as const;
 /** The fields of an upload beside `content`. */
@@ -265,28 +264,16 @@ export function fileRoutes(deps: FileRoutesDeps): Routes {
       })
       .get(authenticated, async (_req, res) => {
         const ctx = context(res);
-        const q = ctx.url.searchParams;
-        const raw = q.get(CURSOR_PARAM) || undefined;
-        const back = raw?.startsWith(BACK);
-        const position = back ? raw!.slice(BACK.length) : raw;
-        if (position !== undefined && !decodeCursor(position))
-          throw new HttpError(400, 'Invalid cursor', 'the cursor parameter is not one this API returned');
         const page = await files.list({
           namespaces: await ctx.namespacesFor('list', 'predictions'),
           limit: PAGE_SIZE,
-          ...(back ? { before: position } : { cursor: position }),
+          ...storePosition(ctx.url, (p) => decodeCursor(p) !== undefined),
         });
-        const link = (cursor: string | undefined) => {
-          if (!cursor) return null;
-          const u = new URL(ctx.url);
-          u.searchParams.set(CURSOR_PARAM, cursor);
-          return u.toString();
-        };
-        sendJson(res, 200, {
-          previous: link(page.previous && `${BACK}${page.previous}`),
-          next: link(page.next),
-          results: page.items.map((f) => files.view(f, ctx.baseUrl)),
-        });
+        sendJson(
+          res,
+          200,
+          storePage(ctx.url, page, (f) => files.view(f, ctx.baseUrl)),
+        );
       })
       .all(methodNotAllowed);
 

@@ -85,3 +85,44 @@ export function paginate<T>(items: readonly T[], opts: PageOptions<T>): Page<T> 
     results: page.map((x) => x.item),
   };
 }
+
+/** Where a request asks a store-paged list to start: `cursor=<position>` pages on, `cursor=b.<position>` back. */
+export interface StorePosition {
+  cursor?: string;
+  before?: string;
+}
+
+const BACK = 'b.';
+
+/**
+ * The position a request's `cursor` names in a list the store pages (its cursors are the
+ * store's own, checked with `valid`); a malformed one is a 400.
+ */
+export function storePosition(url: URL, valid: (position: string) => boolean): StorePosition {
+  const raw = url.searchParams.get(CURSOR_PARAM) || undefined;
+  if (raw === undefined) return {};
+  const back = raw.startsWith(BACK);
+  const position = back ? raw.slice(BACK.length) : raw;
+  if (!valid(position))
+    throw new HttpError(400, 'Invalid cursor', 'the cursor parameter is not one this API returned');
+  return back ? { before: position } : { cursor: position };
+}
+
+/** A page the store made, as the API answers it: absolute `next`/`previous` links. */
+export function storePage<T, V>(
+  url: URL,
+  page: { items: T[]; next?: string | undefined; previous?: string | undefined },
+  view: (item: T) => V,
+): Page<V> {
+  const link = (cursor: string | undefined) => {
+    if (!cursor) return null;
+    const u = new URL(url);
+    u.searchParams.set(CURSOR_PARAM, cursor);
+    return u.toString();
+  };
+  return {
+    previous: link(page.previous && `${BACK}${page.previous}`),
+    next: link(page.next),
+    results: page.items.map(view),
+  };
+}

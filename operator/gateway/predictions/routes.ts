@@ -13,7 +13,7 @@ import {
   type PredictionEngine,
   type StoredPrediction,
 } from '../../predictions/index.ts';
-import { CURSOR_PARAM } from '../pagination.ts';
+import { storePage, storePosition } from '../pagination.ts';
 import { context } from '../server.ts';
 import type { RequestContext, Routes } from '../types.ts';
 import { parseCancelAfter, parsePreferWait, parseVersionRef, parseWebhook } from './parse.ts';
@@ -22,8 +22,6 @@ import type { StreamTokens } from './stream-token.ts';
 const PAGE_SIZE = 100;
 /** Event streams of one prediction one replica serves at once; more get 429. */
 export const MAX_STREAMS_PER_PREDICTION = 16;
-/** Prefix of a cursor that pages back (to newer predictions). */
-const BACK = 'b.';
 const KEEP_ALIVE_MS = 15_000;
 
 export interface PredictionRoutesOptions {
@@ -200,29 +198,18 @@ export function predictionRoutes(opts: PredictionRoutesOptions): Routes {
         const q = ctx.url.searchParams;
         const namespaces = await ctx.namespacesFor('list', 'predictions');
         // `cursor=<position>` pages on (older), `cursor=b.<position>` back (newer).
-        const raw = q.get(CURSOR_PARAM) || undefined;
-        const back = raw?.startsWith(BACK);
-        const position = back ? raw!.slice(BACK.length) : raw;
-        if (position !== undefined && !decodeCursor(position))
-          throw new HttpError(400, 'Invalid cursor', 'the cursor parameter is not one this API returned');
         const page = await engine.list({
           namespaces,
           limit: PAGE_SIZE,
-          ...(back ? { before: position } : { cursor: position }),
+          ...storePosition(ctx.url, (p) => decodeCursor(p) !== undefined),
           createdAfter: parseTime(q, 'created_after'),
           createdBefore: parseTime(q, 'created_before'),
         });
-        const link = (cursor: string | undefined) => {
-          if (!cursor) return null;
-          const u = new URL(ctx.url);
-          u.searchParams.set(CURSOR_PARAM, cursor);
-          return u.toString();
-        };
-        sendJson(res, 200, {
-          previous: link(page.previous && `${BACK}${page.previous}`),
-          next: link(page.next),
-          results: page.items.map((r) => engine.view(r, ctx.baseUrl)),
-        });
+        sendJson(
+          res,
+          200,
+          storePage(ctx.url, page, (r) => engine.view(r, ctx.baseUrl)),
+        );
       })
       .all(methodNotAllowed);
 
