@@ -626,11 +626,13 @@ describe('progress auto and the create stream', () => {
     const { frames } = await createStream(sc, { input: { prompt: 'a b c', delay: 0 } });
     const items = frames.filter((f) => f.event === 'output').map((f) => f.data);
     expect(items).toEqual(['a ', 'b ', 'c ']);
-    expect(frames.filter((f) => f.event === 'logs').map((f) => f.data)).toEqual([
-      'token 0\n',
-      'token 1\n',
-      'token 2\n',
-    ]);
+    // Lines the model logs close together may come in one webhook of the model server: one event.
+    expect(
+      frames
+        .filter((f) => f.event === 'logs')
+        .map((f) => f.data)
+        .join(''),
+    ).toBe('token 0\ntoken 1\ntoken 2\n');
     const final = frames.at(-1)!.data as P;
     expect(final.status).toBe('succeeded');
     expect(final.output).toEqual(items);
