@@ -305,7 +305,12 @@ function addPredictions(
     onKey: (key) => files.urls.setKey(key),
     resolveInput: fileInputResolver(files),
     // Output files are uploaded while the prediction runs: a day bounds any predict timeout.
-    uploadUrl: (rec) => files.uploadUrl(internal ? `${internal}/v1` : rec.baseUrl, rec.id, 86_400_000),
+    // Without a URL model pods reach the gateway at (a Prediction object, with neither
+    // --files-internal-url nor --public-url), none is given: a file output then fails, saying so.
+    uploadUrl: (rec) => {
+      const base = internal ? `${internal}/v1` : rec.baseUrl;
+      return /^https?:\/\//.test(base) ? files.uploadUrl(base, rec.id, 86_400_000) : undefined;
+    },
     egress: new EgressPolicy(config.gateway.webhookAllowCidrs),
     inputBudget: config.gateway.inputBudget,
     sidecarAuthorization: (base) => sidecarKey.authorization(base),
