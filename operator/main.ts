@@ -156,6 +156,7 @@ export function createOperator(
       sidecarImage: config.sidecarImage,
       sidecarKey,
       webhookAllowCidrs: config.gateway.webhookAllowCidrs,
+      maxOutputBytes: config.gateway.maxOutputBytes,
       workers: config.workers,
       resyncPeriodMs: config.resyncPeriodMs,
     });
@@ -308,6 +309,7 @@ function addPredictions(
     uploadUrl: (rec) => files.uploadUrl(internal ? `${internal}/v1` : rec.baseUrl, rec.id, 86_400_000),
     egress: new EgressPolicy(config.gateway.webhookAllowCidrs),
     inputBudget: config.gateway.inputBudget,
+    maxOutputBytes: config.gateway.maxOutputBytes,
     sidecarAuthorization: (base) => sidecarKey.authorization(base),
     retention: {
       dataMs,

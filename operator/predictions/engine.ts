@@ -95,6 +95,8 @@ export interface EngineOptions {
   webhookOptions?: Partial<Omit<WebhookSenderOptions, 'secretFor' | 'log' | 'clock'>>;
   /** Byte budgets of the inputs held (budget.ts). */
   inputBudget?: Partial<InputBudgetLimits>;
+  /** The most bytes of output a prediction may bring from its instance (default 16 MiB). */
+  maxOutputBytes?: number;
   clock?: Clock;
 }
 
@@ -214,7 +216,12 @@ export class PredictionEngine implements DemandSource {
         deadline: (live) => void this.cancel(live.rec.id),
       },
     });
-    this.follower = new Follower({ sidecar: this.sidecar, clock: this.clock, lifecycle: this.lifecycle });
+    this.follower = new Follower({
+      sidecar: this.sidecar,
+      clock: this.clock,
+      lifecycle: this.lifecycle,
+      maxOutputBytes: opts.maxOutputBytes,
+    });
     this.lanes = new Lanes({
       uploadUrl: opts.uploadUrl,
       catalog: this.catalog,

@@ -71,6 +71,8 @@ export interface Live {
   inputChecked: boolean;
   /** Output items the instance's create stream brought so far (the output while it runs). */
   items: unknown[];
+  /** Bytes of the output items its instance's streams brought so far (their JSON). */
+  outputBytes: number;
   refreshing: boolean;
   refreshAgain: boolean;
   /** Aborted when it ends or the engine closes: stops following the instance. */
@@ -107,6 +109,7 @@ export function newLive(rec: PredictionRecord, lane: Lane, holdUntil: number): L
     wantsLive: false,
     inputChecked: false,
     items: [],
+    outputBytes: 0,
     refreshing: false,
     refreshAgain: false,
     abort: new AbortController(),
