@@ -52,3 +52,11 @@ export function formatBytes(n: number): string {
   if (n >= 1 << 10) return `${+(n / (1 << 10)).toFixed(1)} KiB`;
   return `${n} bytes`;
 }
+
+/** The most bytes of output (its JSON) a prediction keeps by default: the sidecar's and the operator's. */
+export const MAX_OUTPUT_BYTES = 16 << 20;
+
+/** The error of a prediction whose output went past the cap. */
+export function outputTooLarge(bytes: number, max: number): string {
+  return `the output is larger than this deployment keeps (${bytes === Number.POSITIVE_INFINITY ? 'not serialisable' : formatBytes(bytes)}, more than ${formatBytes(max)}; --max-output-bytes)`;
+}

@@ -21,6 +21,7 @@ describe('modelplane operator flags', () => {
       tokenReviewAudiences: [],
       webhookAllowCidrs: [],
       inputBudget: { perDeploymentBytes: 256 * 2 ** 20, perReplicaBytes: 2 ** 30 },
+      maxOutputBytes: 16 * 2 ** 20,
     });
   });
 
@@ -31,6 +32,10 @@ describe('modelplane operator flags', () => {
     expect(c.gateway.inputBudget).toEqual({ perDeploymentBytes: 64 * 2 ** 20, perReplicaBytes: 2 ** 31 });
     expect(() => parseConfig(['--queue-bytes-per-replica=1GB'], {})).toThrow('--queue-bytes-per-replica');
     expect(() => parseConfig(['--queue-bytes-per-deployment=0'], {})).toThrow('at least 1 byte');
+    expect(config(['--max-output-bytes=4Mi'], {}).gateway.maxOutputBytes).toBe(4 * 2 ** 20);
+    expect(config([], { MODELPLANE_MAX_OUTPUT_BYTES: '1024' }).gateway.maxOutputBytes).toBe(1024);
+    expect(() => parseConfig(['--max-output-bytes=lots'], {})).toThrow('--max-output-bytes');
+    expect(() => parseConfig(['--max-output-bytes=512'], {})).toThrow('at least 1Ki');
   });
 
   it('reads the gateway flags, and their variables when a flag is absent', () => {

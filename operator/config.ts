@@ -61,6 +61,7 @@ export const ENV = {
   webhookAllowCidrs: 'MODELPLANE_WEBHOOK_ALLOW_CIDRS',
   queueBytesPerDeployment: 'MODELPLANE_QUEUE_BYTES_PER_DEPLOYMENT',
   queueBytesPerReplica: 'MODELPLANE_QUEUE_BYTES_PER_REPLICA',
+  maxOutputBytes: 'MODELPLANE_MAX_OUTPUT_BYTES',
   files: 'MODELPLANE_FILES',
   filesDir: 'MODELPLANE_FILES_DIR',
   filesS3Endpoint: 'MODELPLANE_FILES_S3_ENDPOINT',
@@ -408,6 +409,21 @@ predictions, queued or running; past it new ones get 429 with Retry-After
     help: `the most bytes of inputs this replica holds for all deployments
 together (${ENV.queueBytesPerReplica}; default 1Gi)`,
   }),
+  maxOutputBytes: option({
+    flag: 'max-output-bytes',
+    env: ENV.maxOutputBytes,
+    // The sidecars get it too, and take no less than 1Ki.
+    parse: (raw) => {
+      const n = parseBytes(raw);
+      if (n < 1024) throw new Error(`want at least 1Ki (1024 bytes), got "${raw}"`);
+      return n;
+    },
+    default: 16 * 2 ** 20,
+    meta: 'BYTES',
+    help: `the most bytes of output (its JSON) a prediction may bring from its
+instance: past it the prediction fails; model pods get the same cap
+(${ENV.maxOutputBytes}; default 16Mi)`,
+  }),
 };
 
 const FILE_BACKENDS = ['directory', 's3'] as const;
@@ -676,6 +692,8 @@ export interface OperatorConfig {
     webhookAllowCidrs: string[];
     /** Byte budgets of the inputs held (operator/predictions/budget.ts). */
     inputBudget: { perDeploymentBytes: number; perReplicaBytes: number };
+    /** The most bytes of output a prediction may bring from its instance; the sidecars get it too. */
+    maxOutputBytes: number;
   };
   webhook: {
     address: Address;
@@ -768,6 +786,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorCon
       tokenReviewAudiences: v.tokenReviewAudiences,
       webhookAllowCidrs: v.webhookAllowCidrs,
       inputBudget: { perDeploymentBytes: v.queueBytesPerDeployment, perReplicaBytes: v.queueBytesPerReplica },
+      maxOutputBytes: v.maxOutputBytes,
     },
     webhook: {
       address: v.webhookAddress,

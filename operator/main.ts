@@ -156,6 +156,7 @@ export function createOperator(
       sidecarImage: config.sidecarImage,
       sidecarKey,
       webhookAllowCidrs: config.gateway.webhookAllowCidrs,
+      maxOutputBytes: config.gateway.maxOutputBytes,
       workers: config.workers,
       resyncPeriodMs: config.resyncPeriodMs,
     });
@@ -313,6 +314,7 @@ function addPredictions(
     },
     egress: new EgressPolicy(config.gateway.webhookAllowCidrs),
     inputBudget: config.gateway.inputBudget,
+    maxOutputBytes: config.gateway.maxOutputBytes,
     sidecarAuthorization: (base) => sidecarKey.authorization(base),
     retention: {
       dataMs,

@@ -5,7 +5,7 @@
  * `error` and `done` events. What the Cog server reports is folded in by cog-webhooks.ts.
  */
 
-import { boundLogs, byteLength, formatBytes, jsonBytes } from '../lib/bounded.ts';
+import { boundLogs, byteLength, jsonBytes, MAX_OUTPUT_BYTES, outputTooLarge } from '../lib/bounded.ts';
 import { type Clock, realClock } from '../lib/clock.ts';
 import type { InvalidField } from '../lib/openapi-input.ts';
 import {
@@ -54,14 +54,9 @@ export interface PredictionBounds {
 
 export const DEFAULT_BOUNDS: PredictionBounds = {
   logBytes: 1 << 20,
-  outputBytes: 16 << 20,
+  outputBytes: MAX_OUTPUT_BYTES,
   eventBytes: 32 << 20,
 };
-
-/** The error of a prediction whose output went past the cap. */
-export function outputTooLarge(bytes: number, max: number): string {
-  return `the output is larger than this deployment keeps (${bytes === Number.POSITIVE_INFINITY ? 'not serialisable' : formatBytes(bytes)}, more than ${formatBytes(max)}; --max-output-bytes)`;
-}
 
 export class Prediction {
   readonly id: string;

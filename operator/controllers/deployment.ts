@@ -40,6 +40,8 @@ export interface DeploymentControllerOptions {
   sidecarKey?: SidecarKey | undefined;
   /** Address ranges the sidecars' webhooks may reach besides public ones. */
   webhookAllowCidrs?: readonly string[] | undefined;
+  /** The most bytes of output a prediction may have: the sidecars get it too. */
+  maxOutputBytes?: number | undefined;
   workers?: number;
   resyncPeriodMs?: number;
   now?: () => Date;
@@ -149,6 +151,7 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
         sidecarImage: opts.sidecarImage,
         operatorKey: opts.sidecarKey ? await opts.sidecarKey.publicKey() : undefined,
         webhookAllowCidrs: opts.webhookAllowCidrs,
+        maxOutputBytes: opts.maxOutputBytes,
         replicas,
       };
       // A release that leaves the pod template as it is keeps the pods: they keep the label

@@ -13,6 +13,8 @@ export interface ControllersOptions {
   sidecarKey?: SidecarKey;
   /** Address ranges the sidecars' webhooks may reach besides public ones. */
   webhookAllowCidrs?: readonly string[];
+  /** The most bytes of output a prediction may have: the sidecars get it too. */
+  maxOutputBytes?: number;
   /** Concurrent reconciles per controller (default 4). */
   workers?: number;
   /** Reconcile every object this often even without a change (default 10 min; 0 = never). */
@@ -37,6 +39,7 @@ export function addControllers(manager: Manager, opts: ControllersOptions): void
     sidecarImage: opts.sidecarImage,
     sidecarKey: opts.sidecarKey,
     webhookAllowCidrs: opts.webhookAllowCidrs,
+    maxOutputBytes: opts.maxOutputBytes,
   });
 }
 

@@ -279,6 +279,20 @@ describe('desiredWorkload', () => {
     }
   });
 
+  it("gives the sidecar the operator's output cap when it is not the sidecar's default", () => {
+    const sidecarEnv = (maxOutputBytes: number | undefined) =>
+      (
+        desiredWorkload(input({ maxOutputBytes })).spec!.template.spec!.containers.find(
+          (c) => c.name === SIDECAR_CONTAINER,
+        )!.env ?? []
+      ).filter((e) => e.name === 'MODELPLANE_MAX_OUTPUT_BYTES');
+    expect(sidecarEnv(4 * 2 ** 20)).toEqual([{ name: 'MODELPLANE_MAX_OUTPUT_BYTES', value: '4194304' }]);
+    expect(sidecarEnv(64 * 2 ** 20)).toEqual([{ name: 'MODELPLANE_MAX_OUTPUT_BYTES', value: '67108864' }]);
+    // The default leaves the template as it was.
+    expect(sidecarEnv(16 * 2 ** 20)).toEqual([]);
+    expect(sidecarEnv(undefined)).toEqual([]);
+  });
+
   it("drops WEBHOOK_AUTH_TOKEN from a version's env", () => {
     const v = ModelVersionSpecSchema.parse({
       ...version,

@@ -19,6 +19,7 @@ import {
   LABEL,
   type ModelVersionSpec,
 } from '../../crds/index.ts';
+import { MAX_OUTPUT_BYTES as SIDECAR_MAX_OUTPUT_BYTES } from '../../lib/bounded.ts';
 import type { Workload } from '../resources.ts';
 import { canonicalJson } from './version-id.ts';
 
@@ -90,6 +91,12 @@ export interface WorkloadInput {
   operatorKey?: string | undefined;
   /** Address ranges the sidecar's webhooks may reach besides public ones (the operator's own setting). */
   webhookAllowCidrs?: readonly string[] | undefined;
+  /**
+   * The most bytes of output a prediction may have (the operator's --max-output-bytes): set
+   * on the sidecar (MODELPLANE_MAX_OUTPUT_BYTES) when it is not the sidecar's default, so
+   * the pods of an operator on the default keep their template.
+   */
+  maxOutputBytes?: number | undefined;
   /**
    * `spec.replicas` to apply, or undefined to leave the field to the autoscaler. The
    * controller sets it only when it creates the workload (and until the autoscaler has taken
@@ -207,6 +214,9 @@ export function podSpec(input: WorkloadInput): IPodSpec {
       ...(input.operatorKey ? [{ name: 'MODELPLANE_OPERATOR_KEY', value: input.operatorKey }] : []),
       ...(input.webhookAllowCidrs?.length
         ? [{ name: 'MODELPLANE_WEBHOOK_ALLOW_CIDRS', value: input.webhookAllowCidrs.join(',') }]
+        : []),
+      ...(input.maxOutputBytes !== undefined && input.maxOutputBytes !== SIDECAR_MAX_OUTPUT_BYTES
+        ? [{ name: 'MODELPLANE_MAX_OUTPUT_BYTES', value: String(input.maxOutputBytes) }]
         : []),
     ],
     ports: [

@@ -143,6 +143,7 @@ export function operatorConfig(overrides: Partial<OperatorConfig> = {}): Operato
       // Webhook receivers in tests listen on loopback.
       webhookAllowCidrs: ['127.0.0.0/8', '::1'],
       inputBudget: { perDeploymentBytes: 256 * 2 ** 20, perReplicaBytes: 2 ** 30 },
+      maxOutputBytes: 16 * 2 ** 20,
     },
     webhook: {
       address: { host: '127.0.0.1', port: 0 },

@@ -20,6 +20,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
+import { MAX_OUTPUT_BYTES } from '../../lib/bounded.ts';
 import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 import { EgressPolicy } from '../../lib/egress.ts';
 import { HttpError, invalidInput } from '../../lib/http.ts';
@@ -41,7 +42,14 @@ import { Lanes } from './lanes.ts';
 import { Lifecycle } from './lifecycle.ts';
 import { type Listener, type Live, newLive } from './live.ts';
 import { engineMetrics } from './metrics.ts';
-import { type PredictionRecord, type PredictionView, toView, withoutEvents } from './record.ts';
+import {
+  LOG_TAIL_BYTES,
+  logTail,
+  type PredictionRecord,
+  type PredictionView,
+  toView,
+  withoutEvents,
+} from './record.ts';
 import { type InstanceClient, type InstancePrediction, SidecarClient } from './sidecar-client.ts';
 import {
   type ListOptions,
@@ -95,6 +103,13 @@ export interface EngineOptions {
   webhookOptions?: Partial<Omit<WebhookSenderOptions, 'secretFor' | 'log' | 'clock'>>;
   /** Byte budgets of the inputs held (budget.ts). */
   inputBudget?: Partial<InputBudgetLimits>;
+  /** The most bytes of output a prediction may bring from its instance (default 16 MiB). */
+  maxOutputBytes?: number;
+  /**
+   * The most bytes of event data a prediction keeps in memory (default: the logs' 1 MiB and
+   * `maxOutputBytes`); past it its oldest logs and output events are dropped here.
+   */
+  maxEventBytes?: number;
   clock?: Clock;
 }
 
@@ -207,6 +222,7 @@ export class PredictionEngine implements DemandSource {
       webhooks: this.webhooks,
       metrics,
       view: (rec) => this.view(rec),
+      maxEventBytes: opts.maxEventBytes ?? LOG_TAIL_BYTES + (opts.maxOutputBytes ?? MAX_OUTPUT_BYTES),
       hooks: {
         leaving: (live) => this.lanes.leaving(live),
         ended: (live) => this.lanes.ended(live),
@@ -214,7 +230,12 @@ export class PredictionEngine implements DemandSource {
         deadline: (live) => void this.cancel(live.rec.id),
       },
     });
-    this.follower = new Follower({ sidecar: this.sidecar, clock: this.clock, lifecycle: this.lifecycle });
+    this.follower = new Follower({
+      sidecar: this.sidecar,
+      clock: this.clock,
+      lifecycle: this.lifecycle,
+      maxOutputBytes: opts.maxOutputBytes,
+    });
     this.lanes = new Lanes({
       uploadUrl: opts.uploadUrl,
       catalog: this.catalog,
@@ -407,7 +428,7 @@ export class PredictionEngine implements DemandSource {
   ): { past: StreamEvent[]; unsubscribe?: () => void } | undefined {
     const live = this.lifecycle.lives.get(id);
     if (!live) return undefined;
-    const past = live.rec.events.slice(0, live.delivered).filter((e) => e.id > afterId);
+    const past = live.rec.events.filter((e) => e.id > afterId && e.id <= live.delivered);
     live.listeners.add(listener);
     return { past, unsubscribe: () => live.listeners.delete(listener) };
   }
@@ -600,12 +621,15 @@ export class PredictionEngine implements DemandSource {
     rec.instance = ep.id;
     if (resume) {
       // Our events are the instance's (logs and output, one for one) until the end.
-      live.sidecarEventId = rec.events.length;
-      rec.logs = rec.events
-        .filter((e) => e.event === 'logs')
-        .map((e) => e.data)
-        .join('');
+      live.sidecarEventId = rec.events.at(-1)?.id ?? 0;
+      rec.logs = logTail(
+        rec.events
+          .filter((e) => e.event === 'logs')
+          .map((e) => e.data)
+          .join(''),
+      );
     }
+    this.lifecycle.bound(live);
     if (isTerminal(body.status)) {
       this.follower.complete(live, body);
     } else {

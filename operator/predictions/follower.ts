@@ -6,6 +6,7 @@
  * reached any more, fails it with an error naming the instance.
  */
 import { Backoff } from '../../lib/backoff.ts';
+import { byteLength, jsonBytes, MAX_OUTPUT_BYTES, outputTooLarge } from '../../lib/bounded.ts';
 import { type Clock, sleep } from '../../lib/clock.ts';
 import { isTerminal, modelMetrics, type StreamEvent } from '../../lib/prediction.ts';
 import type { Endpoint } from './endpoints.ts';
@@ -24,6 +25,11 @@ export interface FollowerOptions {
   sidecar: InstanceClient;
   clock: Clock;
   lifecycle: Lifecycle;
+  /**
+   * The most bytes of output (its JSON) a prediction may bring from its instance (default
+   * MAX_OUTPUT_BYTES): past it the prediction fails, whatever the instance's own cap.
+   */
+  maxOutputBytes?: number;
 }
 
 /** Least time between two reads of a running prediction's output from its instance. */
@@ -41,11 +47,27 @@ export class Follower {
   private readonly sidecar: InstanceClient;
   private readonly clock: Clock;
   private readonly lifecycle: Lifecycle;
+  private readonly maxOutputBytes: number;
 
   constructor(opts: FollowerOptions) {
     this.sidecar = opts.sidecar;
     this.clock = opts.clock;
     this.lifecycle = opts.lifecycle;
+    this.maxOutputBytes = opts.maxOutputBytes ?? MAX_OUTPUT_BYTES;
+  }
+
+  /**
+   * Fails the prediction when an output of `bytes` bytes is past the cap (and asks its
+   * instance to cancel it): true when it did.
+   */
+  private outputOverflow(live: Live, bytes: number): boolean {
+    if (bytes <= this.maxOutputBytes) return false;
+    live.items = [];
+    live.rec.output = null;
+    const ep = live.endpoint;
+    this.lifecycle.finish(live, 'failed', outputTooLarge(bytes, this.maxOutputBytes));
+    if (ep) void this.sidecar.cancel(ep.url, live.rec.id).catch(() => undefined);
+    return true;
   }
 
   /**
@@ -77,6 +99,8 @@ export class Follower {
       return;
     }
     // The output while it runs is the items so far (the final record brings the output).
+    live.outputBytes += byteLength(e.data);
+    if (this.outputOverflow(live, live.outputBytes)) return;
     live.items.push(e.value);
     rec.output = live.items;
     this.lifecycle.emit(live, 'output', e.data);
@@ -141,6 +165,7 @@ export class Follower {
     if (isTerminal(rec.status)) return;
     if (body.status === 'processing') this.lifecycle.markProcessing(live, parseTime(body.started_at));
     if (body.output !== undefined && body.output !== null && !isTerminal(body.status)) {
+      if (this.outputOverflow(live, jsonBytes(body.output))) return;
       const changed = JSON.stringify(body.output) !== JSON.stringify(rec.output);
       rec.output = body.output;
       if (changed) {
@@ -158,6 +183,7 @@ export class Follower {
     // Started and ended between two looks: it did start (its `start` webhook goes out).
     if (rec.status === 'starting' && body.started_at)
       this.lifecycle.markProcessing(live, parseTime(body.started_at));
+    if (this.outputOverflow(live, jsonBytes(body.output))) return;
     rec.output = body.output ?? null;
     if (typeof body.logs === 'string') rec.logs = logTail(body.logs);
     rec.startedAt = parseTime(body.started_at) ?? rec.startedAt;
@@ -195,6 +221,8 @@ export class Follower {
       this.lifecycle.notify(rec, 'logs');
     } else if (e.event === 'output') {
       this.lifecycle.markProcessing(live);
+      live.outputBytes += byteLength(e.data);
+      if (this.outputOverflow(live, live.outputBytes)) return;
       this.lifecycle.emit(live, 'output', e.data);
       this.refresh(live);
     } else {

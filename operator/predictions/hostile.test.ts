@@ -1,11 +1,13 @@
 /**
  * What a hostile caller sends must not take the operator down: a prediction whose input no
  * JSON.stringify can write (nested 200,000 levels deep) with a webhook ends like any other,
- * its webhook is logged and dropped, and no promise is left rejected.
+ * its webhook is logged and dropped, and no promise is left rejected. What a hostile (or
+ * differently configured) instance sends must not make the operator hold more than its output
+ * cap: past it the prediction fails and the instance is told to cancel it.
  */
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { engineOnFakeClock, type FakeEngine } from './testing.ts';
+import { engineOnFakeClock, type FakeEngine, NS } from './testing.ts';
 
 let t: FakeEngine | undefined;
 afterEach(() => t?.engine.close());
@@ -44,5 +46,54 @@ describe('a hostile input', () => {
     } finally {
       process.off('unhandledRejection', onRejection);
     }
+  });
+});
+
+describe('an instance sending more output than the operator keeps', () => {
+  const A = { id: 'a', url: 'http://a' };
+  const tooLarge =
+    /^the output is larger than this deployment keeps \(1\.[0-9] KiB, more than 1 KiB; --max-output-bytes\)$/;
+
+  it('fails the prediction when its streamed items go past the cap, and cancels it there', async () => {
+    t = engineOnFakeClock({ engine: { maxOutputBytes: 1024 } });
+    t.endpoints.set(NS, 'd', [A]);
+    const { record } = await t.create();
+    await t.settle();
+    t.instances.output(record.id, 'x'.repeat(600));
+    await t.settle();
+    expect((await t.engine.get(record.id))?.status).toBe('processing');
+    t.instances.output(record.id, 'y'.repeat(600));
+    await t.settle();
+    const got = await t.engine.get(record.id);
+    expect(got).toMatchObject({ status: 'failed', output: null });
+    expect(got?.error).toMatch(tooLarge);
+    expect(t.instances.calls).toContain(`cancel http://a ${record.id}`);
+    // The event past the cap is not among the prediction's events.
+    const events = await t.events(record.id);
+    expect(events.filter((e) => e.event === 'output').map((e) => e.data.length)).toEqual([600]);
+    expect(events.at(-2)).toMatchObject({ event: 'error', data: expect.stringMatching(tooLarge) });
+  });
+
+  it('fails the prediction when the final record brings an output past the cap', async () => {
+    t = engineOnFakeClock({ engine: { maxOutputBytes: 1024 } });
+    t.endpoints.set(NS, 'd', [A]);
+    const { record } = await t.create();
+    await t.settle();
+    t.instances.end(record.id, { status: 'succeeded', output: 'z'.repeat(1500) });
+    await t.settle();
+    const got = await t.engine.get(record.id);
+    expect(got).toMatchObject({ status: 'failed', output: null });
+    expect(got?.error).toMatch(tooLarge);
+  });
+
+  it('keeps an output within the cap', async () => {
+    t = engineOnFakeClock({ engine: { maxOutputBytes: 1024 } });
+    t.endpoints.set(NS, 'd', [A]);
+    const { record } = await t.create();
+    await t.settle();
+    t.instances.output(record.id, 'x'.repeat(500));
+    t.instances.end(record.id, { status: 'succeeded', output: ['x'.repeat(500)] });
+    await t.settle();
+    expect(await t.engine.get(record.id)).toMatchObject({ status: 'succeeded', output: ['x'.repeat(500)] });
   });
 });

@@ -116,6 +116,43 @@ describe('a prediction from queue to end', () => {
   });
 });
 
+describe('the events a prediction keeps in memory', () => {
+  const line = (i: number) => `line ${String(i).padStart(2, '0')} ${'.'.repeat(11)}\n`; // 20 bytes
+
+  it('drops the oldest past the cap, keeping ids; replays start at the oldest kept; a resume reads on', async () => {
+    const { engine, endpoints, instances, create, settle, advance } = setup({
+      engine: { maxEventBytes: 100 },
+    });
+    endpoints.set(NS, 'd', [A]);
+    const { record } = await create();
+    const id = record.id;
+    const all = await subscribe(t!, id);
+    await settle();
+    for (let i = 1; i <= 10; i++) instances.log(id, line(i));
+    await settle();
+    // 200 bytes went past 100 twice: each time the oldest went, down to 75 bytes.
+    const past = async (after: number) => (await engine.stream(id, after, () => {}))!.past.map((e) => e.id);
+    expect(await past(0)).toEqual([7, 8, 9, 10]);
+    expect(await past(8)).toEqual([9, 10]);
+    expect((await engine.stream(id, 0, () => {}))!.past[0]).toEqual({ id: 7, event: 'logs', data: line(7) });
+    // The logs themselves are kept whole (within their own cap).
+    expect((await engine.get(id))?.logs).toBe(Array.from({ length: 10 }, (_, i) => line(i + 1)).join(''));
+    // The stream drops: the engine reads on from the instance's event 10, its ids going on.
+    instances.dropStream(id);
+    await settle();
+    instances.log(id, line(11));
+    await advance(200);
+    expect(instances.calls.at(-1)).toBe(`stream http://a ${id} 10`);
+    expect(await past(0)).toEqual([7, 8, 9, 10, 11]); // 100 bytes: at the cap, not past it
+    instances.end(id, { status: 'succeeded' });
+    await settle();
+    // A subscriber from the start had every event once, in order; the store keeps them all.
+    expect(all.map((e) => e.id)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect((await t!.events(id)).map((e) => e.id)).toEqual(all.map((e) => e.id));
+    expect(all.at(-1)).toMatchObject({ id: 12, event: 'done' });
+  });
+});
+
 describe('canceling', () => {
   it('cancels a queued prediction at once', async () => {
     const { engine, endpoints, instances, create, settle } = setup();

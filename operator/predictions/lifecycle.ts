@@ -8,12 +8,13 @@
  */
 import type { Logger } from 'pino';
 import { Backoff } from '../../lib/backoff.ts';
+import { byteLength, MAX_OUTPUT_BYTES } from '../../lib/bounded.ts';
 import { type Clock, sleep } from '../../lib/clock.ts';
 import type { StreamEvent, StreamEventName, TerminalStatus, WebhookEvent } from '../../lib/prediction.ts';
 import { doneData, isTerminal } from '../../lib/prediction.ts';
 import type { Live } from './live.ts';
 import type { EngineMetrics } from './metrics.ts';
-import { type PredictionRecord, type PredictionView, withoutEvents } from './record.ts';
+import { LOG_TAIL_BYTES, type PredictionRecord, type PredictionView, withoutEvents } from './record.ts';
 import type { PredictionStore } from './store.ts';
 import type { WebhookSender } from './webhooks.ts';
 
@@ -40,7 +41,16 @@ export interface LifecycleOptions {
   /** The object callers read (webhook bodies). */
   view(rec: PredictionRecord): PredictionView;
   hooks: LifecycleHooks;
+  /**
+   * The most bytes of event data a prediction keeps in memory (default MAX_EVENT_BYTES): past
+   * it its oldest `logs` and `output` events are dropped here (ids stay as they were; the store
+   * keeps them all). A replay from an earlier id starts at the oldest event kept.
+   */
+  maxEventBytes?: number;
 }
+
+/** Event data a prediction keeps in memory by default: its logs' cap and its output's. */
+export const MAX_EVENT_BYTES = LOG_TAIL_BYTES + MAX_OUTPUT_BYTES;
 
 /**
  * Why a prediction is no longer followed (its end, or the engine closing): one object for
@@ -56,12 +66,14 @@ export class Lifecycle {
   readonly lives = new Map<string, Live>();
   private readonly opts: LifecycleOptions;
   private readonly clock: Clock;
+  private readonly maxEventBytes: number;
   private readonly changeListeners: ((rec: PredictionRecord) => void)[] = [];
   private closed = false;
 
   constructor(opts: LifecycleOptions) {
     this.opts = opts;
     this.clock = opts.clock;
+    this.maxEventBytes = opts.maxEventBytes ?? MAX_EVENT_BYTES;
   }
 
   /**
@@ -219,17 +231,43 @@ export class Lifecycle {
   }
 
   private add(live: Live, event: StreamEventName, data: string): StreamEvent {
-    const e = { id: live.rec.events.length + 1, event, data };
-    live.rec.events.push(e);
+    const events = live.rec.events;
+    const e = { id: (events.at(-1)?.id ?? 0) + 1, event, data };
+    events.push(e);
     live.unsaved.push(e);
+    live.eventBytes += byteLength(data);
+    this.bound(live);
     return e;
+  }
+
+  /**
+   * Keeps the events of `live` in memory within maxEventBytes: past it the oldest `logs` and
+   * `output` events go (all delivered already: they are delivered as they come), down to
+   * three quarters of it so that a prediction at its cap does not shift its events at every
+   * new one. The newest event stays, whatever its size.
+   */
+  bound(live: Live): void {
+    if (live.eventBytes <= this.maxEventBytes) return;
+    const events = live.rec.events;
+    const target = Math.floor((this.maxEventBytes * 3) / 4);
+    let k = 0;
+    while (k < events.length - 1 && live.eventBytes > target) {
+      const e = events[k]!;
+      if (e.event !== 'logs' && e.event !== 'output') break;
+      live.eventBytes -= byteLength(e.data);
+      k++;
+    }
+    if (k) events.splice(0, k);
   }
 
   /** Passes the events the listeners have not had yet. */
   private deliver(live: Live): void {
     const events = live.rec.events;
-    while (live.delivered < events.length) {
-      const e = events[live.delivered++]!;
+    let i = events.length;
+    while (i > 0 && events[i - 1]!.id > live.delivered) i--;
+    for (; i < events.length; i++) {
+      const e = events[i]!;
+      live.delivered = e.id;
       for (const l of live.listeners) {
         try {
           l(e);

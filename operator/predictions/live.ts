@@ -4,6 +4,7 @@
  * (follower.ts) reads an instance's stream, the lifecycle (lifecycle.ts) keeps timers and ends
  * predictions; the facade (engine.ts) puts them together.
  */
+import { byteLength } from '../../lib/bounded.ts';
 import type { Timer } from '../../lib/clock.ts';
 import type { InvalidField } from '../../lib/openapi-input.ts';
 import type { StreamEvent } from '../../lib/prediction.ts';
@@ -71,6 +72,8 @@ export interface Live {
   inputChecked: boolean;
   /** Output items the instance's create stream brought so far (the output while it runs). */
   items: unknown[];
+  /** Bytes of the output items its instance's streams brought so far (their JSON). */
+  outputBytes: number;
   refreshing: boolean;
   refreshAgain: boolean;
   /** Aborted when it ends or the engine closes: stops following the instance. */
@@ -85,8 +88,10 @@ export interface Live {
   saveTimer: Timer | undefined;
   /** The writes under way: resolves true when the state is stored, false when another replica drives it now. */
   writing: Promise<boolean> | undefined;
-  /** How many of its events the listeners have had (its last ones wait for the end to be stored). */
+  /** The id of the last event the listeners have had (its last ones wait for the end to be stored). */
   delivered: number;
+  /** Bytes of the data of `rec.events` (kept within the lifecycle's maxEventBytes). */
+  eventBytes: number;
 }
 
 export function newLive(rec: PredictionRecord, lane: Lane, holdUntil: number): Live {
@@ -107,6 +112,7 @@ export function newLive(rec: PredictionRecord, lane: Lane, holdUntil: number): L
     wantsLive: false,
     inputChecked: false,
     items: [],
+    outputBytes: 0,
     refreshing: false,
     refreshAgain: false,
     abort: new AbortController(),
@@ -115,6 +121,7 @@ export function newLive(rec: PredictionRecord, lane: Lane, holdUntil: number): L
     stored: Promise.resolve(true),
     saveTimer: undefined,
     writing: undefined,
-    delivered: rec.events.length,
+    delivered: rec.events.at(-1)?.id ?? 0,
+    eventBytes: rec.events.reduce((n, e) => n + byteLength(e.data), 0),
   };
 }

@@ -17,12 +17,20 @@ afterEach(async () => {
   replicas = [];
 });
 
-function twoReplicas(): [FakeEngine, FakeEngine, MemoryStore] {
+function twoReplicas(maxEventBytes?: number): [FakeEngine, FakeEngine, MemoryStore] {
   const first = engineOnFakeClock();
   const store = new MemoryStore({ clock: first.clock, exclusive: false });
   const instances = new FakeInstances();
-  const a = engineOnFakeClock({ clock: first.clock, instances, engine: { store, replica: 'a' } });
-  const b = engineOnFakeClock({ clock: first.clock, instances, engine: { store, replica: 'b' } });
+  const a = engineOnFakeClock({
+    clock: first.clock,
+    instances,
+    engine: { store, replica: 'a', maxEventBytes },
+  });
+  const b = engineOnFakeClock({
+    clock: first.clock,
+    instances,
+    engine: { store, replica: 'b', maxEventBytes },
+  });
   void first.engine.close();
   replicas = [a, b];
   return [a, b, store];
@@ -98,6 +106,32 @@ describe('two replicas on one store', () => {
     expect(creates).toEqual([`create http://a ${running.id}`, `create http://a ${queued.id}`]);
     const events = (await b.engine.stream(running.id, 0, () => {}))!.past;
     expect(events.map((e) => `${e.id} ${e.event}`)).toEqual(['1 logs', '2 logs', '3 done']);
+  });
+
+  it('take over a prediction whose oldest events the stopped one dropped from memory: ids go on from the instance', async () => {
+    const [a, b] = twoReplicas(100);
+    a.endpoints.set(NS, 'd', [A_POD]);
+    const { id } = (await a.create()).record;
+    await a.settle();
+    const line = (i: number) => `line ${String(i).padStart(2, '0')} ${'.'.repeat(11)}\n`; // 20 bytes
+    for (let i = 1; i <= 10; i++) a.instances.log(id, line(i));
+    await a.advance(1000);
+    expect((await a.engine.stream(id, 0, () => {}))!.past.map((e) => e.id)).toEqual([7, 8, 9, 10]);
+    await a.engine.close();
+    b.endpoints.set(NS, 'd', [A_POD]);
+    void b.engine.start();
+    await b.advance(1000);
+    expect(b.engine.drives(id)).toBe(true);
+    // B read the stored events (all of them) and keeps the newest within the cap.
+    expect(b.instances.calls.filter((c) => c.startsWith('stream ')).at(-1)).toBe(`stream http://a ${id} 10`);
+    expect((await b.engine.stream(id, 0, () => {}))!.past.map((e) => e.id)).toEqual([8, 9, 10]);
+    b.instances.log(id, line(11));
+    b.instances.end(id, { status: 'succeeded', output: 'ok' });
+    await b.advance(1000);
+    expect(await b.engine.get(id)).toMatchObject({ status: 'succeeded', output: 'ok' });
+    const stored = (await b.engine.stream(id, 0, () => {}))!.past;
+    expect(stored.map((e) => e.id)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(stored.at(10)).toEqual({ id: 11, event: 'logs', data: line(11) });
   });
 
   it('answers 503 with Retry-After when the store cannot take a new prediction, and stops it on its instance', async () => {

@@ -48,6 +48,8 @@ export interface PredictionServiceOptions extends CatalogInformers {
   egress?: EgressPolicy;
   /** Byte budgets of the inputs this replica holds (default: DEFAULT_INPUT_BUDGET). */
   inputBudget?: Partial<InputBudgetLimits>;
+  /** The most bytes of output a prediction may bring from its instance (default 16 MiB). */
+  maxOutputBytes?: number;
   /** The `Authorization` header of calls to the sidecar at `base` (operator/sidecar-key.ts). */
   sidecarAuthorization?: (base: string) => Promise<string>;
   /** Where an instance uploads a prediction's output files. */
@@ -96,6 +98,7 @@ export function predictionService(opts: PredictionServiceOptions): PredictionSer
     uploadUrl: opts.uploadUrl,
     webhookOptions: opts.egress ? { egress: opts.egress } : undefined,
     inputBudget: opts.inputBudget,
+    maxOutputBytes: opts.maxOutputBytes,
     sidecarAuthorization: opts.sidecarAuthorization,
   });
   return {
