@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { NewPrediction } from './api.ts';
-import type { Prediction } from './prediction.ts';
-import { WARMUP, WINDOW } from './progress.ts';
+import { Prediction } from './prediction.ts';
+import { ProgressPolicy, WARMUP, WINDOW } from './progress.ts';
 import { type UnitSidecar, unitSidecar } from './testing/fake-cog.ts';
 
 const schema = (output: Record<string, unknown>) => ({
@@ -110,5 +110,16 @@ describe('--progress auto', () => {
     u.cog.answer('held', { kind: 'finished', body: { id: 'held', status: 'canceled' } });
     await canceling;
     expect(p.status).toBe('canceled');
+  });
+});
+
+describe('ProgressPolicy counts', () => {
+  it('counts a prediction sent again (the model server was busy) once', () => {
+    const policy = new ProgressPolicy({ progress: 'auto', liveAfter: 1 });
+    const p = new Prediction({ id: 'again', input: {} });
+    expect(policy.live(p, 'single')).toBe(true);
+    expect(policy.live(p, 'single')).toBe(true);
+    expect(policy.live(new Prediction({ id: 'other', input: {} }), 'single')).toBe(true);
+    expect(policy.summary()).toMatchObject({ live: 2, held: 0 });
   });
 });

@@ -42,10 +42,16 @@ export class ProgressPolicy {
     this.liveAfter = settings.liveAfter;
   }
 
+  /** Predictions counted already: one sent again (the model server was busy, 409) counts once. */
+  private readonly counted = new WeakSet<Prediction>();
+
   /** Whether `p` is followed live (by webhook) rather than held. */
   live(p: Prediction, output: OutputMode): boolean {
     const live = this.decide(p, output);
-    this.counts[live ? 'live' : 'held']++;
+    if (!this.counted.has(p)) {
+      this.counted.add(p);
+      this.counts[live ? 'live' : 'held']++;
+    }
     return live;
   }
 
