@@ -83,9 +83,6 @@ describe('the sidecar under generated requests', () => {
     // The requests reached past the checks, not only the first one.
     const seen = [...tally.keys()];
     expect(seen).toEqual(expect.arrayContaining([400, 404]));
-    // A body over the limit is answered 413 before it is read; the answer can reach the sender
-    // only after its write was cut (-1), so either shows the limit was met.
-    expect(seen.includes(413) || seen.includes(-1)).toBe(true);
     expect(seen.some((s) => s >= 200 && s < 300)).toBe(true);
     expect(sc.process.running).toBe(true);
     expect((await fetch(`${sc.api}/live`)).status).toBe(200);

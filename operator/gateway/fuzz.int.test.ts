@@ -149,9 +149,6 @@ describe('the gateway under generated requests', () => {
     process.stdout.write(`gateway fuzz: answers by status ${JSON.stringify(Object.fromEntries(tally))}\n`);
     const seen = [...tally.keys()];
     expect(seen).toEqual(expect.arrayContaining([400, 401, 404]));
-    // A body over the limit is answered 413 before it is read; the answer can reach the sender
-    // only after its write was cut (-1), so either shows the limit was met.
-    expect(seen.includes(413) || seen.includes(-1)).toBe(true);
     expect(seen.some((s) => s >= 200 && s < 300)).toBe(true);
   });
 });

@@ -191,7 +191,7 @@ describe('fencing', () => {
     const resumedRv = Math.max(0, ...writes.map((w) => w.rv));
     solo.child.kill('SIGCONT');
     await waitFor('solo to write again', () => writesTo('solo-count').some((w) => w.rv > resumedRv), {
-      timeoutMs: 15_000,
+      timeoutMs: 40_000,
     });
     expect(logged(solo, 'lost the lease; stopping leader work')).toBe(true);
     const renewal = writes.find((w) => w.kind === 'Lease' && w.name === 'solo' && w.rv > resumedRv);
