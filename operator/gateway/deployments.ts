@@ -26,6 +26,10 @@ import {
 import { context } from './server.ts';
 import type { Routes } from './types.ts';
 
+/** What Kubernetes accepts as a namespace (a DNS label) and as an object's name (a DNS subdomain). */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
 /**
  * The release a caller sees: `status.release`, or one more than it while the operator has
  * not yet acted on the latest spec (every spec change is a new release).
@@ -158,15 +162,23 @@ export function deploymentRoutes(deps: {
       })
       .all(methodNotAllowed);
 
+    /** A deployment's namespace and name from the path; what no object can be named is a 404. */
+    const objectName = (p: { owner?: string; name?: string }) => {
+      const { owner = '', name = '' } = p;
+      if (!DNS_LABEL.test(owner) || !DNS_SUBDOMAIN.test(name) || name.length > 253)
+        throw notFound(`the deployment ${owner}/${name}`);
+      return { owner, name };
+    };
+
     api
       .route('/deployments/:owner/:name')
       .get(authenticated, async (req, res) => {
-        const { owner, name } = req.params;
+        const { owner, name } = objectName(req.params);
         await context(res).authorize('get', 'deployments', owner);
         sendJson(res, 200, deploymentView(await current(owner, name), caches));
       })
       .patch(authenticated, json, async (req, res) => {
-        const { owner, name } = req.params;
+        const { owner, name } = objectName(req.params);
         const body = objectBody(req);
         await context(res).authorize('patch', 'deployments', owner);
         // Read fresh and patch conditionally on that resourceVersion; when something else
@@ -219,7 +231,7 @@ export function deploymentRoutes(deps: {
         sendJson(res, 200, deploymentView(out, caches));
       })
       .delete(authenticated, async (req, res) => {
-        const { owner, name } = req.params;
+        const { owner, name } = objectName(req.params);
         await context(res).authorize('delete', 'deployments', owner);
         try {
           await client.delete(Deployments, name, owner);
