@@ -33,10 +33,11 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startDev, startReplica } from '../dev/dev.ts';
+import { SYSTEM_NAMESPACE, startDev, startReplica } from '../dev/dev.ts';
 import { PostgresServer } from '../harness/postgres.ts';
 import type { GroupProcess } from '../harness/processes.ts';
-import { readPods } from './pods.ts';
+import { SidecarKey } from '../operator/sidecar-key.ts';
+import { clientOf, readPods } from './pods.ts';
 
 const { values } = parseArgs({
   options: {
@@ -229,6 +230,9 @@ try {
   for (const store of stores) gateways.set(`gateway (${store})`, await gatewayReplica(store));
   const auth = { authorization: `Bearer ${dev.token}`, prefer: 'wait=60' };
   const pick = (i: number) => pods[i % pods.length]!;
+  // The sidecar answers the operator only: the bench signs the operator's tokens with its key.
+  const sidecarKey = SidecarKey.inNamespace(clientOf(dev.kubeconfig), SYSTEM_NAMESPACE);
+  const sidecarAuth = await Promise.all(pods.map((p) => sidecarKey.authorization(p.sidecar)));
 
   const all: Path[] = [
     {
@@ -273,7 +277,8 @@ try {
       name: 'sidecar',
       async run(i) {
         const url = new URL(`${pick(i).sidecar}/predictions`);
-        expectSucceeded(url.href, await send(url, 'POST', { input }, { prefer: 'wait=60' }));
+        const authorization = sidecarAuth[i % pods.length]!;
+        expectSucceeded(url.href, await send(url, 'POST', { input }, { prefer: 'wait=60', authorization }));
       },
     },
     ...[...gateways].map(([name, g]) => ({

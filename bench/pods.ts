@@ -23,10 +23,14 @@ export function clientOf(kubeconfig: string): KubeClient {
   return new KubeClient(kc);
 }
 
+/**
+ * The Cog server's URL: it binds the pod's loopback address (the pod runner gives each pod
+ * its own 127.x address) on the port the model container's PORT says; it declares no port.
+ */
 function modelUrl(pod: PodLike): string | undefined {
   const port = pod.spec?.containers
-    ?.flatMap((c) => c.ports ?? [])
-    .find((p) => p.name === 'model')?.containerPort;
+    ?.find((c) => c.name === 'model')
+    ?.env?.find((e) => e.name === 'PORT')?.value;
   return port && pod.status?.podIP ? `http://${pod.status.podIP}:${port}` : undefined;
 }
 

@@ -31,6 +31,8 @@ describe('modelplane check settings', () => {
       target: 'ns/echo',
       deployment: 'echo',
       version: 'echo-v1',
+      startedAt: '2026-12-04T12:00:00.000Z',
+      data: { latencies: { predictTimes: [0.002], totalTimes: [0.01] } },
       rows: [
         { check: 'consistency', verdict: 'pass', figure: '5/5 identical' },
         { check: 'license', verdict: 'warn', figure: 'none', detail: "set the Model's spec.licenseUrl" },

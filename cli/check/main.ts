@@ -8,7 +8,8 @@ import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { exitStatus, type Row } from './checks.ts';
-import { type CheckSettings, Cluster, check, Gateway, type Report } from './runner.ts';
+import type { Report } from './report.ts';
+import { type CheckSettings, Cluster, check, Gateway } from './runner.ts';
 
 export const CHECK_HELP = `Usage: modelplane check <namespace>/<deployment-or-model> [flags]
 

@@ -9,6 +9,7 @@ import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { GROUP, LABEL, PLURAL, VERSION } from '../../crds/constants.ts';
 import { isTerminal } from '../../lib/prediction.ts';
 import * as c from './checks.ts';
+import type { Report } from './report.ts';
 
 export interface CheckSettings {
   input: Record<string, unknown>;
@@ -191,13 +192,6 @@ async function resolve(cluster: Cluster, t: Target): Promise<{ deployment: Obj; 
   return { deployment: d, model };
 }
 
-export interface Report {
-  target: string;
-  deployment: string;
-  version: string;
-  rows: c.Row[];
-}
-
 /** Gathers everything and answers the rows, in the order of the checklist. */
 export async function check(
   t: Target,
@@ -206,6 +200,7 @@ export async function check(
   cluster: Cluster,
   log: (line: string) => void = () => {},
 ): Promise<Report> {
+  const startedAt = new Date().toISOString();
   const { deployment, model } = await resolve(cluster, t);
   const depName = deployment.metadata.name;
   const versionName = deployment.spec.version as string;
@@ -330,5 +325,17 @@ export async function check(
   );
   rows.push(c.official(model?.metadata.labels, LABEL.official));
   rows.push(c.keptWarm(Number(deployment.spec.minInstances ?? 0)));
-  return { target: `${t.namespace}/${t.name}`, deployment: depName, version: versionName, rows };
+  return {
+    target: `${t.namespace}/${t.name}`,
+    deployment: depName,
+    version: versionName,
+    startedAt,
+    rows,
+    data: {
+      latencies: {
+        predictTimes: timings.map((x) => x.predictTime),
+        totalTimes: timings.map((x) => x.totalTime),
+      },
+    },
+  };
 }

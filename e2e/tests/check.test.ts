@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { run as checkCli } from '../../cli/check/main.ts';
-import type { Report } from '../../cli/check/runner.ts';
+import type { Report } from '../../cli/check/report.ts';
 import { type Dev, startDev } from '../../dev/dev.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
 
