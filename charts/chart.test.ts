@@ -203,6 +203,11 @@ describe('default values', async () => {
     expect(config.http).toEqual({ host: '0.0.0.0', port: 8081 });
     expect(config.gateway.address).toEqual({ host: '0.0.0.0', port: 8000 });
     expect(config.gateway.tokenNamespace).toBe('modelplane-system');
+    expect(config.gateway.inputBudget).toEqual({
+      perDeploymentBytes: 256 * 2 ** 20,
+      perReplicaBytes: 2 ** 30,
+    });
+    expect(config.gateway.maxOutputBytes).toBe(16 * 2 ** 20);
     expect(config.leaseName).toBe('modelplane-operator');
     expect(config.shutdownTimeoutMs).toBe(30_000);
     expect(config.resyncPeriodMs).toBe(600_000);
@@ -713,6 +718,11 @@ describe('bad values fail with the offending key', () => {
     ['an unknown store kind', { 'store.kind': 'sqlite' }, /store\/kind/],
     ['a claim size that is not a quantity', { 'store.embedded.size': 'ten gigs' }, /store\/embedded\/size/],
     ['a data retention of 0', { 'store.dataRetentionSeconds': 0 }, /dataRetentionSeconds/],
+    [
+      'a byte bound with a unit the operator does not take',
+      { 'gateway.limits.maxOutputBytes': '16MB' },
+      /maxOutputBytes/,
+    ],
     // Gone: every replica serves every prediction.
     ['session affinity', { 'service.sessionAffinity': 'ClientIP' }, /sessionAffinity/],
   ];

@@ -32,6 +32,13 @@ const quantity = (description: string) =>
     .regex(/^[0-9]+(\.[0-9]+)?([EPTGMk]i?|[EPTGM]|e[0-9]+)?$/)
     .describe(description);
 
+/** A size in bytes as the operator's flags take it: 268435456, 256Mi, 1Gi. */
+const byteSize = (description: string) =>
+  z
+    .string()
+    .regex(/^[1-9][0-9]*(Ki|Mi|Gi|Ti)?$/)
+    .describe(description);
+
 const IMAGE_PULL_POLICY = z.enum(['Always', 'IfNotPresent', 'Never']);
 
 export const HardwareClassItemSchema = z
@@ -336,6 +343,20 @@ export const ValuesSchema = z
           })
           .strict()
           .describe('The key that signs stream URLs, the same for every replica.'),
+        limits: z
+          .object({
+            queueBytesPerDeployment: byteSize(
+              "The most bytes of inputs one replica holds for one deployment's predictions, queued or running; past it new ones get 429 with Retry-After.",
+            ),
+            queueBytesPerReplica: byteSize(
+              'The most bytes of inputs one replica holds for all deployments together.',
+            ),
+            maxOutputBytes: byteSize(
+              'The most bytes of output (its JSON) a prediction may bring from its instance; past it the prediction fails. Model pods get the same cap (at least 1Ki).',
+            ),
+          })
+          .strict()
+          .describe('Memory bounds of the gateway, in bytes (docs/security.md).'),
       })
       .strict(),
     webhook: z
