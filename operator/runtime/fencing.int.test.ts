@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
-import { waitFor } from '../../harness/processes.ts';
+import { GiveUp, waitFor } from '../../harness/processes.ts';
 import { KubeClient, type KubeObject, resourceType, type WatchStream } from './client.ts';
 import { type Lease, Leases } from './leader-election.ts';
 
@@ -173,7 +173,9 @@ describe('fencing', () => {
   });
 
   it('a leader paused past its renew deadline writes nothing until it has renewed the Lease', async () => {
-    const solo = startWriter('solo', { LEASE: 'solo' });
+    // Stopping its work after the loss may take long on a loaded machine: this test is about
+    // the fence and the new term, not about exiting (the last test is).
+    const solo = startWriter('solo', { LEASE: 'solo', LOST_STOP_MS: '20000' });
     await waitFor('solo to hold the lease', async () => (await holder('solo')) === 'solo', {
       timeoutMs: 30_000,
     });
@@ -197,6 +199,16 @@ describe('fencing', () => {
     );
     expect(renewal.by).toBe('solo');
     expect(logged(solo, 'lost the lease; stopping leader work')).toBe(true);
+    // Its leader work starts again in the new term: the counter is written after the renewal.
+    const again = await waitFor(
+      'solo to write its counter again',
+      () => {
+        if (solo.child.exitCode !== null) throw new GiveUp(`solo exited ${solo.child.exitCode}`);
+        return writes.find((w) => w.kind === 'ConfigMap' && w.name === 'solo-count' && w.rv > renewal.rv);
+      },
+      { timeoutMs: 60_000, intervalMs: 50 },
+    );
+    expect(again.by).toBe('solo');
     // Nothing it wrote after resuming came before its Lease write.
     for (const w of writesTo('solo-count').filter((x) => x.rv > resumedRv))
       expect(w.rv).toBeGreaterThan(renewal.rv);
