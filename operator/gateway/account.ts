@@ -3,9 +3,9 @@
  * Files API is in files.ts).
  */
 import { methodNotAllowed } from '../../lib/express.ts';
-import { HttpError, sendJson } from '../../lib/http.ts';
+import { sendJson } from '../../lib/http.ts';
 import type { GatewayCaches } from './caches.ts';
-import { callerNamespace } from './common.ts';
+import { callerNamespace, requireCallerNamespace } from './common.ts';
 import { context } from './server.ts';
 import type { Routes } from './types.ts';
 import type { WebhookSecrets } from './webhook-secret.ts';
@@ -44,13 +44,7 @@ export function accountRoutes(deps: { caches: GatewayCaches; webhookSecrets: Web
       .route('/webhooks/default/secret')
       .get(authenticated, async (_req, res) => {
         const ctx = context(res);
-        const ns = await callerNamespace(ctx);
-        if (!ns)
-          throw new HttpError(
-            400,
-            'Owner required',
-            'this caller may act in several namespaces: name the one whose webhook secret you want with ?owner=<namespace>',
-          );
+        const ns = await requireCallerNamespace(ctx, 'whose webhook secret you want');
         // The key signs webhooks of predictions: whoever may create predictions there may know it.
         await ctx.authorize('create', 'predictions', ns);
         sendJson(res, 200, { key: await webhookSecrets.get(ns) });

@@ -123,6 +123,18 @@ export async function callerNamespace(ctx: RequestContext): Promise<string | und
   return namespaces !== 'all' && namespaces.length === 1 ? namespaces[0] : undefined;
 }
 
+/** callerNamespace, or 400 `Owner required` when the caller may act in several: `purpose` says what for. */
+export async function requireCallerNamespace(ctx: RequestContext, purpose: string): Promise<string> {
+  const ns = await callerNamespace(ctx);
+  if (!ns)
+    throw new HttpError(
+      400,
+      'Owner required',
+      `this caller may act in several namespaces: name the one ${purpose} with ?owner=<namespace>`,
+    );
+  return ns;
+}
+
 export function notFound(what: string): HttpError {
   return new HttpError(404, 'Not found', `${what} does not exist`);
 }

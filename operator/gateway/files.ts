@@ -19,7 +19,7 @@ import { HttpError, invalid, sendJson } from '../../lib/http.ts';
 import { type FileService, FileTooLargeError, type NewFile } from '../files/index.ts';
 import type { FileRecord } from '../predictions/record.ts';
 import { decodeCursor } from '../predictions/store.ts';
-import { callerNamespace } from './common.ts';
+import { requireCallerNamespace } from './common.ts';
 import { storePage, storePosition } from './pagination.ts';
 import { context } from './server.ts';
 import type { RequestContext, Routes } from './types.ts';
@@ -251,13 +251,7 @@ export function fileRoutes(deps: FileRoutesDeps): Routes {
       .route('/files')
       .post(authenticatedStream, async (req, res) => {
         const ctx = context(res);
-        const ns = await callerNamespace(ctx);
-        if (!ns)
-          throw new HttpError(
-            400,
-            'Owner required',
-            'this caller may act in several namespaces: name the one the file is for with ?owner=<namespace>',
-          );
+        const ns = await requireCallerNamespace(ctx, 'the file is for');
         await ctx.authorize('create', 'predictions', ns);
         const rec = await upload(files, req, ns);
         sendJson(res, 201, files.view(rec, ctx.baseUrl));

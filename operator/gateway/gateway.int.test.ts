@@ -465,6 +465,31 @@ describe('account endpoints', () => {
     expect(otherKey).not.toBe(key);
     secrets.push(key, otherKey);
   });
+
+  it('asks a caller of several namespaces which one with 400 Owner required, and takes ?owner=', async () => {
+    const { token: both } = await createApiToken(admin, {
+      name: 'both',
+      namespaces: [ns(), other()],
+      tokenNamespace: tokenNs(),
+    });
+    secrets.push(both);
+    const ask = (query: string) =>
+      fetch(`${gateway.url}/v1/webhooks/default/secret${query}`, {
+        headers: { authorization: `Bearer ${both}` },
+      });
+    const res = await waitFor('the gateway to know the new token', async () => {
+      const r = await ask('');
+      return r.status === 401 ? undefined : r;
+    });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    const problem = (await res.json()) as { title: string; detail: string };
+    expect(problem.title).toBe('Owner required');
+    expect(problem.detail).toContain('?owner=<namespace>');
+    const chosen = await ask(`?owner=${ns()}`);
+    expect(chosen.status).toBe(200);
+    expect(((await chosen.json()) as { key: string }).key).toBe(await webhookSecret(ns()));
+  });
 });
 
 describe('authentication', () => {
