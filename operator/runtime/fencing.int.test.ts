@@ -4,20 +4,12 @@
  * controllers and autoscaler do, under a field manager naming the replica; a watch records
  * every write the API server accepted, in order, with the replica that made it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
 import { GiveUp, waitFor } from '../../harness/processes.ts';
-import { KubeClient, type KubeObject, resourceType, type WatchStream } from './client.ts';
+import { KubeClient, type KubeObject, type WatchStream } from './client.ts';
+import { ConfigMaps, type FixtureProcess, logged, startFixture } from './fixtures/processes.ts';
 import { type Lease, Leases } from './leader-election.ts';
-
-const ConfigMaps = resourceType<KubeObject & { data?: Record<string, string> }>({
-  apiVersion: 'v1',
-  kind: 'ConfigMap',
-  plural: 'configmaps',
-  namespaced: true,
-});
 
 const cluster = useCluster();
 const ns = useNamespace(cluster, 'fencing');
@@ -26,51 +18,10 @@ const client = new KubeClient(cluster.kc);
 /** fixtures/writer.ts's timing. */
 const TIMING = { leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 };
 
-interface Writer {
-  identity: string;
-  child: ChildProcess;
-  lines: { msg?: string; time?: string }[];
-  exited: Promise<number | string>;
-}
+type Writer = FixtureProcess;
 
-const writers: Writer[] = [];
-afterAll(() => {
-  for (const w of writers) {
-    if (w.child.exitCode !== null || w.child.signalCode !== null) continue;
-    w.child.kill('SIGCONT');
-    w.child.kill('SIGKILL');
-  }
-});
-
-function startWriter(identity: string, env: Record<string, string> = {}): Writer {
-  const child = spawn(process.execPath, ['operator/runtime/fixtures/writer.ts'], {
-    env: { ...process.env, KUBECONFIG: cluster.kubeconfig, NAMESPACE: ns(), IDENTITY: identity, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: Writer['lines'] = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    try {
-      lines.push(JSON.parse(line) as { msg?: string });
-    } catch {
-      lines.push({ msg: line });
-    }
-  });
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const exited = new Promise<number | string>((resolve) =>
-    child.once('exit', (code, signal) => {
-      if (code) process.stderr.write(`${identity} exited ${code}: ${stderr}\n`);
-      resolve(code ?? signal ?? 'unknown');
-    }),
-  );
-  const w = { identity, child, lines, exited };
-  writers.push(w);
-  return w;
-}
-
-const logged = (w: Writer, msg: string) => w.lines.some((l) => l.msg === msg);
+const startWriter = (identity: string, env: Record<string, string> = {}): Writer =>
+  startFixture('writer.ts', identity, { KUBECONFIG: cluster.kubeconfig, NAMESPACE: ns(), ...env });
 
 /** A write the API server accepted, as a watch saw it. */
 interface Write {

@@ -1,19 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
 import { waitFor } from '../../harness/processes.ts';
-import { KubeClient, type KubeObject, resourceType } from './client.ts';
+import { KubeClient } from './client.ts';
+import { ConfigMaps, type FixtureProcess, logged, startFixture } from './fixtures/processes.ts';
 import { type Lease, Leases } from './leader-election.ts';
 import { createLogger } from './log.ts';
 import { Manager } from './manager.ts';
-
-const ConfigMaps = resourceType<KubeObject>({
-  apiVersion: 'v1',
-  kind: 'ConfigMap',
-  plural: 'configmaps',
-  namespaced: true,
-});
 
 const cluster = useCluster();
 const ns = useNamespace(cluster, 'leader');
@@ -22,48 +14,15 @@ const client = new KubeClient(cluster.kc);
 const TIMING = { leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 };
 
 /** A `stamper` manager process (fixtures/stamper.ts), with its log lines. */
-interface Candidate {
-  identity: string;
-  child: ChildProcess;
-  lines: { msg?: string }[];
-  exited: Promise<number | string>;
-}
+type Candidate = FixtureProcess;
 
 const candidates: Candidate[] = [];
-afterAll(() => {
-  for (const c of candidates)
-    if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-});
 
 function startCandidate(identity: string): Candidate {
-  const child = spawn(process.execPath, ['operator/runtime/fixtures/stamper.ts'], {
-    env: { ...process.env, KUBECONFIG: cluster.kubeconfig, NAMESPACE: ns(), IDENTITY: identity },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: { msg?: string }[] = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    try {
-      lines.push(JSON.parse(line) as { msg?: string });
-    } catch {
-      lines.push({ msg: line });
-    }
-  });
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const exited = new Promise<number | string>((resolve) =>
-    child.once('exit', (code, signal) => {
-      if (code) process.stderr.write(`${identity} exited ${code}: ${stderr}\n`);
-      resolve(code ?? signal ?? 'unknown');
-    }),
-  );
-  const c = { identity, child, lines, exited };
+  const c = startFixture('stamper.ts', identity, { KUBECONFIG: cluster.kubeconfig, NAMESPACE: ns() });
   candidates.push(c);
   return c;
 }
-
-const logged = (c: Candidate, msg: string) => c.lines.some((l) => l.msg === msg);
 
 async function holder(): Promise<string | undefined> {
   const lease = await client.find(Leases, 'stamper', ns());
