@@ -48,7 +48,7 @@ postgres: ## the PostgreSQL server the store's tests start (Debian package postg
 	@hack/postgres.sh
 
 .PHONY: chromium
-chromium: ## the Chromium the HTML report's tests open it in (Debian package chromium; apt-get install as root)
+chromium: ## the Chromium the HTML report's tests open it in (Debian packages chromium and fonts-dejavu-core; apt-get install as root)
 	@hack/chromium.sh
 
 .PHONY: s3

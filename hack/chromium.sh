@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the Chromium the HTML report's tests open the page in (harness/chromium.ts) is
-# installed: Debian's package chromium (/usr/bin/chromium, or $MODELPLANE_CHROMIUM). As root
-# it installs the package with apt-get when it is missing; otherwise it fails, naming it.
+# installed: Debian's package chromium (/usr/bin/chromium, or $MODELPLANE_CHROMIUM), with a
+# font to draw text in (fonts-dejavu-core; chromium only recommends one). As root it installs
+# the packages with apt-get when they are missing; otherwise it fails, naming them.
 #
 # Usage: hack/chromium.sh [--print-path | --check]
 #   (none)         install when needed; progress on stderr
@@ -11,6 +12,7 @@
 set -euo pipefail
 
 package=chromium
+font=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 exe="${MODELPLANE_CHROMIUM:-/usr/bin/chromium}"
 mode="${1:-}"
 case "$mode" in
@@ -19,23 +21,23 @@ case "$mode" in
 esac
 
 die() { echo "chromium.sh: error: $*" >&2; exit 1; }
-installed() { [[ -x "$exe" ]]; }
-how="install the Debian/Ubuntu package $package (apt-get install -y $package), or set MODELPLANE_CHROMIUM to a Chromium executable"
+installed() { [[ -x "$exe" && ( -n "${MODELPLANE_CHROMIUM:-}" || -f "$font" ) ]]; }
+how="install the Debian/Ubuntu packages $package and fonts-dejavu-core (apt-get install -y $package fonts-dejavu-core), or set MODELPLANE_CHROMIUM to a Chromium executable"
 
 if installed; then
   [[ "$mode" == "" ]] || echo "$exe"
   exit 0
 fi
 if [[ "$mode" == "--check" ]]; then
-  echo "chromium.sh: Chromium is not installed (no $exe): run \`make chromium\`, or $how." >&2
+  echo "chromium.sh: Chromium or its font is not installed (no $exe or $font): run \`make chromium\`, or $how." >&2
   exit 3
 fi
 [[ -z "${MODELPLANE_CHROMIUM:-}" ]] || die "MODELPLANE_CHROMIUM=$exe is not an executable."
-[[ "$(id -u)" == 0 ]] || die "Chromium is not installed (no $exe), and only root installs packages: $how."
-command -v apt-get >/dev/null 2>&1 || die "Chromium is not installed (no $exe), and there is no apt-get here: $how."
-echo "chromium.sh: installing $package with apt-get" >&2
+[[ "$(id -u)" == 0 ]] || die "Chromium or its font is not installed (no $exe or $font), and only root installs packages: $how."
+command -v apt-get >/dev/null 2>&1 || die "Chromium or its font is not installed (no $exe or $font), and there is no apt-get here: $how."
+echo "chromium.sh: installing $package and fonts-dejavu-core with apt-get" >&2
 export DEBIAN_FRONTEND=noninteractive
-{ apt-get update -qq >&2 && apt-get install -y --no-install-recommends "$package" >&2; } ||
+{ apt-get update -qq >&2 && apt-get install -y --no-install-recommends "$package" fonts-dejavu-core >&2; } ||
   die "apt-get could not install $package: $how."
-installed || die "the package $package is installed but $exe is not there: set MODELPLANE_CHROMIUM."
+installed || die "the packages are installed but $exe or $font is not there: set MODELPLANE_CHROMIUM."
 [[ "$mode" == "" ]] || echo "$exe"
