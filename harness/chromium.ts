@@ -1,14 +1,18 @@
 /**
  * Debian's Chromium, headless, driven by puppeteer-core, for the tests that open the HTML
  * report of `modelplane check`: `make chromium` installs the package (hack/chromium.sh).
+ * Chromium is started here, tethered like every process the harness starts, and puppeteer
+ * connects to it.
  * `openPage` loads a local file with every request recorded — the report must need none
  * but its own document — and collects console errors and page errors.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { spawnTethered } from './tether.ts';
 
 export const CHROMIUM_PACKAGE = 'chromium';
 const DEFAULT_EXE = '/usr/bin/chromium';
@@ -25,18 +29,81 @@ export function chromiumPath(): string {
   return exe;
 }
 
-/** Headless Chromium, without a sandbox when this is root (Chromium refuses to start then). */
-export async function launchChromium(): Promise<Browser> {
-  const args = ['--disable-gpu', '--no-first-run', '--no-default-browser-check', '--disable-dev-shm-usage'];
+/**
+ * Headless Chromium, tethered to this process (harness/tether.ts: it and what it starts die
+ * with it, however it ends), with a fresh profile in a temporary directory, and puppeteer
+ * connected to it over its DevTools WebSocket on 127.0.0.1. Without a sandbox when this is
+ * root (Chromium refuses to start then). `close()` ends it and removes the profile.
+ */
+export async function launchChromium(timeoutMs = 60_000): Promise<Browser> {
+  const profile = mkdtempSync(join(tmpdir(), 'modelplane-chromium-'));
+  const args = [
+    '--headless',
+    '--remote-debugging-port=0',
+    '--remote-debugging-address=127.0.0.1',
+    `--user-data-dir=${profile}`,
+    '--disable-gpu',
+    '--no-first-run',
+    '--hide-scrollbars',
+    '--no-default-browser-check',
+    '--disable-dev-shm-usage',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--metrics-recording-only',
+    'about:blank',
+  ];
   if (process.getuid?.() === 0) args.push('--no-sandbox');
-  return puppeteer.launch({
-    executablePath: chromiumPath(),
-    headless: true,
-    args,
-    // Chromium's own processes die with the test (puppeteer kills the group on close).
-    handleSIGINT: true,
-    handleSIGTERM: true,
+  const child = spawnTethered(chromiumPath(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const cleanup = () => rmSync(profile, { recursive: true, force: true });
+  let endpoint: string;
+  try {
+    endpoint = await new Promise<string>((resolve, reject) => {
+      let err = '';
+      const timer = setTimeout(
+        () =>
+          reject(new Error(`Chromium printed no DevTools endpoint in ${timeoutMs} ms: ${err.slice(-2000)}`)),
+        timeoutMs,
+      );
+      child.stderr!.setEncoding('utf8');
+      child.stderr!.on('data', (chunk: string) => {
+        err += chunk;
+        const m = /DevTools listening on (ws:\/\/\S+)/.exec(err);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      });
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`Chromium exited (${signal ?? code}) before it listened: ${err.slice(-2000)}`));
+      });
+    });
+  } catch (e) {
+    child.kill('SIGKILL');
+    cleanup();
+    throw e;
+  }
+  // Keep reading its log so a full pipe never stalls it.
+  child.stderr!.resume();
+  const browser = await puppeteer.connect({ browserWSEndpoint: endpoint, defaultViewport: null });
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
   });
+  const close = browser.close.bind(browser);
+  browser.close = async () => {
+    await close().catch(() => child.kill('SIGKILL'));
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+    cleanup();
+  };
+  return browser;
 }
 
 export interface OpenedPage {
