@@ -47,6 +47,10 @@ engine: ## the container engine the image is built and tested with (podman and r
 postgres: ## the PostgreSQL server the store's tests start (Debian package postgresql-15; apt-get install as root)
 	@hack/postgres.sh
 
+.PHONY: chromium
+chromium: ## the Chromium the HTML report's tests open it in (Debian packages chromium and fonts-dejavu-core; apt-get install as root)
+	@hack/chromium.sh
+
 .PHONY: s3
 s3: ## the S3-compatible server the tests start (versitygw, built from its Go module; cached outside the clone)
 	@hack/s3.sh >/dev/null
@@ -75,20 +79,24 @@ build: $(DEPS_STAMP) ## compile to dist/
 	tsc -p tsconfig.build.json
 
 .PHONY: test
-test: cluster-bin python postgres s3 engine $(DEPS_STAMP) ## run every test: unit, against a real PostgreSQL and a real S3 server, then against a real local control plane (the image test included)
-	$(TETHER) vitest run --project unit --project postgres --project s3 --project cluster
+test: cluster-bin python postgres s3 engine chromium $(DEPS_STAMP) ## run every test: unit, against a real PostgreSQL and a real S3 server, in headless Chromium, then against a real local control plane (the image test included)
+	$(TETHER) vitest run --project unit --project postgres --project s3 --project browser --project cluster
 
 .PHONY: test-unit
 test-unit: cluster-bin python $(DEPS_STAMP) ## run the unit tests only
 	$(TETHER) vitest run --project unit
 
 .PHONY: test-cluster
-test-cluster: cluster-bin python postgres s3 engine $(DEPS_STAMP) ## run the cluster tests only
+test-cluster: cluster-bin python postgres s3 engine chromium $(DEPS_STAMP) ## run the cluster tests only
 	$(TETHER) vitest run --project cluster
 
 .PHONY: test-postgres
 test-postgres: postgres $(DEPS_STAMP) ## run the tests against a real PostgreSQL server only (*.pg.test.ts)
 	$(TETHER) vitest run --project postgres
+
+.PHONY: test-browser
+test-browser: chromium $(DEPS_STAMP) ## run the tests that open pages in headless Chromium only (*.browser.test.ts)
+	$(TETHER) vitest run --project browser
 
 .PHONY: test-s3
 test-s3: s3 $(DEPS_STAMP) ## run the tests against a real S3-compatible server only (*.s3.test.ts)

@@ -1,10 +1,12 @@
 import { defineConfig } from 'vitest/config';
 
-// Four projects: `unit` (pure logic, no processes; embedded PGlite in-process), `postgres`
+// Five projects: `unit` (pure logic, no processes; embedded PGlite in-process), `postgres`
 // (`*.pg.test.ts`: each file starts its own real PostgreSQL server with harness/postgres.ts,
 // no control plane), `s3` (`*.s3.test.ts`: each file starts its own real S3-compatible
-// server, versitygw, with harness/s3.ts, no control plane) and `cluster` (a real control
-// plane, started once per run by harness/cluster/global-setup.ts and shared through `inject`).
+// server, versitygw, with harness/s3.ts, no control plane), `browser` (`*.browser.test.ts`:
+// pages opened in Debian's headless Chromium, harness/chromium.ts, no control plane) and
+// `cluster` (a real control plane, started once per run by harness/cluster/global-setup.ts
+// and shared through `inject`).
 export default defineConfig({
   test: {
     reporters: ['default', './hack/vitest-summary.ts'],
@@ -17,6 +19,7 @@ export default defineConfig({
             '**/*.int.test.ts',
             '**/*.pg.test.ts',
             '**/*.s3.test.ts',
+            '**/*.browser.test.ts',
             'e2e/tests/**',
             'node_modules/**',
             'dist/**',
@@ -38,6 +41,16 @@ export default defineConfig({
         test: {
           name: 's3',
           include: ['**/*.s3.test.ts'],
+          exclude: ['node_modules/**', 'dist/**'],
+          environment: 'node',
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
+          name: 'browser',
+          include: ['**/*.browser.test.ts'],
           exclude: ['node_modules/**', 'dist/**'],
           environment: 'node',
           testTimeout: 60_000,

@@ -10,6 +10,14 @@ describe('modelplane check settings', () => {
     });
     expect(parseConfig('{"unitsPerAction": 4}', 'c.json')).toEqual({ unitsPerAction: 4 });
   });
+  it('reads where the HTML and JSON reports go, refusing anything but a file name', () => {
+    expect(parseConfig('html: out/report.html\njsonFile: out/report.json\n', 'c.yaml')).toEqual({
+      html: 'out/report.html',
+      jsonFile: 'out/report.json',
+    });
+    expect(() => parseConfig('html: 3', 'c.yaml')).toThrow('c.yaml: html must be a file name');
+    expect(() => parseConfig('jsonFile: ""', 'c.yaml')).toThrow('c.yaml: jsonFile must be a file name');
+  });
   it('refuses unknown settings and bad numbers, naming them', () => {
     expect(() => parseConfig('rns: 3', 'c.yaml')).toThrow('unknown setting "rns"');
     expect(() => parseConfig('runs: many', 'c.yaml')).toThrow('c.yaml: runs must be a number');

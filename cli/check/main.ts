@@ -3,11 +3,12 @@
  * Settings come from flags, or a YAML/JSON `--config` file with the same names (flags win);
  * the report is a table or `--json`; the exit status is 1 when any row fails.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { exitStatus, type Row } from './checks.ts';
+import { renderHtml } from './html.ts';
 import type { Report } from './report.ts';
 import { type CheckSettings, Cluster, check, Gateway } from './runner.ts';
 
@@ -28,8 +29,10 @@ Flags:
   --max-p95 SECONDS      fail when the predict time's p95 is over this
   --min-cosine X         least cosine similarity of number-array outputs (default 0.999)
   --config FILE          YAML or JSON with the same settings: input, runs, unitsPerAction,
-                         maxP95, minCosine (flags win over it)
+                         maxP95, minCosine, html, jsonFile (flags win over it)
   --json                 print the report as JSON
+  --json-file FILE       also write the report as JSON to FILE
+  --html FILE            also write the report as a self-contained HTML page with plots
   --api-url URL          the gateway's API base, /v1 included
                          (MODELPLANE_API_URL; default http://localhost:8000/v1)
   --token TOKEN          API token (MODELPLANE_API_TOKEN or REPLICATE_API_TOKEN)
@@ -37,10 +40,16 @@ Flags:
   -h, --help             show this help
 `;
 
-const CONFIG_KEYS = ['input', 'runs', 'unitsPerAction', 'maxP95', 'minCosine'] as const;
+const CONFIG_KEYS = ['input', 'runs', 'unitsPerAction', 'maxP95', 'minCosine', 'html', 'jsonFile'] as const;
+
+/** Where the report is written besides stdout. */
+export interface ReportFiles {
+  html?: string;
+  jsonFile?: string;
+}
 
 /** Reads a config file's settings; throws saying what is wrong. */
-export function parseConfig(text: string, file: string): Partial<CheckSettings> {
+export function parseConfig(text: string, file: string): Partial<CheckSettings> & ReportFiles {
   let raw: unknown;
   try {
     raw = parseYaml(text);
@@ -49,7 +58,7 @@ export function parseConfig(text: string, file: string): Partial<CheckSettings> 
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
     throw new Error(`${file}: must be a mapping`);
-  const out: Partial<CheckSettings> = {};
+  const out: Partial<CheckSettings> & ReportFiles = {};
   for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
     if (!(CONFIG_KEYS as readonly string[]).includes(k))
       throw new Error(`${file}: unknown setting "${k}" (known: ${CONFIG_KEYS.join(', ')})`);
@@ -57,8 +66,14 @@ export function parseConfig(text: string, file: string): Partial<CheckSettings> 
       if (v === null || typeof v !== 'object' || Array.isArray(v))
         throw new Error(`${file}: input must be a mapping`);
       out.input = v as Record<string, unknown>;
+    } else if (k === 'html' || k === 'jsonFile') {
+      if (typeof v !== 'string' || v === '') throw new Error(`${file}: ${k} must be a file name`);
+      out[k] = v;
     } else {
-      out[k as Exclude<(typeof CONFIG_KEYS)[number], 'input'>] = number(v, `${file}: ${k}`);
+      out[k as Exclude<(typeof CONFIG_KEYS)[number], 'input' | 'html' | 'jsonFile'>] = number(
+        v,
+        `${file}: ${k}`,
+      );
     }
   }
   return out;
@@ -120,6 +135,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
         'min-cosine': { type: 'string' },
         config: { type: 'string' },
         json: { type: 'boolean' },
+        'json-file': { type: 'string' },
+        html: { type: 'string' },
         'api-url': { type: 'string' },
         token: { type: 'string' },
         kubeconfig: { type: 'string' },
@@ -139,6 +156,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
   const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]*[a-z0-9])?)$/.exec(positionals[0]!);
   if (!m) return fail(`"${positionals[0]}" is not <namespace>/<name>`);
   let settings: CheckSettings;
+  const files: ReportFiles = {};
   try {
     const fromFile = values.config
       ? parseConfig(readFileSync(values.config as string, 'utf8'), values.config as string)
@@ -159,6 +177,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
     const runs = flag('runs', 'runs') ?? 5;
     if (!Number.isInteger(runs) || runs < 2 || runs > 100)
       throw new Error('--runs must be a whole number from 2 to 100');
+    const html = (values.html as string | undefined) ?? fromFile.html;
+    if (html !== undefined) files.html = html;
+    const jsonFile = (values['json-file'] as string | undefined) ?? fromFile.jsonFile;
+    if (jsonFile !== undefined) files.jsonFile = jsonFile;
     settings = { input, runs, unitsPerAction: flag('units-per-action', 'unitsPerAction') ?? 1 };
     const maxP95 = flag('max-p95', 'maxP95');
     if (maxP95 !== undefined) settings.maxP95 = maxP95;
@@ -188,6 +210,18 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
   } catch (err) {
     return fail((err as Error).message, 1);
   }
-  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderTable(report));
+  const json = `${JSON.stringify(report, null, 2)}\n`;
+  try {
+    if (files.jsonFile) writeFileSync(files.jsonFile, json);
+    if (files.html) writeFileSync(files.html, renderHtml(report));
+  } catch (err) {
+    return fail(`writing the report: ${(err as Error).message}`, 1);
+  }
+  process.stdout.write(values.json ? json : renderTable(report));
+  for (const [what, f] of [
+    ['JSON', files.jsonFile],
+    ['HTML', files.html],
+  ] as const)
+    if (f) process.stderr.write(`wrote the ${what} report to ${f}\n`);
   return exitStatus(report.rows);
 }
