@@ -10,6 +10,7 @@ import { GROUP, LABEL, PLURAL, VERSION } from '../../crds/constants.ts';
 import { isTerminal } from '../../lib/prediction.ts';
 import * as c from './checks.ts';
 import type { Report } from './report.ts';
+import { worstCases } from './worst-case.ts';
 
 export interface CheckSettings {
   input: Record<string, unknown>;
@@ -17,6 +18,8 @@ export interface CheckSettings {
   unitsPerAction: number;
   maxP95?: number;
   minCosine?: number;
+  /** A worst-case input of the user's (--worst-input), run beside the one generated from the schema. */
+  worstInput?: Record<string, unknown>;
 }
 
 export interface Target {
@@ -270,6 +273,16 @@ export async function check(
   );
   rows.push(c.throughput(count - failed, concurrency, (performance.now() - start) / 1000, failed));
 
+  // 4: the worst-case inputs, each within the version's predict timeout.
+  const worst = await worstCases({
+    ...(s.worstInput ? { given: s.worstInput } : {}),
+    openapi,
+    timeoutSeconds: Number(version.spec.predictTimeoutSeconds ?? 1800),
+    run: (input) => gateway.run(t, depName, input),
+    log,
+  });
+  rows.push(...worst.rows);
+
   // 6: Cancel-After only when the model runs long enough to be canceled mid-way.
   const p50 = c.percentile(
     timings.map((x) => x.predictTime),
@@ -336,6 +349,7 @@ export async function check(
         predictTimes: timings.map((x) => x.predictTime),
         totalTimes: timings.map((x) => x.totalTime),
       },
+      worstCase: worst.runs,
     },
   };
 }
