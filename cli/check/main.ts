@@ -14,7 +14,8 @@ import { type CheckSettings, Cluster, check, Gateway } from './runner.ts';
 export const CHECK_HELP = `Usage: modelplane check <namespace>/<deployment-or-model> [flags]
 
 Runs the production-readiness checklist on a deployment (or a Model's deployment) through the
-gateway's prediction API and the Kubernetes API: consistency, runtime, throughput, Cancel-After,
+gateway's prediction API and the Kubernetes API: consistency, runtime, throughput, worst-case
+inputs (one given, one generated from the version's schema) within the predict timeout, Cancel-After,
 idempotent retries, a client timeout, cost per user action and idle cost, license, image digest,
 schema compatibility with the previous version, official label, kept warm. Exits 1 when a
 check fails.
