@@ -154,6 +154,12 @@ describe('worstCaseRow', () => {
         detail: 'the given worst-case input ended failed: boom',
       },
     );
+    expect(
+      worstCaseRow(
+        { source: 'given', status: 'error', totalTime: 0.1, error: 'POST …: 422 Unprocessable Entity' },
+        3,
+      ),
+    ).toMatchObject({ verdict: 'fail', figure: 'given: could not run after 0.100s (timeout 3s)' });
     expect(worstCaseRow({ source: 'given', status: 'canceled', totalTime: 1 }, 3).figure).toBe(
       'given: canceled after 1.000s (timeout 3s)',
     );
@@ -176,6 +182,20 @@ describe('worstCaseRow', () => {
       ['pass', 'given: succeeded in 0.100s (timeout 5s)'],
       ['pass', 'generated: succeeded in 0.100s (timeout 5s)'],
     ]);
+    const refused = await worstCases({
+      given: { seconds: -1 },
+      openapi: undefined,
+      timeoutSeconds: 5,
+      run: async () => {
+        throw new Error('POST …: 422 Unprocessable Entity: input.seconds must be at least 0');
+      },
+    });
+    expect(refused.rows[0]).toMatchObject({
+      verdict: 'fail',
+      detail:
+        'the given worst-case input could not run: POST …: 422 Unprocessable Entity: input.seconds must be at least 0',
+    });
+    expect(refused.runs[0]).toMatchObject({ source: 'given', status: 'error' });
     const none = await worstCases({ openapi: undefined, timeoutSeconds: 5, run });
     expect(none.rows).toEqual([
       expect.objectContaining({ check: 'worst case', verdict: 'skip', figure: 'generated: not run' }),

@@ -248,6 +248,7 @@ export function worstCaseInput(openapi: unknown): WorstCase | undefined {
 export interface WorstCaseRun {
   /** `given` (--worst-input) or `generated` (from the schema). */
   source: 'given' | 'generated';
+  /** The prediction's final status; `error` when it could not be created or did not end in time. */
   status: string;
   /** Seconds the client waited, create to end. */
   totalTime: number;
@@ -269,7 +270,13 @@ export function worstCaseRow(
   if (run.status === 'succeeded')
     return { check, verdict: 'pass', figure: `${run.source}: succeeded in ${took} (${limit})` };
   const timedOut = /timed out/i.test(run.error ?? '');
-  const how = timedOut ? 'timed out' : run.status === 'canceled' ? 'canceled' : `ended ${run.status}`;
+  const how = timedOut
+    ? 'timed out'
+    : run.status === 'canceled'
+      ? 'canceled'
+      : run.status === 'error'
+        ? 'could not run'
+        : `ended ${run.status}`;
   return {
     check,
     verdict: 'fail',
