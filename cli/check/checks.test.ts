@@ -47,7 +47,14 @@ describe('cosineSimilarity', () => {
 describe('consistency', () => {
   it('passes identical outputs and fails different ones', () => {
     expect(consistency(['a', 'a', 'a'])).toMatchObject({ verdict: 'pass', figure: '3/3 identical' });
-    expect(consistency(['a', 'b', 'a'])).toMatchObject({ verdict: 'fail', figure: '2/3 identical' });
+    expect(consistency(['a', 'b', 'a'])).toMatchObject({
+      verdict: 'fail',
+      figure: 'varies: 2 distinct of 3',
+    });
+    expect(consistency(['a', 'b', 'c'], { seedInput: true })).toMatchObject({
+      verdict: 'warn',
+      figure: 'varies: 3 distinct of 3',
+    });
   });
   it('only warns when an unfixed seed input explains the difference', () => {
     expect(consistency(['a', 'b'], { seedInput: true })).toMatchObject({ verdict: 'warn' });
@@ -65,7 +72,7 @@ describe('consistency', () => {
         [1, 2, 3],
         [3, 2, 1],
       ]),
-    ).toMatchObject({ verdict: 'fail' });
+    ).toMatchObject({ verdict: 'fail', figure: 'varies: min cosine 0.714286 to the first' });
     expect(
       consistency([
         [1, 0],

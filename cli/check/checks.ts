@@ -100,7 +100,9 @@ export function consistency(
     const least = Math.min(...outputs.slice(1).map((o) => cosineSimilarity(first, o as number[])));
     const min = opts.minCosine ?? 0.999;
     const exact = outputs.every((o) => JSON.stringify(o) === JSON.stringify(first));
-    const figure = exact ? `${outputs.length}/${outputs.length} identical` : `min cosine ${least.toFixed(6)}`;
+    const figure = exact
+      ? `${outputs.length}/${outputs.length} identical`
+      : `varies: min cosine ${least.toFixed(6)} to the first`;
     if (exact || least >= min)
       return { check, verdict: 'pass', figure, ...(seedNote ? { detail: seedNote } : {}) };
     return {
@@ -112,7 +114,11 @@ export function consistency(
   }
   const first = JSON.stringify(outputs[0]);
   const same = outputs.filter((o) => JSON.stringify(o) === first).length;
-  const figure = `${same}/${outputs.length} identical`;
+  const distinct = new Set(outputs.map((o) => JSON.stringify(o))).size;
+  const figure =
+    same === outputs.length
+      ? `${same}/${outputs.length} identical`
+      : `varies: ${distinct} distinct of ${outputs.length}`;
   if (same === outputs.length)
     return { check, verdict: 'pass', figure, ...(seedNote ? { detail: seedNote } : {}) };
   // A model with a seed input that was not fixed may vary by design: a warning, not a failure.

@@ -9,6 +9,10 @@ describe('modelplane check settings', () => {
       input: { text: 'hi' },
     });
     expect(parseConfig('{"unitsPerAction": 4}', 'c.json')).toEqual({ unitsPerAction: 4 });
+    expect(parseConfig('worstInput:\n  seconds: 3600\n', 'c.yaml')).toEqual({
+      worstInput: { seconds: 3600 },
+    });
+    expect(() => parseConfig('worstInput: 3', 'c.yaml')).toThrow('c.yaml: worstInput must be a mapping');
   });
   it('reads where the HTML and JSON reports go, refusing anything but a file name', () => {
     expect(parseConfig('html: out/report.html\njsonFile: out/report.json\n', 'c.yaml')).toEqual({
@@ -27,7 +31,8 @@ describe('modelplane check settings', () => {
     expect(parseInputFlag('n=3')).toEqual(['n', 3]);
     expect(parseInputFlag('text=hello world')).toEqual(['text', 'hello world']);
     expect(parseInputFlag('a=b=c')).toEqual(['a', 'b=c']);
-    expect(() => parseInputFlag('=x')).toThrow('KEY=VALUE');
+    expect(() => parseInputFlag('=x')).toThrow('--input must be KEY=VALUE');
+    expect(() => parseInputFlag('x', 'worst-input')).toThrow('--worst-input must be KEY=VALUE');
   });
   it('exits 2 on a malformed target or runs before touching any cluster', async () => {
     expect(await run([])).toBe(2);

@@ -15,7 +15,8 @@ import { type CheckSettings, Cluster, check, Gateway } from './runner.ts';
 export const CHECK_HELP = `Usage: modelplane check <namespace>/<deployment-or-model> [flags]
 
 Runs the production-readiness checklist on a deployment (or a Model's deployment) through the
-gateway's prediction API and the Kubernetes API: consistency, runtime, throughput, Cancel-After,
+gateway's prediction API and the Kubernetes API: consistency, runtime, throughput, worst-case
+inputs (one given, one generated from the version's schema) within the predict timeout, Cancel-After,
 idempotent retries, a client timeout, cost per user action and idle cost, license, image digest,
 schema compatibility with the previous version, official label, kept warm. Exits 1 when a
 check fails.
@@ -24,12 +25,16 @@ Flags:
   --input K=V            an input of the prediction (repeatable; V is parsed as JSON when it
                          can be, else taken as a string)
   --input-file FILE      the input as a JSON object (--input entries are laid over it)
+  --worst-input K=V      a worst-case input of yours (repeatable, as --input); it runs beside
+                         the one generated from the version's schema, each within the
+                         version's predictTimeoutSeconds
+  --worst-input-file FILE  that input as a JSON object (--worst-input entries laid over it)
   --runs N               predictions of the same input (default 5)
   --units-per-action N   predictions one user action takes, for the cost per action (default 1)
   --max-p95 SECONDS      fail when the predict time's p95 is over this
   --min-cosine X         least cosine similarity of number-array outputs (default 0.999)
-  --config FILE          YAML or JSON with the same settings: input, runs, unitsPerAction,
-                         maxP95, minCosine, html, jsonFile (flags win over it)
+  --config FILE          YAML or JSON with the same settings: input, worstInput, runs,
+                         unitsPerAction, maxP95, minCosine, html, jsonFile (flags win over it)
   --json                 print the report as JSON
   --json-file FILE       also write the report as JSON to FILE
   --html FILE            also write the report as a self-contained HTML page with plots
@@ -40,7 +45,16 @@ Flags:
   -h, --help             show this help
 `;
 
-const CONFIG_KEYS = ['input', 'runs', 'unitsPerAction', 'maxP95', 'minCosine', 'html', 'jsonFile'] as const;
+const CONFIG_KEYS = [
+  'input',
+  'worstInput',
+  'runs',
+  'unitsPerAction',
+  'maxP95',
+  'minCosine',
+  'html',
+  'jsonFile',
+] as const;
 
 /** Where the report is written besides stdout. */
 export interface ReportFiles {
@@ -62,15 +76,15 @@ export function parseConfig(text: string, file: string): Partial<CheckSettings> 
   for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
     if (!(CONFIG_KEYS as readonly string[]).includes(k))
       throw new Error(`${file}: unknown setting "${k}" (known: ${CONFIG_KEYS.join(', ')})`);
-    if (k === 'input') {
+    if (k === 'input' || k === 'worstInput') {
       if (v === null || typeof v !== 'object' || Array.isArray(v))
-        throw new Error(`${file}: input must be a mapping`);
-      out.input = v as Record<string, unknown>;
+        throw new Error(`${file}: ${k} must be a mapping`);
+      out[k] = v as Record<string, unknown>;
     } else if (k === 'html' || k === 'jsonFile') {
       if (typeof v !== 'string' || v === '') throw new Error(`${file}: ${k} must be a file name`);
       out[k] = v;
     } else {
-      out[k as Exclude<(typeof CONFIG_KEYS)[number], 'input' | 'html' | 'jsonFile'>] = number(
+      out[k as Exclude<(typeof CONFIG_KEYS)[number], 'input' | 'worstInput' | 'html' | 'jsonFile'>] = number(
         v,
         `${file}: ${k}`,
       );
@@ -85,10 +99,31 @@ function number(v: unknown, what: string): number {
   return n;
 }
 
+/** An input from the config file's mapping, then a JSON file, then `K=V` flags laid over it. */
+function inputFrom(
+  base: Record<string, unknown> | undefined,
+  file: unknown,
+  flags: unknown,
+  flag: string,
+): Record<string, unknown> {
+  let input: Record<string, unknown> = { ...(base ?? {}) };
+  if (file) {
+    const raw = JSON.parse(readFileSync(file as string, 'utf8')) as unknown;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+      throw new Error(`${file}: must hold a JSON object`);
+    input = { ...input, ...(raw as Record<string, unknown>) };
+  }
+  for (const kv of (flags as string[] | undefined) ?? []) {
+    const [k, v] = parseInputFlag(kv, flag);
+    input[k] = v;
+  }
+  return input;
+}
+
 /** `k=v`: v as JSON when it parses, else the string. */
-export function parseInputFlag(kv: string): [string, unknown] {
+export function parseInputFlag(kv: string, flag = 'input'): [string, unknown] {
   const i = kv.indexOf('=');
-  if (i <= 0) throw new Error(`--input must be KEY=VALUE, not "${kv}"`);
+  if (i <= 0) throw new Error(`--${flag} must be KEY=VALUE, not "${kv}"`);
   const v = kv.slice(i + 1);
   try {
     return [kv.slice(0, i), JSON.parse(v)];
@@ -129,6 +164,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
       options: {
         input: { type: 'string', multiple: true },
         'input-file': { type: 'string' },
+        'worst-input': { type: 'string', multiple: true },
+        'worst-input-file': { type: 'string' },
         runs: { type: 'string' },
         'units-per-action': { type: 'string' },
         'max-p95': { type: 'string' },
@@ -161,17 +198,11 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
     const fromFile = values.config
       ? parseConfig(readFileSync(values.config as string, 'utf8'), values.config as string)
       : {};
-    let input: Record<string, unknown> = { ...(fromFile.input ?? {}) };
-    if (values['input-file']) {
-      const raw = JSON.parse(readFileSync(values['input-file'] as string, 'utf8')) as unknown;
-      if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
-        throw new Error(`${values['input-file']}: must hold a JSON object`);
-      input = { ...input, ...(raw as Record<string, unknown>) };
-    }
-    for (const kv of (values.input as string[] | undefined) ?? []) {
-      const [k, v] = parseInputFlag(kv);
-      input[k] = v;
-    }
+    const input = inputFrom(fromFile.input, values['input-file'], values.input, 'input');
+    const worst =
+      fromFile.worstInput || values['worst-input-file'] || values['worst-input']
+        ? inputFrom(fromFile.worstInput, values['worst-input-file'], values['worst-input'], 'worst-input')
+        : undefined;
     const flag = (name: string, key: keyof CheckSettings) =>
       values[name] !== undefined ? number(values[name], `--${name}`) : (fromFile[key] as number | undefined);
     const runs = flag('runs', 'runs') ?? 5;
@@ -186,6 +217,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
     if (maxP95 !== undefined) settings.maxP95 = maxP95;
     const minCosine = flag('min-cosine', 'minCosine');
     if (minCosine !== undefined) settings.minCosine = minCosine;
+    if (worst) settings.worstInput = worst;
   } catch (err) {
     return fail((err as Error).message);
   }

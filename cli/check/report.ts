@@ -3,6 +3,7 @@
  * them, which the terminal table, `--json` and the HTML page all render.
  */
 import type { Row } from './checks.ts';
+import type { WorstCaseRun } from './worst-case.ts';
 
 /** One phase of a cold start, in seconds from the moment the first request was sent. */
 export interface ColdStartPhase {
@@ -46,6 +47,8 @@ export interface ReportData {
   coldStart?: ColdStart;
   /** The deployment's own hardware first, then each one compared. */
   hardware?: HardwareRun[];
+  /** How each worst-case input ended: the one given (--worst-input), then the generated one. */
+  worstCase?: WorstCaseRun[];
 }
 
 export interface Report {

@@ -10,6 +10,7 @@ import { GROUP, LABEL, PLURAL, VERSION } from '../../crds/constants.ts';
 import { isTerminal } from '../../lib/prediction.ts';
 import * as c from './checks.ts';
 import type { Report } from './report.ts';
+import { worstCases } from './worst-case.ts';
 
 export interface CheckSettings {
   input: Record<string, unknown>;
@@ -17,6 +18,8 @@ export interface CheckSettings {
   unitsPerAction: number;
   maxP95?: number;
   minCosine?: number;
+  /** A worst-case input of the user's (--worst-input), run beside the one generated from the schema. */
+  worstInput?: Record<string, unknown>;
 }
 
 export interface Target {
@@ -105,10 +108,16 @@ export class Gateway {
   }
 
   /** Runs one prediction to its end; answers it and the seconds the client waited. */
-  async run(t: Target, deployment: string, input: Record<string, unknown>, headers?: Record<string, string>) {
+  async run(
+    t: Target,
+    deployment: string,
+    input: Record<string, unknown>,
+    headers?: Record<string, string>,
+    deadlineMs = PREDICTION_DEADLINE_MS,
+  ) {
     const start = performance.now();
     const { prediction } = await this.create(t, deployment, input, headers);
-    const done = await this.settle(prediction, Date.now() + PREDICTION_DEADLINE_MS);
+    const done = await this.settle(prediction, Date.now() + deadlineMs);
     return { prediction: done, totalTime: (performance.now() - start) / 1000 };
   }
 
@@ -270,6 +279,24 @@ export async function check(
   );
   rows.push(c.throughput(count - failed, concurrency, (performance.now() - start) / 1000, failed));
 
+  // 4: the worst-case inputs, each within the version's predict timeout.
+  const worst = await worstCases({
+    ...(s.worstInput ? { given: s.worstInput } : {}),
+    openapi,
+    timeoutSeconds: Number(version.spec.predictTimeoutSeconds ?? 1800),
+    // Waited on for its timeout and 2 minutes more (a queue, a cold start), at least the usual 10.
+    run: (input) =>
+      gateway.run(
+        t,
+        depName,
+        input,
+        {},
+        Math.max(PREDICTION_DEADLINE_MS, (Number(version.spec.predictTimeoutSeconds ?? 1800) + 120) * 1000),
+      ),
+    log,
+  });
+  rows.push(...worst.rows);
+
   // 6: Cancel-After only when the model runs long enough to be canceled mid-way.
   const p50 = c.percentile(
     timings.map((x) => x.predictTime),
@@ -336,6 +363,7 @@ export async function check(
         predictTimes: timings.map((x) => x.predictTime),
         totalTimes: timings.map((x) => x.totalTime),
       },
+      worstCase: worst.runs,
     },
   };
 }
