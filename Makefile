@@ -110,8 +110,8 @@ bench-files: python $(DEPS_STAMP) ## benchmark: gateway and sidecar memory while
 	$(TETHER) node bench/files.ts
 
 .PHONY: bench-sidecar
-bench-sidecar: python $(DEPS_STAMP) ## benchmark: the sidecar's added latency over a real Cog server
-	$(TETHER) node bench/sidecar-overhead.ts
+bench-sidecar: python build ## benchmark: the sidecar's added latency and memory over a real Cog server, compiled as the image runs it
+	$(TETHER) node bench/sidecar-overhead.ts --cli dist/cli/modelplane.js
 
 .PHONY: bench-autoscaler
 bench-autoscaler: cluster-bin $(DEPS_STAMP) ## benchmark: a burst's time to the child replicas in the API server

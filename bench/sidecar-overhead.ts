@@ -15,7 +15,15 @@
  * dependencies installed) as more paths in the same alternating rounds: a before/after
  * comparison under the same load.
  *
- * Usage: node bench/sidecar-overhead.ts [--requests N] [--rounds N] [--baseline DIR]   (or `make bench`)
+ * `--cli FILE` measures another entry of this checkout, e.g. the compiled `dist/cli/modelplane.js`
+ * (`make build`); `--baseline` also takes such a file instead of a checkout.
+ *
+ * `--node-options STR` runs the measured sidecar (not the baseline) with `NODE_OPTIONS=STR`:
+ * V8 flags against the same entry without them.
+ *
+ * `--modes auto,final` measures only those progress modes (default all three).
+ *
+ * Usage: node bench/sidecar-overhead.ts [--requests N] [--rounds N] [--modes LIST] [--cli FILE] [--baseline DIR|FILE] [--node-options STR]   (or `make bench`)
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -30,9 +38,18 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '300' },
     rounds: { type: 'string', default: '6' },
     baseline: { type: 'string' },
+    cli: { type: 'string' },
+    'node-options': { type: 'string' },
+    modes: { type: 'string', default: 'auto,webhook,final' },
   },
 });
-const baselineCli = values.baseline ? resolve(values.baseline, 'cli/modelplane.ts') : undefined;
+/** A sidecar entry: a `.ts`/`.js` file as it is, a directory as the checkout's `cli/modelplane.ts`. */
+const entry = (p: string) => (/\.[cm]?[jt]s$/.test(p) ? resolve(p) : resolve(p, 'cli/modelplane.ts'));
+const baselineCli = values.baseline ? entry(values.baseline) : undefined;
+const sidecarCli = values.cli ? entry(values.cli) : undefined;
+const sidecarEnv: Record<string, string> = values['node-options']
+  ? { NODE_OPTIONS: values['node-options'] }
+  : {};
 const perRound = Number(values.requests);
 const rounds = Number(values.rounds);
 // More slots than the highest concurrency, so the direct path never meets a busy (409) server.
@@ -131,13 +148,15 @@ const ms = await startModelServer('echo', { concurrency: SLOTS });
 const sidecars: Array<Awaited<ReturnType<typeof spawnSidecar>>> = [];
 try {
   await ms.waitFor(['READY'], 120_000);
-  const modes = ['auto', 'webhook', 'final'] as const;
+  const modes = values.modes.split(',');
+  for (const m of modes)
+    if (!['auto', 'webhook', 'final'].includes(m)) throw new Error(`--modes: unknown mode ${m}`);
   const variants = baselineCli
     ? [
-        { label: 'sidecar', cli: undefined },
-        { label: 'baseline', cli: baselineCli },
+        { label: 'sidecar', cli: sidecarCli, env: sidecarEnv },
+        { label: 'baseline', cli: baselineCli, env: {} },
       ]
-    : [{ label: 'sidecar', cli: undefined }];
+    : [{ label: 'sidecar', cli: sidecarCli, env: sidecarEnv }];
   const direct = new URL(`${ms.url}/predictions`);
   const wait = { prefer: 'wait=60' };
   const paths: Array<{ name: string; url: URL; headers: Record<string, string>; pid?: number }> = [
@@ -149,7 +168,7 @@ try {
     for (const v of variants) {
       const args = ['--model-url', ms.url, '--concurrency', String(SLOTS), '--queue-size', '64'];
       args.push('--progress', mode, '--shutdown-model', 'false');
-      const sc = await spawnSidecar(args, {}, { cli: v.cli });
+      const sc = await spawnSidecar(args, v.env, { cli: v.cli });
       sidecars.push(sc);
       await waitFor('the sidecar to be ready', async () => (await fetch(`${sc.api}/ready`)).ok, {
         timeoutMs: 60_000,
@@ -166,6 +185,8 @@ try {
 
   process.stdout.write(
     `sidecar overhead: echo on a Cog server (${SLOTS} slots); each path gets ${rounds} rounds x ${perRound} requests per concurrency, rounds alternating\n` +
+      (sidecarCli ? `sidecar: ${sidecarCli}\n` : '') +
+      (values['node-options'] ? `sidecar NODE_OPTIONS: ${values['node-options']}\n` : '') +
       (baselineCli ? `baseline: ${baselineCli}\n\n` : '\n'),
   );
   const f = (x: number) => x.toFixed(2).padStart(6);

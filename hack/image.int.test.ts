@@ -259,7 +259,12 @@ describe('the image', () => {
     } finally {
       await runtime.container.remove(container);
     }
-    expect(names).toContain('app/cli/modelplane.ts');
+    expect(names).toContain('app/cli/modelplane.js');
+    expect(names).toContain('app/operator/store/migrations/0001_predictions.sql');
+    // Compiled JavaScript only: no TypeScript source for Node.js to strip at run time.
+    expect(
+      names.filter((n) => n.startsWith('app/') && !n.startsWith('app/node_modules/') && n.endsWith('.ts')),
+    ).toEqual([]);
     expect(names).toContain('nodejs/bin/node');
 
     // npm's configuration (a user's or global npmrc, or the build secret's mount) is nowhere.

@@ -255,7 +255,7 @@ image="${IMAGE:-ghcr.io/modelplane/modelplane:$version}"
 inputs="$(
   {
     printf '%s\n' "$build_image" "$runtime_image" "$version" "$revision"
-    find Dockerfile .dockerignore package.json package-lock.json cli crds lib operator sidecar -type f \
+    find Dockerfile .dockerignore package.json package-lock.json tsconfig.json tsconfig.build.json cli crds lib operator sidecar webhook dev harness -type f \
       ! -name '*.test.ts' -print0 | sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-16
 )"
