@@ -22,7 +22,8 @@
  * Usage: node bench/scale.ts [--parts deployments,predictions] [--deployments N]
  *   [--min-instances N] [--idle S] [--resync-period S] [--workers N] [--predictions N]
  *   [--instances N] [--profile DIR]   (or `make bench-scale`)
- * `--profile DIR` writes a V8 CPU profile of the operator there when it exits.
+ * `--profile DIR` writes a V8 CPU profile of the operator there when it exits;
+ * `--operator-node-options` adds Node.js options to the operator's process.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -60,6 +61,8 @@ const { values } = parseArgs({
     /** Give up waiting for convergence after this many seconds, and report how far it came. */
     timeout: { type: 'string', default: '900' },
     profile: { type: 'string' },
+    /** NODE_OPTIONS for the operator's process (`--heapsnapshot-signal=SIGUSR2`, say). */
+    'operator-node-options': { type: 'string' },
     store: { type: 'string', default: 'embedded' },
     /**
      * QPS of kube-controller-manager's and kube-scheduler's clients (Kubernetes' defaults: 20
@@ -163,6 +166,22 @@ function apiServerMetrics(kubeconfig: string): string {
 /** kube-apiserver's requests by verb (WATCH and CONNECT left out: they are long-lived). */
 function apiRequests(kubeconfig: string) {
   return counter(apiServerMetrics(kubeconfig), 'apiserver_request_total', 'verb');
+}
+
+/** kube-apiserver's writes by verb and resource (`PATCH deployments.modelplane.dev/status`). */
+function apiWrites(kubeconfig: string) {
+  const sums = new Map<string, number>();
+  for (const line of apiServerMetrics(kubeconfig).split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    const label = (name: string) => new RegExp(`[{,]${name}="([^"]*)"`).exec(line)?.[1] ?? '';
+    const verb = label('verb');
+    if (READS.has(verb) || verb === 'CONNECT') continue;
+    const group = label('group');
+    const sub = label('subresource');
+    const key = `${verb} ${label('resource')}${group ? `.${group}` : ''}${sub ? `/${sub}` : ''}`;
+    sums.set(key, (sums.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+  }
+  return sums;
 }
 
 const Predictions = resourceType<KubeObject & { status?: { status?: string } }>({
@@ -269,9 +288,16 @@ async function benchDeployments(): Promise<void> {
       ],
       {
         logFile,
-        env: values.profile
-          ? { ...process.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values.profile}` }
-          : process.env,
+        env: {
+          ...process.env,
+          NODE_OPTIONS: [
+            process.env.NODE_OPTIONS ?? '',
+            values.profile ? `--cpu-prof --cpu-prof-dir=${values.profile}` : '',
+            values['operator-node-options'] ?? '',
+          ]
+            .join(' ')
+            .trim(),
+        },
       },
     );
     const metricsUrl = `http://127.0.0.1:${httpPort}/metrics`;
@@ -326,6 +352,7 @@ async function benchDeployments(): Promise<void> {
     const mem = sampler(proc.pid);
     const cpu0 = procStats(proc.pid).cpu;
     const api0 = apiRequests(cluster.kubeconfig);
+    const writes0 = apiWrites(cluster.kubeconfig);
     const op0 = await opRequests();
     const t0 = performance.now();
     const names = Array.from({ length: DEPLOYMENTS }, (_, i) => `d-${String(i).padStart(4, '0')}`);
@@ -372,6 +399,7 @@ async function benchDeployments(): Promise<void> {
     const converged = allReadyAt || performance.now();
     const cpu1 = procStats(proc.pid).cpu;
     const api1 = apiRequests(cluster.kubeconfig);
+    const writes1 = apiWrites(cluster.kubeconfig);
     const op1 = await opRequests();
     const seconds = (converged - t0) / 1000;
     const apiDelta = diff(api1, api0);
@@ -393,6 +421,13 @@ async function benchDeployments(): Promise<void> {
         .filter(([, n]) => n > 0)
         .map(([m, n]) => `${m} ${n}`)
         .join(', ')})`,
+    );
+    out(
+      `kube-apiserver's writes per Deployment, by resource (every client): ${[...diff(writes1, writes0)]
+        .filter(([, n]) => n > 0)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, n]) => `${k} ${(n / DEPLOYMENTS).toFixed(2)}`)
+        .join(', ')}`,
     );
 
     // Nothing changes: resyncs only.

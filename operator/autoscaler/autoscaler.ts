@@ -306,7 +306,11 @@ export class Autoscaler {
     const labels = { namespace, deployment: name };
     this.metrics.demand.set(labels, queued + running);
     if (!workload) {
-      // Nothing to scale yet (being created, or blocked): report the queue only.
+      // Nothing to scale yet (being created, or blocked): report the queue only, once there
+      // is one (an empty queue reads the same as none; a new Deployment's first scaling
+      // status comes with its count, one write rather than two).
+      if (queued + running === 0 && obj.status?.queued === undefined && obj.status?.running === undefined)
+        return;
       await this.writeStatus(obj, t, { queued, running }, now);
       return;
     }

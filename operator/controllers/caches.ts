@@ -46,7 +46,12 @@ export function caches(manager: Manager): Caches {
     models: manager.informer(Models),
     modelVersions: manager.informer(ModelVersions),
     deployments: manager.informer(Deployments),
-    workloads: manager.informer(Workloads, { labelSelector: `${LABEL.appManagedBy}=${MANAGED_BY}` }),
+    // Their managedFields say whether the autoscaler owns spec.replicas and whether this
+    // controller applied them: two levels of fieldsV1 answer both.
+    workloads: manager.informer(Workloads, {
+      labelSelector: `${LABEL.appManagedBy}=${MANAGED_BY}`,
+      managedFieldsDepth: 2,
+    }),
     pods,
     nodes: manager.informer(Nodes),
   };

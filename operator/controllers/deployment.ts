@@ -17,6 +17,7 @@ import { Deployments, type Stored, type Workload, Workloads } from '../resources
 import {
   apply,
   applyStatus,
+  controllerOwnerKeys,
   type EventRecorder,
   type Manager,
   ownsField,
@@ -48,6 +49,7 @@ export interface DeploymentControllerOptions {
 }
 
 const FIELD_MANAGER = fieldManager(CONTROLLER.deployment);
+const POD_DELAY_MS = 1000;
 
 /** What this process last wrote per Deployment, so a stale cache never cuts a release twice. */
 interface Written {
@@ -175,14 +177,17 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
       if (cut) {
         const rolls = podRelease === release;
         ctx.log.info({ release, podRelease, version: spec.version }, 'release cut');
-        void events.normal(
-          obj,
-          rolls ? REASON.RollingOut : REASON.Released,
-          `release ${release}: version ${spec.version} on ${spec.hardware}, ${spec.minInstances}–${spec.maxInstances} instances${
-            rolls ? '' : `; the pods of release ${podRelease} keep running`
-          }`,
-          'Release',
-        );
+        // The first release is the Deployment's creation: its Ready (or Degraded) Event says
+        // what came of it; an Event for each later release says what changed.
+        if (previous?.release !== undefined)
+          void events.normal(
+            obj,
+            rolls ? REASON.RollingOut : REASON.Released,
+            `release ${release}: version ${spec.version} on ${spec.hardware}, ${spec.minInstances}–${spec.maxInstances} instances${
+              rolls ? '' : `; the pods of release ${podRelease} keep running`
+            }`,
+            'Release',
+          );
       }
     } else if (cut) {
       // Nothing was applied: the release stays the last one that ran.
@@ -210,14 +215,23 @@ export function addDeploymentController(manager: Manager, c: Caches, opts: Deplo
   return manager.addController({
     name: 'deployment',
     for: c.deployments,
-    owns: [c.workloads],
     watches: [
+      // The workloads it makes: kube-controller-manager writes a new one's status several
+      // times as its pod comes up; coalesced like the pods'.
+      {
+        source: c.workloads,
+        map: (w) => controllerOwnerKeys(w, Deployments),
+        delayMs: POD_DELAY_MS,
+      },
       {
         source: c.pods,
         map: (pod) => {
           const owner = pod.metadata?.labels?.[LABEL.deployment];
           return owner && pod.metadata?.namespace ? [`${pod.metadata.namespace}/${owner}`] : [];
         },
+        // A pod goes through several states within a second or two (created, placed,
+        // started, ready): one reconcile a second writes the status they lead to, not each.
+        delayMs: POD_DELAY_MS,
       },
       // Only their spec matters here: their status writes (a HardwareClass's nodes, say) would
       // otherwise reconcile every Deployment on them.

@@ -11,6 +11,9 @@
  * - A handler that throws is logged; the informer and the process carry on.
  *
  * Objects in the cache are shared with every handler and reader: treat them as read-only.
+ * They come without `metadata.managedFields` (often half an object's size), unless
+ * `managedFieldsDepth` keeps them: the entries, with their `fieldsV1` cut that many levels
+ * deep (2 answers "does this manager own `spec.replicas`?").
  */
 import { Backoff } from '../../lib/backoff.ts';
 import { realClock, sleep, type Timer } from '../../lib/clock.ts';
@@ -37,11 +40,36 @@ export interface InformerOptions {
   namespace?: string;
   labelSelector?: string;
   fieldSelector?: string;
+  /**
+   * Keep `metadata.managedFields` in the cached objects, each entry's `fieldsV1` cut to this
+   * many levels (default: no managedFields at all).
+   */
+  managedFieldsDepth?: number;
   /** Re-list when a watch is silent this long (default 5 min; the server bookmarks every minute). */
   silenceTimeoutMs?: number;
   /** Delays between retries after errors (default 800 ms doubling to 30 s, with jitter). */
   backoff?: Backoff;
   log?: Logger;
+}
+
+/** Drops `obj.metadata.managedFields`, or cuts each entry's `fieldsV1` to `depth` levels. */
+export function trimManagedFields(obj: KubeObject, depth: number | undefined): void {
+  const meta = obj.metadata;
+  if (!meta?.managedFields) return;
+  if (depth === undefined) {
+    delete meta.managedFields;
+    return;
+  }
+  for (const f of meta.managedFields)
+    if (f.fieldsV1) f.fieldsV1 = cut(f.fieldsV1, depth) as typeof f.fieldsV1;
+}
+
+function cut(node: unknown, depth: number): unknown {
+  if (!node || typeof node !== 'object') return node;
+  if (depth <= 0) return {};
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node as Record<string, unknown>)) out[k] = cut(v, depth - 1);
+  return out;
 }
 
 /** The cache key of an object: `namespace/name`, or `name` for cluster-scoped objects. */
@@ -216,6 +244,7 @@ export class Informer<T extends KubeObject = KubeObject> {
 
   /** Puts `obj` in the cache under `key` (undefined: removes it), keeping the indexes. */
   private put(key: string, obj: T | undefined): void {
+    if (obj) trimManagedFields(obj, this.opts.managedFieldsDepth);
     const prev = this.store.get(key);
     for (const [name, value] of this.indexers) {
       const index = this.indexes.get(name) as Map<string, Set<string>>;

@@ -186,6 +186,7 @@ export class Manager {
       spec.namespace,
       spec.labelSelector,
       spec.fieldSelector,
+      spec.managedFieldsDepth,
     ]);
     let informer = this.informers.get(key);
     if (!informer) {
