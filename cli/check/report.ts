@@ -20,6 +20,8 @@ export interface ColdStart {
   phases: ColdStartPhase[];
   /** Seconds from the first request to its answer. */
   total: number;
+  /** Seconds from the first request to the pod's creation (within `scheduling`). */
+  podCreated?: number;
 }
 
 /** The same runs on one HardwareClass. */
@@ -38,6 +40,8 @@ export interface HardwareRun {
   meetsTarget?: boolean;
   /** Why it could not be measured, when it could not. */
   error?: string;
+  /** The temporary Deployment's name, when one was made. */
+  deployment?: string;
 }
 
 export interface ReportData {
@@ -46,6 +50,8 @@ export interface ReportData {
   coldStart?: ColdStart;
   /** The deployment's own hardware first, then each one compared. */
   hardware?: HardwareRun[];
+  /** The temporary Deployments the check made: those it removed, and any it could not. */
+  temporaries?: { removed: string[]; notRemoved: string[] };
 }
 
 export interface Report {
