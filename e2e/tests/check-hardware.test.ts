@@ -5,6 +5,7 @@
  * at zero instances. Afterwards no temporary Deployment, and no pod of one, is left (read
  * through the Kubernetes API).
  */
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -133,4 +134,66 @@ describe('modelplane check on embed: cold start, cpu against gpu-t4', () => {
     expect(owners.filter((o) => o !== 'embed')).toEqual([]);
     expect(code).toBe(0);
   }, 900_000);
+
+  it('removes its temporary Deployment when interrupted with SIGINT', async () => {
+    const kc = new KubeConfig();
+    kc.loadFromFile(dev.kubeconfig);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const temporaries = async () =>
+      (
+        (await custom.listNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace: NS,
+          plural: PLURAL.Deployment,
+          labelSelector: CHECK_LABEL,
+        })) as { items: Array<{ metadata: { name: string } }> }
+      ).items.map((d) => d.metadata.name);
+    const child = spawn(
+      process.execPath,
+      [
+        join(repoRoot, 'cli', 'modelplane.ts'),
+        'check',
+        `${NS}/embed`,
+        '--input',
+        'text=hi',
+        '--runs',
+        '2',
+        '--cold-start',
+        'skip',
+        '--hardware',
+        'gpu-t4',
+        '--kubeconfig',
+        dev.kubeconfig,
+      ],
+      {
+        env: { ...process.env, MODELPLANE_API_URL: `${dev.gatewayUrl}/v1`, MODELPLANE_API_TOKEN: dev.token },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (b) => {
+      stderr += String(b);
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // Interrupt once its temporary Deployment exists.
+    const deadline = Date.now() + 300_000;
+    let made = await temporaries();
+    while (made.length === 0) {
+      expect(Date.now(), `no temporary Deployment appeared; stderr:\n${stderr}`).toBeLessThan(deadline);
+      expect(child.exitCode, stderr).toBeNull();
+      await new Promise((r) => setTimeout(r, 200));
+      made = await temporaries();
+    }
+    expect(made[0]).toMatch(/^embed-check-gpu-t4-[a-z0-9]{5}$/);
+    child.kill('SIGINT');
+    expect(await exited, stderr).toBe(130);
+    expect(stderr).toContain('interrupted; removing temporary Deployments');
+    expect(await temporaries()).toEqual([]);
+    const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({
+      namespace: NS,
+      labelSelector: `${LABEL.deployment}=${made[0]}`,
+    });
+    expect(pods.items).toEqual([]);
+  }, 600_000);
 });
