@@ -180,5 +180,10 @@ export async function hardwareCheck(
 ): Promise<{ row: Row; data: HardwareRun[] }> {
   const data = [own];
   for (const hw of others) data.push(await measureHardware(ctx, hw, s));
-  return { row: hardwareRow(data, s.latencyTarget), data };
+  const row = hardwareRow(data, s.latencyTarget);
+  const removed = data.flatMap((r) =>
+    r.deployment && ctx.temps.removed.includes(r.deployment) ? [r.deployment] : [],
+  );
+  if (removed.length) row.detail = `${row.detail}; temporary Deployments ${removed.join(', ')} removed`;
+  return { row, data };
 }

@@ -117,6 +117,7 @@ describe('modelplane check on embed: cold start, cpu against gpu-t4', () => {
     expect(report.data.temporaries?.removed).toHaveLength(2);
     expect(report.data.temporaries?.removed).toContain(cs.deployment);
     expect(report.data.temporaries?.removed).toContain(hw[1]!.deployment);
+    expect(by.hardware!.detail).toContain(`temporary Deployments ${hw[1]!.deployment} removed`);
 
     // Nothing of them left in the cluster.
     const kc = new KubeConfig();
