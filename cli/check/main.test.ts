@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig, parseInputFlag, renderTable, run } from './main.ts';
+import { hardwareList, parseConfig, parseInputFlag, renderTable, run } from './main.ts';
 
 describe('modelplane check settings', () => {
   it('reads a YAML or JSON config with the flag names', () => {
@@ -26,6 +26,25 @@ describe('modelplane check settings', () => {
     expect(() => parseConfig('rns: 3', 'c.yaml')).toThrow('unknown setting "rns"');
     expect(() => parseConfig('runs: many', 'c.yaml')).toThrow('c.yaml: runs must be a number');
     expect(() => parseConfig('- 1', 'c.yaml')).toThrow('must be a mapping');
+  });
+  it('reads the cold start mode, the hardware to compare and the latency target', () => {
+    expect(parseConfig('coldStart: skip\nhardware: [gpu-t4, cpu]\nlatencyTarget: 2\n', 'c.yaml')).toEqual({
+      coldStart: 'skip',
+      hardware: ['gpu-t4', 'cpu'],
+      latencyTarget: 2,
+    });
+    expect(parseConfig('hardware: gpu-t4,cpu', 'c.yaml')).toEqual({ hardware: ['gpu-t4', 'cpu'] });
+    expect(() => parseConfig('coldStart: cold', 'c.yaml')).toThrow(
+      'c.yaml: coldStart must be one of temporary, deployment, skip',
+    );
+    expect(() => hardwareList('gpu-t4,,cpu', '--hardware')).toThrow('"" is not a HardwareClass name');
+    expect(() => hardwareList('GPU', '--hardware')).toThrow('"GPU" is not a HardwareClass name');
+    expect(hardwareList('a,a,b', '--hardware')).toEqual(['a', 'b']);
+  });
+  it('exits 2 on a bad --cold-start, --hardware or --latency-target', async () => {
+    expect(await run(['ns/echo', '--cold-start', 'warm'])).toBe(2);
+    expect(await run(['ns/echo', '--hardware', 'A_B'])).toBe(2);
+    expect(await run(['ns/echo', '--latency-target', 'soon'])).toBe(2);
   });
   it('parses --input values as JSON when they parse, else as strings', () => {
     expect(parseInputFlag('n=3')).toEqual(['n', 3]);

@@ -11,6 +11,7 @@ import { exitStatus, type Row } from './checks.ts';
 import { renderHtml } from './html.ts';
 import type { Report } from './report.ts';
 import { type CheckSettings, Cluster, check, Gateway } from './runner.ts';
+import { Temporaries } from './temporary.ts';
 
 export const CHECK_HELP = `Usage: modelplane check <namespace>/<deployment-or-model> [flags]
 
@@ -33,8 +34,16 @@ Flags:
   --units-per-action N   predictions one user action takes, for the cost per action (default 1)
   --max-p95 SECONDS      fail when the predict time's p95 is over this
   --min-cosine X         least cosine similarity of number-array outputs (default 0.999)
+  --cold-start MODE      temporary (default: a temporary Deployment at 0 instances, removed
+                         afterwards), deployment (the Deployment itself, which must have 0
+                         instances) or skip
+  --hardware A,B         HardwareClasses to run the same runs on, each on a temporary
+                         Deployment removed afterwards
+  --latency-target SECONDS
+                         total-time p95 the cheapest hardware must meet
   --config FILE          YAML or JSON with the same settings: input, worstInput, runs,
-                         unitsPerAction, maxP95, minCosine, html, jsonFile (flags win over it)
+                         unitsPerAction, maxP95, minCosine, coldStart, hardware,
+                         latencyTarget, html, jsonFile (flags win over it)
   --json                 print the report as JSON
   --json-file FILE       also write the report as JSON to FILE
   --html FILE            also write the report as a self-contained HTML page with plots
@@ -52,6 +61,9 @@ const CONFIG_KEYS = [
   'unitsPerAction',
   'maxP95',
   'minCosine',
+  'coldStart',
+  'hardware',
+  'latencyTarget',
   'html',
   'jsonFile',
 ] as const;
@@ -60,6 +72,24 @@ const CONFIG_KEYS = [
 export interface ReportFiles {
   html?: string;
   jsonFile?: string;
+}
+
+const COLD_START_MODES = ['temporary', 'deployment', 'skip'] as const;
+
+function coldStartMode(v: unknown, what: string): 'temporary' | 'deployment' | 'skip' {
+  if (typeof v === 'string' && (COLD_START_MODES as readonly string[]).includes(v))
+    return v as 'temporary' | 'deployment' | 'skip';
+  throw new Error(`${what} must be one of ${COLD_START_MODES.join(', ')}, not ${JSON.stringify(v)}`);
+}
+
+/** HardwareClass names from `a,b` or a list; each a DNS subdomain. */
+export function hardwareList(v: unknown, what: string): string[] {
+  const list = typeof v === 'string' ? v.split(',').map((x) => x.trim()) : v;
+  if (!Array.isArray(list) || list.length === 0) throw new Error(`${what} must name HardwareClasses`);
+  for (const x of list)
+    if (typeof x !== 'string' || !/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(x) || x.length > 253)
+      throw new Error(`${what}: ${JSON.stringify(x)} is not a HardwareClass name`);
+  return [...new Set(list as string[])];
 }
 
 /** Reads a config file's settings; throws saying what is wrong. */
@@ -83,8 +113,12 @@ export function parseConfig(text: string, file: string): Partial<CheckSettings> 
     } else if (k === 'html' || k === 'jsonFile') {
       if (typeof v !== 'string' || v === '') throw new Error(`${file}: ${k} must be a file name`);
       out[k] = v;
+    } else if (k === 'coldStart') {
+      out.coldStart = coldStartMode(v, `${file}: coldStart`);
+    } else if (k === 'hardware') {
+      out.hardware = hardwareList(v, `${file}: hardware`);
     } else {
-      out[k as Exclude<(typeof CONFIG_KEYS)[number], 'input' | 'worstInput' | 'html' | 'jsonFile'>] = number(
+      out[k as 'runs' | 'unitsPerAction' | 'maxP95' | 'minCosine' | 'latencyTarget'] = number(
         v,
         `${file}: ${k}`,
       );
@@ -171,6 +205,9 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
         'max-p95': { type: 'string' },
         'min-cosine': { type: 'string' },
         config: { type: 'string' },
+        'cold-start': { type: 'string' },
+        hardware: { type: 'string' },
+        'latency-target': { type: 'string' },
         json: { type: 'boolean' },
         'json-file': { type: 'string' },
         html: { type: 'string' },
@@ -218,6 +255,13 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
     const minCosine = flag('min-cosine', 'minCosine');
     if (minCosine !== undefined) settings.minCosine = minCosine;
     if (worst) settings.worstInput = worst;
+    const cold = values['cold-start'] ?? fromFile.coldStart;
+    if (cold !== undefined) settings.coldStart = coldStartMode(cold, '--cold-start');
+    const hardware =
+      values.hardware !== undefined ? hardwareList(values.hardware, '--hardware') : fromFile.hardware;
+    if (hardware) settings.hardware = hardware;
+    const latencyTarget = flag('latency-target', 'latencyTarget');
+    if (latencyTarget !== undefined) settings.latencyTarget = latencyTarget;
   } catch (err) {
     return fail((err as Error).message);
   }
@@ -231,16 +275,30 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
   ).replace(/\/+$/, '');
   const token = (values.token as string | undefined) ?? env.MODELPLANE_API_TOKEN ?? env.REPLICATE_API_TOKEN;
   let report: Report;
+  // SIGINT: remove the temporary Deployments made so far, then exit 130.
+  const kube = new Cluster(kc);
+  const temps = new Temporaries(kc);
+  const onSigint = () => {
+    process.stderr.write('modelplane check: interrupted; removing temporary Deployments\n');
+    void temps.removeAll().then((errors) => {
+      for (const e of errors) process.stderr.write(`modelplane check: not removed: ${e}\n`);
+      process.exit(130);
+    });
+  };
+  process.once('SIGINT', onSigint);
   try {
     report = await check(
       { namespace: m[1]!, name: m[3]! },
       settings,
       new Gateway({ base, ...(token ? { token } : {}) }),
-      new Cluster(kc),
+      kube,
       values.json ? undefined : (line) => process.stderr.write(`${line}\n`),
+      temps,
     );
   } catch (err) {
     return fail((err as Error).message, 1);
+  } finally {
+    process.off('SIGINT', onSigint);
   }
   const json = `${JSON.stringify(report, null, 2)}\n`;
   try {

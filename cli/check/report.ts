@@ -21,6 +21,8 @@ export interface ColdStart {
   phases: ColdStartPhase[];
   /** Seconds from the first request to its answer. */
   total: number;
+  /** Seconds from the first request to the pod's creation (within `scheduling`). */
+  podCreated?: number;
 }
 
 /** The same runs on one HardwareClass. */
@@ -39,6 +41,8 @@ export interface HardwareRun {
   meetsTarget?: boolean;
   /** Why it could not be measured, when it could not. */
   error?: string;
+  /** The temporary Deployment's name, when one was made. */
+  deployment?: string;
 }
 
 export interface ReportData {
@@ -49,6 +53,8 @@ export interface ReportData {
   hardware?: HardwareRun[];
   /** How each worst-case input ended: the one given (--worst-input), then the generated one. */
   worstCase?: WorstCaseRun[];
+  /** The temporary Deployments the check made: those it removed, and any it could not. */
+  temporaries?: { removed: string[]; notRemoved: string[] };
 }
 
 export interface Report {

@@ -10,6 +10,9 @@ import { GROUP, LABEL, PLURAL, VERSION } from '../../crds/constants.ts';
 import { isTerminal } from '../../lib/prediction.ts';
 import * as c from './checks.ts';
 import type { Report } from './report.ts';
+import { Temporaries } from './temporary.ts';
+import { coldStartCheck, hardwareCheck } from './temporary-checks.ts';
+import { hardwareRun } from './temporary-rows.ts';
 import { worstCases } from './worst-case.ts';
 
 export interface CheckSettings {
@@ -20,6 +23,12 @@ export interface CheckSettings {
   minCosine?: number;
   /** A worst-case input of the user's (--worst-input), run beside the one generated from the schema. */
   worstInput?: Record<string, unknown>;
+  /** Where the cold start is measured (default `temporary`). */
+  coldStart?: 'temporary' | 'deployment' | 'skip';
+  /** HardwareClasses to run the same runs on, on temporary Deployments. */
+  hardware?: string[];
+  /** Seconds of total-time p95 the cheapest hardware must meet. */
+  latencyTarget?: number;
 }
 
 export interface Target {
@@ -146,7 +155,9 @@ function urlsIn(v: unknown, out: Set<string>): Set<string> {
 
 export class Cluster {
   private readonly api: CustomObjectsApi;
+  readonly kc: KubeConfig;
   constructor(kc: KubeConfig) {
+    this.kc = kc;
     this.api = kc.makeApiClient(CustomObjectsApi);
   }
   async get(namespace: string, plural: string, name: string): Promise<Obj | undefined> {
@@ -208,6 +219,7 @@ export async function check(
   gateway: Gateway,
   cluster: Cluster,
   log: (line: string) => void = () => {},
+  temps: Temporaries = new Temporaries(cluster.kc),
 ): Promise<Report> {
   const startedAt = new Date().toISOString();
   const { deployment, model } = await resolve(cluster, t);
@@ -221,149 +233,198 @@ export async function check(
   const hw = await cluster.hardware(deployment.spec.hardware as string);
   const openapi = version.spec.openapiSchema ?? version.status?.openapiSchema;
   const rows: c.Row[] = [];
+  let report: Report;
+  let leftover: string[] = [];
+  const tctx = { t, deployment, version, input: s.input, gateway, temps, log };
+  try {
+    // 2: first, while a deployment measured itself still has no instance.
+    const coldStart = await coldStartCheck(tctx, s.coldStart ?? 'temporary');
 
-  // 1 and 3: the same input N times, one at a time.
-  log(`running ${s.runs} predictions of the same input on ${t.namespace}/${depName}`);
-  const sequential: Array<{ prediction: Prediction; totalTime: number }> = [];
-  for (let i = 0; i < s.runs; i++) sequential.push(await gateway.run(t, depName, s.input));
-  const ok = sequential.filter((r) => r.prediction.status === 'succeeded');
-  const hashes = new Map<string, string>();
-  for (const r of ok)
-    for (const url of urlsIn(r.prediction.output, new Set())) {
-      const h = await gateway.hash(url);
-      if (h) hashes.set(url, h);
-    }
-  const failedNote = sequential.length - ok.length;
-  const consistencyRow = c.consistency(
-    ok.map((r) => c.withFileHashes(r.prediction.output, hashes)),
-    {
-      ...(s.minCosine !== undefined ? { minCosine: s.minCosine } : {}),
-      seedInput: c.hasSeedInput(openapi),
-      seedGiven: 'seed' in s.input,
-    },
-  );
-  if (failedNote > 0) {
-    const firstError = sequential.find((r) => r.prediction.status !== 'succeeded')?.prediction;
-    rows.push({
-      check: 'consistency',
-      verdict: 'fail',
-      figure: `${failedNote}/${sequential.length} did not succeed`,
-      detail: `${firstError?.id} ended ${firstError?.status}: ${String(firstError?.error ?? '')}`,
-    });
-  } else rows.push(consistencyRow);
-  const timings = ok.map((r) => ({
-    predictTime: Number(r.prediction.metrics?.predict_time ?? Number.NaN),
-    totalTime: r.totalTime,
-  }));
-  rows.push(c.runtime(timings, s.maxP95));
-
-  // Throughput at the deployment's concurrency: instances × the version's maxConcurrency.
-  const instances = Math.max(
-    1,
-    Number(deployment.status?.readyInstances ?? deployment.spec.minInstances ?? 1),
-  );
-  const concurrency = instances * Math.max(1, Number(version.spec.maxConcurrency ?? 1));
-  const count = Math.max(s.runs, concurrency * 2);
-  log(`running ${count} predictions ${concurrency} at a time`);
-  const start = performance.now();
-  let next = 0;
-  let failed = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < count) {
-        next++;
-        const r = await gateway.run(t, depName, s.input);
-        if (r.prediction.status !== 'succeeded') failed++;
+    // 1 and 3: the same input N times, one at a time.
+    log(`running ${s.runs} predictions of the same input on ${t.namespace}/${depName}`);
+    const sequential: Array<{ prediction: Prediction; totalTime: number }> = [];
+    for (let i = 0; i < s.runs; i++) sequential.push(await gateway.run(t, depName, s.input));
+    const ok = sequential.filter((r) => r.prediction.status === 'succeeded');
+    const hashes = new Map<string, string>();
+    for (const r of ok)
+      for (const url of urlsIn(r.prediction.output, new Set())) {
+        const h = await gateway.hash(url);
+        if (h) hashes.set(url, h);
       }
-    }),
-  );
-  rows.push(c.throughput(count - failed, concurrency, (performance.now() - start) / 1000, failed));
+    const failedNote = sequential.length - ok.length;
+    const consistencyRow = c.consistency(
+      ok.map((r) => c.withFileHashes(r.prediction.output, hashes)),
+      {
+        ...(s.minCosine !== undefined ? { minCosine: s.minCosine } : {}),
+        seedInput: c.hasSeedInput(openapi),
+        seedGiven: 'seed' in s.input,
+      },
+    );
+    if (failedNote > 0) {
+      const firstError = sequential.find((r) => r.prediction.status !== 'succeeded')?.prediction;
+      rows.push({
+        check: 'consistency',
+        verdict: 'fail',
+        figure: `${failedNote}/${sequential.length} did not succeed`,
+        detail: `${firstError?.id} ended ${firstError?.status}: ${String(firstError?.error ?? '')}`,
+      });
+    } else rows.push(consistencyRow);
+    const timings = ok.map((r) => ({
+      predictTime: Number(r.prediction.metrics?.predict_time ?? Number.NaN),
+      totalTime: r.totalTime,
+    }));
+    rows.push(c.runtime(timings, s.maxP95));
 
-  // 4: the worst-case inputs, each within the version's predict timeout.
-  const worst = await worstCases({
-    ...(s.worstInput ? { given: s.worstInput } : {}),
-    openapi,
-    timeoutSeconds: Number(version.spec.predictTimeoutSeconds ?? 1800),
-    // Waited on for its timeout and 2 minutes more (a queue, a cold start), at least the usual 10.
-    run: (input) =>
-      gateway.run(
-        t,
-        depName,
-        input,
-        {},
-        Math.max(PREDICTION_DEADLINE_MS, (Number(version.spec.predictTimeoutSeconds ?? 1800) + 120) * 1000),
-      ),
-    log,
-  });
-  rows.push(...worst.rows);
-
-  // 6: Cancel-After only when the model runs long enough to be canceled mid-way.
-  const p50 = c.percentile(
-    timings.map((x) => x.predictTime),
-    50,
-  );
-  if (!(p50 > c.MIN_CANCEL_AFTER_S * 2))
-    rows.push(
-      c.cancelAfter({
-        skipped: `predict p50 ${c.formatSeconds(p50)} is under ${c.MIN_CANCEL_AFTER_S * 2}s: the shortest Cancel-After (${c.MIN_CANCEL_AFTER_S}s) would not interrupt it`,
+    // Throughput at the deployment's concurrency: instances × the version's maxConcurrency.
+    const instances = Math.max(
+      1,
+      Number(deployment.status?.readyInstances ?? deployment.spec.minInstances ?? 1),
+    );
+    const concurrency = instances * Math.max(1, Number(version.spec.maxConcurrency ?? 1));
+    const count = Math.max(s.runs, concurrency * 2);
+    log(`running ${count} predictions ${concurrency} at a time`);
+    const start = performance.now();
+    let next = 0;
+    let failed = 0;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < count) {
+          next++;
+          const r = await gateway.run(t, depName, s.input);
+          if (r.prediction.status !== 'succeeded') failed++;
+        }
       }),
     );
-  else {
-    log(`checking Cancel-After: ${c.MIN_CANCEL_AFTER_S}s`);
-    const r = await gateway.run(t, depName, s.input, { 'cancel-after': `${c.MIN_CANCEL_AFTER_S}s` });
-    rows.push(c.cancelAfter(r.prediction));
-  }
-  const key = `modelplane-check-${randomUUID()}`;
-  const first = await gateway.create(t, depName, s.input, { 'idempotency-key': key });
-  const second = await gateway.create(t, depName, s.input, { 'idempotency-key': key });
-  rows.push(c.idempotency(first.prediction.id, second.prediction.id, second.replayed));
-  await gateway.settle(first.prediction, Date.now() + PREDICTION_DEADLINE_MS);
-  rows.push(c.clientTimeout(timings.map((x) => x.totalTime)));
+    rows.push(c.throughput(count - failed, concurrency, (performance.now() - start) / 1000, failed));
 
-  // 7: cost.
-  rows.push(
-    ...c.cost({
-      pricing: version.spec.pricing as never,
-      pricePerSecond: String(hw.spec.pricePerSecond ?? '0'),
-      predictions: ok.map((r) => ({
-        predictTime: Number(r.prediction.metrics?.predict_time ?? 0),
-        metrics: r.prediction.metrics,
-      })),
-      unitsPerAction: s.unitsPerAction,
-      minInstances: Number(deployment.spec.minInstances ?? 0),
-    }),
-  );
+    // 4: the worst-case inputs, each within the version's predict timeout.
+    const worst = await worstCases({
+      ...(s.worstInput ? { given: s.worstInput } : {}),
+      openapi,
+      timeoutSeconds: Number(version.spec.predictTimeoutSeconds ?? 1800),
+      // Waited on for its timeout and 2 minutes more (a queue, a cold start), at least the usual 10.
+      run: (input) =>
+        gateway.run(
+          t,
+          depName,
+          input,
+          {},
+          Math.max(PREDICTION_DEADLINE_MS, (Number(version.spec.predictTimeoutSeconds ?? 1800) + 120) * 1000),
+        ),
+      log,
+    });
+    rows.push(...worst.rows);
 
-  // 8 and 9.
-  rows.push(c.license(model?.spec.licenseUrl as string | undefined));
-  rows.push(c.imagePinned(version.spec.image as string));
-  const previous = (await cluster.versions(t.namespace))
-    .filter((v) => v.spec.model === version.spec.model && v.metadata.name !== versionName)
-    .filter((v) => (v.metadata.creationTimestamp ?? '') <= (version.metadata.creationTimestamp ?? ''))
-    .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''))
-    .pop();
-  rows.push(
-    c.schemaStability(
-      previous?.metadata.name,
-      previous
-        ? c.diffSchemas(previous.spec.openapiSchema ?? previous.status?.openapiSchema, openapi)
-        : undefined,
-    ),
-  );
-  rows.push(c.official(model?.metadata.labels, LABEL.official));
-  rows.push(c.keptWarm(Number(deployment.spec.minInstances ?? 0)));
-  return {
-    target: `${t.namespace}/${t.name}`,
-    deployment: depName,
-    version: versionName,
-    startedAt,
-    rows,
-    data: {
-      latencies: {
-        predictTimes: timings.map((x) => x.predictTime),
-        totalTimes: timings.map((x) => x.totalTime),
+    // 6: Cancel-After only when the model runs long enough to be canceled mid-way.
+    const p50 = c.percentile(
+      timings.map((x) => x.predictTime),
+      50,
+    );
+    if (!(p50 > c.MIN_CANCEL_AFTER_S * 2))
+      rows.push(
+        c.cancelAfter({
+          skipped: `predict p50 ${c.formatSeconds(p50)} is under ${c.MIN_CANCEL_AFTER_S * 2}s: the shortest Cancel-After (${c.MIN_CANCEL_AFTER_S}s) would not interrupt it`,
+        }),
+      );
+    else {
+      log(`checking Cancel-After: ${c.MIN_CANCEL_AFTER_S}s`);
+      const r = await gateway.run(t, depName, s.input, { 'cancel-after': `${c.MIN_CANCEL_AFTER_S}s` });
+      rows.push(c.cancelAfter(r.prediction));
+    }
+    const key = `modelplane-check-${randomUUID()}`;
+    const first = await gateway.create(t, depName, s.input, { 'idempotency-key': key });
+    const second = await gateway.create(t, depName, s.input, { 'idempotency-key': key });
+    rows.push(c.idempotency(first.prediction.id, second.prediction.id, second.replayed));
+    await gateway.settle(first.prediction, Date.now() + PREDICTION_DEADLINE_MS);
+    rows.push(c.clientTimeout(timings.map((x) => x.totalTime)));
+
+    // 7: cost.
+    rows.push(
+      ...c.cost({
+        pricing: version.spec.pricing as never,
+        pricePerSecond: String(hw.spec.pricePerSecond ?? '0'),
+        predictions: ok.map((r) => ({
+          predictTime: Number(r.prediction.metrics?.predict_time ?? 0),
+          metrics: r.prediction.metrics,
+        })),
+        unitsPerAction: s.unitsPerAction,
+        minInstances: Number(deployment.spec.minInstances ?? 0),
+      }),
+    );
+
+    // 5: the same runs on other hardware.
+    const hardware = s.hardware?.length
+      ? await hardwareCheck(
+          tctx,
+          hardwareRun({
+            hardware: deployment.spec.hardware as string,
+            temporary: false,
+            pricing: version.spec.pricing as never,
+            pricePerSecond: String(hw.spec.pricePerSecond ?? '0'),
+            predictions: ok.map((r, i) => ({
+              predictTime: timings[i]!.predictTime,
+              totalTime: r.totalTime,
+              ...(r.prediction.metrics ? { metrics: r.prediction.metrics } : {}),
+            })),
+            unitsPerAction: s.unitsPerAction,
+            minInstances: Number(deployment.spec.minInstances ?? 0),
+            ...(s.latencyTarget !== undefined ? { latencyTarget: s.latencyTarget } : {}),
+          }),
+          await Promise.all(
+            s.hardware.map(async (name) => ({
+              name,
+              pricePerSecond: String((await cluster.hardware(name)).spec.pricePerSecond ?? '0'),
+            })),
+          ),
+          {
+            runs: s.runs,
+            unitsPerAction: s.unitsPerAction,
+            ...(s.latencyTarget !== undefined ? { latencyTarget: s.latencyTarget } : {}),
+          },
+        )
+      : undefined;
+    if (hardware) rows.push(hardware.row);
+    rows.splice(1, 0, coldStart.row);
+
+    // 8 and 9.
+    rows.push(c.license(model?.spec.licenseUrl as string | undefined));
+    rows.push(c.imagePinned(version.spec.image as string));
+    const previous = (await cluster.versions(t.namespace))
+      .filter((v) => v.spec.model === version.spec.model && v.metadata.name !== versionName)
+      .filter((v) => (v.metadata.creationTimestamp ?? '') <= (version.metadata.creationTimestamp ?? ''))
+      .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''))
+      .pop();
+    rows.push(
+      c.schemaStability(
+        previous?.metadata.name,
+        previous
+          ? c.diffSchemas(previous.spec.openapiSchema ?? previous.status?.openapiSchema, openapi)
+          : undefined,
+      ),
+    );
+    rows.push(c.official(model?.metadata.labels, LABEL.official));
+    rows.push(c.keptWarm(Number(deployment.spec.minInstances ?? 0)));
+    report = {
+      target: `${t.namespace}/${t.name}`,
+      deployment: depName,
+      version: versionName,
+      startedAt,
+      rows,
+      data: {
+        latencies: {
+          predictTimes: timings.map((x) => x.predictTime),
+          totalTimes: timings.map((x) => x.totalTime),
+        },
+        ...(coldStart.data ? { coldStart: coldStart.data } : {}),
+        ...(hardware ? { hardware: hardware.data } : {}),
+        worstCase: worst.runs,
       },
-      worstCase: worst.runs,
-    },
-  };
+    };
+  } finally {
+    // Whatever happened, no temporary Deployment stays (a failed removal fails the check).
+    leftover = await temps.removeAll();
+  }
+  if (leftover.length) throw new Error(`temporary Deployments not removed: ${leftover.join('; ')}`);
+  if (temps.removed.length) report.data.temporaries = { removed: [...temps.removed], notRemoved: [] };
+  return report;
 }

@@ -73,6 +73,7 @@ describe('modelplane check on echo', () => {
       expect(r.verdict, `${r.check}: ${r.figure} ${r.detail ?? ''}`).toBe('pass');
     expect(report.rows.map((r) => r.check)).toEqual([
       'consistency',
+      'cold start',
       'runtime',
       'throughput',
       'worst case',
