@@ -461,6 +461,8 @@ spec: {model: echo, version: echo-v1, hardware: gpu-t4, minInstances: ${INSTANCE
     logDir,
     storeDir,
     log: (l) => log(`dev: ${l}`),
+    operatorFlags: [`--store=${values.store}`],
+    operatorEnv: values.profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values.profile}` } : undefined,
   });
   try {
     const client = clientFor(dev.kubeconfig);
@@ -513,6 +515,16 @@ spec: {model: echo, version: echo-v1, hardware: gpu-t4, minInstances: ${INSTANCE
       `operator CPU ${((cpu / PREDICTIONS) * 1000).toFixed(2)} ms per prediction; kube-apiserver ${(total(api) / PREDICTIONS).toFixed(2)} requests per prediction (${(writes(api) / PREDICTIONS).toFixed(2)} writes), ${(total(api) / seconds).toFixed(0)} requests/s`,
     );
   } finally {
+    const pid = dev.operator.current?.pid;
+    if (values.profile && pid) {
+      // The profile is written when the operator exits by itself: a second signal exits at once.
+      process.kill(pid, 'SIGTERM');
+      await new Promise((r) => setTimeout(r, 5_000));
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {}
+      await new Promise((r) => setTimeout(r, 3_000));
+    }
     await dev.stop();
     rmSync(logDir, { recursive: true, force: true });
   }
