@@ -174,6 +174,9 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
   // (counted from when it was sent: the first write waits for firstStatusMs, see reconcile).
   const last = new Map<string, number>();
   const timers = new Map<string, Timer>();
+  // The final record of each prediction that ended here, by key, until its status is written:
+  // the engine has let go of it by then, and asking the store again for it would cost a read.
+  const ended = new Map<string, StoredPrediction>();
   // When this process sent each object's prediction (by uid), until its status is written.
   const sent = new Map<string, number>();
   // When this replica began to lead: an object created before (or about then) may have been
@@ -318,7 +321,7 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
       { source: opts.modelVersions, map: unfinished },
     ],
     workers: opts.workers ?? 4,
-    reconcile: async (key, { log }) => {
+    reconcile: async (key) => {
       const obj = predictions.getByKey(key);
       if (!obj || obj.metadata.deletionTimestamp) return;
       since ??= clock.now();
@@ -337,7 +340,9 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
         sent.has(uid) ||
         !Number.isFinite(created) ||
         created < since + SENT_BEFORE_MARGIN_MS;
-      let rec = maybeSent ? await engine.get(id) : undefined;
+      const final = ended.get(key);
+      ended.delete(key);
+      let rec = final?.id === id ? final : maybeSent ? await engine.get(id) : undefined;
       // The target as resolved when it was sent (the status may not show it yet).
       let target = st.target ?? (rec ? resolve(obj).target : '');
       if (!rec) {
@@ -401,7 +406,10 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
             );
             return afterFinish(obj, undefined);
           }
-          log.info({ prediction: rec.id, deployment: t.deployment }, 'prediction sent to the gateway queue');
+          manager.log.debug(
+            { prediction: rec.id, object: key, deployment: t.deployment },
+            'prediction sent to the gateway queue',
+          );
         }
       }
       if (obj.spec.cancel && !isTerminal(rec.status)) rec = (await engine.cancel(rec.id)) ?? rec;
@@ -429,7 +437,10 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
       timer?.cancel();
       timers.delete(key);
       last.set(key, t);
-      if (isTerminal(rec.status)) last.delete(key);
+      if (isTerminal(rec.status)) {
+        last.delete(key);
+        ended.set(key, rec as StoredPrediction);
+      }
       controller.enqueue(key);
     } else if (!timers.has(key)) {
       timers.set(
@@ -446,6 +457,7 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
     onDelete: (obj) => {
       const uid = obj.metadata.uid ?? '';
       const id = idOf(obj);
+      ended.delete(`${obj.metadata.namespace}/${obj.metadata.name}`);
       const known = obj.status?.id !== undefined || sent.has(uid);
       sent.delete(uid);
       if (known)
