@@ -21,8 +21,9 @@
  *
  * Usage: node bench/scale.ts [--parts deployments,predictions] [--deployments N]
  *   [--min-instances N] [--idle S] [--resync-period S] [--workers N] [--predictions N]
- *   [--instances N] [--profile DIR]   (or `make bench-scale`)
- * `--profile DIR` writes a V8 CPU profile of the operator there when it exits.
+ *   [--instances N] [--store memory|embedded] [--profile DIR]   (or `make bench-scale`)
+ * `--profile DIR` writes a V8 CPU profile of the operator there when it exits (both parts);
+ * `--store` is the operator's prediction store (both parts; default embedded).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
