@@ -21,8 +21,9 @@
  *
  * Usage: node bench/scale.ts [--parts deployments,predictions] [--deployments N]
  *   [--min-instances N] [--idle S] [--resync-period S] [--workers N] [--predictions N]
- *   [--instances N] [--profile DIR]   (or `make bench-scale`)
- * `--profile DIR` writes a V8 CPU profile of the operator there when it exits;
+ *   [--instances N] [--store memory|embedded] [--profile DIR]   (or `make bench-scale`)
+ * `--profile DIR` writes a V8 CPU profile of the operator there when it exits (both parts);
+ * `--store` is the operator's prediction store (both parts; default embedded);
  * `--operator-node-options` adds Node.js options to the operator's process.
  */
 import { spawnSync } from 'node:child_process';
@@ -496,6 +497,8 @@ spec: {model: echo, version: echo-v1, hardware: gpu-t4, minInstances: ${INSTANCE
     logDir,
     storeDir,
     log: (l) => log(`dev: ${l}`),
+    operatorFlags: [`--store=${values.store}`],
+    operatorEnv: values.profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values.profile}` } : undefined,
   });
   try {
     const client = clientFor(dev.kubeconfig);
@@ -548,6 +551,16 @@ spec: {model: echo, version: echo-v1, hardware: gpu-t4, minInstances: ${INSTANCE
       `operator CPU ${((cpu / PREDICTIONS) * 1000).toFixed(2)} ms per prediction; kube-apiserver ${(total(api) / PREDICTIONS).toFixed(2)} requests per prediction (${(writes(api) / PREDICTIONS).toFixed(2)} writes), ${(total(api) / seconds).toFixed(0)} requests/s`,
     );
   } finally {
+    const pid = dev.operator.current?.pid;
+    if (values.profile && pid) {
+      // The profile is written when the operator exits by itself: a second signal exits at once.
+      process.kill(pid, 'SIGTERM');
+      await new Promise((r) => setTimeout(r, 5_000));
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {}
+      await new Promise((r) => setTimeout(r, 3_000));
+    }
     await dev.stop();
     rmSync(logDir, { recursive: true, force: true });
   }

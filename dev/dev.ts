@@ -45,6 +45,8 @@ export interface DevOptions {
   storeDir?: string;
   /** Flags added to `modelplane operator` (a later flag wins). */
   operatorFlags?: string[];
+  /** Environment variables added to the operator's (NODE_OPTIONS for a CPU profile, say). */
+  operatorEnv?: NodeJS.ProcessEnv;
   /** Aborting it while starting stops what was started and rejects. */
   signal?: AbortSignal;
   /** Progress lines. */
@@ -319,7 +321,10 @@ export async function startDev(opts: DevOptions = {}): Promise<Dev> {
               ...(opts.operatorFlags ?? []),
             ],
           }),
-          { logFile: operatorLog },
+          {
+            logFile: operatorLog,
+            env: opts.operatorEnv ? { ...process.env, ...opts.operatorEnv } : undefined,
+          },
         ),
       keepRunning: () => wasReady,
       onExit: (how, delayMs) =>

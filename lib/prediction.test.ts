@@ -1,11 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { modelMetrics, newPredictionId, PREDICTION_ID } from './prediction.ts';
+import { modelMetrics, newPredictionId, PREDICTION_ID, predictionIdFor } from './prediction.ts';
 
 describe('prediction ids', () => {
   it('are 26 characters of lowercase base32 and differ', () => {
     const ids = new Set(Array.from({ length: 1000 }, newPredictionId));
     expect(ids.size).toBe(1000);
     for (const id of ids) expect(id).toMatch(PREDICTION_ID);
+  });
+
+  it('given a seed (an object uid) are the same for it each time, and differ between seeds', () => {
+    const uid = 'a3c1e0de-5a4f-4f6e-9d0b-6f1c2b7e8d90';
+    expect(predictionIdFor(uid)).toMatch(PREDICTION_ID);
+    expect(predictionIdFor(uid)).toBe(predictionIdFor(uid));
+    const ids = new Set(Array.from({ length: 1000 }, (_, i) => predictionIdFor(`${uid}-${i}`)));
+    expect(ids.size).toBe(1000);
   });
 });
 

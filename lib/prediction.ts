@@ -3,7 +3,7 @@
  * set, stream event names and the stream event, prediction ids, webhook event names, and
  * the prediction object as the API returns it. Each is defined here and nowhere else.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /** Prediction statuses, as the prediction API reports them. `aborted` is never used. */
 export const PREDICTION_STATUSES = ['starting', 'processing', 'succeeded', 'failed', 'canceled'] as const;
@@ -53,6 +53,17 @@ export const PREDICTION_ID = /^[a-z2-7]{26}$/;
 
 let idPool = Buffer.alloc(0);
 let idOffset = 0;
+
+/**
+ * The prediction id that `seed` (a unique name, e.g. an object's uid) always gets: 26
+ * characters of lowercase base32 of its SHA-256, like a random id.
+ */
+export function predictionIdFor(seed: string): string {
+  const h = createHash('sha256').update(seed).digest();
+  let id = '';
+  for (let i = 0; i < ID_LENGTH; i++) id += ID_ALPHABET[h[i]! & 31];
+  return id;
+}
 
 /** A new random prediction id (130 random bits), drawn from a pool of random bytes. */
 export function newPredictionId(): string {

@@ -9,11 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installCrds } from '../../crds/index.ts';
 import { useCluster, useNamespace } from '../../harness/cluster/testing.ts';
 import { waitFor } from '../../harness/processes.ts';
+import { predictionIdFor } from '../../lib/prediction.ts';
 import { type ModelServer, startModelServer } from '../../sidecar/testing/model-server.ts';
 import { type RunningSidecar, startSidecar } from '../../sidecar/testing/sidecar.ts';
 import { PredictionEngine, StaticCatalog, StaticEndpoints } from '../predictions/index.ts';
 import { Deployments, Models, ModelVersions } from '../resources.ts';
-import { Manager } from '../runtime/index.ts';
+import { Informer, Manager } from '../runtime/index.ts';
 import { addPredictionController, Predictions } from './prediction.ts';
 import { applyModel, clientFor, TEST_MANAGER } from './testing.ts';
 
@@ -26,7 +27,7 @@ const catalog = new StaticCatalog();
 const endpoints = new StaticEndpoints();
 let running: { manager: Manager; engine: PredictionEngine } | undefined;
 
-async function startController() {
+async function startController(opts: { firstStatusMs?: number } = {}) {
   const kc = new KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const manager = new Manager({
@@ -47,6 +48,7 @@ async function startController() {
     deployments: manager.informer(Deployments),
     apiBaseUrl: 'http://gateway.test/v1',
     statusIntervalMs: 200,
+    ...opts,
   });
   await manager.start();
   return { manager, engine };
@@ -188,6 +190,63 @@ describe('the Prediction controller', () => {
       'the finished prediction to be deleted',
       async () => (await client.get(Predictions, 'long', ns()).catch(() => undefined)) === undefined,
     );
+  });
+
+  it('writes the status of a prediction that ends before its first status is due once, finished', async () => {
+    await stopController();
+    running = await startController({ firstStatusMs: 60_000 });
+    const seen: string[] = [];
+    const watching = new Informer(client, Predictions, { namespace: ns() });
+    watching.addEventHandler({
+      onAdd: (p) => p.metadata.name === 'once' && seen.push(p.status?.status ?? '(none)'),
+      onUpdate: (_, p) => p.metadata.name === 'once' && seen.push(p.status?.status ?? '(none)'),
+    });
+    watching.start();
+    try {
+      await watching.waitForSync();
+      await applyPrediction('once', { deployment: 'sleep', input: { seconds: 2 } });
+      const obj = await waitFor('the object', () => client.get(Predictions, 'once', ns()));
+      const id = predictionIdFor(obj.metadata.uid!);
+      // Running, and nothing written yet.
+      await waitFor(
+        'the prediction to run',
+        async () => (await running!.engine.get(id))?.status === 'processing',
+      );
+      expect((await client.get(Predictions, 'once', ns()))?.status?.status).toBeUndefined();
+      const st = await statusOf('once', ['succeeded']);
+      expect(st).toMatchObject({ id, target: 'deployment/sleep', output: 'slept 2 s' });
+      expect(st.startedAt).toBeDefined();
+      await waitFor('the watch to show it', () => seen.includes('succeeded'));
+      expect(seen).toEqual(['(none)', 'succeeded']);
+    } finally {
+      await watching.stop();
+      await stopController();
+      running = await startController();
+    }
+  });
+
+  it('finds a prediction sent before a restart again by the id its uid gives, its status not written yet', async () => {
+    await stopController();
+    running = await startController({ firstStatusMs: 60_000 });
+    await applyPrediction('unwritten', { deployment: 'sleep', input: { seconds: 3 } });
+    const obj = await waitFor('the object', () => client.get(Predictions, 'unwritten', ns()));
+    const id = predictionIdFor(obj.metadata.uid!);
+    const before = await waitFor('the prediction to run', async () => {
+      const rec = await running!.engine.get(id);
+      return rec?.status === 'processing' ? rec : undefined;
+    });
+    expect((await client.get(Predictions, 'unwritten', ns()))?.status?.status).toBeUndefined();
+    await stopController();
+    running = await startController();
+    const after = await statusOf('unwritten', ['succeeded'], 30_000);
+    expect(after.id).toBe(id);
+    expect(after.output).toBe('slept 3 s');
+    // The instance ran it once: its own record started when the first operator sent it.
+    const onInstance = (await (await fetch(`${sidecars[1]!.api}/predictions/${id}`)).json()) as {
+      started_at: string;
+    };
+    expect(Date.parse(onInstance.started_at)).toBe(before.startedAt);
+    expect(Date.parse(after.startedAt!)).toBe(before.startedAt);
   });
 
   it('re-attaches to a running prediction after a restart, by its id', async () => {

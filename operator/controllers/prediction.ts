@@ -7,9 +7,12 @@
  *   Deployment running spec.version (a ModelVersion name), the Model's own first. A target
  *   that does not resolve is retried for a minute (objects applied together arrive in any
  *   order), then the prediction fails saying why.
- * - status.id is written before the prediction is sent, so after an operator restart the
- *   controller finds it again by id on the instance that runs it (the sidecar keeps it by id);
- *   one that had started and that no instance knows any more fails with the reason.
+ * - The prediction's id is derived from the object's uid, so after an operator restart the
+ *   controller finds it again by id, in the store or on the instance that runs it (the sidecar
+ *   keeps it by id), whether or not the status shows it yet; one that had started and that no
+ *   instance knows any more fails with the reason.
+ * - One status write for a prediction that ends soon: the first is written when it ends, or
+ *   once it has run `firstStatusMs` (then at most once every `statusIntervalMs`).
  * - spec.cancel: true cancels it; deleting the object cancels it too.
  * - ttlSecondsAfterFinished deletes the object that long after it finished.
  */
@@ -25,7 +28,7 @@ import {
 } from '../../crds/index.ts';
 import { type Clock, realClock, type Timer } from '../../lib/clock.ts';
 import { HttpError } from '../../lib/http.ts';
-import { isTerminal, newPredictionId } from '../../lib/prediction.ts';
+import { isTerminal, predictionIdFor } from '../../lib/prediction.ts';
 import type { PredictionEngine, StoredPrediction } from '../predictions/index.ts';
 import type { Deployments, Models, ModelVersions, Stored } from '../resources.ts';
 import { covers, type Informer, isNotFound, type Manager, resourceType } from '../runtime/index.ts';
@@ -47,6 +50,11 @@ const MAX_ERROR = 32768;
 /** The most characters of JSON of the model's own metrics that a status holds. */
 const MAX_STATUS_METRICS = 8192;
 const ORIGIN = 'prediction/';
+/**
+ * Objects created up to this long after the controller began reconciling may have been sent
+ * by the replica that led before (clocks differ a little; creationTimestamp is in seconds).
+ */
+const SENT_BEFORE_MARGIN_MS = 5_000;
 
 type Of<R> = R extends { readonly object?: infer T } ? NonNullable<T> : never;
 
@@ -62,6 +70,11 @@ export interface PredictionControllerOptions {
   workers?: number;
   /** Least time between two status writes of a running prediction (default 1 s). */
   statusIntervalMs?: number;
+  /**
+   * How long after it was sent a prediction that has not ended gets its first status write
+   * (default `statusIntervalMs`): one that ends sooner is written once, finished.
+   */
+  firstStatusMs?: number;
   /** How long a target that does not resolve is retried (default 60 s). */
   resolveGraceMs?: number;
   /** Timestamps and the status throttle's timers (the real clock by default). */
@@ -154,11 +167,32 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
   const clock = opts.clock ?? realClock;
   const now = () => new Date(clock.now());
   const interval = opts.statusIntervalMs ?? 1000;
+  const firstStatus = opts.firstStatusMs ?? interval;
   const grace = opts.resolveGraceMs ?? 60_000;
   const baseUrl = opts.apiBaseUrl ?? '';
-  // The id given to each object (by uid): the cache may not show status.id yet when the
-  // engine's next change reconciles the object again.
-  const ids = new Map<string, string>();
+  // Status follows the engine: at once when a prediction ends, else at most every interval
+  // (counted from when it was sent: the first write waits for firstStatusMs, see reconcile).
+  const last = new Map<string, number>();
+  const timers = new Map<string, Timer>();
+  // The final record of each prediction that ended here, by key, until its status is written:
+  // the engine has let go of it by then, and asking the store again for it would cost a read.
+  const ended = new Map<string, StoredPrediction>();
+  // When this process sent each object's prediction (by uid), until its status is written.
+  const sent = new Map<string, number>();
+  // When this replica began to lead: an object created before (or about then) may have been
+  // sent by the replica that led before it.
+  let since: number | undefined;
+  manager.addLeaderRunnable({
+    name: 'prediction-term',
+    run: (signal) => {
+      since = clock.now();
+      return new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    },
+  });
+  const idOf = (obj: Stored<Prediction>) => obj.status?.id ?? predictionIdFor(obj.metadata.uid ?? '');
 
   function resolve(obj: Stored<Prediction>): Target {
     const ns = obj.metadata.namespace ?? '';
@@ -287,19 +321,30 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
       { source: opts.modelVersions, map: unfinished },
     ],
     workers: opts.workers ?? 4,
-    reconcile: async (key, { log }) => {
+    reconcile: async (key) => {
       const obj = predictions.getByKey(key);
       if (!obj || obj.metadata.deletionTimestamp) return;
+      since ??= clock.now();
       const uid = obj.metadata.uid ?? key;
-      const st = { ...(obj.status ?? {}) };
-      st.id ??= ids.get(uid);
+      const st = obj.status ?? {};
       if (st.status && isTerminal(st.status)) {
-        ids.delete(uid);
+        sent.delete(uid);
         return afterFinish(obj, st.completedAt);
       }
       const origin = `${ORIGIN}${key}`;
-      let rec = st.id ? await engine.get(st.id) : undefined;
-      let target = st.target ?? '';
+      const id = idOf(obj);
+      const created = Date.parse(st.createdAt ?? obj.metadata.creationTimestamp ?? '');
+      // Sent before, by this process or maybe by one before it (else new: nothing to look for).
+      const maybeSent =
+        st.id !== undefined ||
+        sent.has(uid) ||
+        !Number.isFinite(created) ||
+        created < since + SENT_BEFORE_MARGIN_MS;
+      const final = ended.get(key);
+      ended.delete(key);
+      let rec = final?.id === id ? final : maybeSent ? await engine.get(id) : undefined;
+      // The target as resolved when it was sent (the status may not show it yet).
+      let target = st.target ?? (rec ? resolve(obj).target : '');
       if (!rec) {
         const t = resolve(obj);
         target = t.target;
@@ -325,9 +370,8 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
           await write(obj, failed(obj, target, t.error, t.reason));
           return afterFinish(obj, undefined);
         }
-        const created = Date.parse(st.createdAt ?? obj.metadata.creationTimestamp ?? '');
         const req = {
-          id: st.id ?? newPredictionId(),
+          id,
           namespace: obj.metadata.namespace ?? '',
           deployment: t.deployment,
           input: obj.spec.input ?? {},
@@ -337,29 +381,23 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
           origin,
           createdAt: Number.isFinite(created) ? created : undefined,
         };
-        if (st.id) {
+        if (maybeSent) {
           rec = await engine.attach(req);
           if (!rec && st.status === 'processing') {
-            const error = `no instance of deployment ${t.deployment} knows prediction ${st.id} any more: the instance running it went away while the operator restarted`;
+            const error = `no instance of deployment ${t.deployment} knows prediction ${id} any more: the instance running it went away while the operator restarted`;
             await write(obj, failed(obj, target, error, REASON.Failed));
             return afterFinish(obj, undefined);
           }
-        } else {
-          // The id first: after a restart the prediction is found again by it.
-          ids.set(uid, req.id);
-          await write(obj, {
-            observedGeneration: obj.metadata.generation,
-            id: req.id,
-            target,
-            status: 'starting',
-            createdAt: iso(req.createdAt ?? now().getTime()),
-            conditions: st.conditions,
-          });
         }
         if (!rec) {
+          // Sent only while this replica leads (as a status write would be).
+          client.fence?.check(`send prediction ${id} of ${key}`);
           try {
+            sent.set(uid, clock.now());
+            last.set(key, clock.now());
             rec = (await engine.create(req)).record;
           } catch (err) {
+            sent.delete(uid);
             if (!(err instanceof HttpError)) throw err;
             if (err.status === 429 || err.status === 503) return { requeueAfter: 1000 };
             await write(
@@ -368,10 +406,19 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
             );
             return afterFinish(obj, undefined);
           }
-          log.info({ prediction: rec.id, deployment: t.deployment }, 'prediction sent to the gateway queue');
+          manager.log.debug(
+            { prediction: rec.id, object: key, deployment: t.deployment },
+            'prediction sent to the gateway queue',
+          );
         }
       }
       if (obj.spec.cancel && !isTerminal(rec.status)) rec = (await engine.cancel(rec.id)) ?? rec;
+      const sentAt = sent.get(uid);
+      if (!isTerminal(rec.status) && !obj.status?.status && sentAt !== undefined) {
+        // Not ended yet, and sent a moment ago: its first status waits (it may be its last).
+        const left = sentAt + firstStatus - clock.now();
+        if (left > 0) return { requeueAfter: left };
+      }
       const status = statusFor(rec, obj, target, now());
       await write(obj, status);
       if (isTerminal(rec.status)) return afterFinish(obj, status.completedAt);
@@ -380,9 +427,6 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
     },
   });
 
-  // Status follows the engine: at once when a prediction ends, else at most every interval.
-  const last = new Map<string, number>();
-  const timers = new Map<string, Timer>();
   engine.onChange((rec) => {
     if (!rec.origin?.startsWith(ORIGIN)) return;
     const key = rec.origin.slice(ORIGIN.length);
@@ -393,7 +437,10 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
       timer?.cancel();
       timers.delete(key);
       last.set(key, t);
-      if (isTerminal(rec.status)) last.delete(key);
+      if (isTerminal(rec.status)) {
+        last.delete(key);
+        ended.set(key, rec as StoredPrediction);
+      }
       controller.enqueue(key);
     } else if (!timers.has(key)) {
       timers.set(
@@ -409,9 +456,11 @@ export function addPredictionController(manager: Manager, opts: PredictionContro
   predictions.addEventHandler({
     onDelete: (obj) => {
       const uid = obj.metadata.uid ?? '';
-      const id = obj.status?.id ?? ids.get(uid);
-      ids.delete(uid);
-      if (id)
+      const id = idOf(obj);
+      ended.delete(`${obj.metadata.namespace}/${obj.metadata.name}`);
+      const known = obj.status?.id !== undefined || sent.has(uid);
+      sent.delete(uid);
+      if (known)
         void engine
           .get(id)
           .then((rec) => (rec && !isTerminal(rec.status) ? engine.cancel(id) : undefined))

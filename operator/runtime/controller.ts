@@ -265,13 +265,24 @@ export class Controller<T extends KubeObject = KubeObject> {
 
   private async reconcileOne(queue: WorkQueue, key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
-    const log = this.log.child({ kind: this.opts.for.type.kind, namespace, name, reconcileID: randomUUID() });
+    // Made when first used: most reconciles log nothing, and a child logger costs its bindings.
+    let child: Logger | undefined;
+    const base = this.log;
+    const kind = this.opts.for.type.kind;
+    const logger = () => (child ??= base.child({ kind, namespace, name, reconcileID: randomUUID() }));
     const signal = this.signal;
     const metrics = this.opts.metrics;
     const started = this.clock.now();
     let result: ReconcileResultLabel = 'success';
     try {
-      const res = await this.opts.reconcile(key, { log, namespace, name, signal });
+      const res = await this.opts.reconcile(key, {
+        get log() {
+          return logger();
+        },
+        namespace,
+        name,
+        signal,
+      });
       if (res?.requeueAfter !== undefined && res.requeueAfter > 0) {
         queue.forget(key);
         queue.addAfter(key, res.requeueAfter);
@@ -288,14 +299,14 @@ export class Controller<T extends KubeObject = KubeObject> {
       if (signal.aborted && isFenced(err)) {
         // This replica stopped leading mid-reconcile: its successor reconciles the key.
         queue.forget(key);
-        log.info({ err: (err as Error).message }, 'reconcile stopped: this replica no longer leads');
+        logger().info({ err: (err as Error).message }, 'reconcile stopped: this replica no longer leads');
       } else if (err instanceof TerminalError) {
         metrics?.terminalReconcileErrors.inc({ controller: this.name });
         queue.forget(key);
-        log.error({ err }, 'reconcile failed with a terminal error; not retrying');
+        logger().error({ err }, 'reconcile failed with a terminal error; not retrying');
       } else {
         queue.addRateLimited(key);
-        log.error({ err, retries: queue.retries(key) }, 'reconcile failed; will retry');
+        logger().error({ err, retries: queue.retries(key) }, 'reconcile failed; will retry');
       }
     } finally {
       metrics?.reconcileTime.observe({ controller: this.name }, (this.clock.now() - started) / 1000);
