@@ -214,6 +214,20 @@ export class SidecarClient implements InstanceClient {
   }
 
   private readonly authorization: ((base: string) => Promise<string>) | undefined;
+  /** Where creates go, by sidecar base URL: parsed once per instance, not per prediction. */
+  private readonly targets = new Map<string, { hostname: string; port: string; path: string }>();
+
+  private target(base: string): { hostname: string; port: string; path: string } {
+    let t = this.targets.get(base);
+    if (!t) {
+      const url = new URL(`${base}/predictions`);
+      t = { hostname: url.hostname, port: url.port, path: url.pathname };
+      // Instances come and go: a bounded map, cleared when full.
+      if (this.targets.size >= 10_000) this.targets.clear();
+      this.targets.set(base, t);
+    }
+    return t;
+  }
 
   /** One exchange with the sidecar at `base`, with the operator's credential when there is one. */
   private async call(base: string, method: string, path: string, body?: unknown): Promise<Answer> {
@@ -240,7 +254,7 @@ export class SidecarClient implements InstanceClient {
       ...(opts.live ? { stream: true } : {}),
       ...(opts.uploadUrl ? { output_upload_url: opts.uploadUrl } : {}),
     });
-    const url = new URL(`${base}/predictions`);
+    const url = this.target(base);
     let auth: string | undefined;
     try {
       auth = this.authorization ? await this.authorization(base) : undefined;
@@ -269,7 +283,7 @@ export class SidecarClient implements InstanceClient {
         {
           hostname: url.hostname,
           port: url.port,
-          path: url.pathname,
+          path: url.path,
           method: 'POST',
           agent: this.agent,
           headers,
