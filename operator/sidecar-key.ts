@@ -70,6 +70,7 @@ export async function loadSidecarKey(client: KubeClient, namespace: string): Pro
  */
 export class SidecarKey {
   private loading: Promise<SidecarKeyPair> | undefined;
+  /** The `Authorization` header for each sidecar base URL, and when to sign a new one. */
   private readonly tokens = new Map<string, { token: string; renewAt: number }>();
   private readonly load: () => Promise<SidecarKeyPair>;
 
@@ -95,13 +96,14 @@ export class SidecarKey {
 
   /** The `Authorization` header for a call to the sidecar at `base` (`http://ip:port`). */
   async authorization(base: string, nowMs = Date.now()): Promise<string> {
+    // Kept by `base` as given, the whole header: a call finds it without parsing the URL.
+    const hit = this.tokens.get(base);
+    if (hit && hit.renewAt > nowMs) return hit.token;
     const aud = new URL(base).host;
-    const hit = this.tokens.get(aud);
-    if (hit && hit.renewAt > nowMs) return `Bearer ${hit.token}`;
     const { privateKey } = await this.pair();
-    const token = signSidecarToken(privateKey, aud, nowMs / 1000 + TOKEN_SECONDS);
+    const token = `Bearer ${signSidecarToken(privateKey, aud, nowMs / 1000 + TOKEN_SECONDS)}`;
     if (this.tokens.size >= 10_000) this.tokens.clear();
-    this.tokens.set(aud, { token, renewAt: nowMs + (TOKEN_SECONDS * 1000) / 2 });
-    return `Bearer ${token}`;
+    this.tokens.set(base, { token, renewAt: nowMs + (TOKEN_SECONDS * 1000) / 2 });
+    return token;
   }
 }

@@ -50,6 +50,17 @@ export class GatewayCaches {
     await Promise.all(this.all.map((i) => i.waitForSync({ timeoutMs })));
   }
 
+  /** True once every cache has listed (what each request checks first, without a promise). */
+  hasSynced(): boolean {
+    return (
+      this.hardwareClasses.hasSynced() &&
+      this.models.hasSynced() &&
+      this.modelVersions.hasSynced() &&
+      this.deployments.hasSynced() &&
+      this.tokens.hasSynced()
+    );
+  }
+
   /** Namespaces that hold modelplane Models or Deployments. */
   namespaces(): Set<string> {
     const out = new Set<string>();

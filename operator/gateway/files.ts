@@ -240,8 +240,23 @@ export function fileInputResolver(files: FileService) {
       }
       return v;
     };
-    return walk(input, '');
+    // Most inputs name no file: looked through once, synchronously, and passed on as they are.
+    return refersTo(input, prefix) ? walk(input, '') : input;
   };
+}
+
+/** Whether a string in `v` (at any depth) starts with `prefix`. */
+function refersTo(v: unknown, prefix: string): boolean {
+  if (typeof v === 'string') return v.startsWith(prefix);
+  if (Array.isArray(v)) {
+    for (const x of v) if (refersTo(x, prefix)) return true;
+    return false;
+  }
+  if (v !== null && typeof v === 'object') {
+    for (const k in v)
+      if (Object.hasOwn(v, k) && refersTo((v as Record<string, unknown>)[k], prefix)) return true;
+  }
+  return false;
 }
 
 export function fileRoutes(deps: FileRoutesDeps): Routes {

@@ -102,6 +102,7 @@ export function addGateway(manager: Manager, opts: GatewayOptions): Gateway {
     trustForwardedHeaders: opts.trustForwardedHeaders,
     registry: manager.metrics.registry,
     maxBodyBytes: opts.maxBodyBytes,
+    isReady: () => caches.hasSynced(),
     ready: () =>
       caches.synced().catch((err: Error) => {
         throw new HttpError(

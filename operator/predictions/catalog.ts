@@ -91,9 +91,23 @@ export class InformerCatalog implements Catalog {
     this.inf = informers;
   }
 
+  /**
+   * Views made, by the Deployment object they were made of, with the ModelVersion object they
+   * read: a change of either is a new object in its informer's cache, and so a new view.
+   */
+  private readonly views = new WeakMap<object, { version: object | undefined; view: DeploymentView }>();
+
   private view(d: Obj<Deployment>): DeploymentView {
     const ns = d.metadata.namespace ?? '';
     const version = this.inf.modelVersions.get(d.spec.version, ns);
+    const made = this.views.get(d);
+    if (made && made.version === version) return made.view;
+    const view = this.make(d, ns, version);
+    this.views.set(d, { version, view });
+    return view;
+  }
+
+  private make(d: Obj<Deployment>, ns: string, version: Obj<ModelVersion> | undefined): DeploymentView {
     return {
       namespace: ns,
       name: d.metadata.name ?? '',

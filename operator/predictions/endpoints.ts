@@ -18,7 +18,7 @@ export interface Endpoint {
 
 export interface EndpointSource {
   /** The ready instances of deployment `namespace/name`. */
-  ready(namespace: string, name: string): Endpoint[];
+  ready(namespace: string, name: string): readonly Endpoint[];
   /** Calls `listener` when the instances of a deployment may have changed. */
   onChange(listener: (namespace: string, name: string) => void): void;
 }
@@ -33,7 +33,7 @@ export class StaticEndpoints implements EndpointSource {
     for (const l of this.listeners) l(namespace, name);
   }
 
-  ready(namespace: string, name: string): Endpoint[] {
+  ready(namespace: string, name: string): readonly Endpoint[] {
     return this.byDeployment.get(`${namespace}/${name}`) ?? [];
   }
 
@@ -92,28 +92,61 @@ export function podEndpoint(pod: PodLike): Endpoint | undefined {
 /**
  * Ready endpoints from a watch on Pods labelled `modelplane.dev/deployment`; with a watch on
  * ReplicaSets, only pods of the Deployment's own ReplicaSets (`ownPod`).
+ *
+ * Each deployment's ready endpoints are worked out once and kept until one of its pods (or
+ * any ReplicaSet) changes: every dispatch asks for them, and scanning the namespace's pods
+ * each time cost the gateway more with every pod of the namespace.
  */
 export class PodEndpoints implements EndpointSource {
   private readonly pods: Informer<PodLike>;
   private readonly replicaSets: Informer<ReplicaSetLike> | undefined;
   private readonly listeners: ((namespace: string, name: string) => void)[] = [];
+  /** Ready endpoints by `namespace/name`, as of the last change of the deployment's pods. */
+  private readonly known = new Map<string, Endpoint[]>();
 
   constructor(pods: Informer<PodLike>, replicaSets?: Informer<ReplicaSetLike>) {
     this.pods = pods;
     this.replicaSets = replicaSets;
+    const forget = (pod: PodLike | undefined) => {
+      const ns = pod?.metadata?.namespace;
+      const dep = pod?.metadata?.labels?.[LABEL.deployment];
+      if (ns && dep) this.known.delete(`${ns}/${dep}`);
+    };
     const changed = (pod: PodLike) => {
+      forget(pod);
       const ns = pod.metadata?.namespace;
       const dep = pod.metadata?.labels?.[LABEL.deployment];
       if (ns && dep) for (const l of this.listeners) l(ns, dep);
     };
     pods.addEventHandler({
       onAdd: changed,
-      onUpdate: (_old, pod) => changed(pod),
+      onUpdate: (old, pod) => {
+        forget(old);
+        changed(pod);
+      },
       onDelete: changed,
+    });
+    // Which pods are a Deployment's own depends on its ReplicaSets: any change of one, and the
+    // endpoints are worked out again (ReplicaSets change at rollouts, not per prediction).
+    replicaSets?.addEventHandler({
+      onAdd: () => this.known.clear(),
+      onUpdate: () => this.known.clear(),
+      onDelete: () => this.known.clear(),
     });
   }
 
-  ready(namespace: string, name: string): Endpoint[] {
+  /** The ready instances of deployment `namespace/name`, sorted by name (kept: do not change it). */
+  ready(namespace: string, name: string): readonly Endpoint[] {
+    const key = `${namespace}/${name}`;
+    let eps = this.known.get(key);
+    if (!eps) {
+      eps = this.scan(namespace, name);
+      this.known.set(key, eps);
+    }
+    return eps;
+  }
+
+  private scan(namespace: string, name: string): Endpoint[] {
     const out: Endpoint[] = [];
     for (const pod of this.pods.list(namespace)) {
       if (pod.metadata?.labels?.[LABEL.deployment] !== name) continue;

@@ -481,7 +481,7 @@ export class PredictionEngine implements DemandSource {
         'Deployment not found',
         `deployment ${req.namespace}/${req.deployment} does not exist`,
       );
-    const first = await this.replay(req);
+    const first = req.idempotencyKey || req.id ? await this.replay(req) : undefined;
     if (first) return { record: first, replayed: true };
     const input = req.input ?? {};
     if (typeof input !== 'object' || input === null || Array.isArray(input)) {

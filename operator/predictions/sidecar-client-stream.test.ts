@@ -78,6 +78,42 @@ describe('SidecarClient.create with the create stream', () => {
     ]);
   });
 
+  it('reads frames whose blank line and UTF-8 characters are cut between chunks', async () => {
+    const whole = Buffer.from(
+      'event: accepted\ndata: {"status":"processing","started_at":null}\n\n' +
+        'id: 1\nevent: logs\ndata: "héllo 🙂\\n"\n\n' +
+        'event: prediction\ndata: {"id":"p1","status":"succeeded","output":"ünïcode 🙂"}\n\n',
+    );
+    // Cut inside the first frame's blank line, inside "é", and inside the emoji's four bytes.
+    const cuts = [whole.indexOf('\n\n') + 1, whole.indexOf('é') + 1, whole.indexOf('🙂') + 2, whole.length];
+    const srv = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(201, { 'content-type': 'text/event-stream' });
+        let at = 0;
+        const next = (i: number) => {
+          if (i === cuts.length) return res.end();
+          res.write(whole.subarray(at, cuts[i]));
+          at = cuts[i]!;
+          // Apart in time, so that they arrive as separate chunks.
+          setTimeout(() => next(i + 1), 5);
+        };
+        next(0);
+      });
+    });
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const seen: InstanceEvent[] = [];
+    const r = await new SidecarClient().create(base, 'p1', {}, { onEvent: (e) => seen.push(e) });
+    if (r.kind !== 'accepted') throw new Error('not accepted');
+    await expect(r.final).resolves.toEqual({
+      kind: 'final',
+      body: { id: 'p1', status: 'succeeded', output: 'ünïcode 🙂' },
+    });
+    expect(seen).toEqual([{ id: 1, event: 'logs', data: 'héllo 🙂\n' }]);
+  });
+
   it('says the stream broke when it ends before the final record', async () => {
     const base = await creating(201, [
       'event: accepted\ndata: {"status":"processing","started_at":null}\n\n',

@@ -62,6 +62,9 @@ export type GetResult =
   | { kind: 'unreachable'; error: string }
   | { kind: 'error'; status: number; detail: string };
 
+/** The blank line that ends a server-sent event. */
+const FRAME_END = Buffer.from('\n\n');
+
 const isStreamEvent = (name: string): name is StreamEvent['event'] =>
   (STREAM_EVENTS as readonly string[]).includes(name);
 
@@ -211,6 +214,20 @@ export class SidecarClient implements InstanceClient {
   }
 
   private readonly authorization: ((base: string) => Promise<string>) | undefined;
+  /** Where creates go, by sidecar base URL: parsed once per instance, not per prediction. */
+  private readonly targets = new Map<string, { hostname: string; port: string; path: string }>();
+
+  private target(base: string): { hostname: string; port: string; path: string } {
+    let t = this.targets.get(base);
+    if (!t) {
+      const url = new URL(`${base}/predictions`);
+      t = { hostname: url.hostname, port: url.port, path: url.pathname };
+      // Instances come and go: a bounded map, cleared when full.
+      if (this.targets.size >= 10_000) this.targets.clear();
+      this.targets.set(base, t);
+    }
+    return t;
+  }
 
   /** One exchange with the sidecar at `base`, with the operator's credential when there is one. */
   private async call(base: string, method: string, path: string, body?: unknown): Promise<Answer> {
@@ -229,15 +246,15 @@ export class SidecarClient implements InstanceClient {
     input: Record<string, unknown>,
     opts: CreateOptions = {},
   ): Promise<CreateResult> {
-    const data = Buffer.from(
-      JSON.stringify({
-        id,
-        input,
-        ...(opts.live ? { stream: true } : {}),
-        ...(opts.uploadUrl ? { output_upload_url: opts.uploadUrl } : {}),
-      }),
-    );
-    const url = new URL(`${base}/predictions`);
+    // A string, not a Buffer: node:http writes the headers and a string body in one write (a
+    // Buffer body goes out as a second chunk of a writev).
+    const data = JSON.stringify({
+      id,
+      input,
+      ...(opts.live ? { stream: true } : {}),
+      ...(opts.uploadUrl ? { output_upload_url: opts.uploadUrl } : {}),
+    });
+    const url = this.target(base);
     let auth: string | undefined;
     try {
       auth = this.authorization ? await this.authorization(base) : undefined;
@@ -258,7 +275,7 @@ export class SidecarClient implements InstanceClient {
       const headers: Record<string, string> = {
         accept: 'text/event-stream',
         'content-type': 'application/json',
-        'content-length': String(data.length),
+        'content-length': String(Buffer.byteLength(data)),
       };
       if (opts.inputChecked) headers['x-modelplane-input-checked'] = '1';
       if (auth) headers.authorization = auth;
@@ -266,7 +283,7 @@ export class SidecarClient implements InstanceClient {
         {
           hostname: url.hostname,
           port: url.port,
-          path: url.pathname,
+          path: url.path,
           method: 'POST',
           agent: this.agent,
           headers,
@@ -325,28 +342,44 @@ export class SidecarClient implements InstanceClient {
       end({ kind: 'broken', error: 'no longer followed' });
       req.destroy();
     };
+    // One idle timer for the stream, not one per chunk: when it fires it looks at when the
+    // last chunk came, and waits the rest of the limit from then if that was not long ago.
     let idle: Timer | undefined;
-    const arm = () => {
-      idle?.cancel();
+    let lastData = this.clock.mono();
+    const arm = (ms: number) => {
       idle = this.clock.setTimer(() => {
+        const quiet = this.clock.mono() - lastData;
+        if (quiet < this.streamIdleMs) {
+          arm(this.streamIdleMs - quiet);
+          return;
+        }
         end({ kind: 'broken', error: `the create's stream was silent for ${this.streamIdleMs / 1000} s` });
         req.destroy();
-      }, this.streamIdleMs);
+      }, ms);
     };
     if (opts.signal?.aborted) {
       onAbort();
       return;
     }
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    arm();
-    let buf = '';
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      arm();
-      buf = buf.length ? buf + chunk : chunk;
+    arm(this.streamIdleMs);
+    // Frames are split on the bytes of their blank line and each decoded whole: a UTF-8
+    // character never holds a newline byte, so none is cut (no stream decoder to set up).
+    // The bytes of a frame not yet ended, in the chunks they came in (joined once it ends).
+    let held: Buffer[] = [];
+    res.on('data', (chunk: Buffer) => {
+      lastData = this.clock.mono();
+      if (held.length) {
+        const last = held[held.length - 1]!;
+        const ends = chunk.includes(FRAME_END) || (last[last.length - 1] === 10 && chunk[0] === 10);
+        held.push(chunk);
+        if (!ends) return;
+      }
+      const b = held.length ? Buffer.concat(held) : chunk;
+      held = [];
       let at = 0;
-      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n', at)) {
-        const frame = buf.slice(at, i);
+      for (let i = b.indexOf(FRAME_END); i >= 0; i = b.indexOf(FRAME_END, at)) {
+        const frame = b.toString('utf8', at, i);
         at = i + 2;
         if (over) return;
         try {
@@ -357,7 +390,7 @@ export class SidecarClient implements InstanceClient {
           return;
         }
       }
-      buf = at ? buf.slice(at) : buf;
+      if (at < b.length) held.push(at ? b.subarray(at) : b);
     });
     res.on('error', (err) => end({ kind: 'broken', error: describe(err) }));
     res.on('close', () => end({ kind: 'broken', error: 'the stream ended before the final record' }));
