@@ -5,6 +5,8 @@
  * the `echo` model (a real Cog server beside a real sidecar) and, for reference, a second
  * real Cog server of `echo` started here.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Dev, kubectl, startDev } from '../../dev/dev.ts';
@@ -60,6 +62,29 @@ describe('a version without a schema', () => {
     ]);
     expect(events.trim()).not.toBe('');
   }, 120_000);
+
+  it("admission checks a Prediction's input against it", async () => {
+    await waitFor('status.openapiSchema of echo-v1', () => version('echo-v1').status?.openapiSchema);
+    // Without a schema the webhook admits this with a warning ("has no OpenAPI schema yet").
+    const file = join(mkdtempSync(join(tmpdir(), 'openapi-status-')), 'prediction.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        apiVersion: 'modelplane.dev/v1alpha1',
+        kind: 'Prediction',
+        metadata: { name: 'bad-input', namespace: NS },
+        spec: { deployment: 'echo', input: { repeat: 0 } },
+      }),
+    );
+    let refusal = '';
+    try {
+      kubectl(dev.kubeconfig, ['create', '--dry-run=server', '-f', file]);
+    } catch (err) {
+      refusal = (err as Error).message;
+    }
+    expect(refusal).toMatch(/spec\.input\.text is required by ModelVersion "echo-v1"/);
+    expect(refusal).toMatch(/spec\.input\.repeat/);
+  });
 
   it('a version with spec.openapiSchema keeps it, though its container serves another', async () => {
     const v = version('echo-spec');
