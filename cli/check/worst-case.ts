@@ -344,7 +344,8 @@ export async function worstCases(o: {
       worstCaseRow(
         {
           source: 'generated',
-          skipped: "the version has no OpenAPI schema (set the ModelVersion's spec.openapiSchema)",
+          skipped:
+            "the version has no OpenAPI schema yet (the operator reads it once a pod of it is Ready; or set the ModelVersion's spec.openapiSchema)",
         },
         o.timeoutSeconds,
       ),

@@ -26,13 +26,17 @@ export const DEFAULT_RESYNC_MS = 10 * 60_000;
 
 export function addControllers(manager: Manager, opts: ControllersOptions): void {
   const c = caches(manager);
+  const sidecarKey = opts.sidecarKey;
   const common = {
     workers: opts.workers ?? 4,
     resyncPeriodMs: opts.resyncPeriodMs ?? DEFAULT_RESYNC_MS,
     now: opts.now,
   };
   addHardwareClassController(manager, c, common);
-  addModelVersionController(manager, c, common);
+  addModelVersionController(manager, c, {
+    ...common,
+    sidecarAuthorization: sidecarKey ? (base) => sidecarKey.authorization(base) : undefined,
+  });
   addModelController(manager, c, common);
   addDeploymentController(manager, c, {
     ...common,
