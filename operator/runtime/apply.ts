@@ -60,7 +60,9 @@ export interface ApplyOptions<T> {
   fieldManager: string;
   /**
    * The object as last seen (from an informer's cache). When `fieldManager` has applied to
-   * it before and every field of `desired` already has its value, nothing is sent.
+   * it before and every field of `desired` already has its value, nothing is sent. Telling
+   * that takes its managedFields: the informer must keep them (`managedFieldsDepth` 0 or
+   * more); from one that drops them, every call writes.
    */
   current?: T;
 }

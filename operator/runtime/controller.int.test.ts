@@ -132,6 +132,8 @@ beforeAll(async () => {
   const children = manager.informer(ConfigMaps, {
     namespace: ns(),
     labelSelector: 'app.kubernetes.io/managed-by=widgets',
+    // apply() skips a write only when the cached child says this controller applied it.
+    managedFieldsDepth: 0,
   });
   const events = manager.eventRecorder(`${GROUP}/widget-controller`);
   manager.addController({
