@@ -110,6 +110,50 @@ describe('the usage collector', () => {
   });
 });
 
+describe('a sidecar that cannot be read', () => {
+  it('is read again after the interval, then ever more rarely, not at every tick', async () => {
+    const clock = new FakeClock(T);
+    const registry = new Registry();
+    const reads: number[] = [];
+    let reachable = false;
+    const c = new UsageCollector({
+      client: {} as KubeClient,
+      caches: {
+        pods: { list: () => [pod('a', '10.0.0.1')], waitForSync: async () => {} } as never,
+        deployments: {
+          list: () => [],
+          get: () => ({ spec: { model: 'm', hardware: 'gpu-t4' } }),
+          waitForSync: async () => {},
+        } as never,
+      },
+      usage: () => new MemoryUsageStore(),
+      registry,
+      log: createLogger({ level: 'silent' }),
+      intervalMs: 10_000,
+      clock,
+      read: async () => {
+        reads.push(clock.now() - T);
+        if (!reachable) throw new Error('connect EHOSTUNREACH');
+        return { instance_seconds: { setup: 1, idle: 0, busy: 0, down: 0 } };
+      },
+    });
+    // Ticks of a second for 200 s: failed reads at 0, then 10, 20 (×2), 40 (×4), 60 (×6, the
+    // most) seconds apart.
+    for (let s = 0; s < 200; s++) {
+      await c.tick();
+      clock.advance(1000);
+    }
+    expect(reads).toEqual([0, 10_000, 30_000, 70_000, 130_000, 190_000]);
+    // Once it answers, it is read at the interval again.
+    reachable = true;
+    for (let s = 200; s < 280; s++) {
+      await c.tick();
+      clock.advance(1000);
+    }
+    expect(reads.slice(5)).toEqual([190_000, 250_000, 260_000, 270_000]);
+  });
+});
+
 describe("the usage in a Deployment's status", () => {
   it('is written at most once per interval, only when a figure changed', async () => {
     const clock = new FakeClock(T);

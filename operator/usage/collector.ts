@@ -7,6 +7,12 @@
  * (operator/predictions/usage-store.ts), which adds what grew since the last reading to the
  * current five-minute bucket, once however often it is read.
  *
+ * A sidecar that cannot be read (its pod starting, or gone unreachable) is read again after
+ * `intervalMs`, then ever more rarely while it keeps failing (doubling, up to
+ * `MAX_FAILED_INTERVALS` intervals): its figures are totals since the instance started, so
+ * a later reading loses nothing, and a thousand unreachable pods do not cost a thousand
+ * connection attempts a second.
+ *
  * What grew also moves Prometheus counters; and at most every `statusIntervalMs` per
  * Deployment (and only when a figure changed) it writes the last hour's and day's usage into
  * the Deployment's `status.usage`, under its own field manager.
@@ -27,6 +33,8 @@ import { applyStatus, type Clock, type KubeClient, type Logger, realClock, sleep
 export const USAGE_FIELD_MANAGER = 'modelplane-usage';
 const SIDECAR_CONTAINER = 'sidecar';
 const SIDECAR_PORT_NAME = 'api';
+/** A sidecar failing again and again is read at most this many intervals apart. */
+export const MAX_FAILED_INTERVALS = 6;
 
 type Deployment = Stored<DeploymentObject>;
 
@@ -133,7 +141,8 @@ export class UsageCollector {
   private readonly opts: UsageCollectorOptions;
   private readonly clock: Clock;
   private readonly read: (url: string) => Promise<SidecarStatus>;
-  private readonly lastRead = new Map<string, number>();
+  /** When each instance's sidecar is next due to be read, and how many reads in a row failed. */
+  private readonly due = new Map<string, { at: number; failures: number }>();
   /** Each live instance's deployment and last reported state. */
   private readonly lastState = new Map<string, { key: string; state: string }>();
   private readonly lastStatus = new Map<string, { at: number; json: string }>();
@@ -231,8 +240,8 @@ export class UsageCollector {
         if (!uid || !url) return;
         live.add(uid);
         const terminating = Boolean(pod.metadata?.deletionTimestamp);
-        const last = this.lastRead.get(uid);
-        if (!terminating && last !== undefined && now - last < interval) return;
+        const due = this.due.get(uid);
+        if (!terminating && due !== undefined && now < due.at) return;
         let st: SidecarStatus;
         try {
           st = await this.read(url);
@@ -243,9 +252,13 @@ export class UsageCollector {
             { err: (err as Error).message, pod: pod.metadata?.name },
             'usage: cannot read a sidecar',
           );
+          // Not again at the next tick: after the interval, doubling while it keeps failing.
+          const failures = (due?.failures ?? 0) + 1;
+          const wait = interval * Math.min(2 ** (failures - 1), MAX_FAILED_INTERVALS);
+          this.due.set(uid, { at: now + wait, failures });
           return;
         }
-        this.lastRead.set(uid, now);
+        this.due.set(uid, { at: now + interval, failures: 0 });
         const dep = this.opts.caches.deployments.get(
           pod.metadata?.labels?.[LABEL.deployment] ?? '',
           pod.metadata?.namespace,
@@ -278,7 +291,7 @@ export class UsageCollector {
           );
       }),
     );
-    for (const uid of this.lastRead.keys()) if (!live.has(uid)) this.lastRead.delete(uid);
+    for (const uid of this.due.keys()) if (!live.has(uid)) this.due.delete(uid);
     const states = new Map<string, Record<string, number>>();
     for (const [uid, { key, state }] of this.lastState) {
       if (!live.has(uid)) {
