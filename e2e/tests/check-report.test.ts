@@ -1,8 +1,9 @@
 /**
  * `modelplane check`'s report files end to end: one real run on `echo` (check.yaml, on the
  * local cluster's pod runner) prints the table on stdout and writes `--json-file` and
- * `--html`; the page opens in Debian's headless Chromium with no request but its own file,
- * no console or page error, the run's rows and a drawn latency plot. The screenshot, the
+ * `--html`, with a cold start and echo's gpu-t4 against cpu measured on temporary
+ * Deployments; the page opens in Debian's headless Chromium with no request but its own
+ * file, no console or page error, the run's rows and all three plots drawn. The screenshot, the
  * page and the JSON stay in .modelplane/e2e/<namespace>/.
  */
 import { readFileSync } from 'node:fs';
@@ -57,6 +58,12 @@ describe('modelplane check --html and --json-file on echo', () => {
           '10',
           '--units-per-action',
           '3',
+          // Every plot drawn from this run: the cold start (a temporary Deployment, the default)
+          // and echo's own gpu-t4 against cpu (another temporary Deployment).
+          '--hardware',
+          'cpu',
+          '--latency-target',
+          '5',
           '--html',
           html,
           '--json-file',
@@ -86,13 +93,10 @@ describe('modelplane check --html and --json-file on echo', () => {
     expect(page.rows.find((r) => r[0] === 'consistency')?.[1]).toContain('PASS');
     // Ten predict times and ten total times, each a dot.
     expect(page.marks.latency).toBe(20);
-    // The cold-start and hardware plots are drawn when the run measured them, else say so.
-    for (const [plot, measured] of [
-      ['cold-start', report.data.coldStart],
-      ['hardware', report.data.hardware],
-    ] as const) {
-      if (measured) expect(page.marks[plot], plot).toBeGreaterThan(0);
-      else expect(page.absent[plot], plot).toBe('not measured');
-    }
+    // The cold-start timeline (four phases) and the cost per action of both hardware classes.
+    expect(report.data.coldStart?.phases).toHaveLength(4);
+    expect(page.marks['cold-start']).toBeGreaterThan(0);
+    expect(report.data.hardware?.map((h) => h.hardware)).toEqual(['gpu-t4', 'cpu']);
+    expect(page.marks.hardware).toBe(2);
   }, 300_000);
 });
