@@ -13,13 +13,13 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { run as checkCli } from '../../cli/check/main.ts';
 import type { Report } from '../../cli/check/report.ts';
 import { UNBOUNDED_STRING_LENGTH } from '../../cli/check/worst-case.ts';
 import { type Dev, startDev } from '../../dev/dev.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
+import { runCheck } from './check-cli.ts';
 
 const NS = `check-inputs-${process.pid}`;
 const FIXTURES = join(repoRoot, 'e2e', 'tests', 'check-inputs-models');
@@ -75,20 +75,7 @@ function manifests(): string {
 }
 
 async function check(...args: string[]): Promise<{ code: number; report: Report }> {
-  let out = '';
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
-    out += String(s);
-    return true;
-  });
-  let code: number;
-  try {
-    code = await checkCli([...args, '--json', '--kubeconfig', dev.kubeconfig], {
-      MODELPLANE_API_URL: `${dev.gatewayUrl}/v1`,
-      MODELPLANE_API_TOKEN: dev.token,
-    });
-  } finally {
-    spy.mockRestore();
-  }
+  const { code, out } = await runCheck(dev, [...args, '--json']);
   process.stderr.write(`modelplane check ${args.join(' ')} --json:\n${out}\n`);
   return { code, report: JSON.parse(out) as Report };
 }

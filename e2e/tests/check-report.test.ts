@@ -9,13 +9,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser } from 'puppeteer-core';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { run as checkCli } from '../../cli/check/main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Report } from '../../cli/check/report.ts';
 import { inspectReport } from '../../cli/check/testing.ts';
 import { type Dev, startDev } from '../../dev/dev.ts';
 import { launchChromium } from '../../harness/chromium.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
+import { runCheck } from './check-cli.ts';
 
 const NS = `check-report-${process.pid}`;
 const dir = join(repoRoot, '.modelplane', 'e2e', NS);
@@ -42,40 +42,25 @@ describe('modelplane check --html and --json-file on echo', () => {
   it('writes the table, the JSON and a page that opens in Chromium with its plots', async () => {
     const html = join(dir, 'report.html');
     const json = join(dir, 'report.json');
-    let out = '';
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
-      out += String(s);
-      return true;
-    });
-    let code: number;
-    try {
-      code = await checkCli(
-        [
-          `${NS}/echo`,
-          '--input',
-          'text=hello',
-          '--runs',
-          '10',
-          '--units-per-action',
-          '3',
-          // Every plot drawn from this run: the cold start (a temporary Deployment, the default)
-          // and echo's own gpu-t4 against cpu (another temporary Deployment).
-          '--hardware',
-          'cpu',
-          '--latency-target',
-          '5',
-          '--html',
-          html,
-          '--json-file',
-          json,
-          '--kubeconfig',
-          dev.kubeconfig,
-        ],
-        { MODELPLANE_API_URL: `${dev.gatewayUrl}/v1`, MODELPLANE_API_TOKEN: dev.token },
-      );
-    } finally {
-      spy.mockRestore();
-    }
+    const { code, out } = await runCheck(dev, [
+      `${NS}/echo`,
+      '--input',
+      'text=hello',
+      '--runs',
+      '10',
+      '--units-per-action',
+      '3',
+      // Every plot drawn from this run: the cold start (a temporary Deployment, the default)
+      // and echo's own gpu-t4 against cpu (another temporary Deployment).
+      '--hardware',
+      'cpu',
+      '--latency-target',
+      '5',
+      '--html',
+      html,
+      '--json-file',
+      json,
+    ]);
     process.stderr.write(`modelplane check:\n${out}\n`);
     expect(code).toBe(0);
     expect(out).toMatch(/consistency\s+PASS\s+10\/10 identical/);

@@ -8,34 +8,18 @@
  * running container.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { run as checkCli } from '../../cli/check/main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Report } from '../../cli/check/report.ts';
 import { type Dev, kubectl, startDev } from '../../dev/dev.ts';
 import { repoRoot } from '../../harness/cluster/paths.ts';
 import { waitFor } from '../../harness/processes.ts';
+import { runCheck } from './check-cli.ts';
 
 const NS = `check-${process.pid}`;
 
 let dev: Dev;
 
-async function check(...args: string[]): Promise<{ code: number; out: string }> {
-  let out = '';
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
-    out += String(s);
-    return true;
-  });
-  let code: number;
-  try {
-    code = await checkCli([...args, '--kubeconfig', dev.kubeconfig], {
-      MODELPLANE_API_URL: `${dev.gatewayUrl}/v1`,
-      MODELPLANE_API_TOKEN: dev.token,
-    });
-  } finally {
-    spy.mockRestore();
-  }
-  return { code, out };
-}
+const check = (...args: string[]) => runCheck(dev, args);
 
 describe('modelplane check on echo', () => {
   beforeAll(async () => {
