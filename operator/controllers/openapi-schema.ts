@@ -6,15 +6,13 @@
  * in `status.openapiSchema`. Versions are immutable, so it is read once and never replaced.
  */
 import { ANNOTATION, LABEL } from '../../crds/index.ts';
+import { sidecarBase } from '../predictions/endpoints.ts';
 import type { Pod } from '../resources.ts';
 
 /** The largest OpenAPI document kept in a ModelVersion's status (the object must fit in etcd). */
 export const MAX_SCHEMA_BYTES = 1024 * 1024;
 /** How long one read of a sidecar's `/openapi.json` may take. */
 export const SCHEMA_READ_TIMEOUT_MS = 5_000;
-
-const SIDECAR_CONTAINER = 'sidecar';
-const SIDECAR_PORT_NAME = 'api';
 
 type Json = Record<string, unknown>;
 
@@ -60,12 +58,8 @@ export function schemaSource(
     })
     .sort((a, b) => ((a.metadata?.name ?? '') < (b.metadata?.name ?? '') ? -1 : 1));
   for (const pod of candidates) {
-    const ip = pod.status?.podIP;
-    const port = pod.spec?.containers
-      ?.find((c) => c.name === SIDECAR_CONTAINER)
-      ?.ports?.find((p) => p.name === SIDECAR_PORT_NAME)?.containerPort;
-    if (!ip || !port) continue;
-    return { pod: pod.metadata?.name ?? '', base: `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}` };
+    const base = sidecarBase(pod);
+    if (base) return { pod: pod.metadata?.name ?? '', base };
   }
   return undefined;
 }

@@ -74,6 +74,15 @@ export function ownPod(pod: PodLike, name: string, replicaSets: Informer<Replica
 export const SIDECAR_CONTAINER = 'sidecar';
 export const SIDECAR_PORT_NAME = 'api';
 
+/** The base URL (`http://ip:port`) of a pod's sidecar API, whatever its readiness. */
+export function sidecarBase(pod: PodLike): string | undefined {
+  const ip = pod.status?.podIP;
+  const sidecar = pod.spec?.containers?.find((c) => c.name === SIDECAR_CONTAINER);
+  const port = sidecar?.ports?.find((p) => p.name === SIDECAR_PORT_NAME)?.containerPort;
+  if (!ip || !port) return undefined;
+  return `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
+}
+
 /** The sidecar endpoint of a pod, when the pod is ready to take predictions. */
 export function podEndpoint(pod: PodLike): Endpoint | undefined {
   const name = pod.metadata?.name;
@@ -82,11 +91,8 @@ export function podEndpoint(pod: PodLike): Endpoint | undefined {
   if (pod.status?.phase !== 'Running') return undefined;
   const ready = pod.status.conditions?.find((c) => c.type === CONDITION.Ready);
   if (ready?.status !== 'True') return undefined;
-  const sidecar = pod.spec?.containers?.find((c) => c.name === SIDECAR_CONTAINER);
-  const port = sidecar?.ports?.find((p) => p.name === SIDECAR_PORT_NAME)?.containerPort;
-  if (!port) return undefined;
-  const host = ip.includes(':') ? `[${ip}]` : ip;
-  return { id: name, url: `http://${host}:${port}` };
+  const url = sidecarBase(pod);
+  return url ? { id: name, url } : undefined;
 }
 
 /**

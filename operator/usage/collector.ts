@@ -21,6 +21,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { type Deployment as DeploymentObject, LABEL } from '../../crds/index.ts';
 import { format, parseDecimal } from '../../lib/decimal.ts';
 import type { Caches } from '../controllers/caches.ts';
+import { sidecarBase } from '../predictions/endpoints.ts';
 import {
   type InstanceSample,
   summarize,
@@ -31,8 +32,6 @@ import { Deployments, type Pod, type Stored } from '../resources.ts';
 import { applyStatus, type Clock, type KubeClient, type Logger, realClock, sleep } from '../runtime/index.ts';
 
 export const USAGE_FIELD_MANAGER = 'modelplane-usage';
-const SIDECAR_CONTAINER = 'sidecar';
-const SIDECAR_PORT_NAME = 'api';
 /** A sidecar failing again and again is read at most this many intervals apart. */
 export const MAX_FAILED_INTERVALS = 6;
 
@@ -82,12 +81,8 @@ async function httpRead(
 
 /** The sidecar's API URL of a pod that has an IP, whatever its readiness. */
 export function sidecarStatusUrl(pod: Pod): string | undefined {
-  const ip = pod.status?.podIP;
-  const port = pod.spec?.containers
-    ?.find((c) => c.name === SIDECAR_CONTAINER)
-    ?.ports?.find((p) => p.name === SIDECAR_PORT_NAME)?.containerPort;
-  if (!ip || !port) return undefined;
-  return `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}/status`;
+  const base = sidecarBase(pod);
+  return base ? `${base}/status` : undefined;
 }
 
 /** A reading of a sidecar as a sample of instance `pod`; undefined when it lacks the figures. */
